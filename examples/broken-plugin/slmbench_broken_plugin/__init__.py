@@ -1,0 +1,1 @@
+"""Deliberately broken slmbench plugins: one fails at import, one misspells its hook."""

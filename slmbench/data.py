@@ -1,0 +1,342 @@
+"""Task data: read the rows, check them against the task, split them once for every strategy.
+
+The splits depend only on the task (its data and split protocol), never on a strategy: the
+profile's caps are seeded, stratified subsamples taken after splitting, each split capped on its
+own, so the test set never depends on the train or validation caps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections import Counter
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slmbench.strategy import Examples
+from slmbench.tasks import TaskError, TaskSpec, did_you_mean, load_task, value_key
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from slmbench.profiles import Budget
+
+DATA_DIR_ENV = "SLMBENCH_DATA_DIR"
+FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSONL", ".parquet": "Parquet"}
+SPLIT_NAMES = ("train", "validation", "test")
+_SHOWN = 5
+"""How many offending rows or values an error message lists."""
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    """Every row of a task's data, checked: texts, label indices and where they came from."""
+
+    texts: list[str]
+    labels: list[int]
+    provenance: dict[str, Any]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Train, validation and test examples shared by every strategy of a run."""
+
+    train: Examples
+    validation: Examples
+    test: Examples
+    label_names: tuple[str, ...]
+    provenance: dict[str, Any]
+    duplicates_removed: dict[str, int]
+    """Exact duplicate texts dropped per split (test wins over validation, validation over train)."""
+    full_sizes: dict[str, int]
+    """Split sizes before the profile's caps."""
+
+    def summary(self) -> dict[str, Any]:
+        """Sizes, per-class counts and duplicates removed, for the run and trial JSON."""
+        splits = {name: getattr(self, name) for name in SPLIT_NAMES}
+        return {
+            "sizes": {name: len(examples) for name, examples in splits.items()},
+            "full_sizes": dict(self.full_sizes),
+            "per_class": {name: class_counts(examples.labels, self.label_names) for name, examples in splits.items()},
+            "duplicates_removed": dict(self.duplicates_removed),
+        }
+
+
+def class_counts(labels: list[int], label_names: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """Examples per label name, in the task's label order."""
+    counts = Counter(labels)
+    return {name: counts[i] for i, name in enumerate(label_names)}
+
+
+def resolve_data_dir(option: str | None) -> Path | None:
+    """The ``--data-dir`` option, else ``$SLMBENCH_DATA_DIR``, else None."""
+    value = option or os.environ.get(DATA_DIR_ENV)
+    return Path(value).expanduser() if value else None
+
+
+def candidate_files(task: TaskSpec, data_dir: Path | None) -> list[Path]:
+    """Where the task's file may be: as given if absolute, else in the data dir, then beside the YAML."""
+    if task.source.file is None:
+        return []
+    file = Path(task.source.file).expanduser()
+    if file.is_absolute():
+        return [file]
+    roots = [data_dir, task.path.parent] if data_dir else [task.path.parent]
+    return list(dict.fromkeys(root / file for root in roots))
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    """A CSV, TSV, JSONL or Parquet file as a DataFrame (CSV cells are kept as text)."""
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise TaskError(f"{path}: unsupported file type {suffix or '(none)'!r}; expected one of {', '.join(FORMATS)}")
+    try:
+        if suffix in (".csv", ".tsv"):
+            # Only empty cells are missing: a label such as "NA" or "None" stays a label.
+            sep = "," if suffix == ".csv" else "\t"
+            return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+        if suffix == ".jsonl":
+            return pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig")
+        return pd.read_parquet(path)
+    except UnicodeDecodeError as error:
+        raise TaskError(f"{path}: not UTF-8 text (invalid byte at position {error.start}); save it as UTF-8") from error
+    except Exception as error:  # noqa: BLE001 - any reader failure is a problem with the file
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TaskError(f"{path}: could not be read as {FORMATS[suffix]}: {message}") from error
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _load_hub(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> pd.DataFrame:
+    """The task's hub dataset as a DataFrame; the error says where local files were looked for."""
+    hub = task.source.hub
+    try:
+        from datasets import load_dataset
+
+        dataset = load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision, data_dir=hub.data_dir)
+        return dataset.to_pandas()
+    except Exception as error:  # noqa: BLE001 - offline, unknown dataset, bad split...: all reported
+        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
+        raise TaskError(_not_found(task, looked_in, data_dir) + f"\nthe hub fallback {hub.path!r} failed: {reason}") from error
+
+
+def _not_found(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> str:
+    if not looked_in:
+        return f"{task.path}: task {task.name!r} names no local file (source.file)"
+    lines = [f"{task.path}: data file {task.source.file!r} not found; looked for:"]
+    lines += [f"  - {path}" for path in looked_in]
+    if data_dir is None:
+        lines.append(f"no data directory given: pass --data-dir DIR or set {DATA_DIR_ENV}")
+    if task.source.hub is None:
+        lines.append("the task has no hub source (source.hub) to fall back on")
+    return "\n".join(lines)
+
+
+def _row_list(mask: pd.Series) -> str:
+    rows = [i + 1 for i, bad in enumerate(mask.tolist()) if bad]
+    more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
+    return f"rows {', '.join(map(str, rows[:_SHOWN]))}{more} (data rows counted from 1)"
+
+
+def _blank(column: pd.Series) -> pd.Series:
+    return column.isna() | column.astype(str).str.strip().eq("")
+
+
+def _check_rows(task: TaskSpec, frame: pd.DataFrame, origin: str, text_column: str, label_column: str) -> tuple[list[str], list[int]]:
+    """Texts and label indices of a table, or a TaskError naming the column and rows at fault."""
+    columns = [str(column) for column in frame.columns]
+    for role, column in (("text_column", text_column), ("label_column", label_column)):
+        if column not in columns:
+            raise TaskError(
+                f"{origin}: no column {column!r} (the task's {role}){did_you_mean(column, columns)}; "
+                f"columns found: {', '.join(columns) or 'none'}"
+            )
+    texts, raw_labels = frame[text_column], frame[label_column]
+    for what, column, values in (("text", text_column, texts), ("label", label_column, raw_labels)):
+        blank = _blank(values)
+        if blank.any():
+            raise TaskError(f"{origin}: {int(blank.sum())} rows have an empty or missing {what} in column {column!r}: {_row_list(blank)}")
+    keys = raw_labels.map(value_key)
+    labels = keys.map(task.label_index())
+    unknown = labels.isna()
+    if unknown.any():
+        counts = Counter(keys[unknown]).most_common()
+        shown = ", ".join(f"{value!r} ({count} rows)" for value, count in counts[:_SHOWN])
+        more = f" and {len(counts) - _SHOWN} more" if len(counts) > _SHOWN else ""
+        declared = ", ".join(f"{label.name} {list(label.values)}" for label in task.labels)
+        raise TaskError(
+            f"{origin}: column {label_column!r} holds {len(counts)} values the task does not declare: {shown}{more}; "
+            f"declared labels and their values: {declared}. Add them to a label's 'values' in {task.path} or remove those rows"
+        )
+    return texts.astype(str).tolist(), labels.astype(int).tolist()
+
+
+def min_examples_per_label(task: TaskSpec) -> int:
+    """Distinct texts a label needs so that train, validation and test can each get one."""
+    smallest = min(task.split.test_size, task.split.validation_size, 1 - task.split.test_size - task.split.validation_size)
+    return max(3, math.ceil(round(1 / smallest, 9)))
+
+
+def _check_label_sizes(task: TaskSpec, texts: list[str], labels: list[int], origin: str) -> None:
+    distinct = Counter(label for _, label in {(text.strip(), label) for text, label in zip(texts, labels)})
+    need = min_examples_per_label(task)
+    short = [f"{name!r} has {distinct[i]}" for i, name in enumerate(task.label_names) if distinct[i] < need]
+    if short:
+        raise TaskError(
+            f"{origin}: too few examples for the split: label {', label '.join(short)} distinct texts; each label needs at "
+            f"least {need} so that train, validation and test (test_size {task.split.test_size:g}, "
+            f"validation_size {task.split.validation_size:g}) each get one"
+        )
+
+
+def _conflicting_texts(texts: list[str], labels: list[int]) -> int:
+    seen: dict[str, set[int]] = {}
+    for text, label in zip(texts, labels):
+        seen.setdefault(text.strip(), set()).add(label)
+    return sum(len(found) > 1 for found in seen.values())
+
+
+def load_rows(task: TaskSpec, data_dir: Path | None) -> LoadedData:
+    """Read the task's local file (or, when there is none, its hub dataset) and check every row."""
+    looked_in = candidate_files(task, data_dir)
+    found = next((path for path in looked_in if path.is_file()), None)
+    if found is not None:
+        frame = read_table(found)
+        origin = str(found)
+        text_column, label_column = task.text_column, task.label_column
+        provenance: dict[str, Any] = {"source": "file", "file": str(found.resolve()), "sha256": _sha256(found)}
+    elif task.source.hub is not None:
+        hub = task.source.hub
+        frame = _load_hub(task, looked_in, data_dir)
+        origin = f"{task.path}: hub dataset {hub.path!r}"
+        text_column, label_column = hub.text_column or task.text_column, hub.label_column or task.label_column
+        provenance = {"source": "hub", "hub": {k: v for k, v in vars(hub).items() if v is not None}}
+    else:
+        raise TaskError(_not_found(task, looked_in, data_dir))
+    texts, labels = _check_rows(task, frame, origin, text_column, label_column)
+    _check_label_sizes(task, texts, labels, origin)
+    provenance.update(
+        rows=len(texts),
+        content_sha256=hashlib.sha256(json.dumps([texts, labels]).encode()).hexdigest(),
+        texts_with_conflicting_labels=_conflicting_texts(texts, labels),
+    )
+    return LoadedData(texts, labels, provenance)
+
+
+def _subset(examples: Examples | LoadedData, indices: list[int]) -> Examples:
+    return Examples([examples.texts[i] for i in indices], [examples.labels[i] for i in indices])
+
+
+def make_splits(task: TaskSpec, data: LoadedData) -> Splits:
+    """Seeded (stratified) test, then validation split; exact duplicate texts kept in one split only."""
+    from sklearn.model_selection import train_test_split
+
+    protocol = task.split
+    indices = list(range(len(data)))
+    try:
+        rest, test = train_test_split(
+            indices, test_size=protocol.test_size, random_state=protocol.seed, stratify=data.labels if protocol.stratify else None
+        )
+        rest_labels = [data.labels[i] for i in rest] if protocol.stratify else None
+        train, validation = train_test_split(
+            rest, test_size=protocol.validation_size / (1 - protocol.test_size), random_state=protocol.seed, stratify=rest_labels
+        )
+    except ValueError as error:
+        raise TaskError(f"{task.path}: cannot split {len(data)} rows: {error}") from error
+    seen: set[str] = set()
+    kept: dict[str, list[int]] = {}
+    for name, part in (("test", test), ("validation", validation), ("train", train)):
+        kept[name] = []
+        for i in part:
+            key = data.texts[i].strip()
+            if key not in seen:
+                seen.add(key)
+                kept[name].append(i)
+    examples = {name: _subset(data, kept[name]) for name in SPLIT_NAMES}
+    return Splits(
+        **examples,
+        label_names=tuple(task.label_names),
+        provenance=data.provenance,
+        duplicates_removed={name: len(part) - len(kept[name]) for name, part in (("train", train), ("validation", validation), ("test", test))},
+        full_sizes={name: len(examples[name]) for name in SPLIT_NAMES},
+    )
+
+
+def _quotas(counts: list[int], n: int) -> list[int]:
+    """Per-class sample sizes summing to n: one per class first (when n allows), the rest proportional."""
+    base = [1 if n >= len(counts) else 0 for _ in counts]
+    spare = [count - b for count, b in zip(counts, base)]
+    remaining = n - sum(base)
+    shares = [remaining * s / sum(spare) for s in spare]
+    quotas = [b + math.floor(share) for b, share in zip(base, shares)]
+    by_remainder = sorted(range(len(counts)), key=lambda i: (math.floor(shares[i]) - shares[i], i))
+    for i in by_remainder[: n - sum(quotas)]:
+        quotas[i] += 1
+    return quotas
+
+
+def cap_examples(examples: Examples, n: int | None, seed: int) -> Examples:
+    """At most n examples: a seeded stratified subsample keeping every class present where possible."""
+    if n is None or len(examples) <= n:
+        return examples
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(examples.labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    chosen: list[int] = []
+    for label, quota in zip(classes, _quotas(counts.tolist(), n)):
+        chosen += rng.choice(np.flatnonzero(labels == label), size=quota, replace=False).tolist()
+    return _subset(examples, sorted(chosen))
+
+
+def load_splits(task: TaskSpec, data_dir: Path | None, budget: Budget) -> Splits:
+    """The task's splits with the profile's caps applied to each split on its own."""
+    splits = make_splits(task, load_rows(task, data_dir))
+    seed = task.split.seed
+    return replace(
+        splits,
+        train=cap_examples(splits.train, budget.max_train_examples, seed),
+        validation=cap_examples(splits.validation, budget.max_validation_examples, seed),
+        test=cap_examples(splits.test, budget.max_test_examples, seed),
+    )
+
+
+def validate(task_path: str | Path, data_dir: Path | None) -> str:
+    """Check a task YAML and its data; a short human summary, or a TaskError."""
+    task = load_task(task_path)
+    data = load_rows(task, data_dir)
+    splits = make_splits(task, data)
+    provenance = data.provenance
+    where = provenance["file"] if provenance["source"] == "file" else f"hub dataset {provenance['hub']['path']}"
+    counts = class_counts(data.labels, task.label_names)
+    protocol = task.split
+    sizes = splits.summary()["sizes"]
+    removed = splits.duplicates_removed
+    lines = [
+        f"task {task.name} ({task_path}): OK",
+        f"data: {where}, {len(data)} rows",
+        "labels: " + ", ".join(f"{name} {count}" for name, count in counts.items()),
+        f"splits (seed {protocol.seed}, {'stratified' if protocol.stratify else 'not stratified'}): "
+        + ", ".join(f"{name} {sizes[name]}" for name in SPLIT_NAMES),
+        f"exact duplicate texts removed: {sum(removed.values())} ("
+        + ", ".join(f"{name} {removed[name]}" for name in SPLIT_NAMES)
+        + ")",
+    ]
+    if provenance["texts_with_conflicting_labels"]:
+        lines.append(f"warning: {provenance['texts_with_conflicting_labels']} texts appear with more than one label")
+    return "\n".join(lines)

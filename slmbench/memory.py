@@ -1,0 +1,58 @@
+"""Peak memory of one trial: resident memory sampled while it runs (or CUDA's own counter)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import threading
+from pathlib import Path
+
+_STATM = Path("/proc/self/statm")
+
+
+def current_rss_bytes() -> int:
+    """Resident set size now (Linux); elsewhere the process's peak so far, the best available."""
+    if _STATM.exists():
+        return int(_STATM.read_text().split()[1]) * resource.getpagesize()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
+class PeakMemory:
+    """Context manager measuring the peak memory a block adds on top of what was resident before.
+
+    On CUDA the accelerator's peak allocation is used instead, as that is what limits a GPU run.
+    """
+
+    def __init__(self, device: str = "cpu", interval_seconds: float = 0.05) -> None:
+        self.device = device
+        self.interval = interval_seconds
+        self.peak_added_bytes = 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._peak = max(self._peak, current_rss_bytes())
+
+    def __enter__(self) -> "PeakMemory":
+        if self.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            self._baseline = torch.cuda.memory_allocated()
+        else:
+            self._baseline = self._peak = current_rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.startswith("cuda"):
+            import torch
+
+            peak = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            peak = max(self._peak, current_rss_bytes())
+        self.peak_added_bytes = max(0, peak - self._baseline)

@@ -1,0 +1,68 @@
+"""PNG figures of the decision report, drawn with matplotlib's object API (no pyplot global state)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def tradeoff_plot(
+    names: Sequence[str],
+    costs: Sequence[float],
+    scores: Sequence[float],
+    front: Sequence[int],
+    cost_label: str,
+    title: str,
+    path: Path,
+) -> Path:
+    """Accuracy against a cost on a log axis, every point labelled and the Pareto ``front`` (indices) drawn.
+
+    A zero cost (a strategy that trains nothing) switches the axis to symlog so the point stays visible.
+    """
+    figure = _figure(6.4, 4.2)
+    axes = figure.add_subplot()
+    front = sorted(front, key=lambda i: costs[i])
+    axes.step(
+        [costs[i] for i in front], [scores[i] for i in front], where="post",
+        color="tab:orange", linestyle="--", label="Pareto front (nothing is cheaper and better)",
+    )
+    colours = ["tab:orange" if i in front else "tab:blue" for i in range(len(names))]
+    axes.scatter(costs, scores, c=colours, zorder=3)
+    for name, cost, score in zip(names, costs, scores):
+        axes.annotate(name, (cost, score), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if min(costs) > 0:
+        axes.set_xscale("log")
+    else:
+        axes.set_xscale("symlog", linthresh=1)
+    axes.set_xlabel(cost_label)
+    axes.set_ylabel("test accuracy")
+    axes.margins(x=0.15, y=0.12)
+    axes.grid(alpha=0.3)
+    axes.set_title(title)
+    axes.legend(loc="best", fontsize=8)
+    figure.savefig(path)
+    return path
+
+
+def f1_heatmap(strategies: Sequence[str], labels: Sequence[str], f1: Sequence[Sequence[float]], path: Path) -> Path:
+    """Heatmap of per-class F1 (``f1[label][strategy]``, NaN when missing), values written in."""
+    figure = _figure(1.6 + 1.1 * len(strategies), 1.2 + 0.35 * len(labels))
+    axes = figure.add_subplot()
+    image = axes.imshow(f1, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    axes.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right")
+    axes.set_yticks(range(len(labels)), labels)
+    for j, row in enumerate(f1):
+        for i, value in enumerate(row):
+            if not math.isnan(value):
+                axes.text(i, j, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value < 0.6 else "black")
+    axes.set_title("F1 per class")
+    figure.colorbar(image, ax=axes, label="F1")
+    figure.savefig(path)
+    return path

@@ -1,0 +1,40 @@
+"""Profiles: the budget every strategy of a run shares, so that comparisons stay fair."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Caps applied identically to every strategy of a run (``None`` means no cap)."""
+
+    name: str
+    max_train_examples: int | None
+    max_validation_examples: int | None
+    max_test_examples: int | None
+    max_input_tokens: int
+    """Texts are truncated to this many tokens before they enter a language-model prompt."""
+    max_train_steps: int | None
+    """Optimizer steps for weight-updating strategies."""
+    batch_size: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Budget] = {
+    # Tiny: exists so tests can run every strategy end to end in seconds.
+    "smoke": Budget("smoke", 40, 15, 15, 64, 2, 4),
+    # Default: meaningful numbers on a 2-core CPU in minutes.
+    "quick": Budget("quick", 1000, 200, 200, 256, 60, 8),
+    # Everything: meant for a GPU.
+    "full": Budget("full", None, None, None, 512, None, 16),
+}
+
+
+def get_profile(name: str) -> Budget:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(f"unknown profile {name!r}; choose one of {', '.join(PROFILES)}") from None

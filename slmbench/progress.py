@@ -1,0 +1,50 @@
+"""Progress bars for long loops (encoding, training, predicting), shared by the runner and strategies."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, TypeVar
+
+T = TypeVar("T")
+
+
+class ProgressReporter:
+    """Thin wrapper over rich.progress; ``enabled=False`` makes every call a no-op (tests, CI logs)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+
+    @contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """Yield an ``advance(n)`` function for a loop of ``total`` units."""
+        if not self.enabled:
+            yield lambda n=1: None
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, transient=True) as progress:
+            task_id = progress.add_task(description, total=total)
+            yield lambda n=1: progress.advance(task_id, n)
+
+    def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+        """Iterate over ``items`` with a progress bar."""
+        if total is None and hasattr(items, "__len__"):
+            total = len(items)  # type: ignore[arg-type]
+        with self.task(description, total) as advance:
+            for item in items:
+                yield item
+                advance(1)

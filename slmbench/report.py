@@ -1,0 +1,651 @@
+"""The decision report: ``report.md`` and its PNG figures, from a run folder's JSON files alone.
+
+A run folder holds ``run.json``, ``trials/<strategy>.json`` and optionally ``test_texts.json``;
+nothing else (no model, no data) is needed, so a copied run folder renders the same report.
+Trial files are read leniently: optional fields may be missing and unknown ones are ignored.
+
+Cost order, used to prefer a cheaper strategy that is statistically tied with the best one:
+strategy A is *cheaper* than B when it needs no more training time and no more peak memory, and
+strictly less of one of them. Among several cheaper tied strategies, the one that trains fastest
+wins (then the one with less peak memory).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import textwrap
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from slmbench import stats
+
+SIGNIFICANCE = 0.05
+BOOTSTRAP_RESAMPLES = 1000
+MAX_MATRIX_LABELS = 12
+"""Above this many classes the confusion matrix is summarised as its most frequent confusions."""
+MAX_WRONG_EXAMPLES = 5
+MAX_TEXT_CHARS = 160
+MISSING = "—"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial file, normalised; ``ok`` trials have an accuracy, the others an error."""
+
+    strategy: str
+    file: str
+    """Path of the trial JSON relative to the run folder."""
+    status: str
+    family: str | None = None
+    description: str | None = None
+    labels: list[str] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    error: dict[str, Any] = field(default_factory=dict)
+    gold: list[int] = field(default_factory=list)
+    predicted: list[int] = field(default_factory=list)
+    probabilities: list[list[float]] | None = None
+    labelled_examples: int | None = None
+    """Labelled examples the strategy learnt from: ``details.labelled_examples``, else train + validation."""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and isinstance(self.metrics.get("accuracy"), (int, float))
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+    @property
+    def macro_f1(self) -> float | None:
+        return self.metrics.get("macro_f1")
+
+    def f1(self, label: str) -> float | None:
+        return (self.metrics.get("per_class") or {}).get(label, {}).get("f1")
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run folder: ``run.json`` (``info``), its trials, ok ones first by accuracy, and test texts."""
+
+    directory: Path
+    info: dict[str, Any]
+    trials: list[Trial]
+    test_texts: list[str] | None
+
+    @property
+    def ranked(self) -> list[Trial]:
+        return [trial for trial in self.trials if trial.ok]
+
+    @property
+    def failed(self) -> list[Trial]:
+        return [trial for trial in self.trials if not trial.ok]
+
+    @property
+    def labels(self) -> list[str]:
+        return self.info.get("labels") or next((trial.labels for trial in self.trials if trial.labels), [])
+
+    @property
+    def name(self) -> str:
+        return f"{self.info.get('task', self.directory.parent.name)}/{self.info.get('run_id', self.directory.name)}"
+
+
+# --- Formatting ---------------------------------------------------------------------------------
+
+
+def _metric(value: float | None) -> str:
+    return MISSING if value is None else f"{value:.3f}"
+
+
+def _number(value: float | None) -> str:
+    """Three significant digits without exponent: 412.7 -> '413', 0.0402 -> '0.0402'."""
+    if value is None:
+        return MISSING
+    if value == 0:
+        return "0"
+    decimals = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:,.{decimals}f}"
+
+
+def _scaled(value: float | None, base: int, units: Sequence[str]) -> str:
+    """``value`` in the largest unit that keeps it at least 1: 134515008 -> '134.5M'."""
+    if value is None:
+        return MISSING
+    step = 0
+    while abs(value) >= base and step < len(units) - 1:
+        value, step = value / base, step + 1
+    return f"{value:.0f}{units[0]}" if step == 0 else f"{value:.1f}{units[step]}"
+
+
+def _count(value: int | None) -> str:
+    return _scaled(value, 1000, ("", "K", "M", "B", "T"))
+
+
+def _bytes(value: int | None) -> str:
+    return _scaled(value, 1024, (" B", " KiB", " MiB", " GiB", " TiB"))
+
+
+def _p_value(p: float | None) -> str:
+    if p is None:
+        return MISSING
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _interval(point: float | None, interval: tuple[float, float] | None) -> str:
+    if interval is None:
+        return _metric(point)
+    return f"{_metric(point)} ({interval[0]:.3f}–{interval[1]:.3f})"
+
+
+def _code(text: str) -> str:
+    """An inline code span (literal on GitHub, so ``<`` or ``*`` in errors stay visible)."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def _cell(value: Any) -> str:
+    """Text for one markdown table cell: one line, pipes escaped."""
+    return " ".join(str(value).split()).replace("|", "\\|")
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _shorten(text: str | None, limit: int) -> str:
+    return textwrap.shorten(text or "", limit, placeholder=" …")
+
+
+def _first_line(text: str | None, limit: int = 200) -> str:
+    lines = (text or "").strip().splitlines()
+    return _shorten(lines[0] if lines else "", limit)
+
+
+def _plural(count: int, noun: str, plural: str | None = None) -> str:
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+# --- Reading a run folder -----------------------------------------------------------------------
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _read_trial(path: Path, run_dir: Path, default_labelled: int | None) -> Trial:
+    file = path.relative_to(run_dir).as_posix()
+    try:
+        record = _read_json(path)
+    except (OSError, ValueError) as error:
+        return Trial(path.stem, file, "unreadable", error={"type": type(error).__name__, "message": str(error)})
+    metrics = record.get("metrics") or {}
+    predictions = record.get("predictions") or {}
+    details = record.get("details") or {}
+    return Trial(
+        strategy=record.get("strategy") or path.stem,
+        file=file,
+        status=record.get("status", "unknown"),
+        family=record.get("family"),
+        description=record.get("description"),
+        labels=record.get("labels") or list(metrics.get("per_class") or {}),
+        metrics=metrics,
+        cost=record.get("cost") or {},
+        details=details,
+        error=record.get("error") or {},
+        gold=predictions.get("gold") or [],
+        predicted=predictions.get("predicted") or [],
+        probabilities=predictions.get("probabilities"),
+        labelled_examples=details.get("labelled_examples", default_labelled),
+    )
+
+
+def _rank_key(trial: Trial) -> tuple:
+    return (not trial.ok, -trial.accuracy if trial.ok else 0, -(trial.macro_f1 or 0), trial.strategy)
+
+
+def load_run(run_dir: Path) -> Run:
+    """Read a run folder; a missing ``run.json`` or ``test_texts.json`` leaves those parts empty."""
+    run_dir = Path(run_dir)
+    info = _read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
+    splits = info.get("splits") or {}
+    default_labelled = (
+        splits["train"] + splits.get("validation", 0) if isinstance(splits.get("train"), int) else None
+    )
+    trials = [_read_trial(path, run_dir, default_labelled) for path in sorted((run_dir / "trials").glob("*.json"))]
+    texts_path = run_dir / "test_texts.json"
+    return Run(
+        directory=run_dir,
+        info=info,
+        trials=sorted(trials, key=_rank_key),
+        test_texts=_read_json(texts_path) if texts_path.exists() else None,
+    )
+
+
+# --- Recommendation -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits the recommended strategy must respect; ``None`` means no limit."""
+
+    max_train_minutes: float | None = None
+    max_latency_ms: float | None = None
+    max_memory_mb: float | None = None
+    max_labelled_examples: int | None = None
+
+    def violations(self, trial: Trial) -> list[str]:
+        """Why ``trial`` breaks these constraints (an unrecorded measurement counts as a breach)."""
+        reasons = []
+        for limit, (what, unit, measure) in self._active():
+            value = measure(trial)
+            if value is None:
+                reasons.append(f"{what} not recorded")
+            elif value > limit:
+                reasons.append(f"{what} {_number(value)}{unit} > {limit:g}{unit}")
+        return reasons
+
+    def describe(self) -> str:
+        return ", ".join(f"{what} ≤ {limit:g}{unit}" for limit, (what, unit, _) in self._active())
+
+    def _active(self) -> list[tuple[float, tuple[str, str, Callable[[Trial], float | None]]]]:
+        return [(getattr(self, f.name), _MEASURES[f.name]) for f in fields(self) if getattr(self, f.name) is not None]
+
+
+def _train_minutes(trial: Trial) -> float | None:
+    seconds = trial.cost.get("train_seconds")
+    return None if seconds is None else seconds / 60
+
+
+_MEASURES: dict[str, tuple[str, str, Callable[[Trial], float | None]]] = {
+    "max_train_minutes": ("training time", " min", _train_minutes),
+    "max_latency_ms": ("latency", " ms/example", lambda trial: trial.cost.get("latency_ms_per_example")),
+    "max_memory_mb": ("peak memory", " MiB", lambda trial: trial.cost.get("peak_memory_mb")),
+    "max_labelled_examples": ("labelled examples", "", lambda trial: trial.labelled_examples),
+}
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What the numbers say to use, and why."""
+
+    best: Trial | None
+    """Most accurate strategy, constraints aside."""
+    best_allowed: Trial | None
+    """Most accurate strategy within the constraints."""
+    choice: Trial | None
+    """``best_allowed``, or a cheaper strategy statistically tied with it."""
+    tie_p_value: float | None
+    """McNemar p-value of ``choice`` against ``best_allowed`` when they differ."""
+    excluded: dict[str, list[str]]
+    """Strategy -> the constraints it breaks."""
+
+
+def mcnemar_p(a: Trial, b: Trial) -> float | None:
+    """McNemar exact p-value of two trials, or None unless both predicted the same test examples."""
+    if not a.gold or a.gold != b.gold or len(a.predicted) != len(a.gold) or len(b.predicted) != len(b.gold):
+        return None
+    return stats.mcnemar_exact(a.gold, a.predicted, b.predicted)
+
+
+def _cost_key(trial: Trial) -> tuple[float | None, float | None]:
+    return trial.cost.get("train_seconds"), trial.cost.get("peak_memory_mb")
+
+
+def _cheaper(a: Trial, b: Trial) -> bool:
+    """The module's cost order: no more training time and peak memory, strictly less of one."""
+    cost_a, cost_b = _cost_key(a), _cost_key(b)
+    if None in cost_a + cost_b:
+        return False
+    return all(x <= y for x, y in zip(cost_a, cost_b)) and cost_a != cost_b
+
+
+def recommend(run: Run, constraints: Constraints = Constraints()) -> Recommendation:
+    """Best overall, best within ``constraints``, and the cheapest strategy statistically tied with it."""
+    ranked = run.ranked
+    excluded = {trial.strategy: reasons for trial in ranked if (reasons := constraints.violations(trial))}
+    allowed = [trial for trial in ranked if trial.strategy not in excluded]
+    best_allowed = allowed[0] if allowed else None
+    tied = [
+        (trial, p)
+        for trial in allowed[1:]
+        if _cheaper(trial, best_allowed) and (p := mcnemar_p(trial, best_allowed)) is not None and p >= SIGNIFICANCE
+    ]
+    choice, p = min(tied, key=lambda pair: _cost_key(pair[0]), default=(best_allowed, None))
+    return Recommendation(ranked[0] if ranked else None, best_allowed, choice, p, excluded)
+
+
+# --- Sections -----------------------------------------------------------------------------------
+
+
+def _title(run: Run) -> str:
+    date = (run.info.get("started_at") or "")[:10]
+    task = run.info.get("task") or run.directory.parent.name
+    return f"# Decision report: {task}" + (f" ({date})" if date else "")
+
+
+def _introduction(run: Run) -> str:
+    labels = run.labels
+    n_test = run.info.get("splits", {}).get("test") or len(next((t.gold for t in run.ranked), []))
+    text = (
+        f"slmbench tried {len(run.trials)} ways of adapting a small language model to classify "
+        f"{_code(run.info.get('task', run.directory.parent.name))} texts into {len(labels)} classes "
+        f"({', '.join(labels)}), all on the same data split and budget, "
+        f"and measured their quality on {n_test} held-out test examples and what each one costs."
+    )
+    if run.info.get("run_id"):
+        text += f" Run {_code(run.info['run_id'])}, started {run.info.get('started_at', 'at an unrecorded time')}."
+    command = run.info.get("command")
+    return text + (f"\n\nReproduce with:\n\n```sh\n{command}\n```" if command else "")
+
+
+def _cost_summary(trial: Trial) -> str:
+    cost = trial.cost
+    return (
+        f"trains in {_number(cost.get('train_seconds'))} s, predicts in "
+        f"{_number(cost.get('latency_ms_per_example'))} ms per example, peaks at {_number(cost.get('peak_memory_mb'))} MiB of memory"
+    )
+
+
+def _quality_summary(trial: Trial) -> str:
+    return f"accuracy {_metric(trial.accuracy)}, macro-F1 {_metric(trial.macro_f1)}"
+
+
+def _recommendation(run: Run, advice: Recommendation, constraints: Constraints) -> str:
+    lines = ["## Recommendation"]
+    if advice.best is None:
+        return "\n\n".join(lines + ["No strategy produced predictions, so there is nothing to recommend: see **Failures**."])
+    if advice.choice is None:
+        lines.append(
+            f"**No strategy meets your constraints** ({constraints.describe()}). Without them, the most accurate is "
+            f"{_code(advice.best.strategy)}: {_quality_summary(advice.best)}; it {_cost_summary(advice.best)}."
+        )
+    else:
+        choice = advice.choice
+        lines.append(
+            f"**Use {_code(choice.strategy)}** ({choice.family or 'family not recorded'}): {_quality_summary(choice)}; "
+            f"it {_cost_summary(choice)}."
+        )
+        if choice is not advice.best_allowed:
+            rival = advice.best_allowed
+            lines.append(
+                f"{_code(rival.strategy)} is more accurate ({_quality_summary(rival)}), but the difference is not "
+                f"statistically significant on these {len(rival.gold)} test examples (McNemar exact test, "
+                f"p = {_p_value(advice.tie_p_value)}; the confidence intervals below show how much a test set "
+                f"this size can tell apart), and {_code(choice.strategy)} is cheaper: "
+                f"{_number(choice.cost['train_seconds'])} s instead of {_number(rival.cost['train_seconds'])} s of training, "
+                f"{_number(choice.cost['peak_memory_mb'])} MiB instead of {_number(rival.cost['peak_memory_mb'])} MiB of peak memory."
+            )
+        elif choice is advice.best:
+            lines.append("It is the most accurate strategy, and no cheaper one is statistically tied with it.")
+    if advice.excluded:
+        excluded = "; ".join(f"{_code(name)} ({', '.join(reasons)})" for name, reasons in advice.excluded.items())
+        lines.append(f"Your constraints ({constraints.describe()}) rule out: {excluded}.")
+    if advice.best is not advice.best_allowed and advice.best_allowed is not None:
+        lines.append(f"Constraints aside, the most accurate is {_code(advice.best.strategy)} ({_quality_summary(advice.best)}).")
+    if run.failed:
+        lines.append(f"{_plural(len(run.failed), 'strategy', 'strategies')} failed and cannot be compared: see **Failures**.")
+    return "\n\n".join(lines)
+
+
+def _bootstrap(trial: Trial, metric: stats.Metric, seed: int) -> tuple[float, float] | None:
+    if len(trial.gold) != len(trial.predicted):
+        return None
+    return stats.bootstrap_ci(trial.gold, trial.predicted, metric, BOOTSTRAP_RESAMPLES, seed=seed)
+
+
+def _leaderboard(run: Run) -> str:
+    ranked = run.ranked
+    if not ranked:
+        return ""
+    seed = run.info.get("seed", 0)
+    f1_metric = stats.macro_f1(len(run.labels))
+    with_tokens = any("prompt_tokens_per_example" in trial.details for trial in ranked)
+    headers = [
+        "#", "strategy", "family", "accuracy (95% CI)", "macro-F1 (95% CI)", "McNemar p vs #1", "train (s)",
+        "predict (s)", "latency (ms/example)", "throughput (examples/s)", "peak memory (MiB)",
+        "trainable params", "total params", "artifact size",
+    ] + (["prompt tokens/example"] if with_tokens else [])
+    rows = []
+    for rank, trial in enumerate(ranked, 1):
+        cost = trial.cost
+        rows.append(
+            [
+                rank, trial.strategy, trial.family or MISSING,
+                _interval(trial.accuracy, _bootstrap(trial, stats.accuracy, seed)),
+                _interval(trial.macro_f1, _bootstrap(trial, f1_metric, seed)),
+                MISSING if rank == 1 else _p_value(mcnemar_p(ranked[0], trial)),
+                _number(cost.get("train_seconds")), _number(cost.get("predict_seconds")),
+                _number(cost.get("latency_ms_per_example")), _number(cost.get("throughput_examples_per_second")),
+                _number(cost.get("peak_memory_mb")), _count(cost.get("trainable_params")),
+                _count(cost.get("total_params")), _bytes(cost.get("artifact_bytes")),
+            ]
+            + ([_number(trial.details.get("prompt_tokens_per_example"))] if with_tokens else [])
+        )
+    note = (
+        f"Sorted by test accuracy. 95% confidence intervals: percentile bootstrap over the test examples "
+        f"({BOOTSTRAP_RESAMPLES:,} resamples, seed {seed}). McNemar p: exact two-sided test on the test examples "
+        f"where exactly one of the strategy and {_code(ranked[0].strategy)} (#1) is right; p < {SIGNIFICANCE} means "
+        "the accuracy difference is unlikely to be chance (no correction for multiple comparisons). "
+        "Latency is the prediction time per test example in a batch run; peak memory includes the shared models."
+    )
+    return "\n\n".join(["## Leaderboard", _table(headers, rows), note])
+
+
+def _tradeoffs(run: Run) -> str:
+    from slmbench.plots import tradeoff_plot
+
+    parts = []
+    task = run.info.get("task", "")
+    for key, axis_label, file, what in (
+        ("train_seconds", "training time (s)", "tradeoff_training.png", "training time"),
+        ("latency_ms_per_example", "prediction latency (ms per example)", "tradeoff_latency.png", "latency"),
+    ):
+        trials = [trial for trial in run.ranked if isinstance(trial.cost.get(key), (int, float))]
+        if not trials:
+            continue
+        costs, scores = [trial.cost[key] for trial in trials], [trial.accuracy for trial in trials]
+        front = stats.pareto_front(costs, scores)
+        title = f"{task}: test accuracy against {what}"
+        tradeoff_plot([trial.strategy for trial in trials], costs, scores, front, axis_label, title, run.directory / file)
+        names = ", ".join(_code(trials[i].strategy) for i in sorted(front, key=lambda i: costs[i]))
+        parts.append(f"![Test accuracy against {what}]({file})\n\nPareto front for {what}, cheapest first: {names}.")
+    if not parts:
+        return ""
+    intro = "On the Pareto front (dashed), no other strategy is both cheaper and more accurate; any other point is dominated."
+    return "\n\n".join(["## Trade-offs", intro, *parts])
+
+
+def _per_class(run: Run) -> str:
+    from slmbench.plots import f1_heatmap
+
+    ranked, labels = run.ranked, run.labels
+    if not ranked or not labels:
+        return ""
+    support = {label: (ranked[0].metrics.get("per_class") or {}).get(label, {}).get("support") for label in labels}
+    rows = [[label, support[label] if support[label] is not None else MISSING, *(_metric(t.f1(label)) for t in ranked)] for label in labels]
+    values = [[math.nan if t.f1(label) is None else t.f1(label) for t in ranked] for label in labels]
+    f1_heatmap([trial.strategy for trial in ranked], labels, values, run.directory / "per_class_f1.png")
+    parts = [
+        "## Per-class results",
+        "F1 on each class (rows) for each strategy (columns, in leaderboard order); support is the number of test examples of the class.",
+        _table(["class", "support", *(trial.strategy for trial in ranked)], rows),
+        "![F1 per class and strategy](per_class_f1.png)",
+    ]
+    return "\n\n".join(parts + [_confusion(ranked[0], labels), _wrong_examples(run, ranked[0])]).rstrip()
+
+
+def _confusion(best: Trial, labels: list[str]) -> str:
+    matrix = best.metrics.get("confusion_matrix")
+    if not matrix or len(matrix) != len(labels):
+        return ""
+    title = f"### Confusion matrix of {_code(best.strategy)}"
+    if len(labels) > MAX_MATRIX_LABELS:
+        pairs = sorted(
+            ((count, labels[g], labels[p]) for g, row in enumerate(matrix) for p, count in enumerate(row) if g != p and count),
+            reverse=True,
+        )[:10]
+        table = _table(["gold", "predicted", "test examples"], [[g, p, count] for count, g, p in pairs])
+        return f"{title}\n\nIts {len(pairs)} most frequent confusions ({len(labels)} classes are too many for a full matrix):\n\n{table}"
+    rows = [[f"**{gold}**", *(f"**{n}**" if g == p else n for p, n in enumerate(row))] for g, (gold, row) in enumerate(zip(labels, matrix))]
+    table = _table(["gold ↓ / predicted →", *labels], rows)
+    return f"{title}\n\nRows are the true classes, columns the predicted ones; the diagonal (bold) is correct.\n\n{table}"
+
+
+def _wrong_examples(run: Run, best: Trial) -> str:
+    texts, labels = run.test_texts, run.labels
+    if not texts or len(texts) != len(best.gold) or len(best.predicted) != len(best.gold):
+        return ""
+    wrong = [i for i, (g, p) in enumerate(zip(best.gold, best.predicted)) if g != p]
+    if not wrong:
+        return ""
+    probabilities = best.probabilities if best.probabilities and len(best.probabilities) == len(texts) else None
+    if probabilities:
+        wrong.sort(key=lambda i: -probabilities[i][best.predicted[i]])
+    rows = [
+        [
+            _shorten(texts[i], MAX_TEXT_CHARS), labels[best.gold[i]], labels[best.predicted[i]],
+            *([_metric(probabilities[i][best.predicted[i]])] if probabilities else []),
+        ]
+        for i in wrong[:MAX_WRONG_EXAMPLES]
+    ]
+    headers = ["test text", "gold", "predicted"] + (["confidence"] if probabilities else [])
+    order = "most confident mistakes first" if probabilities else "in test order"
+    return (
+        f"### Test examples {_code(best.strategy)} gets wrong\n\n"
+        f"{len(rows)} of its {len(wrong)} mistakes, {order}:\n\n{_table(headers, rows)}"
+    )
+
+
+def _failures(run: Run) -> str:
+    if not run.failed:
+        return ""
+    lines = ["## Failures", "These strategies produced no predictions and are left out of every comparison above."]
+    for trial in run.failed:
+        error = trial.error
+        summary = f"{error.get('type', 'Error')}: {_first_line(error.get('message'))}" if error else f"status {trial.status!r}, no error recorded"
+        where = (
+            f"full traceback in [{trial.file}]({trial.file}) under `error.traceback`"
+            if error.get("traceback")
+            else f"see [{trial.file}]({trial.file})"
+        )
+        lines.append(f"- {_code(trial.strategy)}: {_code(summary)} — {where}.")
+    return "\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
+
+
+def _data_protocol(run: Run) -> str:
+    info = run.info
+    splits, data, profile = info.get("splits") or {}, info.get("data") or {}, info.get("profile") or {}
+    parts = [
+        "## Data and protocol",
+        "Every strategy learns from the same train split (validation is for model selection only) "
+        "and is scored once on the same test split, under the same budget.",
+    ]
+    if data:
+        parts.append(
+            f"Data file {_code(str(data.get('file', MISSING)))}: {data.get('rows', MISSING)} rows, "
+            f"SHA-256 {_code(str(data.get('sha256', MISSING)))}. Seed: {info.get('seed', MISSING)}."
+        )
+    names = [name for name in ("train", "validation", "test") if name in splits]
+    if names:
+        full, duplicates = splits.get("full_sizes") or {}, splits.get("duplicates_removed") or {}
+        rows = [[name, splits[name], full.get(name, MISSING), duplicates.get(name, MISSING)] for name in names]
+        parts.append(_table(["split", "examples used", "available before caps", "duplicates removed"], rows))
+    per_class = splits.get("per_class") or {}
+    if per_class:
+        columns = [name for name in ("train", "validation", "test") if name in per_class]
+        rows = [[label, *(per_class[split].get(label, 0) for split in columns)] for label in run.labels]
+        parts.append(_table(["class", *columns], rows))
+    if profile:
+        rows = [[key, "no cap" if value is None else value] for key, value in profile.items() if key != "name"]
+        parts.append(f"Budget profile {_code(str(profile.get('name', MISSING)))}, shared by every strategy:\n\n" + _table(["cap", "value"], rows))
+    return "\n\n".join(parts)
+
+
+def _references(run: Run) -> str:
+    references = run.info.get("references") or []
+    if not references:
+        return ""
+    rows = [[r.get("system", MISSING), r.get("metric", MISSING), r.get("value", MISSING), r.get("source", MISSING)] for r in references]
+    return "\n\n".join(
+        [
+            "## Published reference points",
+            "> **Reported elsewhere, not measured here.** These come from other papers or leaderboards, with other "
+            "data splits, models and budgets: a rough scale for the numbers above, not a like-for-like comparison.",
+            _table(["system", "metric", "value", "source"], rows),
+        ]
+    )
+
+
+def _environment(run: Run) -> str:
+    models, environment = run.info.get("models") or {}, run.info.get("environment") or {}
+    cores = environment.get("cpu_count")
+    items = [
+        ("causal language model", models.get("causal_lm")),
+        ("embedding model", models.get("embedding_model")),
+        ("device", models.get("device")),
+        ("dtype", models.get("dtype")),
+        ("Python", environment.get("python")),
+        ("platform", environment.get("platform")),
+        ("CPU", environment.get("cpu") and f"{environment['cpu']}" + (f" ({cores} cores)" if cores else "")),
+    ]
+    rows = [[name, value] for name, value in items if value]
+    packages = environment.get("packages") or {}
+    parts = ["## Environment"]
+    if rows:
+        parts.append(_table(["", "value"], rows))
+    if packages:
+        parts.append(_table(["package", "version"], sorted(packages.items())))
+    return "\n\n".join(parts) if len(parts) > 1 else ""
+
+
+def render_report(run_dir: Path, constraints: Constraints = Constraints()) -> Path:
+    """Write ``report.md`` (and its PNG figures) into ``run_dir`` from its JSON files; return its path."""
+    run = load_run(run_dir)
+    advice = recommend(run, constraints)
+    sections = [
+        _title(run), _introduction(run), _recommendation(run, advice, constraints), _leaderboard(run),
+        _tradeoffs(run), _per_class(run), _failures(run), _data_protocol(run), _references(run), _environment(run),
+    ]
+    path = run.directory / "report.md"
+    path.write_text("\n\n".join(section for section in sections if section) + "\n", encoding="utf-8")
+    return path
+
+
+def render_comparison(run_dirs: Sequence[Path], output: Path) -> Path:
+    """Write one markdown file comparing runs: the best strategy of each, then every strategy's accuracy."""
+    runs = [load_run(run_dir) for run_dir in run_dirs]
+    summary = [
+        [run.name, len(run.ranked[0].gold) if run.ranked else MISSING, run.ranked[0].strategy if run.ranked else "none ok",
+         _metric(run.ranked[0].accuracy) if run.ranked else MISSING, _metric(run.ranked[0].macro_f1) if run.ranked else MISSING,
+         len(run.ranked), len(run.failed)]
+        for run in runs
+    ]
+    strategies = sorted({trial.strategy for run in runs for trial in run.trials})
+    accuracy = [[name, *(_accuracy_cell(run, name) for run in runs)] for name in strategies]
+    text = "\n\n".join(
+        [
+            f"# Comparison of {len(runs)} runs",
+            "## Best strategy per run",
+            _table(["run", "test examples", "best strategy", "accuracy", "macro-F1", "strategies ok", "failed"], summary),
+            "## Test accuracy of each strategy",
+            "Bold: the best of the run. Accuracies from different tasks or test sets are not comparable with each other.",
+            _table(["strategy", *(run.name for run in runs)], accuracy),
+        ]
+    )
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n", encoding="utf-8")
+    return output
+
+
+def _accuracy_cell(run: Run, strategy: str) -> str:
+    trial = next((trial for trial in run.trials if trial.strategy == strategy), None)
+    if trial is None:
+        return MISSING
+    if not trial.ok:
+        return "failed"
+    return f"**{_metric(trial.accuracy)}**" if trial is run.ranked[0] else _metric(trial.accuracy)

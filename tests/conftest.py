@@ -1,0 +1,83 @@
+"""Shared test fixtures. Append new fixtures in their own clearly named section; never rewrite others'."""
+
+from __future__ import annotations
+
+import pytest
+
+
+# --- tiny causal LM (scoring engine, prompting strategies) ------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """The real SmolLM2 tokenizer and chat template (no weights loaded)."""
+    from transformers import AutoTokenizer
+
+    from slmbench.models import smollm2_dir
+
+    return AutoTokenizer.from_pretrained(smollm2_dir())
+
+
+@pytest.fixture(scope="session")
+def make_tiny_causal_lm(smollm2_tokenizer):
+    """Factory of 2-layer Llamas with random (but peaked) weights over the SmolLM2 vocabulary, fp32, eval mode."""
+
+    def make(attn_implementation: str = "sdpa"):
+        import torch
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        torch.manual_seed(0)
+        config = LlamaConfig(
+            vocab_size=len(smollm2_tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            initializer_range=0.2,
+            tie_word_embeddings=True,
+            attn_implementation=attn_implementation,
+        )
+        return LlamaForCausalLM(config).eval()
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_causal_lm(make_tiny_causal_lm, smollm2_tokenizer):
+    """(model, tokenizer) like ``SharedModels.causal_lm()``: a tiny random Llama with the SmolLM2 tokenizer."""
+    return make_tiny_causal_lm(), smollm2_tokenizer
+
+
+@pytest.fixture(scope="session")
+def toy_task():
+    """A three-label sentiment TaskSpec (no data file behind it) for prompt and strategy tests."""
+    from pathlib import Path
+
+    from slmbench.tasks import DataSource, Label, TaskSpec
+
+    return TaskSpec(
+        name="toy-sentiment",
+        description="toy",
+        path=Path("toy.yaml"),
+        source=DataSource(file="toy.csv"),
+        text_column="text",
+        label_column="label",
+        labels=(Label("neg", "negative"), Label("neu", "neutral"), Label("pos", "positive")),
+        instruction="Classify the sentiment of the sentence.",
+    )
+
+
+# --- the shared data sets (../shared/data beside the checkout) -------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir():
+    """The folder holding bbc_news.csv and financial_phrasebank.csv ($SLMBENCH_DATA_DIR or ../shared/data)."""
+    import os
+    from pathlib import Path
+
+    folder = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    if not (folder / "financial_phrasebank.csv").exists():
+        pytest.skip(f"shared data not found in {folder}; set SLMBENCH_DATA_DIR")
+    return folder

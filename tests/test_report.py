@@ -1,0 +1,288 @@
+"""The decision report, rendered from JSON files alone (no models, no data)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+from slmbench import stats
+from slmbench.metrics import classification_metrics
+from slmbench.report import Constraints, load_run, recommend, render_comparison, render_report
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
+LABELS = ["no", "yes"]
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    """A copy of the fixture run, so rendering never writes into the repository."""
+    return Path(shutil.copytree(FIXTURE, tmp_path / "run_small"))
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The fixture's report, rendered once for the tests that only read it."""
+    return render_report(Path(shutil.copytree(FIXTURE, tmp_path_factory.mktemp("rendered") / "run_small")))
+
+
+def _section(markdown: str, title: str) -> str:
+    """The text of one ``## title`` section."""
+    return markdown.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0].strip()
+
+
+def _table_rows(section: str) -> list[list[str]]:
+    """Cells of the first markdown table of a section, header and separator excluded."""
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    table = lines[: next((i for i, line in enumerate(lines[2:], 2) if not line), len(lines))]
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in table[2:]]
+
+
+# --- Report v1 on the fixture ---------------------------------------------------------------------
+
+
+def test_report_has_every_section_in_order(rendered: Path) -> None:
+    text = rendered.read_text()
+    assert text.startswith("# Decision report: sentiment (2025-11-23)\n")
+    assert "```sh\nslmbench run --task sentiment --profile quick" in text
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert headings == [
+        "## Recommendation", "## Leaderboard", "## Trade-offs", "## Per-class results", "## Failures",
+        "## Data and protocol", "## Published reference points", "## Environment",
+    ]
+
+
+def test_leaderboard_is_sorted_by_accuracy_with_costs_in_human_units(rendered: Path) -> None:
+    rows = _table_rows(_section(rendered.read_text(), "Leaderboard"))
+    assert [row[1] for row in rows] == ["lora", "embedding-classifier", "zero-shot"]
+    lora, embedding, zero_shot = rows
+    assert lora[:3] == ["1", "lora", "parameter-efficient"]
+    assert lora[3].startswith("0.850 (") and lora[4].startswith("0.845 (")
+    assert lora[5] == "—"  # no McNemar test of #1 against itself
+    assert embedding[5] == "0.688"  # 4 vs 2 discordant examples
+    assert lora[6:] == ["413", "9.81", "245", "4.08", "2,871", "1.6M", "136.1M", "6.3 MiB", "—"]
+    assert embedding[11:14] == ["1.2K", "22.7M", "4.9 KiB"]
+    assert zero_shot[-1] == "61.3"  # prompt tokens per example, only zero-shot records it
+
+
+def test_failure_is_one_line_pointing_at_the_trial_file(rendered: Path) -> None:
+    failures = _section(rendered.read_text(), "Failures")
+    line = next(line for line in failures.splitlines() if line.startswith("- "))
+    assert line.startswith(
+        "- `full-finetune`: `RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator"
+    )
+    assert "Try a smaller batch size" not in line  # first line of the message only
+    assert line.endswith("full traceback in [trials/full-finetune.json](trials/full-finetune.json) under `error.traceback`.")
+
+
+def test_references_are_marked_as_not_measured_here(run_dir: Path) -> None:
+    references = _section(render_report(run_dir).read_text(), "Published reference points")
+    assert "not measured here" in references
+    assert _table_rows(references) == [
+        ["RoBERTa-large fine-tuned", "accuracy", "0.914", "https://example.org/sentiment-benchmark-2024"]
+    ]
+    info = json.loads((run_dir / "run.json").read_text())
+    info["references"] = []
+    (run_dir / "run.json").write_text(json.dumps(info))
+    assert "## Published reference points" not in render_report(run_dir).read_text()
+
+
+def test_recommendation_prefers_the_cheaper_tied_strategy_in_the_fixture(rendered: Path) -> None:
+    recommendation = _section(rendered.read_text(), "Recommendation")
+    assert recommendation.startswith("**Use `embedding-classifier`** (feature): accuracy 0.800")
+    assert "`lora` is more accurate" in recommendation and "p = 0.688" in recommendation
+    assert "1 strategy failed" in recommendation
+
+
+def test_figures_are_written_and_linked(rendered: Path) -> None:
+    text = rendered.read_text()
+    for name in ("tradeoff_training.png", "tradeoff_latency.png", "per_class_f1.png"):
+        assert f"]({name})" in text
+        assert (rendered.parent / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_confusion_matrix_and_wrong_examples_of_the_best_strategy(rendered: Path) -> None:
+    per_class = _section(rendered.read_text(), "Per-class results")
+    assert "### Confusion matrix of `lora`" in per_class
+    assert "| **neutral** | 1 | **9** | 2 |" in per_class
+    examples = per_class.split("### Test examples `lora` gets wrong")[1]
+    assert "5 of its 6 mistakes, most confident mistakes first" in examples
+    assert len(_table_rows(examples)) == 5
+
+
+def test_report_without_test_texts_skips_the_examples(run_dir: Path) -> None:
+    (run_dir / "test_texts.json").unlink()
+    text = render_report(run_dir).read_text()
+    assert "gets wrong" not in text and "### Confusion matrix" in text
+
+
+def test_run_with_only_failed_trials_still_renders(run_dir: Path) -> None:
+    for name in ("lora", "embedding-classifier", "zero-shot"):
+        (run_dir / "trials" / f"{name}.json").unlink()
+    text = render_report(run_dir).read_text()
+    assert "nothing to recommend" in _section(text, "Recommendation")
+    assert "## Leaderboard" not in text and "## Trade-offs" not in text
+    assert "`full-finetune`" in _section(text, "Failures")
+
+
+def test_old_or_third_party_trials_with_missing_and_extra_fields(run_dir: Path) -> None:
+    (run_dir / "run.json").unlink()
+    path = run_dir / "trials" / "zero-shot.json"
+    record = json.loads(path.read_text())
+    for key in ("family", "cost", "details", "description", "environment"):
+        del record[key]
+    record["predictions"]["probabilities"] = None
+    record["something_new"] = {"nested": [1, 2]}
+    path.write_text(json.dumps(record))
+    (run_dir / "trials" / "broken.json").write_text("{not json")
+    text = render_report(run_dir).read_text()
+    rows = _table_rows(_section(text, "Leaderboard"))
+    assert rows[2][1:3] == ["zero-shot", "—"] and rows[2][6] == "—"
+    assert "`broken`: `JSONDecodeError:" in text
+
+
+def test_importing_the_report_loads_no_heavy_library() -> None:
+    code = "import sys, slmbench.report; print(sorted({'matplotlib', 'torch', 'scipy', 'sklearn'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+# --- Recommendation logic on hand-made trials ---------------------------------------------------
+
+
+def _trial(name: str, gold: list[int], wrong: set[int], train_seconds: float, memory_mb: float, **details) -> dict:
+    """An ok binary-task trial whose predictions are wrong exactly at the ``wrong`` indices."""
+    predicted = [1 - g if i in wrong else g for i, g in enumerate(gold)]
+    return {
+        "schema": 1, "strategy": name, "family": "feature", "status": "ok", "error": None, "labels": LABELS,
+        "metrics": classification_metrics(gold, predicted, LABELS),
+        "cost": {"train_seconds": train_seconds, "predict_seconds": 1.0, "latency_ms_per_example": 10.0,
+                 "peak_memory_mb": memory_mb},
+        "details": details,
+        "predictions": {"gold": gold, "predicted": predicted, "probabilities": None},
+    }
+
+
+def _write_run(directory: Path, trials: list[dict], train: int = 500) -> Path:
+    (directory / "trials").mkdir(parents=True)
+    info = {"task": "toy", "run_id": "r1", "labels": LABELS, "seed": 0, "splits": {"train": train, "validation": 50, "test": 100}}
+    (directory / "run.json").write_text(json.dumps(info))
+    for trial in trials:
+        (directory / "trials" / f"{trial['strategy']}.json").write_text(json.dumps(trial))
+    return directory
+
+
+GOLD = [i % 2 for i in range(100)]
+
+
+def test_constraints_change_the_answer(tmp_path: Path) -> None:
+    run = load_run(_write_run(tmp_path, [
+        _trial("big", GOLD, set(range(5)), train_seconds=600, memory_mb=3000),
+        _trial("small", GOLD, set(range(40)), train_seconds=1, memory_mb=300),
+    ]))
+    assert recommend(run).choice.strategy == "big"  # 0.95 vs 0.60: significantly better, so no switch
+    constrained = recommend(run, Constraints(max_train_minutes=5))
+    assert (constrained.choice.strategy, constrained.best.strategy) == ("small", "big")
+    assert constrained.excluded == {"big": ["training time 10.0 min > 5 min"]}
+    text = render_report(run.directory, Constraints(max_train_minutes=5)).read_text()
+    assert "**Use `small`**" in text and "rule out: `big` (training time 10.0 min > 5 min)" in text
+
+
+def test_no_strategy_meets_the_constraints(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path, [_trial("big", GOLD, set(range(5)), train_seconds=600, memory_mb=3000)])
+    advice = recommend(load_run(run_dir), Constraints(max_memory_mb=100))
+    assert advice.choice is None and advice.best.strategy == "big"
+    text = render_report(run_dir, Constraints(max_memory_mb=100)).read_text()
+    assert "**No strategy meets your constraints** (peak memory ≤ 100 MiB)" in text
+
+
+def test_labelled_examples_default_to_train_plus_validation(tmp_path: Path) -> None:
+    run = load_run(_write_run(tmp_path, [
+        _trial("fine-tuned", GOLD, set(range(5)), train_seconds=60, memory_mb=1000),
+        _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000, labelled_examples=0),
+    ]))
+    advice = recommend(run, Constraints(max_labelled_examples=100))
+    assert advice.choice.strategy == "zero-shot"
+    assert advice.excluded == {"fine-tuned": ["labelled examples 550 > 100"]}
+
+
+def test_statistically_tied_cheaper_strategy_is_preferred(tmp_path: Path) -> None:
+    big_wrong = set(range(15))  # 0.85
+    small_wrong = set(range(13)) | set(range(15, 20))  # 0.82; discordant: 5 right only for big, 2 only for small
+    run = load_run(_write_run(tmp_path, [
+        _trial("big", GOLD, big_wrong, train_seconds=600, memory_mb=3000),
+        _trial("small", GOLD, small_wrong, train_seconds=1, memory_mb=300),
+    ]))
+    advice = recommend(run)
+    assert (advice.best.strategy, advice.choice.strategy) == ("big", "small")
+    assert advice.tie_p_value == pytest.approx(2 * (1 + 7 + 21) / 2**7)
+    assert "not statistically significant on these 100 test examples" in render_report(run.directory).read_text()
+
+
+def test_tied_strategy_that_is_not_cheaper_is_not_preferred(tmp_path: Path) -> None:
+    run = load_run(_write_run(tmp_path, [
+        _trial("big", GOLD, set(range(15)), train_seconds=600, memory_mb=3000),
+        _trial("hungry", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=1, memory_mb=4000),
+    ]))
+    assert recommend(run).choice.strategy == "big"
+
+
+# --- Statistics -----------------------------------------------------------------------------------
+
+
+def test_mcnemar_exact_matches_a_hand_computed_binomial() -> None:
+    gold = [1] * 10
+    a = [1, 0, 0, 0, 0, 0, 0, 1, 1, 1]  # right on 4
+    b = [0, 1, 1, 1, 1, 1, 1, 1, 1, 1]  # right on 9; discordant: 1 only a, 6 only b
+    # Two-sided exact test: 2 * P(X <= 1), X ~ Binomial(7, 1/2) = 2 * (1 + 7) / 128
+    assert stats.mcnemar_exact(gold, a, b) == pytest.approx(0.125)
+    assert stats.mcnemar_exact(gold, a, a) == 1.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_bootstrap_interval_contains_the_point_estimate(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, 3, 80)
+    predicted = np.where(rng.random(80) < 0.7, gold, rng.integers(0, 3, 80))
+    for metric in (stats.accuracy, stats.macro_f1(3)):
+        low, high = stats.bootstrap_ci(gold, predicted, metric, seed=seed)
+        assert low <= metric(gold, predicted) <= high
+        assert high - low > 0.05
+    assert stats.bootstrap_ci(gold, predicted, stats.accuracy, seed=1) == stats.bootstrap_ci(
+        gold, predicted, stats.accuracy, seed=1
+    )
+
+
+def test_vectorized_macro_f1_agrees_with_scikit_learn() -> None:
+    gold, predicted = [0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 0]  # class 3 is never gold nor predicted
+    expected = f1_score(gold, predicted, labels=[0, 1, 2, 3], average="macro", zero_division=0)
+    assert stats.macro_f1(4)(np.array(gold), np.array(predicted)) == pytest.approx(expected)
+
+
+def test_pareto_front() -> None:
+    costs, scores = [0, 3, 400, 600, 3], [0.55, 0.80, 0.85, 0.60, 0.70]
+    assert stats.pareto_front(costs, scores) == [0, 1, 2]
+
+
+# --- Comparison across runs -----------------------------------------------------------------------
+
+
+def test_comparison_lists_the_best_strategy_of_each_run(run_dir: Path, tmp_path: Path) -> None:
+    other = _write_run(tmp_path / "toy", [
+        _trial("lora", GOLD, set(range(40)), train_seconds=600, memory_mb=3000),
+        _trial("small", GOLD, set(range(10)), train_seconds=1, memory_mb=300),
+    ])
+    text = render_comparison([run_dir, other], tmp_path / "out" / "comparison.md").read_text()
+    assert _table_rows(_section(text, "Best strategy per run")) == [
+        ["sentiment/20251123-190158", "40", "lora", "0.850", "0.845", "3", "1"],
+        ["toy/r1", "100", "small", "0.900", "0.900", "2", "0"],
+    ]
+    rows = {row[0]: row[1:] for row in _table_rows(_section(text, "Test accuracy of each strategy"))}
+    assert rows["lora"] == ["**0.850**", "0.600"]
+    assert rows["full-finetune"] == ["failed", "—"]
+    assert rows["small"] == ["—", "**0.900**"]

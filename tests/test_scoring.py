@@ -1,0 +1,138 @@
+"""The scoring engine against a naive reference: one full forward pass per (prompt, choice), no cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from slmbench.scoring import score_choices
+
+SYSTEM = {"role": "system", "content": "Classify the news article. Answer with one of the topics."}
+DEMOS = [
+    {"role": "user", "content": "The striker scored twice in the final."},
+    {"role": "assistant", "content": "sport"},
+]
+TEXTS = [
+    "Parliament voted on the budget.",
+    "The new phone ships with a faster chip and a brighter screen than last year's model.",
+    "Box office takings rose.",
+    "Shares of the bank fell 3% after the quarterly results disappointed analysts.",
+    "A short one.",
+]
+# One-token and multi-token answers, and "sport" is a prefix of "sports".
+CHOICES = ["business", "entertainment", "politics", "sport", "sports", "tech"]
+
+
+def conversations(texts=TEXTS):
+    return [[SYSTEM, *DEMOS, {"role": "user", "content": text}] for text in texts]
+
+
+def naive_log_likelihoods(model, tokenizer, convs, choices) -> torch.Tensor:
+    """Sum of log P(answer token) with the whole prompt + answer + end of turn run from scratch, tokenized jointly."""
+    rows = []
+    for conv in convs:
+        prompt = tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
+        n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        row = []
+        for choice in choices:
+            ids = tokenizer(prompt + choice + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+            with torch.no_grad():
+                log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
+            token_log_probs = log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+            row.append(token_log_probs[n_prompt - 1 :].sum())
+        rows.append(torch.stack(row))
+    return torch.stack(rows)
+
+
+def naive_probabilities(model, tokenizer, convs, choices) -> np.ndarray:
+    return torch.softmax(naive_log_likelihoods(model, tokenizer, convs, choices).double(), dim=1).numpy()
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+@pytest.mark.parametrize("batch_size", [1, 2, 8])
+def test_prefix_reuse_and_packing_match_the_naive_computation(
+    make_tiny_causal_lm, smollm2_tokenizer, attn_implementation, batch_size
+):
+    model = make_tiny_causal_lm(attn_implementation)
+    scores = score_choices(model, smollm2_tokenizer, conversations(), CHOICES, batch_size=batch_size, bfloat16=False)
+    expected = naive_probabilities(model, smollm2_tokenizer, conversations(), CHOICES)
+    assert scores.probabilities.shape == (len(TEXTS), len(CHOICES))
+    np.testing.assert_allclose(scores.probabilities, expected, atol=1e-5)
+    assert scores.labels == expected.argmax(axis=1).tolist()
+    assert expected.max(axis=1).min() > 0.3, "random weights too flat for the comparison to mean much"
+    assert scores.compute_dtype == "float32"
+
+
+def test_shared_prefix_covers_system_prompt_and_demonstrations(tiny_causal_lm):
+    model, tokenizer = tiny_causal_lm
+    scores = score_choices(model, tokenizer, conversations(), CHOICES, bfloat16=False)
+    fixed = tokenizer.apply_chat_template([SYSTEM, *DEMOS], tokenize=False)
+    assert scores.shared_prefix_tokens >= len(tokenizer(fixed, add_special_tokens=False)["input_ids"])
+    prompts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations()]
+    assert scores.prompt_tokens == [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+
+
+def test_prefix_runs_once_and_each_prompt_once_for_all_choices(tiny_causal_lm):
+    model, tokenizer = tiny_causal_lm
+    calls: list[int] = []
+    hook = model.model.register_forward_pre_hook(lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape[1]), with_kwargs=True)
+    try:
+        scores = score_choices(model, tokenizer, conversations(), CHOICES, batch_size=2, bfloat16=False)
+    finally:
+        hook.remove()
+    answer_lengths = [len(tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for c in CHOICES]
+    unshared = sum(n - scores.shared_prefix_tokens for n in scores.prompt_tokens)
+    assert calls[0] == scores.shared_prefix_tokens
+    assert len(calls) == 1 + 3  # the prefix, then ceil(5 prompts / 2) packs
+    # Each unshared prompt token once, plus every answer token but the last once per prompt.
+    assert sum(calls[1:]) == unshared + len(TEXTS) * sum(n - 1 for n in answer_lengths)
+
+
+def test_identical_and_single_prompts(tiny_causal_lm):
+    model, tokenizer = tiny_causal_lm
+    same = conversations([TEXTS[0]] * 3)
+    scores = score_choices(model, tokenizer, same, CHOICES, bfloat16=False)
+    assert scores.shared_prefix_tokens == scores.prompt_tokens[0] - 1
+    np.testing.assert_allclose(scores.probabilities, naive_probabilities(model, tokenizer, same, CHOICES), atol=1e-5)
+    single = score_choices(model, tokenizer, same[:1], CHOICES, bfloat16=False)
+    np.testing.assert_allclose(single.probabilities, scores.probabilities[:1], atol=1e-6)
+
+
+def test_no_conversations_gives_empty_scores(tiny_causal_lm):
+    scores = score_choices(*tiny_causal_lm, [], CHOICES)
+    assert scores.labels == [] and scores.probabilities.shape == (0, len(CHOICES))
+
+
+def test_bfloat16_autocast_stays_close_to_fp32(tiny_causal_lm):
+    model, tokenizer = tiny_causal_lm
+    fp32 = score_choices(model, tokenizer, conversations(), CHOICES, bfloat16=False)
+    bf16 = score_choices(model, tokenizer, conversations(), CHOICES, bfloat16=True)
+    assert bf16.compute_dtype == "bfloat16"
+    np.testing.assert_allclose(bf16.probabilities, fp32.probabilities, atol=0.05)
+    assert next(model.parameters()).dtype == torch.float32  # the shared model is left untouched
+
+
+@pytest.mark.integration
+def test_real_model_on_financial_sentences_matches_naive():
+    """SmolLM2-135M-Instruct on 10 financial sentences: fp32 engine = naive, bf16 agrees on the labels."""
+    import csv
+    import os
+    from pathlib import Path
+
+    from slmbench.models import SharedModels
+
+    data_dir = Path(os.environ.get("SLMBENCH_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
+    path = data_dir / "financial_phrasebank.csv"
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    with path.open(newline="") as f:
+        texts = [row["text"] for _, row in zip(range(10), csv.DictReader(f))]
+    model, tokenizer = SharedModels().causal_lm()
+    system = {"role": "system", "content": "Classify the sentiment of this financial news sentence."}
+    convs = [[system, {"role": "user", "content": text}] for text in texts]
+    choices = ["negative", "neutral", "positive"]
+    fp32 = score_choices(model, tokenizer, convs, choices, bfloat16=False)
+    np.testing.assert_allclose(fp32.probabilities, naive_probabilities(model, tokenizer, convs, choices), atol=1e-4)
+    bf16 = score_choices(model, tokenizer, convs, choices, bfloat16=True)
+    assert sum(a == b for a, b in zip(fp32.labels, bf16.labels)) >= 9
