@@ -104,13 +104,17 @@ def read_table(path: Path) -> pd.DataFrame:
             sep = "," if suffix == ".csv" else "\t"
             return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
         if suffix == ".jsonl":
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig")
+            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")
         return pd.read_parquet(path)
     except UnicodeDecodeError as error:
         raise TaskError(f"{path}: not UTF-8 text (invalid byte at position {error.start}); save it as UTF-8") from error
     except Exception as error:  # noqa: BLE001 - any reader failure is a problem with the file
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise TaskError(f"{path}: could not be read as {FORMATS[suffix]}: {message}") from error
+        raise TaskError(f"{path}: could not be read as {FORMATS[suffix]}: {_first_line(error)}") from error
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
 
 
 def _sha256(path: Path) -> str:
@@ -130,8 +134,8 @@ def _load_hub(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> p
         dataset = load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision, data_dir=hub.data_dir)
         return dataset.to_pandas()
     except Exception as error:  # noqa: BLE001 - offline, unknown dataset, bad split...: all reported
-        reason = f"{type(error).__name__}: {str(error).strip().splitlines()[0] if str(error).strip() else ''}"
-        raise TaskError(_not_found(task, looked_in, data_dir) + f"\nthe hub fallback {hub.path!r} failed: {reason}") from error
+        failure = f"\nthe hub fallback {hub.path!r} failed: {_first_line(error)}"
+        raise TaskError(_not_found(task, looked_in, data_dir) + failure) from error
 
 
 def _not_found(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> str:
@@ -149,14 +153,21 @@ def _not_found(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> 
 def _row_list(mask: pd.Series) -> str:
     rows = [i + 1 for i, bad in enumerate(mask.tolist()) if bad]
     more = f" and {len(rows) - _SHOWN} more" if len(rows) > _SHOWN else ""
-    return f"rows {', '.join(map(str, rows[:_SHOWN]))}{more} (data rows counted from 1)"
+    noun = "row" if len(rows) == 1 else "rows"
+    return f"{noun} {', '.join(map(str, rows[:_SHOWN]))}{more} (data rows counted from 1)"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _blank(column: pd.Series) -> pd.Series:
     return column.isna() | column.astype(str).str.strip().eq("")
 
 
-def _check_rows(task: TaskSpec, frame: pd.DataFrame, origin: str, text_column: str, label_column: str) -> tuple[list[str], list[int]]:
+def _check_rows(
+    task: TaskSpec, frame: pd.DataFrame, origin: str, text_column: str, label_column: str
+) -> tuple[list[str], list[int]]:
     """Texts and label indices of a table, or a TaskError naming the column and rows at fault."""
     columns = [str(column) for column in frame.columns]
     for role, column in (("text_column", text_column), ("label_column", label_column)):
@@ -169,15 +180,18 @@ def _check_rows(task: TaskSpec, frame: pd.DataFrame, origin: str, text_column: s
     for what, column, values in (("text", text_column, texts), ("label", label_column, raw_labels)):
         blank = _blank(values)
         if blank.any():
-            raise TaskError(f"{origin}: {int(blank.sum())} rows have an empty or missing {what} in column {column!r}: {_row_list(blank)}")
+            count = _plural(int(blank.sum()), "row")
+            raise TaskError(f"{origin}: {count} with an empty or missing {what} in column {column!r}: {_row_list(blank)}")
     keys = raw_labels.map(value_key)
-    labels = keys.map(task.label_index())
+    index = task.label_index()
+    labels = keys.map(index)
     unknown = labels.isna()
     if unknown.any():
         counts = Counter(keys[unknown]).most_common()
-        shown = ", ".join(f"{value!r} ({count} rows)" for value, count in counts[:_SHOWN])
+        shown = ", ".join(f"{value!r} ({_plural(count, 'row')})" for value, count in counts[:_SHOWN])
         more = f" and {len(counts) - _SHOWN} more" if len(counts) > _SHOWN else ""
-        declared = ", ".join(f"{label.name} {list(label.values)}" for label in task.labels)
+        values_of = {n: ", ".join(key for key, i in index.items() if i == n) for n in range(len(task.labels))}
+        declared = "; ".join(f"{name}: {values_of[n]}" for n, name in enumerate(task.label_names))
         raise TaskError(
             f"{origin}: column {label_column!r} holds {len(counts)} values the task does not declare: {shown}{more}; "
             f"declared labels and their values: {declared}. Add them to a label's 'values' in {task.path} or remove those rows"
@@ -257,11 +271,12 @@ def make_splits(task: TaskSpec, data: LoadedData) -> Splits:
         )
     except ValueError as error:
         raise TaskError(f"{task.path}: cannot split {len(data)} rows: {error}") from error
+    parts = {"train": train, "validation": validation, "test": test}
     seen: set[str] = set()
     kept: dict[str, list[int]] = {}
-    for name, part in (("test", test), ("validation", validation), ("train", train)):
+    for name in ("test", "validation", "train"):  # a text is kept in the first split that holds it
         kept[name] = []
-        for i in part:
+        for i in parts[name]:
             key = data.texts[i].strip()
             if key not in seen:
                 seen.add(key)
@@ -271,7 +286,7 @@ def make_splits(task: TaskSpec, data: LoadedData) -> Splits:
         **examples,
         label_names=tuple(task.label_names),
         provenance=data.provenance,
-        duplicates_removed={name: len(part) - len(kept[name]) for name, part in (("train", train), ("validation", validation), ("test", test))},
+        duplicates_removed={name: len(parts[name]) - len(kept[name]) for name in SPLIT_NAMES},
         full_sizes={name: len(examples[name]) for name in SPLIT_NAMES},
     )
 

@@ -61,7 +61,8 @@ def f1_heatmap(strategies: Sequence[str], labels: Sequence[str], f1: Sequence[Se
     for j, row in enumerate(f1):
         for i, value in enumerate(row):
             if not math.isnan(value):
-                axes.text(i, j, f"{value:.2f}", ha="center", va="center", fontsize=8, color="white" if value < 0.6 else "black")
+                colour = "white" if value < 0.6 else "black"
+                axes.text(i, j, f"{value:.2f}", ha="center", va="center", fontsize=8, color=colour)
     axes.set_title("F1 per class")
     figure.colorbar(image, ax=axes, label="F1")
     figure.savefig(path)

@@ -67,10 +67,9 @@ class Registry:
 
 
 def _unknown(kind: str, name: str, known: dict) -> str:
-    import difflib
+    from slmbench.tasks import did_you_mean
 
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(name, list(known))
     return f"unknown {kind} {name!r}{hint} (registered: {', '.join(sorted(known)) or 'none'})"
 
 
@@ -117,7 +116,10 @@ class PluginLoader:
 
     def add_entry_points(self) -> None:
         only = {n.strip() for n in os.environ.get(ONLY_PLUGINS_ENV, "").split(",") if n.strip()}
-        for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for missing in sorted(only - set(entry_points.names)):
+            self.fail(missing, LookupError(f"named in ${ONLY_PLUGINS_ENV} but no installed plugin has this name"))
+        for entry_point in entry_points:
             if only and entry_point.name not in only:
                 continue
             dist = entry_point.dist
@@ -162,7 +164,17 @@ class PluginLoader:
             "register_tasks",
             self._registrar(self.registry.tasks, "task", lambda path: load_task(path).name, lambda path: None),
         )
+        self._drop_failed_plugins()
         return self.registry
+
+    def _drop_failed_plugins(self) -> None:
+        """A plugin that failed part-way is left out whole: nothing it registered stays."""
+        failed = {failure.plugin for failure in self.registry.failures}
+        for table in (self.registry.strategies, self.registry.tasks):
+            for name in [name for name, item in table.items() if item.plugin in failed]:
+                del table[name]
+        for plugin in failed:
+            self.registry.plugins.pop(plugin, None)
 
 
 def load_registry(strict: bool = False, extra_plugins: dict[str, object] | None = None) -> Registry:

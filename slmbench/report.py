@@ -5,29 +5,35 @@ nothing else (no model, no data) is needed, so a copied run folder renders the s
 Trial files are read leniently: optional fields may be missing and unknown ones are ignored.
 
 Cost order, used to prefer a cheaper strategy that is statistically tied with the best one:
-strategy A is *cheaper* than B when it needs no more training time and no more peak memory, and
-strictly less of one of them. Among several cheaper tied strategies, the one that trains fastest
-wins (then the one with less peak memory).
+strategy A is *cheaper* than B when it needs no more training time and peak memory than B (give
+or take ``COST_NOISE``) and at most half of B's on at least one of the two, by more than that
+noise. Among several cheaper tied strategies, the one that trains fastest wins (then the one with
+less peak memory).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from slmbench import stats
 
 SIGNIFICANCE = 0.05
+COST_NOISE = {"train_seconds": 1.0, "peak_memory_mb": 50.0}
+"""Cost differences this small are measurement noise, never a reason to prefer a strategy."""
+CHEAPER_RATIO = 0.5
 BOOTSTRAP_RESAMPLES = 1000
 MAX_MATRIX_LABELS = 12
 """Above this many classes the confusion matrix is summarised as its most frequent confusions."""
 MAX_WRONG_EXAMPLES = 5
 MAX_TEXT_CHARS = 160
 MISSING = "—"
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass(frozen=True)
@@ -89,8 +95,12 @@ class Run:
         return self.info.get("labels") or next((trial.labels for trial in self.trials if trial.labels), [])
 
     @property
+    def task(self) -> str:
+        return self.info.get("task") or self.directory.parent.name
+
+    @property
     def name(self) -> str:
-        return f"{self.info.get('task', self.directory.parent.name)}/{self.info.get('run_id', self.directory.name)}"
+        return f"{self.task}/{self.info.get('run_id') or self.directory.name}"
 
 
 # --- Formatting ---------------------------------------------------------------------------------
@@ -101,13 +111,14 @@ def _metric(value: float | None) -> str:
 
 
 def _number(value: float | None) -> str:
-    """Three significant digits without exponent: 412.7 -> '413', 0.0402 -> '0.0402'."""
+    """Three significant digits without exponent or trailing zeros: 412.7 -> '413', 5.0 -> '5'."""
     if value is None:
         return MISSING
-    if value == 0:
-        return "0"
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
     decimals = max(0, 2 - math.floor(math.log10(abs(value))))
-    return f"{value:,.{decimals}f}"
+    text = f"{value:,.{decimals}f}"
+    return text.rstrip("0").rstrip(".") if decimals else text
 
 
 def _scaled(value: float | None, base: int, units: Sequence[str]) -> str:
@@ -154,6 +165,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = ["| " + " | ".join(_cell(h) for h in headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_cell(value) for value in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _plain(text: str) -> str:
+    """Arbitrary text (a test example) shown literally: markdown and HTML characters escaped."""
+    return re.sub(r"([\\`*_\[\]<>~])", r"\\\1", text)
 
 
 def _shorten(text: str | None, limit: int) -> str:
@@ -240,19 +256,27 @@ class Constraints:
     def violations(self, trial: Trial) -> list[str]:
         """Why ``trial`` breaks these constraints (an unrecorded measurement counts as a breach)."""
         reasons = []
-        for limit, (what, unit, measure) in self._active():
-            value = measure(trial)
+        for limit, measure in self._active():
+            value = measure.of(trial)
             if value is None:
-                reasons.append(f"{what} not recorded")
+                reasons.append(f"{measure.what} not recorded")
             elif value > limit:
-                reasons.append(f"{what} {_number(value)}{unit} > {limit:g}{unit}")
+                reasons.append(f"{measure.what} {_number(value)}{measure.unit} > {limit:g}{measure.unit}")
         return reasons
 
     def describe(self) -> str:
-        return ", ".join(f"{what} ≤ {limit:g}{unit}" for limit, (what, unit, _) in self._active())
+        return ", ".join(f"{measure.what} ≤ {limit:g}{measure.unit}" for limit, measure in self._active())
 
-    def _active(self) -> list[tuple[float, tuple[str, str, Callable[[Trial], float | None]]]]:
+    def _active(self) -> list[tuple[float, _Measure]]:
         return [(getattr(self, f.name), _MEASURES[f.name]) for f in fields(self) if getattr(self, f.name) is not None]
+
+
+class _Measure(NamedTuple):
+    """What a constraint limits, in which unit, and how to read it from a trial."""
+
+    what: str
+    unit: str
+    of: Callable[[Trial], float | None]
 
 
 def _train_minutes(trial: Trial) -> float | None:
@@ -260,11 +284,11 @@ def _train_minutes(trial: Trial) -> float | None:
     return None if seconds is None else seconds / 60
 
 
-_MEASURES: dict[str, tuple[str, str, Callable[[Trial], float | None]]] = {
-    "max_train_minutes": ("training time", " min", _train_minutes),
-    "max_latency_ms": ("latency", " ms/example", lambda trial: trial.cost.get("latency_ms_per_example")),
-    "max_memory_mb": ("peak memory", " MiB", lambda trial: trial.cost.get("peak_memory_mb")),
-    "max_labelled_examples": ("labelled examples", "", lambda trial: trial.labelled_examples),
+_MEASURES = {
+    "max_train_minutes": _Measure("training time", " min", _train_minutes),
+    "max_latency_ms": _Measure("latency", " ms/example", lambda trial: trial.cost.get("latency_ms_per_example")),
+    "max_memory_mb": _Measure("peak memory", " MiB", lambda trial: trial.cost.get("peak_memory_mb")),
+    "max_labelled_examples": _Measure("labelled examples", "", lambda trial: trial.labelled_examples),
 }
 
 
@@ -291,16 +315,14 @@ def mcnemar_p(a: Trial, b: Trial) -> float | None:
     return stats.mcnemar_exact(a.gold, a.predicted, b.predicted)
 
 
-def _cost_key(trial: Trial) -> tuple[float | None, float | None]:
-    return trial.cost.get("train_seconds"), trial.cost.get("peak_memory_mb")
-
-
 def _cheaper(a: Trial, b: Trial) -> bool:
-    """The module's cost order: no more training time and peak memory, strictly less of one."""
-    cost_a, cost_b = _cost_key(a), _cost_key(b)
-    if None in cost_a + cost_b:
+    """The module's cost order (see the module docstring); unrecorded costs are never cheaper."""
+    costs = [(a.cost.get(key), b.cost.get(key), noise) for key, noise in COST_NOISE.items()]
+    if any(x is None or y is None for x, y, _ in costs):
         return False
-    return all(x <= y for x, y in zip(cost_a, cost_b)) and cost_a != cost_b
+    no_more = all(x <= y + noise for x, y, noise in costs)
+    materially_less = any(x <= CHEAPER_RATIO * y and y - x > noise for x, y, noise in costs)
+    return no_more and materially_less
 
 
 def recommend(run: Run, constraints: Constraints = Constraints()) -> Recommendation:
@@ -314,7 +336,7 @@ def recommend(run: Run, constraints: Constraints = Constraints()) -> Recommendat
         for trial in allowed[1:]
         if _cheaper(trial, best_allowed) and (p := mcnemar_p(trial, best_allowed)) is not None and p >= SIGNIFICANCE
     ]
-    choice, p = min(tied, key=lambda pair: _cost_key(pair[0]), default=(best_allowed, None))
+    choice, p = min(tied, key=lambda pair: [pair[0].cost[key] for key in COST_NOISE], default=(best_allowed, None))
     return Recommendation(ranked[0] if ranked else None, best_allowed, choice, p, excluded)
 
 
@@ -323,18 +345,16 @@ def recommend(run: Run, constraints: Constraints = Constraints()) -> Recommendat
 
 def _title(run: Run) -> str:
     date = (run.info.get("started_at") or "")[:10]
-    task = run.info.get("task") or run.directory.parent.name
-    return f"# Decision report: {task}" + (f" ({date})" if date else "")
+    return f"# Decision report: {run.task}" + (f" ({date})" if date else "")
 
 
 def _introduction(run: Run) -> str:
     labels = run.labels
-    n_test = run.info.get("splits", {}).get("test") or len(next((t.gold for t in run.ranked), []))
+    n_test = (run.info.get("splits") or {}).get("test") or len(next((t.gold for t in run.ranked), []))
     text = (
         f"slmbench tried {len(run.trials)} ways of adapting a small language model to classify "
-        f"{_code(run.info.get('task', run.directory.parent.name))} texts into {len(labels)} classes "
-        f"({', '.join(labels)}), all on the same data split and budget, "
-        f"and measured their quality on {n_test} held-out test examples and what each one costs."
+        f"{_code(run.task)} texts into {len(labels)} classes ({', '.join(labels)}), all on the same data split "
+        f"and budget, and measured their quality on {n_test} held-out test examples and what each one costs."
     )
     if run.info.get("run_id"):
         text += f" Run {_code(run.info['run_id'])}, started {run.info.get('started_at', 'at an unrecorded time')}."
@@ -345,8 +365,9 @@ def _introduction(run: Run) -> str:
 def _cost_summary(trial: Trial) -> str:
     cost = trial.cost
     return (
-        f"trains in {_number(cost.get('train_seconds'))} s, predicts in "
-        f"{_number(cost.get('latency_ms_per_example'))} ms per example, peaks at {_number(cost.get('peak_memory_mb'))} MiB of memory"
+        f"trains in {_number(cost.get('train_seconds'))} s, "
+        f"predicts in {_number(cost.get('latency_ms_per_example'))} ms per example "
+        f"and peaks at {_number(cost.get('peak_memory_mb'))} MiB of memory"
     )
 
 
@@ -354,47 +375,72 @@ def _quality_summary(trial: Trial) -> str:
     return f"accuracy {_metric(trial.accuracy)}, macro-F1 {_metric(trial.macro_f1)}"
 
 
-def _recommendation(run: Run, advice: Recommendation, constraints: Constraints) -> str:
-    lines = ["## Recommendation"]
-    if advice.best is None:
-        return "\n\n".join(lines + ["No strategy produced predictions, so there is nothing to recommend: see **Failures**."])
+def _verdict(advice: Recommendation, constraints: Constraints) -> str:
+    """The opening sentence: what to use, or that nothing fits the constraints."""
     if advice.choice is None:
-        lines.append(
+        return (
             f"**No strategy meets your constraints** ({constraints.describe()}). Without them, the most accurate is "
             f"{_code(advice.best.strategy)}: {_quality_summary(advice.best)}; it {_cost_summary(advice.best)}."
         )
-    else:
-        choice = advice.choice
-        lines.append(
-            f"**Use {_code(choice.strategy)}** ({choice.family or 'family not recorded'}): {_quality_summary(choice)}; "
-            f"it {_cost_summary(choice)}."
-        )
-        if choice is not advice.best_allowed:
-            rival = advice.best_allowed
-            lines.append(
-                f"{_code(rival.strategy)} is more accurate ({_quality_summary(rival)}), but the difference is not "
-                f"statistically significant on these {len(rival.gold)} test examples (McNemar exact test, "
-                f"p = {_p_value(advice.tie_p_value)}; the confidence intervals below show how much a test set "
-                f"this size can tell apart), and {_code(choice.strategy)} is cheaper: "
-                f"{_number(choice.cost['train_seconds'])} s instead of {_number(rival.cost['train_seconds'])} s of training, "
-                f"{_number(choice.cost['peak_memory_mb'])} MiB instead of {_number(rival.cost['peak_memory_mb'])} MiB of peak memory."
-            )
-        elif choice is advice.best:
-            lines.append("It is the most accurate strategy, and no cheaper one is statistically tied with it.")
+    choice = advice.choice
+    family = f" ({choice.family} family)" if choice.family else ""
+    what = f": {choice.description.rstrip('.')}" if choice.description else ""
+    verdict = (
+        f"**Use {_code(choice.strategy)}**{family}{what}. "
+        f"It has {_quality_summary(choice)}; it {_cost_summary(choice)}."
+    )
+    if choice is advice.best:
+        verdict += " It is the most accurate strategy, and no cheaper one is statistically tied with it."
+    elif choice is advice.best_allowed:
+        verdict += " It is the most accurate strategy that meets your constraints."
+    return verdict
+
+
+def _tie(advice: Recommendation) -> str:
+    """Why a cheaper strategy is preferred to a more accurate one."""
+    choice, rival = advice.choice, advice.best_allowed
+    return (
+        f"{_code(rival.strategy)} is more accurate ({_quality_summary(rival)}), but not significantly so on these "
+        f"{len(rival.gold)} test examples (McNemar exact test, p = {_p_value(advice.tie_p_value)}), and "
+        f"{_code(choice.strategy)} is cheaper: {_number(choice.cost['train_seconds'])} s instead of "
+        f"{_number(rival.cost['train_seconds'])} s of training, {_number(choice.cost['peak_memory_mb'])} instead of "
+        f"{_number(rival.cost['peak_memory_mb'])} MiB of peak memory. A small test set only detects large "
+        "differences: the confidence intervals in the leaderboard show how large."
+    )
+
+
+def _recommendation(run: Run, advice: Recommendation, constraints: Constraints) -> str:
+    if advice.best is None:
+        return "## Recommendation\n\nNo strategy produced predictions, so there is nothing to recommend: see Failures."
+    paragraphs = ["## Recommendation", _verdict(advice, constraints)]
+    if advice.tie_p_value is not None:
+        paragraphs.append(_tie(advice))
     if advice.excluded:
         excluded = "; ".join(f"{_code(name)} ({', '.join(reasons)})" for name, reasons in advice.excluded.items())
-        lines.append(f"Your constraints ({constraints.describe()}) rule out: {excluded}.")
-    if advice.best is not advice.best_allowed and advice.best_allowed is not None:
-        lines.append(f"Constraints aside, the most accurate is {_code(advice.best.strategy)} ({_quality_summary(advice.best)}).")
+        paragraphs.append(f"Your constraints ({constraints.describe()}) rule out {excluded}.")
+        if advice.best_allowed is not None and advice.best is not advice.best_allowed:
+            best = advice.best
+            paragraphs[-1] += f" Constraints aside, the most accurate is {_code(best.strategy)}"
+            paragraphs[-1] += f" ({_quality_summary(best)})."
     if run.failed:
-        lines.append(f"{_plural(len(run.failed), 'strategy', 'strategies')} failed and cannot be compared: see **Failures**.")
-    return "\n\n".join(lines)
+        failed = _plural(len(run.failed), "strategy", "strategies")
+        paragraphs.append(f"{failed} produced no predictions (failed, timed out or cancelled): see Failures.")
+    return "\n\n".join(paragraphs)
 
 
 def _bootstrap(trial: Trial, metric: stats.Metric, seed: int) -> tuple[float, float] | None:
     if len(trial.gold) != len(trial.predicted):
         return None
     return stats.bootstrap_ci(trial.gold, trial.predicted, metric, BOOTSTRAP_RESAMPLES, seed=seed)
+
+
+def _cost_cells(cost: dict[str, Any]) -> list[str]:
+    return [
+        _number(cost.get("train_seconds")), _number(cost.get("predict_seconds")),
+        _number(cost.get("latency_ms_per_example")), _number(cost.get("throughput_examples_per_second")),
+        _number(cost.get("peak_memory_mb")), _count(cost.get("trainable_params")),
+        _count(cost.get("total_params")), _bytes(cost.get("artifact_bytes")),
+    ]
 
 
 def _leaderboard(run: Run) -> str:
@@ -409,22 +455,17 @@ def _leaderboard(run: Run) -> str:
         "predict (s)", "latency (ms/example)", "throughput (examples/s)", "peak memory (MiB)",
         "trainable params", "total params", "artifact size",
     ] + (["prompt tokens/example"] if with_tokens else [])
-    rows = []
-    for rank, trial in enumerate(ranked, 1):
-        cost = trial.cost
-        rows.append(
-            [
-                rank, trial.strategy, trial.family or MISSING,
-                _interval(trial.accuracy, _bootstrap(trial, stats.accuracy, seed)),
-                _interval(trial.macro_f1, _bootstrap(trial, f1_metric, seed)),
-                MISSING if rank == 1 else _p_value(mcnemar_p(ranked[0], trial)),
-                _number(cost.get("train_seconds")), _number(cost.get("predict_seconds")),
-                _number(cost.get("latency_ms_per_example")), _number(cost.get("throughput_examples_per_second")),
-                _number(cost.get("peak_memory_mb")), _count(cost.get("trainable_params")),
-                _count(cost.get("total_params")), _bytes(cost.get("artifact_bytes")),
-            ]
-            + ([_number(trial.details.get("prompt_tokens_per_example"))] if with_tokens else [])
-        )
+    rows = [
+        [
+            rank, trial.strategy, trial.family or MISSING,
+            _interval(trial.accuracy, _bootstrap(trial, stats.accuracy, seed)),
+            _interval(trial.macro_f1, _bootstrap(trial, f1_metric, seed)),
+            MISSING if rank == 1 else _p_value(mcnemar_p(ranked[0], trial)),
+            *_cost_cells(trial.cost),
+            *([_number(trial.details.get("prompt_tokens_per_example"))] if with_tokens else []),
+        ]
+        for rank, trial in enumerate(ranked, 1)
+    ]
     note = (
         f"Sorted by test accuracy. 95% confidence intervals: percentile bootstrap over the test examples "
         f"({BOOTSTRAP_RESAMPLES:,} resamples, seed {seed}). McNemar p: exact two-sided test on the test examples "
@@ -439,7 +480,6 @@ def _tradeoffs(run: Run) -> str:
     from slmbench.plots import tradeoff_plot
 
     parts = []
-    task = run.info.get("task", "")
     for key, axis_label, file, what in (
         ("train_seconds", "training time (s)", "tradeoff_training.png", "training time"),
         ("latency_ms_per_example", "prediction latency (ms per example)", "tradeoff_latency.png", "latency"),
@@ -449,13 +489,15 @@ def _tradeoffs(run: Run) -> str:
             continue
         costs, scores = [trial.cost[key] for trial in trials], [trial.accuracy for trial in trials]
         front = stats.pareto_front(costs, scores)
-        title = f"{task}: test accuracy against {what}"
-        tradeoff_plot([trial.strategy for trial in trials], costs, scores, front, axis_label, title, run.directory / file)
-        names = ", ".join(_code(trials[i].strategy) for i in sorted(front, key=lambda i: costs[i]))
-        parts.append(f"![Test accuracy against {what}]({file})\n\nPareto front for {what}, cheapest first: {names}.")
+        names = [trial.strategy for trial in trials]
+        title = f"{run.task}: test accuracy against {what}"
+        tradeoff_plot(names, costs, scores, front, axis_label, title, run.directory / file)
+        front_names = ", ".join(_code(names[i]) for i in sorted(front, key=lambda i: costs[i]))
+        parts.append(f"![Test accuracy against {what}]({file})")
+        parts.append(f"Pareto front for {what}, cheapest first: {front_names}.")
     if not parts:
         return ""
-    intro = "On the Pareto front (dashed), no other strategy is both cheaper and more accurate; any other point is dominated."
+    intro = "On the Pareto front (dashed line), no other strategy is both cheaper and more accurate."
     return "\n\n".join(["## Trade-offs", intro, *parts])
 
 
@@ -465,17 +507,23 @@ def _per_class(run: Run) -> str:
     ranked, labels = run.ranked, run.labels
     if not ranked or not labels:
         return ""
-    support = {label: (ranked[0].metrics.get("per_class") or {}).get(label, {}).get("support") for label in labels}
-    rows = [[label, support[label] if support[label] is not None else MISSING, *(_metric(t.f1(label)) for t in ranked)] for label in labels]
+    per_class = ranked[0].metrics.get("per_class") or {}
+    rows = [
+        [label, per_class.get(label, {}).get("support", MISSING), *(_metric(trial.f1(label)) for trial in ranked)]
+        for label in labels
+    ]
     values = [[math.nan if t.f1(label) is None else t.f1(label) for t in ranked] for label in labels]
     f1_heatmap([trial.strategy for trial in ranked], labels, values, run.directory / "per_class_f1.png")
     parts = [
         "## Per-class results",
-        "F1 on each class (rows) for each strategy (columns, in leaderboard order); support is the number of test examples of the class.",
+        "F1 on each class (rows) for each strategy (columns, in leaderboard order); "
+        "support is the number of test examples of the class.",
         _table(["class", "support", *(trial.strategy for trial in ranked)], rows),
         "![F1 per class and strategy](per_class_f1.png)",
+        _confusion(ranked[0], labels),
+        _wrong_examples(run, ranked[0]),
     ]
-    return "\n\n".join(parts + [_confusion(ranked[0], labels), _wrong_examples(run, ranked[0])]).rstrip()
+    return "\n\n".join(part for part in parts if part)
 
 
 def _confusion(best: Trial, labels: list[str]) -> str:
@@ -484,15 +532,25 @@ def _confusion(best: Trial, labels: list[str]) -> str:
         return ""
     title = f"### Confusion matrix of {_code(best.strategy)}"
     if len(labels) > MAX_MATRIX_LABELS:
-        pairs = sorted(
-            ((count, labels[g], labels[p]) for g, row in enumerate(matrix) for p, count in enumerate(row) if g != p and count),
-            reverse=True,
-        )[:10]
-        table = _table(["gold", "predicted", "test examples"], [[g, p, count] for count, g, p in pairs])
-        return f"{title}\n\nIts {len(pairs)} most frequent confusions ({len(labels)} classes are too many for a full matrix):\n\n{table}"
-    rows = [[f"**{gold}**", *(f"**{n}**" if g == p else n for p, n in enumerate(row))] for g, (gold, row) in enumerate(zip(labels, matrix))]
-    table = _table(["gold ↓ / predicted →", *labels], rows)
-    return f"{title}\n\nRows are the true classes, columns the predicted ones; the diagonal (bold) is correct.\n\n{table}"
+        return f"{title}\n\n{_top_confusions(matrix, labels)}"
+    rows = [
+        [f"**{gold}**", *(f"**{count}**" if g == p else count for p, count in enumerate(row))]
+        for g, (gold, row) in enumerate(zip(labels, matrix))
+    ]
+    explanation = "Rows are the true classes, columns the predicted ones; the diagonal (bold) is correct."
+    return f"{title}\n\n{explanation}\n\n{_table(['gold ↓ / predicted →', *labels], rows)}"
+
+
+def _top_confusions(matrix: list[list[int]], labels: list[str], top: int = 10) -> str:
+    """The most frequent (gold, predicted) mistakes: a full matrix would not fit on a page."""
+    mistakes = [
+        (count, labels[g], labels[p]) for g, row in enumerate(matrix) for p, count in enumerate(row) if g != p and count
+    ]
+    rows = [[gold, predicted, count] for count, gold, predicted in sorted(mistakes, key=lambda m: -m[0])[:top]]
+    return (
+        f"Its {len(rows)} most frequent confusions ({len(labels)} classes are too many for a full matrix):\n\n"
+        + _table(["gold", "predicted", "test examples"], rows)
+    )
 
 
 def _wrong_examples(run: Run, best: Trial) -> str:
@@ -507,7 +565,7 @@ def _wrong_examples(run: Run, best: Trial) -> str:
         wrong.sort(key=lambda i: -probabilities[i][best.predicted[i]])
     rows = [
         [
-            _shorten(texts[i], MAX_TEXT_CHARS), labels[best.gold[i]], labels[best.predicted[i]],
+            _plain(_shorten(texts[i], MAX_TEXT_CHARS)), labels[best.gold[i]], labels[best.predicted[i]],
             *([_metric(probabilities[i][best.predicted[i]])] if probabilities else []),
         ]
         for i in wrong[:MAX_WRONG_EXAMPLES]
@@ -520,25 +578,48 @@ def _wrong_examples(run: Run, best: Trial) -> str:
     )
 
 
+def _failure_line(trial: Trial) -> str:
+    error = trial.error
+    if error:
+        summary = f"{error.get('type', 'Error')}: {_first_line(error.get('message'))}"
+    else:
+        summary = f"status {trial.status!r}, no error recorded"
+    link = f"[{trial.file}]({trial.file})"
+    where = f"full traceback in {link} under `error.traceback`" if error.get("traceback") else f"see {link}"
+    status = "" if trial.status == "failed" else f" ({trial.status})"
+    return f"- {_code(trial.strategy)}{status}: {_code(summary)} — {where}."
+
+
 def _failures(run: Run) -> str:
     if not run.failed:
         return ""
-    lines = ["## Failures", "These strategies produced no predictions and are left out of every comparison above."]
-    for trial in run.failed:
-        error = trial.error
-        summary = f"{error.get('type', 'Error')}: {_first_line(error.get('message'))}" if error else f"status {trial.status!r}, no error recorded"
-        where = (
-            f"full traceback in [{trial.file}]({trial.file}) under `error.traceback`"
-            if error.get("traceback")
-            else f"see [{trial.file}]({trial.file})"
-        )
-        lines.append(f"- {_code(trial.strategy)}: {_code(summary)} — {where}.")
-    return "\n\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:])
+    return (
+        "## Failures\n\nThese strategies produced no predictions and are left out of every comparison above "
+        "(status in brackets when the trial did not simply fail).\n\n"
+        + "\n".join(_failure_line(trial) for trial in run.failed)
+    )
+
+
+def _split_tables(run: Run) -> list[str]:
+    """Examples per split (used, available, duplicates removed), then per class and split."""
+    splits = run.info.get("splits") or {}
+    tables = []
+    names = [name for name in SPLITS if name in splits]
+    if names:
+        full, duplicates = splits.get("full_sizes") or {}, splits.get("duplicates_removed") or {}
+        rows = [[name, splits[name], full.get(name, MISSING), duplicates.get(name, MISSING)] for name in names]
+        tables.append(_table(["split", "examples used", "available before caps", "duplicates removed"], rows))
+    per_class = splits.get("per_class") or {}
+    if per_class:
+        columns = [name for name in SPLITS if name in per_class]
+        rows = [[label, *(per_class[split].get(label, 0) for split in columns)] for label in run.labels]
+        tables.append(_table(["class", *columns], rows))
+    return tables
 
 
 def _data_protocol(run: Run) -> str:
     info = run.info
-    splits, data, profile = info.get("splits") or {}, info.get("data") or {}, info.get("profile") or {}
+    data, profile = info.get("data") or {}, info.get("profile") or {}
     parts = [
         "## Data and protocol",
         "Every strategy learns from the same train split (validation is for model selection only) "
@@ -549,19 +630,11 @@ def _data_protocol(run: Run) -> str:
             f"Data file {_code(str(data.get('file', MISSING)))}: {data.get('rows', MISSING)} rows, "
             f"SHA-256 {_code(str(data.get('sha256', MISSING)))}. Seed: {info.get('seed', MISSING)}."
         )
-    names = [name for name in ("train", "validation", "test") if name in splits]
-    if names:
-        full, duplicates = splits.get("full_sizes") or {}, splits.get("duplicates_removed") or {}
-        rows = [[name, splits[name], full.get(name, MISSING), duplicates.get(name, MISSING)] for name in names]
-        parts.append(_table(["split", "examples used", "available before caps", "duplicates removed"], rows))
-    per_class = splits.get("per_class") or {}
-    if per_class:
-        columns = [name for name in ("train", "validation", "test") if name in per_class]
-        rows = [[label, *(per_class[split].get(label, 0) for split in columns)] for label in run.labels]
-        parts.append(_table(["class", *columns], rows))
+    parts += _split_tables(run)
     if profile:
         rows = [[key, "no cap" if value is None else value] for key, value in profile.items() if key != "name"]
-        parts.append(f"Budget profile {_code(str(profile.get('name', MISSING)))}, shared by every strategy:\n\n" + _table(["cap", "value"], rows))
+        parts.append(f"Budget profile {_code(str(profile.get('name', MISSING)))}, shared by every strategy:")
+        parts.append(_table(["cap", "value"], rows))
     return "\n\n".join(parts)
 
 
@@ -569,13 +642,14 @@ def _references(run: Run) -> str:
     references = run.info.get("references") or []
     if not references:
         return ""
-    rows = [[r.get("system", MISSING), r.get("metric", MISSING), r.get("value", MISSING), r.get("source", MISSING)] for r in references]
+    columns = ("system", "metric", "value", "source")
+    rows = [[reference.get(column, MISSING) for column in columns] for reference in references]
     return "\n\n".join(
         [
             "## Published reference points",
             "> **Reported elsewhere, not measured here.** These come from other papers or leaderboards, with other "
             "data splits, models and budgets: a rough scale for the numbers above, not a like-for-like comparison.",
-            _table(["system", "metric", "value", "source"], rows),
+            _table(columns, rows),
         ]
     )
 
@@ -615,31 +689,14 @@ def render_report(run_dir: Path, constraints: Constraints = Constraints()) -> Pa
     return path
 
 
-def render_comparison(run_dirs: Sequence[Path], output: Path) -> Path:
-    """Write one markdown file comparing runs: the best strategy of each, then every strategy's accuracy."""
-    runs = [load_run(run_dir) for run_dir in run_dirs]
-    summary = [
-        [run.name, len(run.ranked[0].gold) if run.ranked else MISSING, run.ranked[0].strategy if run.ranked else "none ok",
-         _metric(run.ranked[0].accuracy) if run.ranked else MISSING, _metric(run.ranked[0].macro_f1) if run.ranked else MISSING,
-         len(run.ranked), len(run.failed)]
-        for run in runs
+def _best_of_run(run: Run) -> list[Any]:
+    best = run.ranked[0] if run.ranked else None
+    if best is None:
+        return [run.name, MISSING, "none succeeded", MISSING, MISSING, 0, len(run.failed)]
+    return [
+        run.name, len(best.gold) or MISSING, best.strategy, _metric(best.accuracy), _metric(best.macro_f1),
+        len(run.ranked), len(run.failed),
     ]
-    strategies = sorted({trial.strategy for run in runs for trial in run.trials})
-    accuracy = [[name, *(_accuracy_cell(run, name) for run in runs)] for name in strategies]
-    text = "\n\n".join(
-        [
-            f"# Comparison of {len(runs)} runs",
-            "## Best strategy per run",
-            _table(["run", "test examples", "best strategy", "accuracy", "macro-F1", "strategies ok", "failed"], summary),
-            "## Test accuracy of each strategy",
-            "Bold: the best of the run. Accuracies from different tasks or test sets are not comparable with each other.",
-            _table(["strategy", *(run.name for run in runs)], accuracy),
-        ]
-    )
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(text + "\n", encoding="utf-8")
-    return output
 
 
 def _accuracy_cell(run: Run, strategy: str) -> str:
@@ -649,3 +706,25 @@ def _accuracy_cell(run: Run, strategy: str) -> str:
     if not trial.ok:
         return "failed"
     return f"**{_metric(trial.accuracy)}**" if trial is run.ranked[0] else _metric(trial.accuracy)
+
+
+def render_comparison(run_dirs: Sequence[Path], output: Path) -> Path:
+    """Write one markdown file comparing runs: the best strategy of each, then every strategy's accuracy."""
+    runs = [load_run(run_dir) for run_dir in run_dirs]
+    strategies = sorted({trial.strategy for run in runs for trial in run.trials})
+    accuracy = [[name, *(_accuracy_cell(run, name) for run in runs)] for name in strategies]
+    summary_headers = ["run", "test examples", "best strategy", "accuracy", "macro-F1", "strategies ok", "failed"]
+    text = "\n\n".join(
+        [
+            f"# Comparison of {len(runs)} runs",
+            "## Best strategy per run",
+            _table(summary_headers, [_best_of_run(run) for run in runs]),
+            "## Test accuracy of each strategy",
+            "Bold: the best of each run. Accuracies on different tasks or test sets are not comparable.",
+            _table(["strategy", *(run.name for run in runs)], accuracy),
+        ]
+    )
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n", encoding="utf-8")
+    return output

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import shlex
+import signal
 import sys
-from dataclasses import dataclass, replace
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from slmbench.environment import collect_environment
 from slmbench.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL, choose_device, choose_dtype
@@ -32,6 +36,25 @@ class RunOptions:
     dtype: str = "auto"
     trust_remote_code: bool = False
     run_id: str | None = None
+    trial_timeout: float | None = None
+
+
+@dataclass
+class RunResult:
+    """Where a run went and which trials it ran now or reused from an earlier, matching run."""
+
+    run_dir: Path
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the run; finished trials and the report are on disk."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"run interrupted; resume with: slmbench run --resume {result.run_dir}")
+        self.result = result
 
 
 def resolve_task_path(name_or_path: str, registry: Registry) -> Path:
@@ -52,17 +75,72 @@ def select_strategies(spec: str, registry: Registry) -> list[str]:
     return names
 
 
+def default_run_id(options: RunOptions) -> str:
+    """``<profile>-seed<seed>``, plus a short hash when the models are not the defaults.
+
+    The same command therefore writes into the same folder, which is what makes rerunning it resume.
+    """
+    run_id = f"{options.profile}-seed{options.seed}"
+    if (options.model, options.embedding_model) != (EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL):
+        run_id += "-" + hashlib.sha256(f"{options.model}|{options.embedding_model}".encode()).hexdigest()[:6]
+    return run_id
+
+
+def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
+    """The options a run was started with, read back from its run.json (for ``--resume``)."""
+    run_file = Path(run_dir) / "run.json"
+    if not run_file.exists():
+        raise FileNotFoundError(f"{run_file} does not exist: not a slmbench run folder")
+    saved = json.loads(run_file.read_text())["options"]
+    return RunOptions(**{**saved, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _finished_trial(path: Path, config: TrialConfig) -> dict | None:
+    """The trial record at ``path`` if it finished ``ok`` with exactly this config, else None."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if record.get("status") == "ok" and record.get("config_hash") == config.config_hash():
+        return record
+    return None
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C for the duration of a run."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run_benchmark(
     options: RunOptions,
     registry: Registry,
     progress: ProgressReporter,
-    on_trial: Callable[[dict], None] = lambda record: None,
-) -> Path:
-    """Run every selected strategy as an isolated trial and return the run directory.
+    on_trial: Callable[[dict, bool], None] = lambda record, reused: None,
+    constraints: Any = None,
+) -> RunResult:
+    """Run every selected strategy as an isolated trial, write each trial and the report.
 
-    The task and its data are validated before any model is loaded.
+    The task and its data are validated before any model is loaded. ``constraints``
+    (``slmbench.report.Constraints``) shape the report's recommendation. Trials already in the run
+    folder with status ``ok`` and the same config are reused, not rerun. On Ctrl-C or SIGTERM the
+    running trial is recorded as ``cancelled``, the report is rendered from what exists, and
+    RunInterrupted is raised.
     """
     from slmbench.data import resolve_data_dir
+    from slmbench.report import Constraints, render_report
 
     budget = get_profile(options.profile)
     task_path = resolve_task_path(options.task, registry)
@@ -86,8 +164,10 @@ def run_benchmark(
     )
     workspace = Workspace(registry, progress)
     splits = workspace.splits(task, base_config)
-    run_id = options.run_id or datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(options.output) / task.name / run_id
+    run_id = options.run_id or default_run_id(options)
+    result = RunResult(Path(options.output) / task.name / run_id)
+    run_dir = result.run_dir
+    earlier = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     write_json_atomic(
         run_dir / "run.json",
         {
@@ -96,10 +176,11 @@ def run_benchmark(
             "task": task.name,
             "task_path": str(task_path),
             "command": shlex.join(["slmbench", *sys.argv[1:]]),
+            "options": {**asdict(options), "run_id": run_id, "output": str(options.output)},
             "profile": budget.to_dict(),
             "seed": options.seed,
             "labels": task.label_names,
-            "strategies": strategies,
+            "strategies": list(dict.fromkeys([*earlier.get("strategies", []), *strategies])),
             "splits": splits.summary(),
             "data": splits.provenance,
             "models": {
@@ -110,18 +191,29 @@ def run_benchmark(
             },
             "references": [vars(reference) for reference in task.references],
             "environment": collect_environment(),
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_at": earlier.get("started_at", datetime.now(timezone.utc).isoformat(timespec="seconds")),
         },
     )
     write_json_atomic(run_dir / "test_texts.json", list(splits.test.texts))
 
-    for name in strategies:
-        config = replace(base_config, strategy=name)
-        record = run_trial(config, workspace, run_dir / "artifacts" / name)
-        write_json_atomic(run_dir / "trials" / f"{name}.json", record)
-        on_trial(record)
-
-    from slmbench.report import render_report
-
-    render_report(run_dir)
-    return run_dir
+    with _sigterm_as_interrupt():
+        try:
+            for name in strategies:
+                config = replace(base_config, strategy=name, strategy_version=registry.strategies[name].distribution)
+                trial_file = run_dir / "trials" / f"{name}.json"
+                if (record := _finished_trial(trial_file, config)) is not None:
+                    result.reused.append(name)
+                    on_trial(record, True)
+                    continue
+                record = run_trial(config, workspace, run_dir / "artifacts" / name, options.trial_timeout)
+                write_json_atomic(trial_file, record)
+                result.ran.append(name)
+                on_trial(record, False)
+                if record["status"] == "cancelled":
+                    raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            result.interrupted = True
+        render_report(run_dir, constraints or Constraints())
+    if result.interrupted:
+        raise RunInterrupted(result)
+    return result

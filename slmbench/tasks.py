@@ -145,7 +145,8 @@ class _Section:
             _fail(file, where, "is empty" if value is None and not where else found, f"a mapping with keys {', '.join(keys)}")
         for key in value:
             if key not in keys:
-                _fail(file, _join(where, str(key)), f"is not a known key{did_you_mean(str(key), list(keys))}", f"one of {', '.join(keys)}")
+                hint = did_you_mean(str(key), list(keys))
+                _fail(file, _join(where, str(key)), f"is not a known key{hint}", f"one of {', '.join(keys)}")
         return cls(file, where, value)
 
     def path_of(self, key: str) -> str:
@@ -219,7 +220,8 @@ def _label(file: Path, index: int, value: Any) -> Label:
     if isinstance(value, str) and value.strip():
         return Label(name=value, verbalizer=value, values=(value,))
     if not isinstance(value, dict):
-        _fail(file, where, f"is {_describe(value)}", "a label name (quote numbers) or a mapping with keys " + ", ".join(_LABEL_KEYS))
+        expected = "a label name (quote numbers) or a mapping with keys " + ", ".join(_LABEL_KEYS)
+        _fail(file, where, f"is {_describe(value)}", expected)
     label = _Section.read(file, where, value, _LABEL_KEYS)
     name = label.get("name", "text")
     values = label.get("values", "list", [name])
@@ -244,13 +246,15 @@ def _labels(file: Path, value: Any) -> tuple[Label, ...]:
     for what, items in (("name", [label.name for label in labels]), ("verbalizer", [label.verbalizer for label in labels])):
         for repeated in [item for item, count in Counter(items).items() if count > 1]:
             positions = [i for i, item in enumerate(items) if item == repeated]
-            _fail(file, "labels", f"label {what} {repeated!r} appears more than once (labels {positions})", f"a distinct {what} per label")
+            problem = f"has label {what} {repeated!r} more than once (labels {positions})"
+            _fail(file, "labels", problem, f"a distinct {what} per label")
     owners: dict[str, str] = {}
     for label in labels:
         for raw in label.values:
             owner = owners.setdefault(value_key(raw), label.name)
             if owner != label.name:
-                _fail(file, "labels", f"data value {raw!r} is listed for both {owner!r} and {label.name!r}", "each data value to mean one label")
+                problem = f"has data value {raw!r} listed for both {owner!r} and {label.name!r}"
+                _fail(file, "labels", problem, "each data value to mean one label")
     return labels
 
 
@@ -262,7 +266,8 @@ def _split(file: Path, value: Any) -> SplitProtocol:
     test_size = split.fraction("test_size", defaults.test_size)
     validation_size = split.fraction("validation_size", defaults.validation_size)
     if test_size + validation_size >= 1:
-        _fail(file, "split", f"test_size + validation_size is {test_size + validation_size:g}, leaving nothing to train on", "a sum below 1")
+        problem = f"has test_size + validation_size = {test_size + validation_size:g}, leaving nothing to train on"
+        _fail(file, "split", problem, "a sum below 1")
     seed = split.get("seed", "integer", defaults.seed)
     if not 0 <= seed < 2**32:
         _fail(file, split.path_of("seed"), f"is {seed}", "an integer from 0 to 2**32 - 1")
@@ -277,9 +282,8 @@ def _references(file: Path, value: Any) -> tuple[Reference, ...]:
     references = []
     for i, item in enumerate(value):
         ref = _Section.read(file, f"references[{i}]", item, _REFERENCE_KEYS)
-        references.append(
-            Reference(ref.get("system", "text"), ref.get("metric", "text"), float(ref.get("value", "number")), ref.get("source", "text"))
-        )
+        value = float(ref.get("value", "number"))
+        references.append(Reference(ref.get("system", "text"), ref.get("metric", "text"), value, ref.get("source", "text")))
     return tuple(references)
 
 

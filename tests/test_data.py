@@ -39,7 +39,11 @@ def make_task(tmp_path: Path, file: str | None = "data.csv", hub: HubSource | No
         source=DataSource(file=file, hub=hub),
         text_column="text",
         label_column="label",
-        labels=(Label("neg", "negative", values=("neg", 0)), Label("neu", "neutral", values=("neu", 1)), Label("pos", "positive", values=("pos", 2))),
+        labels=(
+            Label("neg", "negative", values=("neg", 0)),
+            Label("neu", "neutral", values=("neu", 1)),
+            Label("pos", "positive", values=("pos", 2)),
+        ),
         instruction="Sentiment?",
     )
     return TaskSpec(**{**fields, **changes})
@@ -53,8 +57,12 @@ def table(per_label: dict[str, int] | None = None) -> pd.DataFrame:
 
 
 def write(frame: pd.DataFrame, path: Path) -> Path:
-    {".csv": lambda: frame.to_csv(path, index=False), ".tsv": lambda: frame.to_csv(path, index=False, sep="\t"),
-     ".jsonl": lambda: frame.to_json(path, orient="records", lines=True), ".parquet": lambda: frame.to_parquet(path)}[path.suffix]()
+    if path.suffix in (".csv", ".tsv"):
+        frame.to_csv(path, index=False, sep="," if path.suffix == ".csv" else "\t")
+    elif path.suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path)
     return path
 
 
@@ -156,7 +164,7 @@ def test_non_utf8_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("name", "content", "expected"), [
     ("data.parquet", b"not parquet at all", "could not be read as Parquet"),
     ("data.jsonl", b'{"text": "a", "label": \n', "could not be read as JSONL"),
-    ("data.csv", b"", "could not be read as CSV"),
+    ("data.csv", b"", "could not be read as CSV: EmptyDataError"),
     ("data.xlsx", b"PK", "unsupported file type '.xlsx'; expected one of .csv, .tsv, .jsonl, .parquet"),
 ])
 def test_unreadable_files(tmp_path: Path, name: str, content: bytes, expected: str) -> None:
@@ -179,7 +187,7 @@ def test_undeclared_labels_listed_with_counts(tmp_path: Path) -> None:
     write(frame, tmp_path / "data.csv")
     message = error_of(make_task(tmp_path), tmp_path)
     assert "column 'label' holds 2 values the task does not declare: 'mixed' (7 rows), 'unsure' (2 rows)" in message
-    assert "neg ['neg', 0]" in message
+    assert "declared labels and their values: neg: neg, 0; neu: neu, 1; pos: pos, 2" in message
 
 
 @pytest.mark.parametrize("blank", [None, "", "   "])
@@ -188,7 +196,7 @@ def test_empty_texts_counted_with_row_numbers(tmp_path: Path, blank: str | None)
     frame.loc[[2, 5, 9], "text"] = blank
     write(frame, tmp_path / "data.jsonl")
     message = error_of(make_task(tmp_path, file="data.jsonl"), tmp_path)
-    assert "3 rows have an empty or missing text in column 'text': rows 3, 6, 10" in message
+    assert "3 rows with an empty or missing text in column 'text': rows 3, 6, 10" in message
 
 
 def test_missing_labels_counted_with_row_numbers(tmp_path: Path) -> None:
@@ -196,7 +204,7 @@ def test_missing_labels_counted_with_row_numbers(tmp_path: Path) -> None:
     frame.loc[range(0, 14, 2), "label"] = None
     write(frame, tmp_path / "data.csv")
     message = error_of(make_task(tmp_path), tmp_path)
-    assert "7 rows have an empty or missing label in column 'label': rows 1, 3, 5, 7, 9 and 2 more" in message
+    assert "7 rows with an empty or missing label in column 'label': rows 1, 3, 5, 7, 9 and 2 more" in message
 
 
 def test_too_few_examples_per_label(tmp_path: Path) -> None:
@@ -224,7 +232,8 @@ def test_duplicates_kept_in_one_split_only_and_counted(tmp_path: Path) -> None:
     splits = make_splits(make_task(tmp_path), loaded(texts, labels))
     keys = {name: [t.strip() for t in getattr(splits, name).texts] for name in ("train", "validation", "test")}
     assert all(len(k) == len(set(k)) for k in keys.values())
-    assert not (set(keys["train"]) & set(keys["test"]) or set(keys["validation"]) & set(keys["test"]) or set(keys["train"]) & set(keys["validation"]))
+    train, validation, test = (set(keys[name]) for name in ("train", "validation", "test"))
+    assert not (train & test or validation & test or train & validation)
     assert sum(len(k) for k in keys.values()) == 180
     assert sum(splits.duplicates_removed.values()) == 31
     assert splits.summary()["duplicates_removed"] == splits.duplicates_removed

@@ -78,11 +78,12 @@ def test_failure_is_one_line_pointing_at_the_trial_file(rendered: Path) -> None:
         "- `full-finetune`: `RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator"
     )
     assert "Try a smaller batch size" not in line  # first line of the message only
-    assert line.endswith("full traceback in [trials/full-finetune.json](trials/full-finetune.json) under `error.traceback`.")
+    link = "[trials/full-finetune.json](trials/full-finetune.json)"
+    assert line.endswith(f"full traceback in {link} under `error.traceback`.")
 
 
-def test_references_are_marked_as_not_measured_here(run_dir: Path) -> None:
-    references = _section(render_report(run_dir).read_text(), "Published reference points")
+def test_references_are_marked_as_not_measured_here(rendered: Path, run_dir: Path) -> None:
+    references = _section(rendered.read_text(), "Published reference points")
     assert "not measured here" in references
     assert _table_rows(references) == [
         ["RoBERTa-large fine-tuned", "accuracy", "0.914", "https://example.org/sentiment-benchmark-2024"]
@@ -95,9 +96,12 @@ def test_references_are_marked_as_not_measured_here(run_dir: Path) -> None:
 
 def test_recommendation_prefers_the_cheaper_tied_strategy_in_the_fixture(rendered: Path) -> None:
     recommendation = _section(rendered.read_text(), "Recommendation")
-    assert recommendation.startswith("**Use `embedding-classifier`** (feature): accuracy 0.800")
+    assert recommendation.startswith(
+        "**Use `embedding-classifier`** (feature family): Frozen sentence embeddings + logistic regression "
+        "(scikit-learn). It has accuracy 0.800, macro-F1 0.794"
+    )
     assert "`lora` is more accurate" in recommendation and "p = 0.688" in recommendation
-    assert "1 strategy failed" in recommendation
+    assert "1 strategy produced no predictions" in recommendation
 
 
 def test_figures_are_written_and_linked(rendered: Path) -> None:
@@ -122,6 +126,15 @@ def test_report_without_test_texts_skips_the_examples(run_dir: Path) -> None:
     assert "gets wrong" not in text and "### Confusion matrix" in text
 
 
+def test_cancelled_and_timed_out_trials_show_their_status(run_dir: Path) -> None:
+    path = run_dir / "trials" / "full-finetune.json"
+    record = json.loads(path.read_text())
+    record.update(status="cancelled", error={"type": "KeyboardInterrupt", "message": " (interrupted by the user)"})
+    path.write_text(json.dumps(record))
+    failures = _section(render_report(run_dir).read_text(), "Failures")
+    assert "- `full-finetune` (cancelled): `KeyboardInterrupt: (interrupted by the user)` — see [trials/" in failures
+
+
 def test_run_with_only_failed_trials_still_renders(run_dir: Path) -> None:
     for name in ("lora", "embedding-classifier", "zero-shot"):
         (run_dir / "trials" / f"{name}.json").unlink()
@@ -144,7 +157,7 @@ def test_old_or_third_party_trials_with_missing_and_extra_fields(run_dir: Path) 
     text = render_report(run_dir).read_text()
     rows = _table_rows(_section(text, "Leaderboard"))
     assert rows[2][1:3] == ["zero-shot", "—"] and rows[2][6] == "—"
-    assert "`broken`: `JSONDecodeError:" in text
+    assert "`broken` (unreadable): `JSONDecodeError:" in text
 
 
 def test_importing_the_report_loads_no_heavy_library() -> None:
@@ -170,7 +183,8 @@ def _trial(name: str, gold: list[int], wrong: set[int], train_seconds: float, me
 
 def _write_run(directory: Path, trials: list[dict], train: int = 500) -> Path:
     (directory / "trials").mkdir(parents=True)
-    info = {"task": "toy", "run_id": "r1", "labels": LABELS, "seed": 0, "splits": {"train": train, "validation": 50, "test": 100}}
+    splits = {"train": train, "validation": 50, "test": 100}
+    info = {"task": "toy", "run_id": "r1", "labels": LABELS, "seed": 0, "splits": splits}
     (directory / "run.json").write_text(json.dumps(info))
     for trial in trials:
         (directory / "trials" / f"{trial['strategy']}.json").write_text(json.dumps(trial))
@@ -188,9 +202,9 @@ def test_constraints_change_the_answer(tmp_path: Path) -> None:
     assert recommend(run).choice.strategy == "big"  # 0.95 vs 0.60: significantly better, so no switch
     constrained = recommend(run, Constraints(max_train_minutes=5))
     assert (constrained.choice.strategy, constrained.best.strategy) == ("small", "big")
-    assert constrained.excluded == {"big": ["training time 10.0 min > 5 min"]}
+    assert constrained.excluded == {"big": ["training time 10 min > 5 min"]}
     text = render_report(run.directory, Constraints(max_train_minutes=5)).read_text()
-    assert "**Use `small`**" in text and "rule out: `big` (training time 10.0 min > 5 min)" in text
+    assert "**Use `small`**" in text and "rule out `big` (training time 10 min > 5 min)" in text
 
 
 def test_no_strategy_meets_the_constraints(tmp_path: Path) -> None:
@@ -221,7 +235,7 @@ def test_statistically_tied_cheaper_strategy_is_preferred(tmp_path: Path) -> Non
     advice = recommend(run)
     assert (advice.best.strategy, advice.choice.strategy) == ("big", "small")
     assert advice.tie_p_value == pytest.approx(2 * (1 + 7 + 21) / 2**7)
-    assert "not statistically significant on these 100 test examples" in render_report(run.directory).read_text()
+    assert "but not significantly so on these 100 test examples" in render_report(run.directory).read_text()
 
 
 def test_tied_strategy_that_is_not_cheaper_is_not_preferred(tmp_path: Path) -> None:
@@ -230,6 +244,14 @@ def test_tied_strategy_that_is_not_cheaper_is_not_preferred(tmp_path: Path) -> N
         _trial("hungry", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=1, memory_mb=4000),
     ]))
     assert recommend(run).choice.strategy == "big"
+
+
+def test_noise_level_cost_differences_never_justify_a_worse_strategy(tmp_path: Path) -> None:
+    run = load_run(_write_run(tmp_path, [
+        _trial("better", GOLD, set(range(15)), train_seconds=0.004, memory_mb=0.1),
+        _trial("worse", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=0.001, memory_mb=0.0),
+    ]))
+    assert recommend(run).choice.strategy == "better"
 
 
 # --- Statistics -----------------------------------------------------------------------------------

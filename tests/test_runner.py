@@ -1,114 +1,150 @@
-"""The runner end to end: trials are isolated, written as they finish, and reported."""
+"""The runner end to end: isolated trials written as they finish, resume, interruption, time limits."""
 
 from __future__ import annotations
 
 import json
-import types
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from slmbench import Examples, Family, Predictions, Strategy, hookimpl
+import fake_strategies
 from slmbench.plugins import load_registry
 from slmbench.progress import ProgressReporter
 from slmbench.runner import RunOptions, run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
-
-
-class MajorityClass(Strategy):
-    """Predicts the most frequent train label: a model-free strategy for runner tests."""
-
-    name = "majority"
-    description = "most frequent train label"
-    family = Family.FEATURE
-
-    def fit(self, train: Examples, validation: Examples) -> None:
-        self.label = max(set(train.labels), key=train.labels.count)
-        (self.context.artifact_dir / "label.txt").write_text(str(self.label))
-
-    def predict(self, texts):
-        return Predictions(labels=[self.label] * len(texts))
-
-
-class Exploding(MajorityClass):
-    name = "exploding"
-    description = "raises while fitting"
-
-    def fit(self, train: Examples, validation: Examples) -> None:
-        raise MemoryError("pretend the model did not fit")
-
-
-class WrongLength(MajorityClass):
-    name = "wrong-length"
-    description = "returns one prediction too few"
-
-    def predict(self, texts):
-        return Predictions(labels=[0] * (len(texts) - 1))
-
-
-def _test_plugin():
-    plugin = types.SimpleNamespace()
-
-    @hookimpl
-    def register_strategies(register):
-        for cls in (MajorityClass, Exploding, WrongLength):
-            register(cls)
-
-    plugin.register_strategies = register_strategies
-    return plugin
+FAKES_SCRIPT = Path(fake_strategies.__file__)
 
 
 @pytest.fixture()
 def registry():
-    return load_registry(extra_plugins={"runner-test": _test_plugin()})
+    return load_registry(extra_plugins={"fake-strategies": fake_strategies.plugin()})
+
+
+@pytest.fixture()
+def fit_log(tmp_path, monkeypatch):
+    """A file each fake strategy's fit appends its name to: counts the trials that really ran."""
+    log = tmp_path / "fits.log"
+    monkeypatch.setenv("FAKE_STRATEGY_LOG", str(log))
+    return lambda: log.read_text().split() if log.exists() else []
+
+
+def _options(shared_data_dir, tmp_path, strategies, **extra) -> RunOptions:
+    return RunOptions(
+        task=str(TASKS / "financial_sentiment.yaml"),
+        strategies=strategies,
+        profile="smoke",
+        data_dir=str(shared_data_dir),
+        output=str(tmp_path / "runs"),
+        **extra,
+    )
+
+
+def _trials(run_dir: Path) -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")}
 
 
 def test_failures_are_isolated_and_every_trial_is_written(registry, shared_data_dir, tmp_path):
-    run_dir = run_benchmark(
-        RunOptions(
-            task=str(TASKS / "financial_sentiment.yaml"),
-            strategies="exploding,majority,wrong-length",
-            profile="smoke",
-            data_dir=str(shared_data_dir),
-            output=str(tmp_path),
-        ),
-        registry,
-        ProgressReporter(enabled=False),
-    )
-    trials = {p.stem: json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")}
+    options = _options(shared_data_dir, tmp_path, "exploding,majority,wrong-length")
+    run_dir = run_benchmark(options, registry, ProgressReporter(enabled=False)).run_dir
+    trials = _trials(run_dir)
     assert set(trials) == {"exploding", "majority", "wrong-length"}
 
     assert trials["exploding"]["status"] == "failed"
     assert trials["exploding"]["error"]["type"] == "MemoryError"
+    assert "out of memory" in trials["exploding"]["error"]["message"]
     assert "pretend the model did not fit" in trials["exploding"]["error"]["traceback"]
     assert trials["wrong-length"]["status"] == "failed"
     assert "predictions for" in trials["wrong-length"]["error"]["message"]
 
     majority = trials["majority"]
     assert majority["status"] == "ok"
-    n_test = len(majority["predictions"]["gold"])
-    assert n_test == sum(majority["metrics"]["per_class"][label]["support"] for label in majority["labels"])
-    assert majority["metrics"]["accuracy"] == pytest.approx(
-        majority["predictions"]["gold"].count(majority["predictions"]["predicted"][0]) / n_test
-    )
+    gold, predicted = majority["predictions"]["gold"], majority["predictions"]["predicted"]
+    assert len(gold) == sum(majority["metrics"]["per_class"][label]["support"] for label in majority["labels"])
+    assert majority["metrics"]["accuracy"] == pytest.approx(gold.count(predicted[0]) / len(gold))
     assert majority["cost"]["artifact_bytes"] == 1
     assert majority["config"]["profile"]["name"] == "smoke"
     assert "torch" in majority["environment"]["packages"]
 
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["task"] == "financial_sentiment" and run["profile"]["max_test_examples"] == n_test
+    assert run["task"] == "financial_sentiment" and run["profile"]["max_test_examples"] == len(gold)
     assert (run_dir / "report.md").exists()
 
 
 def test_unknown_strategy_names_a_close_match(registry, shared_data_dir, tmp_path):
     with pytest.raises(KeyError, match="did you mean 'majority'"):
-        run_benchmark(
-            RunOptions(task=str(TASKS / "bbc.yaml"), strategies="majorty", profile="smoke",
-                       data_dir=str(shared_data_dir), output=str(tmp_path)),
-            registry,
-            ProgressReporter(enabled=False),
-        )
+        run_benchmark(_options(shared_data_dir, tmp_path, "majorty"), registry, ProgressReporter(enabled=False))
+
+
+def test_rerunning_reuses_finished_trials_and_reruns_the_rest(registry, shared_data_dir, tmp_path, fit_log):
+    first = run_benchmark(_options(shared_data_dir, tmp_path, "majority,exploding"), registry, ProgressReporter(False))
+    again = run_benchmark(
+        _options(shared_data_dir, tmp_path, "majority,exploding,last-label"), registry, ProgressReporter(False)
+    )
+    assert again.run_dir == first.run_dir
+    assert again.reused == ["majority"] and again.ran == ["exploding", "last-label"]
+    assert fit_log() == ["majority", "exploding", "exploding", "last-label"]
+
+    different_seed = run_benchmark(
+        _options(shared_data_dir, tmp_path, "majority", seed=1), registry, ProgressReporter(False)
+    )
+    assert different_seed.run_dir != first.run_dir and different_seed.ran == ["majority"]
+
+
+def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
+    registry, shared_data_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FAKE_SLEEP_SECONDS", "30")
+    options = _options(shared_data_dir, tmp_path, "sleeper,majority", trial_timeout=1)
+    started = time.monotonic()
+    result = run_benchmark(options, registry, ProgressReporter(False))
+    assert time.monotonic() - started < 25
+    trials = _trials(result.run_dir)
+    assert trials["sleeper"]["status"] == "timeout"
+    assert "1 s trial time limit" in trials["sleeper"]["error"]["message"]
+    assert trials["majority"]["status"] == "ok"
+
+
+def _comparable(trials: dict[str, dict]) -> dict:
+    return {name: (t["status"], t["metrics"], t["predictions"]) for name, t in trials.items()}
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_path, stop_signal):
+    """Kill a run in its second trial; the resumed run equals an uninterrupted one and reruns no finished trial."""
+    log = tmp_path / "fits.log"
+    env = {**os.environ, "FAKE_STRATEGY_LOG": str(log), "PYTHONPATH": str(FAKES_SCRIPT.parent)}
+    command = [
+        sys.executable, str(FAKES_SCRIPT), "run", "--task", str(TASKS / "financial_sentiment.yaml"),
+        "--strategies", "majority,sleeper,last-label", "--profile", "smoke",
+        "--data-dir", str(shared_data_dir), "--no-progress",
+    ]
+    interrupted = subprocess.Popen([*command, "--output", str(tmp_path / "a")], env=env)
+    deadline = time.monotonic() + 120
+    while "sleeper" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    interrupted.send_signal(stop_signal)
+    assert interrupted.wait(timeout=60) == 130
+
+    run_dir = tmp_path / "a" / "financial_sentiment" / "smoke-seed0"
+    trials = _trials(run_dir)
+    assert trials["majority"]["status"] == "ok" and trials["sleeper"]["status"] == "cancelled"
+    assert "last-label" not in trials
+    assert "cancelled" in (run_dir / "report.md").read_text()
+
+    quick_env = {**env, "FAKE_SLEEP_SECONDS": "0"}
+    subprocess.run([sys.executable, str(FAKES_SCRIPT), "run", "--resume", str(run_dir)], env=quick_env, check=True)
+    assert log.read_text().split() == ["majority", "sleeper", "sleeper", "last-label"]
+
+    quick_env["FAKE_STRATEGY_LOG"] = str(tmp_path / "uninterrupted.log")
+    subprocess.run([*command, "--output", str(tmp_path / "b")], env=quick_env, check=True)
+    uninterrupted = _trials(tmp_path / "b" / "financial_sentiment" / "smoke-seed0")
+    assert _comparable(_trials(run_dir)) == _comparable(uninterrupted)
 
 
 @pytest.mark.integration

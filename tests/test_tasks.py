@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -109,16 +111,20 @@ def test_hub_source_with_its_own_columns(tmp_path: Path) -> None:
         (("labels",), ["only"], ["field 'labels'", "at least two labels"]),
         (("labels",), "a, b", ["field 'labels' is 'a, b' (str)"]),
         (("labels",), [0, 1], ["field 'labels[0]' is 0 (int)", "quote numbers"]),
-        (("labels",), ["a", "a"], ["label name 'a' appears more than once (labels [0, 1])"]),
-        (("labels",), ["a", {"name": "b", "verbalizer": "a"}], ["label verbalizer 'a' appears more than once"]),
-        (("labels",), [{"name": "a", "values": [0]}, {"name": "b", "values": ["0"]}], ["data value '0' is listed for both 'a' and 'b'"]),
+        (("labels",), ["a", "a"], ["field 'labels' has label name 'a' more than once (labels [0, 1])"]),
+        (("labels",), ["a", {"name": "b", "verbalizer": "a"}], ["has label verbalizer 'a' more than once"]),
+        (
+            ("labels",),
+            [{"name": "a", "values": [0]}, {"name": "b", "values": ["0"]}],
+            ["has data value '0' listed for both 'a' and 'b'"],
+        ),
         (("labels",), [{"name": "a", "values": []}, "b"], ["field 'labels[0].values' is empty"]),
         (("labels",), [{"name": "a", "values": [[1]]}, "b"], ["field 'labels[0].values[0]' is [1] (list)"]),
         (("labels",), [{"name": "a", "colour": "red"}, "b"], ["field 'labels[0].colour' is not a known key"]),
         (("split", "test_size"), 1.5, ["field 'split.test_size' is 1.5", "strictly between 0 and 1"]),
         (("split", "validation_size"), 0, ["field 'split.validation_size' is 0.0"]),
         (("split", "test_size"), "big", ["field 'split.test_size' is 'big' (str)", "expected a number"]),
-        (("split", "validation_size"), 0.8, ["test_size + validation_size is 1.05", "a sum below 1"]),
+        (("split", "validation_size"), 0.8, ["field 'split' has test_size + validation_size = 1.05", "a sum below 1"]),
         (("split", "seed"), -1, ["field 'split.seed' is -1"]),
         (("split", "seed"), 1.5, ["field 'split.seed' is 1.5 (float)", "expected an integer"]),
         (("split", "stratify"), "yes", ["field 'split.stratify' is 'yes' (str)", "expected true or false"]),
@@ -181,3 +187,9 @@ def test_financial_hub_labels_map_from_integers() -> None:
     task = load_task(TASKS_DIR / "financial_sentiment.yaml")
     index = task.label_index()
     assert [index[value_key(v)] for v in (0, 1, 2)] == [task.label_names.index(n) for n in ("negative", "neutral", "positive")]
+
+
+def test_importing_tasks_and_data_stays_light() -> None:
+    code = "import sys, slmbench.tasks, slmbench.data; print(sorted({'pandas', 'torch', 'datasets', 'sklearn', 'yaml'} & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

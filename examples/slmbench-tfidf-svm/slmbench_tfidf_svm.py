@@ -4,8 +4,8 @@ No language model is involved, so ``uses_models`` is empty and nothing shared is
 The SVM's C is chosen on the validation split. The artifact is the vocabulary as JSON and the
 numbers (idf, weights, intercepts) as safetensors: nothing is pickled.
 
-scikit-learn is imported inside ``fit``/``predict``, never at module level, so installing this
-plugin does not slow down ``slmbench --help`` or ``slmbench list``.
+scikit-learn is imported inside ``fit``, never at module level: every slmbench command imports
+this module, and installing the plugin must not slow them down.
 """
 
 from __future__ import annotations

@@ -1,0 +1,94 @@
+"""Model-free strategies for runner tests; each fit appends its name to $FAKE_STRATEGY_LOG.
+
+Run as a script, it is the slmbench CLI with these strategies registered (for subprocess tests).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import types
+
+from slmbench import Examples, Family, Predictions, Strategy, hookimpl
+
+
+def _log(name: str) -> None:
+    if log := os.environ.get("FAKE_STRATEGY_LOG"):
+        with open(log, "a") as handle:
+            handle.write(name + "\n")
+
+
+class MajorityClass(Strategy):
+    """Predicts the most frequent train label."""
+
+    name = "majority"
+    description = "most frequent train label"
+    family = Family.FEATURE
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        _log(self.name)
+        self.label = max(set(train.labels), key=train.labels.count)
+        (self.context.artifact_dir / "label.txt").write_text(str(self.label))
+
+    def predict(self, texts):
+        return Predictions(labels=[self.label] * len(texts))
+
+
+class LastLabel(MajorityClass):
+    """Predicts the label of the last train example: deterministic, different from majority."""
+
+    name = "last-label"
+    description = "label of the last train example"
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        _log(self.name)
+        self.label = train.labels[-1]
+
+
+class Sleeper(MajorityClass):
+    """Sleeps $FAKE_SLEEP_SECONDS (default 60) in fit, in short naps, then acts like majority."""
+
+    name = "sleeper"
+    description = "sleeps, then predicts the majority label"
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        _log(self.name)
+        deadline = time.monotonic() + float(os.environ.get("FAKE_SLEEP_SECONDS", "60"))
+        while time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.label = max(set(train.labels), key=train.labels.count)
+
+
+class Exploding(MajorityClass):
+    name = "exploding"
+    description = "raises while fitting"
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        _log(self.name)
+        raise MemoryError("pretend the model did not fit")
+
+
+class WrongLength(MajorityClass):
+    name = "wrong-length"
+    description = "returns one prediction too few"
+
+    def predict(self, texts):
+        return Predictions(labels=[0] * (len(texts) - 1))
+
+
+def plugin() -> object:
+    """A plugin object registering every fake strategy."""
+
+    @hookimpl
+    def register_strategies(register):
+        for cls in (MajorityClass, LastLabel, Sleeper, Exploding, WrongLength):
+            register(cls)
+
+    return types.SimpleNamespace(register_strategies=register_strategies)
+
+
+if __name__ == "__main__":
+    from slmbench.cli import main
+
+    sys.exit(main(sys.argv[1:], extra_plugins={"fake-strategies": plugin()}))

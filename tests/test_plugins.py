@@ -1,0 +1,201 @@
+"""Plugin loading: each plugin failure is reported by the plugin's name and leaves the rest working."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from slmbench import Examples, Family, Predictions, Strategy, hookimpl
+from slmbench.plugins import PluginError, load_registry
+
+
+class Dummy(Strategy):
+    name = "dummy"
+    description = "Always predicts the first label"
+    family = Family.PROMPTING
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        pass
+
+    def predict(self, texts):
+        return Predictions(labels=[0] * len(texts))
+
+
+class DummyTwin(Dummy):
+    """Another class under the same strategy name."""
+
+
+class NotAStrategy:
+    name = "not-a-strategy"
+    description = "Has the attributes but not the base class"
+    family = Family.FEATURE
+
+
+class NoDescription(Dummy):
+    name = "no-description"
+    description = ""
+
+
+class UnknownFamily(Dummy):
+    name = "unknown-family"
+    family = "magic"
+
+
+def registering(*classes: type) -> object:
+    """A plugin object whose register_strategies hook registers ``classes``."""
+
+    class Plugin:
+        @hookimpl
+        def register_strategies(self, register):
+            for cls in classes:
+                register(cls)
+
+    return Plugin()
+
+
+class MisspelledHook:
+    @hookimpl
+    def register_strategies(self, register):
+        register(Dummy)
+
+    @hookimpl
+    def register_strategy(self, register):  # no such hook spec
+        register(Dummy)
+
+
+class Raises:
+    @hookimpl
+    def register_strategies(self, register):
+        raise RuntimeError("boom")
+
+
+@pytest.fixture
+def no_entry_points(monkeypatch):
+    """Only plugins passed as ``extra_plugins`` load: no installed entry point is seen."""
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kwargs: importlib.metadata.EntryPoints(()))
+
+
+def failures_by_plugin(registry) -> dict[str, str]:
+    return {failure.plugin: failure.error for failure in registry.failures}
+
+
+def test_extra_plugin_registers_its_strategy_with_its_origin(no_entry_points):
+    registry = load_registry(extra_plugins={"my-plugin": registering(Dummy)})
+
+    assert registry.failures == []
+    assert registry.strategy("dummy") is Dummy
+    assert registry.strategies["dummy"].plugin == "my-plugin"
+    assert registry.plugins == {"my-plugin": ""}  # registered directly: no distribution
+
+
+def test_unknown_hook_name_is_reported_by_plugin_name_and_the_plugin_left_out(no_entry_points):
+    registry = load_registry(extra_plugins={"typo": MisspelledHook(), "good": registering(DummyTwin)})
+
+    failures = failures_by_plugin(registry)
+    assert list(failures) == ["typo"]
+    assert "PluginValidationError" in failures["typo"] and "register_strategy" in failures["typo"]
+    assert "typo" not in registry.plugins
+    assert registry.strategy("dummy") is DummyTwin  # the misspelled plugin's valid hook never ran
+
+
+def test_register_hook_that_raises_is_reported_and_others_still_load(no_entry_points):
+    registry = load_registry(extra_plugins={"raiser": Raises(), "good": registering(Dummy)})
+
+    assert failures_by_plugin(registry) == {"raiser": "RuntimeError: boom"}
+    assert registry.strategies["dummy"].plugin == "good"
+
+
+def test_plugin_failing_part_way_is_left_out_whole(no_entry_points):
+    class RegistersThenRaises:
+        @hookimpl
+        def register_strategies(self, register):
+            register(Dummy)
+            raise RuntimeError("after the first strategy")
+
+    registry = load_registry(extra_plugins={"half": RegistersThenRaises()})
+
+    assert "after the first strategy" in failures_by_plugin(registry)["half"]
+    assert "dummy" not in registry.strategies and "half" not in registry.plugins
+
+
+def test_duplicate_strategy_name_is_reported(no_entry_points):
+    registry = load_registry(extra_plugins={"first": registering(Dummy), "second": registering(DummyTwin)})
+
+    winner = registry.strategies["dummy"].plugin
+    loser = ({"first", "second"} - {winner}).pop()
+    failures = failures_by_plugin(registry)
+    assert list(failures) == [loser]
+    assert f"strategy 'dummy' is already registered by plugin '{winner}'" in failures[loser]
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (NotAStrategy, "is not a subclass of slmbench.Strategy"),
+        (NoDescription, "does not set 'description'"),
+        (UnknownFamily, "'magic' is not a valid Family"),
+    ],
+)
+def test_invalid_strategy_class_is_rejected(no_entry_points, cls, message):
+    registry = load_registry(extra_plugins={"bad": registering(cls)})
+
+    assert message in failures_by_plugin(registry)["bad"]
+    assert cls.name not in registry.strategies
+
+
+def test_strict_mode_raises_plugin_error_naming_the_plugin(no_entry_points):
+    with pytest.raises(PluginError, match=r"plugin 'raiser' failed: RuntimeError: boom"):
+        load_registry(strict=True, extra_plugins={"raiser": Raises()})
+    with pytest.raises(PluginError, match=r"plugin 'typo' failed: PluginValidationError"):
+        load_registry(strict=True, extra_plugins={"typo": MisspelledHook()})
+
+
+def test_slmbench_plugins_restricts_entry_points(monkeypatch):
+    monkeypatch.delenv("SLMBENCH_PLUGINS", raising=False)
+    everything = load_registry()
+    assert {"embedding-classifier", "builtin-tasks"} <= set(everything.plugins)
+
+    monkeypatch.setenv("SLMBENCH_PLUGINS", " embedding-classifier , builtin-tasks ")
+    registry = load_registry()
+
+    assert set(registry.plugins) == {"embedding-classifier", "builtin-tasks"}
+    assert set(registry.strategies) == {"embedding-classifier"}
+    assert registry.strategies["embedding-classifier"].distribution.startswith("slmbench ")
+    assert {"financial_sentiment", "bbc"} <= set(registry.tasks)
+
+    monkeypatch.setenv("SLMBENCH_PLUGINS", "builtin-tasks,embeding-classifier")
+    assert "no installed plugin has this name" in failures_by_plugin(load_registry())["embeding-classifier"]
+
+
+HEAVY_CHECK = """
+import importlib, pkgutil, sys
+import slmbench, slmbench.cli, slmbench_plugins, slmbench_tasks
+modules = [f"slmbench_plugins.{m.name}" for m in pkgutil.iter_modules(slmbench_plugins.__path__)]
+assert modules, "no built-in plugin modules found"
+for module in modules:
+    importlib.import_module(module)
+from slmbench.plugins import load_registry
+load_registry()  # what `slmbench list` does
+print(sorted(m for m in ("torch", "transformers", "sklearn") if m in sys.modules))
+"""
+
+
+def test_core_and_builtin_plugins_import_no_heavy_library():
+    result = subprocess.run([sys.executable, "-c", HEAVY_CHECK], capture_output=True, text=True, timeout=120)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_exits_zero():
+    result = subprocess.run(
+        [Path(sys.executable).with_name("slmbench"), "--help"], capture_output=True, text=True, timeout=60
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "usage: slmbench" in result.stdout
