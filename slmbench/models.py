@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import math
 import os
 import shutil
 import tempfile
@@ -109,6 +110,54 @@ def torch_dtype(name: str) -> Any:
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
 
 
+_BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
+_LOAD_OVERHEAD = 1.2
+"""Headroom on top of the weights: activations, tokenizer, allocator slack."""
+
+
+def available_memory_bytes(device: str) -> int | None:
+    """Free memory where the model will live: the GPU's, or the machine's (Linux); None if unknown."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return free
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        return None
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def estimated_load_bytes(folder: Path, dtype: str) -> int | None:
+    """Memory to load the model in ``folder`` at ``dtype``, from its safetensors headers; None if unknown."""
+    files = list(folder.glob("*.safetensors")) + list(folder.glob("*/*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    parameters = 0
+    for file in files:
+        with safe_open(str(file), framework="np") as weights:
+            for key in weights.keys():
+                parameters += math.prod(weights.get_slice(key).get_shape())
+    return int(parameters * _BYTES_PER_PARAM[dtype] * _LOAD_OVERHEAD)
+
+
+def check_fits_in_memory(path: str, device: str, dtype: str) -> None:
+    """Refuse, before loading, a local model that cannot fit in the free memory of ``device``."""
+    folder = Path(path)
+    needed = estimated_load_bytes(folder, dtype) if folder.is_dir() else None
+    available = available_memory_bytes(device) if needed else None
+    if needed and available and needed > available:
+        raise ModelError(
+            f"{path} needs about {needed / 2**20:,.0f} MiB to load in {dtype} on {device}, but only "
+            f"{available / 2**20:,.0f} MiB are free: use a smaller model, a 16-bit --dtype, or qlora"
+        )
+
+
 def param_bytes(model: Any) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
@@ -139,6 +188,7 @@ class SharedModels:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             path = resolve_causal_lm(self.causal_lm_name)
+            check_fits_in_memory(path, self.device, self.dtype)
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
@@ -160,8 +210,10 @@ class SharedModels:
         if "embedder" not in self._loaded:
             from sentence_transformers import SentenceTransformer
 
+            path = resolve_embedding_model(self.embedding_model_name)
+            check_fits_in_memory(path, self.device, self.dtype)
             self._loaded["embedder"] = SentenceTransformer(
-                resolve_embedding_model(self.embedding_model_name),
+                path,
                 device=self.device,
                 trust_remote_code=self.trust_remote_code,
             )

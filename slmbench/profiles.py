@@ -18,6 +18,11 @@ class Budget:
     max_train_steps: int | None
     """Optimizer steps for weight-updating strategies."""
     batch_size: int
+    eval_every_steps: int | None = None
+    """Weight-updating strategies measure the validation loss every this many optimizer steps (and
+    before the first and after the last); ``None`` means once per epoch. It picks the checkpoint kept."""
+    early_stopping_patience: int | None = None
+    """Stop training after this many validation measurements without improvement (``None``: never)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -25,11 +30,11 @@ class Budget:
 
 PROFILES: dict[str, Budget] = {
     # Tiny: exists so tests can run every strategy end to end in seconds.
-    "smoke": Budget("smoke", 40, 15, 15, 64, 2, 4),
+    "smoke": Budget("smoke", 40, 15, 15, 64, 2, 4, eval_every_steps=1),
     # Default: meaningful numbers on a 2-core CPU in minutes.
-    "quick": Budget("quick", 1000, 200, 200, 256, 60, 8),
+    "quick": Budget("quick", 1000, 200, 200, 256, 60, 8, eval_every_steps=10, early_stopping_patience=3),
     # Everything: meant for a GPU.
-    "full": Budget("full", None, None, None, 512, None, 16),
+    "full": Budget("full", None, None, None, 512, None, 16, eval_every_steps=50, early_stopping_patience=5),
 }
 
 

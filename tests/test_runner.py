@@ -148,22 +148,25 @@ def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_pat
 
 
 @pytest.mark.integration
-def test_cli_runs_the_embedded_models(shared_data_dir, tmp_path):
-    """The real zero-shot and embedding-classifier strategies through the CLI, on a smoke budget."""
+def test_cli_runs_the_embedded_models_reproducibly(shared_data_dir, tmp_path):
+    """zero-shot and embedding-classifier on the real embedded models, twice: identical results."""
     from slmbench.cli import main
 
-    code = main([
-        "run", "--task", "financial_sentiment", "--strategies", "zero-shot,embedding-classifier",
-        "--profile", "smoke", "--data-dir", str(shared_data_dir), "--output", str(tmp_path),
-        "--run-id", "it", "--no-progress",
-    ])
-    assert code == 0
-    run_dir = tmp_path / "financial_sentiment" / "it"
-    for name in ("zero-shot", "embedding-classifier"):
-        trial = json.loads((run_dir / "trials" / f"{name}.json").read_text())
+    runs = {}
+    for run_id in ("first", "second"):
+        code = main([
+            "run", "--task", "financial_sentiment", "--strategies", "zero-shot,embedding-classifier",
+            "--profile", "smoke", "--data-dir", str(shared_data_dir), "--output", str(tmp_path),
+            "--run-id", run_id, "--no-progress",
+        ])
+        assert code == 0
+        runs[run_id] = _trials(tmp_path / "financial_sentiment" / run_id)
+
+    for name, trial in runs["first"].items():
         assert trial["status"] == "ok", trial["error"]
         assert len(trial["predictions"]["predicted"]) == 15
         assert all(0 <= p < 3 for p in trial["predictions"]["predicted"])
         assert trial["cost"]["total_params"] > 1_000_000
-    report = (run_dir / "report.md").read_text()
+    assert _comparable(runs["first"]) == _comparable(runs["second"])
+    report = (tmp_path / "financial_sentiment" / "first" / "report.md").read_text()
     assert "zero-shot" in report and "embedding-classifier" in report

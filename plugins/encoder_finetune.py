@@ -1,0 +1,109 @@
+"""encoder-finetune: the embedding model's BERT encoder with a classification head, fully fine-tuned.
+
+The classic recipe the decoder strategies are measured against: every weight of the encoder
+(all-MiniLM-L6-v2 by default, loaded from ``embedding_model_path()`` as a sequence classifier with
+a fresh head) is trained with cross-entropy on the labels. Texts are truncated to the budget's
+``max_input_tokens`` (and the encoder's own limit); batches are padded dynamically and grouped by
+length. Validation loss, early stopping, best checkpoint and bfloat16 autocast are those of the
+other fine-tuning strategies (``slmbench.finetune``). It predicts with its own head, not the LM
+scoring engine. The artifact is the whole fine-tuned encoder (``model.safetensors``).
+
+Parameters: ``learning_rate`` (1e-4), ``weight_decay`` (0.01).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from slmbench.finetune import strategy_params
+from slmbench.hookspecs import hookimpl
+from slmbench.strategy import Examples, Family, Predictions, Strategy
+
+PREDICT_BATCH = 64
+
+
+class EncoderFinetune(Strategy):
+    name = "encoder-finetune"
+    description = "The embedding model's BERT encoder + a classification head, fully fine-tuned"
+    family = Family.FULL
+    defaults = {"learning_rate": 1e-4, "weight_decay": 0.01}
+
+    def _dataset(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> Any:
+        from datasets import Dataset
+
+        input_ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        columns = {"input_ids": input_ids, "length": [len(ids) for ids in input_ids]}
+        columns["label"] = list(labels) if labels is not None else [0] * len(input_ids)
+        return Dataset.from_dict(columns)
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from slmbench.finetune import PaddingCollator, TrainingSetup, sequence_classification_loss
+        from slmbench.finetune import train_model
+
+        params = strategy_params(self.context, self.defaults)
+        path = self.context.models.embedding_model_path()
+        names = self.context.task.label_names
+        trust = self.context.models.trust_remote_code
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            path,
+            num_labels=len(names),
+            id2label=dict(enumerate(names)),
+            label2id={name: i for i, name in enumerate(names)},
+            trust_remote_code=trust,
+        ).to(self.context.device)
+        self.max_length = min(
+            self.context.budget.max_input_tokens,
+            self.tokenizer.model_max_length,
+            self.model.config.max_position_embeddings,
+        )
+        setup = TrainingSetup.from_context(
+            self.context, learning_rate=params["learning_rate"], weight_decay=params["weight_decay"], group_by_length=True
+        )
+        result = train_model(
+            self.model,
+            self._dataset(train.texts, train.labels),
+            self._dataset(validation.texts, validation.labels),
+            setup,
+            collator=PaddingCollator(self.tokenizer),
+            batch_loss=sequence_classification_loss,
+            processing_class=self.tokenizer,
+            progress=self.context.progress,
+            description=self.name,
+            sft=False,
+        )
+        self.autocast = setup.autocast
+        self.details = {**result.details(), "params": params, "max_input_tokens": self.max_length}
+        self.model.save_pretrained(str(self.context.artifact_dir), safe_serialization=True)
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        import numpy as np
+        import torch
+
+        from slmbench.finetune import PaddingCollator
+
+        data = self._dataset(texts)
+        order = np.argsort(data["length"])
+        collate = PaddingCollator(self.tokenizer)
+        probabilities = np.zeros((len(texts), len(self.context.task.labels)))
+        batches = [order[i : i + PREDICT_BATCH] for i in range(0, len(order), PREDICT_BATCH)]
+        device = self.context.device
+        autocast = torch.autocast(torch.device(device).type, dtype=self.autocast, enabled=self.autocast is not None)
+        self.model.eval()
+        with torch.inference_mode(), autocast:
+            for batch in self.context.progress.track(batches, f"{self.name}: predicting"):
+                inputs = collate([data[int(i)] for i in batch])["inputs"]
+                logits = self.model(**{k: v.to(device) for k, v in inputs.items()}).logits
+                probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        n = sum(p.numel() for p in self.model.parameters())
+        return n, n
+
+
+@hookimpl
+def register_strategies(register) -> None:
+    register(EncoderFinetune)

@@ -1,0 +1,42 @@
+"""prompt-tuning: a soft prompt of trained virtual-token embeddings (Lester et al., 2021), peft.
+
+A few embedding vectors are put before every prompt and trained; the whole model stays frozen.
+They start as the embeddings of the task instruction's first tokens. The rest of the prompt (chat
+template, instruction, allowed answers, text) and the answer-only loss are those of every
+fine-tuning strategy (``slmbench.finetune``). Only the virtual tokens are saved
+(``adapter_model.safetensors``); at prediction they enter the scoring engine's key/value cache
+before the prompt, where training put them.
+
+Parameters: ``virtual_tokens`` (20), ``learning_rate`` (3e-2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slmbench.finetune import FineTunedCausalLM, load_causal_lm
+from slmbench.hookspecs import hookimpl
+
+
+class PromptTuning(FineTunedCausalLM):
+    name = "prompt-tuning"
+    description = "Soft prompt tuning: trained virtual-token embeddings before the prompt (peft)"
+    defaults = {"virtual_tokens": 20, "learning_rate": 3e-2}
+
+    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+        from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
+
+        model, tokenizer = load_causal_lm(self.context)
+        config = PromptTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=params["virtual_tokens"],
+            prompt_tuning_init=PromptTuningInit.TEXT,
+            prompt_tuning_init_text=self.context.task.instruction,
+            tokenizer_name_or_path=self.context.models.causal_lm_path(),
+        )
+        return get_peft_model(model, config), tokenizer
+
+
+@hookimpl
+def register_strategies(register) -> None:
+    register(PromptTuning)

@@ -1,0 +1,59 @@
+"""qlora: LoRA on a base model quantized to 4-bit NormalFloat (Dettmers et al., 2023).
+
+The frozen base is loaded by bitsandbytes in 4-bit NF4 with double quantization (bitsandbytes 0.46+
+also runs it on CPU), its other weights are prepared by peft for k-bit training, and LoRA adapters
+go on every linear layer but the output head, as in ``lora``. Compute runs in bfloat16 where the
+hardware supports it, and on CUDA the optimizer is the paged 8-bit AdamW of the paper. The adapter
+is saved alone; prediction keeps it unmerged on the 4-bit base (merging would re-quantize).
+
+Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.05), ``learning_rate`` (1e-3),
+``gradient_checkpointing`` (false).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slmbench.finetune import FineTunedCausalLM, autocast_dtype, load_causal_lm
+from slmbench.hookspecs import hookimpl
+from slmbench_plugins.lora import lora_config
+
+
+class Qlora(FineTunedCausalLM):
+    name = "qlora"
+    description = "QLoRA: LoRA adapters on a 4-bit NF4 base model (bitsandbytes + peft + trl)"
+    defaults = {"rank": 16, "alpha": 32, "dropout": 0.05, "learning_rate": 1e-3, "gradient_checkpointing": False}
+
+    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+        import torch
+        from peft import get_peft_model, prepare_model_for_kbit_training
+        from transformers import BitsAndBytesConfig
+
+        compute_dtype = autocast_dtype(self.context.device) or torch.float32
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute_dtype,
+        )
+        model, tokenizer = load_causal_lm(self.context, dtype="float32", quantization_config=quantization)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params["gradient_checkpointing"])
+        model = get_peft_model(model, lora_config(params))
+        self.details.update(
+            target_modules=sorted(model.peft_config["default"].target_modules),
+            quantization="nf4, double quantization",
+            compute_dtype=str(compute_dtype).removeprefix("torch."),
+        )
+        return model, tokenizer
+
+    def training(self, params: dict[str, Any]) -> dict[str, Any]:
+        cuda = self.context.device.startswith("cuda")
+        return {
+            "optimizer": "paged_adamw_8bit" if cuda else "adamw_torch",
+            "gradient_checkpointing": params["gradient_checkpointing"],
+        }
+
+
+@hookimpl
+def register_strategies(register) -> None:
+    register(Qlora)

@@ -1,0 +1,781 @@
+"""Supervised fine-tuning shared by the weight-updating strategies: one place, so each strategy file
+only says what it trains.
+
+**What is trained is exactly what is scored.** A training example is the prompt the scoring engine
+builds for the text (``slmbench.prompts.build_messages`` rendered by the chat template with the
+generation prompt, ``slmbench.scoring.tokenize_prompts``) followed by the label's answer tokens
+(verbalizer then end of turn, ``slmbench.scoring.answer_tokens``). The loss is the cross-entropy of
+the answer tokens only: prompt tokens are labelled -100.
+
+**Batches have no padding and compute the shared prompt once**, like the scoring engine. The
+examples of a batch start with the same tokens (system prompt, instruction, allowed answers), often
+most of each example. So a batch is laid out in rows (``SharedPrefixCollator``): the shared prefix
+once, then as many examples as fit in ``ROW_TOKENS``. A 4D attention mask lets each example see the
+prefix and itself only, position ids restart after the prefix, and the vocabulary projection runs
+only where an answer token is predicted (``logits_to_keep``). Gradients are those of separate
+sequences: the prefix's activations just receive the sum of the examples' gradients.
+
+**Training** runs in trl's ``SFTTrainer`` (AdamW, linear warmup and decay, gradient clipping; the
+QLoRA paged 8-bit optimizer on CUDA), under bfloat16 autocast where the hardware multiplies bfloat16
+natively (fp32 master weights). The validation loss (answer tokens, whole validation split), taken
+before training and every ``budget.eval_every_steps`` steps, drives early stopping
+(``budget.early_stopping_patience`` evaluations without improvement) and the choice of the best
+checkpoint, whose trainable weights are restored before prediction.
+
+**Prediction** of the causal-LM strategies goes through ``slmbench.scoring.score_choices``, the
+engine every strategy is judged by.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+from slmbench.strategy import Family, Strategy
+
+if TYPE_CHECKING:
+    import torch
+
+    from slmbench.strategy import Examples, Predictions, RunContext
+    from slmbench.tasks import TaskSpec
+
+ROW_TOKENS = 512
+"""Tokens per packed row: enough for the shared prefix and several short examples, small enough that
+the (row x row) attention stays cheap next to the linear layers. A longer example gets a row of its own."""
+EVAL_BATCH_SIZE = 32
+"""Validation examples per batch (no gradients, so more of them share one prefix)."""
+DEFAULT_EPOCHS = 3.0
+"""Training length when the profile does not cap the optimizer steps (early stopping usually ends it first)."""
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+def strategy_params(context: RunContext, defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` overridden by ``context.params``; an unknown name is an error (typos do not pass silently)."""
+    unknown = sorted(set(context.params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; this strategy accepts {', '.join(sorted(defaults))}")
+    return {**defaults, **context.params}
+
+
+def autocast_dtype(device: str, requested: bool | None = None) -> Any:
+    """torch.bfloat16 when training should run under bfloat16 autocast (native bf16 hardware), else None."""
+    import torch
+
+    from slmbench.scoring import fast_bfloat16
+
+    use = fast_bfloat16(torch.device(device)) if requested is None else requested
+    return torch.bfloat16 if use else None
+
+
+# --- model loading -----------------------------------------------------------------------------
+
+
+def load_causal_lm(context: RunContext, *, dtype: str | None = None, quantization_config: Any = None) -> tuple[Any, Any]:
+    """A trainable copy of the run's causal LM and its tokenizer, loaded by the strategy itself.
+
+    Fine-tuning strategies never touch ``context.models.causal_lm()``: the shared model must stay
+    frozen for the other strategies, and the copy loaded here is charged to this trial's memory.
+    Half-precision runs load fp32 weights for training unless ``dtype`` says otherwise.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slmbench.models import torch_dtype
+
+    path = context.models.causal_lm_path()
+    trust = context.models.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = dtype or ("float32" if context.dtype == "float16" else context.dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), "trust_remote_code": trust}
+    if quantization_config is not None:
+        kwargs.update(quantization_config=quantization_config, device_map=context.device)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantization_config is None:
+        model.to(context.device)
+    return model, tokenizer
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters, counting 4-bit packed weights by their logical size."""
+    trainable = total = 0
+    for parameter in model.parameters():
+        n = parameter.numel()
+        if parameter.__class__.__name__ == "Params4bit":
+            n *= 2  # two 4-bit values per stored byte
+        total += n
+        trainable += n if parameter.requires_grad else 0
+    return trainable, total
+
+
+# --- training examples -------------------------------------------------------------------------
+
+
+def sft_dataset(task: TaskSpec, tokenizer: Any, examples: Examples, max_input_tokens: int) -> Any:
+    """A ``datasets.Dataset`` of ``input_ids`` (prompt + answer tokens) and ``labels`` (-100 on the prompt)."""
+    from datasets import Dataset
+
+    from slmbench.prompts import build_messages
+    from slmbench.scoring import answer_tokens, tokenize_prompts
+
+    conversations = [
+        build_messages(task, text, tokenizer=tokenizer, max_input_tokens=max_input_tokens) for text in examples.texts
+    ]
+    prompts = tokenize_prompts(tokenizer, conversations)
+    answers = [answer_tokens(tokenizer, label.verbalizer) for label in task.labels]
+    return Dataset.from_dict(
+        {
+            "input_ids": [prompt + answers[label] for prompt, label in zip(prompts, examples.labels)],
+            "labels": [[-100] * len(prompt) + answers[label] for prompt, label in zip(prompts, examples.labels)],
+        }
+    )
+
+
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    first = sequences[0]
+    n = min(map(len, sequences))
+    for i in range(n):
+        token = first[i]
+        if any(sequence[i] != token for sequence in sequences):
+            return i
+    return n
+
+
+@dataclass
+class _Row:
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
+    """-1 for the shared prefix, k for the k-th example of the row."""
+    queries: list[int] = field(default_factory=list)
+    """Row index whose logits predict each target."""
+    targets: list[int] = field(default_factory=list)
+    examples: int = 0
+
+    def add(self, tokens: Sequence[int], labels: Sequence[int], segment: int, start: int) -> None:
+        offset = len(self.tokens)
+        self.tokens.extend(tokens)
+        self.positions.extend(range(start, start + len(tokens)))
+        self.segments.extend([segment] * len(tokens))
+        for j, label in enumerate(labels):
+            if label != -100:
+                if j == 0 and segment >= 0:
+                    raise ValueError("an answer token cannot be an example's first token after the shared prefix")
+                self.queries.append(offset + j - 1)
+                self.targets.append(label)
+        if segment >= 0:
+            self.examples += 1
+
+
+@dataclass
+class SharedPrefixCollator:
+    """Packs causal-LM examples (``input_ids``, ``labels``) into rows that share their common prefix.
+
+    Each row: the batch's common prefix (cut before the first answer-predicting token), then whole
+    examples' remaining tokens while the row stays within ``row_tokens``. Returns ``{"rows": [...],
+    "example_tokens", "computed_tokens", "examples"}``; each row holds 1-D tensors ``input_ids``,
+    ``position_ids``, ``segments``, ``queries`` and ``targets``.
+    """
+
+    row_tokens: int = ROW_TOKENS
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids = [list(f["input_ids"]) for f in features]
+        labels = [list(f["labels"]) for f in features]
+        answer_starts = [next((i for i, label in enumerate(ls) if label != -100), len(ls)) for ls in labels]
+        prefix = max(0, min(_common_prefix_length(ids), min(answer_starts) - 1))
+        rows: list[_Row] = []
+        for tokens, targets in zip(ids, labels):
+            suffix = tokens[prefix:]
+            if not rows or (rows[-1].examples and len(rows[-1].tokens) + len(suffix) > self.row_tokens):
+                rows.append(_Row())
+                rows[-1].add(tokens[:prefix], labels[0][:prefix], -1, 0)
+            rows[-1].add(suffix, targets[prefix:], rows[-1].examples, prefix)
+        fields = ("tokens", "positions", "segments", "queries", "targets")
+        names = ("input_ids", "position_ids", "segments", "queries", "targets")
+        return {
+            "rows": [{name: torch.tensor(getattr(row, f)) for name, f in zip(names, fields)} for row in rows],
+            "example_tokens": torch.tensor(sum(map(len, ids))),
+            "computed_tokens": torch.tensor(sum(len(row.tokens) for row in rows)),
+            "examples": torch.tensor(len(ids)),
+        }
+
+
+# --- forward passes ----------------------------------------------------------------------------
+
+
+def soft_prompt(model: Any) -> torch.Tensor | None:
+    """The (1, virtual tokens, hidden) prompt of a peft prompt-learning model, else None."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not config.is_prompt_learning:
+        return None
+    return model.get_prompt(batch_size=1)
+
+
+def _row_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(1, 1, n, n) additive mask: causal, and an example sees only the shared prefix (-1) and itself."""
+    import torch
+
+    n = len(segments)
+    causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
+    visible = causal & ((segments[None, :] == -1) | (segments[None, :] == segments[:, None]))
+    return torch.zeros(n, n, dtype=dtype, device=segments.device).masked_fill(~visible, torch.finfo(dtype).min)[None, None]
+
+
+def row_logits(model: Any, row: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(targets, vocabulary) logits of one packed row, computed only at the query positions.
+
+    A peft prompt-tuning model's virtual tokens go first, as part of the shared prefix, at positions
+    0..V-1: the layout ``SoftPromptLM`` reproduces at prediction time.
+    """
+    import torch
+
+    input_ids, positions, segments, queries = row["input_ids"], row["position_ids"], row["segments"], row["queries"]
+    prompt = soft_prompt(model)
+    if prompt is None:
+        lm, inputs = model, {"input_ids": input_ids[None]}
+    else:
+        lm = model.base_model
+        embeddings = lm.get_input_embeddings()(input_ids[None])
+        n_virtual = prompt.shape[1]
+        inputs = {"inputs_embeds": torch.cat([prompt.to(embeddings.dtype), embeddings], dim=1)}
+        positions = torch.cat([torch.arange(n_virtual, device=positions.device), positions + n_virtual])
+        segments = torch.cat([torch.full((n_virtual,), -1, device=segments.device), segments])
+        queries = queries + n_virtual
+    # One example after the prefix needs nothing but the causal mask the model builds itself.
+    mask = _row_attention_mask(segments, lm.dtype) if int(segments.max()) > 0 else None
+    output = lm(**inputs, position_ids=positions[None], attention_mask=mask, logits_to_keep=queries, use_cache=False)
+    return output.logits[0]
+
+
+def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch."""
+    import torch.nn.functional as F
+
+    total, count = 0, 0
+    for row in batch["rows"]:
+        logits = row_logits(model, row)
+        total = total + F.cross_entropy(logits.float(), row["targets"], reduction="sum")
+        count += len(row["targets"])
+    return total, count
+
+
+@dataclass
+class PaddingCollator:
+    """Pads tokenized texts (``input_ids``, ``label``) to the longest of the batch, for encoder models.
+
+    Training batches come from a length-grouped sampler, so the padding stays small.
+    """
+
+    tokenizer: Any
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        encoded = [{"input_ids": f["input_ids"]} for f in features]
+        inputs = self.tokenizer.pad(encoded, padding=True, return_tensors="pt")
+        return {
+            "inputs": dict(inputs),
+            "targets": torch.tensor([f["label"] for f in features]),
+            "example_tokens": torch.tensor(sum(len(f["input_ids"]) for f in features)),
+            "computed_tokens": torch.tensor(inputs["input_ids"].numel()),
+            "examples": torch.tensor(len(features)),
+        }
+
+
+def sequence_classification_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy, examples) of a padded batch for a model with a classification head."""
+    import torch.nn.functional as F
+
+    logits = model(**batch["inputs"]).logits
+    return F.cross_entropy(logits.float(), batch["targets"], reduction="sum"), len(batch["targets"])
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSetup:
+    """How one strategy trains; built from the profile's budget and the strategy's parameters."""
+
+    learning_rate: float
+    batch_size: int
+    max_steps: int | None
+    """Optimizer steps; None trains for ``epochs``."""
+    eval_every_steps: int | None
+    """None: once per epoch."""
+    patience: int | None
+    """Evaluations without improvement before stopping; None never stops early."""
+    epochs: float = DEFAULT_EPOCHS
+    warmup: float = 0.1
+    """Fraction of the steps with a linear warmup."""
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    autocast: Any = None
+    """torch.bfloat16 for bf16 autocast, or None."""
+    optimizer: str = "adamw_torch"
+    seed: int = 0
+    device: str = "cpu"
+    eval_batch_size: int = EVAL_BATCH_SIZE
+    group_by_length: bool = False
+    """Batch examples of similar length (needs a ``length`` column): for padded, not packed, batches."""
+
+    @classmethod
+    def from_context(cls, context: RunContext, *, learning_rate: float, **overrides: Any) -> TrainingSetup:
+        budget = context.budget
+        return cls(
+            learning_rate=learning_rate,
+            batch_size=budget.batch_size,
+            max_steps=budget.max_train_steps,
+            eval_every_steps=budget.eval_every_steps,
+            patience=budget.early_stopping_patience,
+            autocast=autocast_dtype(context.device),
+            seed=context.seed,
+            device=context.device,
+            **overrides,
+        )
+
+
+@dataclass
+class TrainResult:
+    """What ``train`` reports; ``details()`` is what goes into the trial JSON."""
+
+    steps: int
+    best_step: int | None
+    best_validation_loss: float | None
+    stopped_early: bool
+    examples_seen: int
+    example_tokens: int
+    computed_tokens: int
+    step_seconds: float
+    eval_seconds: float
+    train_curve: list[tuple[int, float]]
+    validation_curve: list[tuple[int, float]]
+    setup: TrainingSetup
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.example_tokens / self.step_seconds if self.step_seconds else 0.0
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "train_steps": self.steps,
+            "best_step": self.best_step,
+            "best_validation_loss": None if self.best_validation_loss is None else round(self.best_validation_loss, 5),
+            "stopped_early": self.stopped_early,
+            "train_examples_seen": self.examples_seen,
+            "train_tokens": self.example_tokens,
+            "train_tokens_computed": self.computed_tokens,
+            "train_tokens_per_second": round(self.tokens_per_second, 1),
+            "train_step_seconds": round(self.step_seconds, 2),
+            "validation_seconds": round(self.eval_seconds, 2),
+            "loss_curve": {
+                "train": [[step, round(loss, 5)] for step, loss in self.train_curve],
+                "validation": [[step, round(loss, 5)] for step, loss in self.validation_curve],
+            },
+            "learning_rate": self.setup.learning_rate,
+            "batch_size": self.setup.batch_size,
+            "max_steps": self.setup.max_steps,
+            "eval_every_steps": self.setup.eval_every_steps,
+            "early_stopping_patience": self.setup.patience,
+            "gradient_checkpointing": self.setup.gradient_checkpointing,
+            "optimizer": self.setup.optimizer,
+            "autocast": None if self.setup.autocast is None else str(self.setup.autocast).removeprefix("torch."),
+        }
+
+
+def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters() if p.requires_grad}
+
+
+def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Callable[[int], None]):
+    from transformers import TrainerCallback
+
+    class Monitor(TrainerCallback):
+        """Loss curves, step timing, progress, early stopping and best-checkpoint snapshots."""
+
+        def __init__(self) -> None:
+            self.train_curve: list[tuple[int, float]] = []
+            self.validation_curve: list[tuple[int, float]] = []
+            self.best_step: int | None = None
+            self.best_loss: float | None = None
+            self.bad_evaluations = 0
+            self.stopped_early = False
+            self.step_seconds = 0.0
+            self.snapshot = directory / "best.safetensors"
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.step_seconds += time.perf_counter() - self._started
+            advance(1)
+            if state.global_step >= state.max_steps:
+                control.should_evaluate = True  # the last weights are always a candidate
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.train_curve.append((state.global_step, float(logs["loss"])))
+
+        def on_evaluate(self, args, state, control, metrics=None, **kwargs):
+            from safetensors.torch import save_file
+
+            loss = float(metrics["eval_loss"])
+            if self.validation_curve and self.validation_curve[-1][0] == state.global_step:
+                return  # already evaluated at this step
+            self.validation_curve.append((state.global_step, loss))
+            if self.best_loss is None or loss < self.best_loss:
+                self.best_loss, self.best_step, self.bad_evaluations = loss, state.global_step, 0
+                save_file(_trainable_state(model), str(self.snapshot))
+            else:
+                self.bad_evaluations += 1
+                if setup.patience is not None and self.bad_evaluations >= setup.patience:
+                    self.stopped_early = state.global_step < state.max_steps
+                    control.should_training_stop = True
+
+        def restore_best(self) -> None:
+            import torch
+            from safetensors.torch import load_file
+
+            if not self.snapshot.exists():
+                return
+            best = load_file(str(self.snapshot))
+            with torch.no_grad():
+                for name, parameter in model.named_parameters():
+                    if name in best:
+                        parameter.copy_(best[name].to(parameter.device, parameter.dtype))
+
+    return Monitor()
+
+
+def _trainer_class(base: type) -> type:
+    """``base`` (SFTTrainer or Trainer) with a pluggable batch loss, autocast and an exact validation loss."""
+    import torch
+
+    class SlmbenchTrainer(base):
+        def __init__(self, *args: Any, batch_loss: Callable, autocast: Any, **kwargs: Any) -> None:
+            self._batch_loss = batch_loss
+            self._autocast_dtype = autocast
+            self.example_tokens = self.computed_tokens = self.examples_seen = 0
+            self.eval_seconds = 0.0
+            super().__init__(*args, **kwargs)
+
+        def _autocast(self):
+            if self._autocast_dtype is None:
+                return nullcontext()
+            return torch.autocast(self.args.device.type, dtype=self._autocast_dtype)
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            with self._autocast():
+                total, count = self._batch_loss(model, inputs)
+            if model.training:
+                self.examples_seen += int(inputs.get("examples", 0))
+                self.example_tokens += int(inputs.get("example_tokens", 0))
+                self.computed_tokens += int(inputs.get("computed_tokens", 0))
+            loss = total / max(count, 1)
+            return (loss, None) if return_outputs else loss
+
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            """Mean loss over every target of the validation split (not a mean of batch means)."""
+            started = time.perf_counter()
+            model = self.model
+            was_training = model.training
+            model.eval()
+            total, count = 0.0, 0
+            with torch.no_grad(), self._autocast():
+                for batch in self.get_eval_dataloader(eval_dataset):
+                    batch_total, batch_count = self._batch_loss(model, self._prepare_inputs(batch))
+                    total += float(batch_total)
+                    count += batch_count
+            model.train(was_training)
+            metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
+            self.eval_seconds += time.perf_counter() - started
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+        def floating_point_ops(self, inputs) -> int:
+            return 0
+
+    return SlmbenchTrainer
+
+
+def train_model(
+    model: Any,
+    train_dataset: Any,
+    validation_dataset: Any,
+    setup: TrainingSetup,
+    *,
+    collator: Callable,
+    batch_loss: Callable,
+    processing_class: Any,
+    progress: Any,
+    description: str,
+    sft: bool = True,
+) -> TrainResult:
+    """Train ``model``'s trainable parameters, then restore the weights of the best validation loss.
+
+    ``sft`` uses trl's SFTTrainer (causal LMs); otherwise transformers' Trainer (classifier heads).
+    """
+    import transformers
+
+    from slmbench.progress import ProgressReporter
+
+    progress = progress or ProgressReporter(enabled=False)
+    n_train = len(train_dataset)
+    steps_per_epoch = max(1, math.ceil(n_train / setup.batch_size))
+    max_steps = setup.max_steps if setup.max_steps is not None else math.ceil(setup.epochs * steps_per_epoch)
+    eval_every = setup.eval_every_steps or steps_per_epoch
+    common = dict(
+        per_device_train_batch_size=setup.batch_size,
+        per_device_eval_batch_size=setup.eval_batch_size,
+        gradient_accumulation_steps=1,
+        learning_rate=setup.learning_rate,
+        weight_decay=setup.weight_decay,
+        max_grad_norm=setup.max_grad_norm,
+        warmup_steps=setup.warmup,
+        lr_scheduler_type="linear",
+        max_steps=max_steps,
+        optim=setup.optimizer,
+        train_sampling_strategy="group_by_length" if setup.group_by_length else "random",
+        length_column_name="length",
+        eval_strategy="steps",
+        eval_steps=eval_every,
+        eval_on_start=True,
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=False,  # autocast is applied by the trainer class itself, identically in training and validation
+        fp16=False,
+        gradient_checkpointing=setup.gradient_checkpointing,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+        use_cpu=setup.device == "cpu",
+        seed=setup.seed,
+        data_seed=setup.seed,
+    )
+    with tempfile.TemporaryDirectory(prefix="slmbench-train-") as scratch:
+        if sft:
+            from trl import SFTConfig, SFTTrainer
+
+            args = SFTConfig(output_dir=scratch, max_length=None, dataset_num_proc=None, **common)
+            trainer_cls = _trainer_class(SFTTrainer)
+        else:
+            args = transformers.TrainingArguments(output_dir=scratch, **common)
+            trainer_cls = _trainer_class(transformers.Trainer)
+        with progress.task(f"{description}: training", max_steps) as advance:
+            monitor = _callbacks(model, setup, Path(scratch), advance)
+            trainer = trainer_cls(
+                model=model,
+                args=args,
+                train_dataset=train_dataset,
+                eval_dataset=validation_dataset,
+                data_collator=collator,
+                processing_class=processing_class,
+                callbacks=[monitor],
+                batch_loss=batch_loss,
+                autocast=setup.autocast,
+            )
+            for noisy in (transformers.trainer_callback.PrinterCallback, transformers.trainer_callback.ProgressCallback):
+                trainer.remove_callback(noisy)
+            trainer.train()
+            monitor.restore_best()
+    model.eval()
+    return TrainResult(
+        steps=trainer.state.global_step,
+        best_step=monitor.best_step,
+        best_validation_loss=monitor.best_loss,
+        stopped_early=monitor.stopped_early,
+        examples_seen=trainer.examples_seen,
+        example_tokens=trainer.example_tokens,
+        computed_tokens=trainer.computed_tokens,
+        step_seconds=monitor.step_seconds,
+        eval_seconds=trainer.eval_seconds,
+        train_curve=monitor.train_curve,
+        validation_curve=monitor.validation_curve,
+        setup=setup,
+    )
+
+
+def validation_loss(model: Any, dataset: Any, *, collator: Callable, batch_loss: Callable, autocast: Any = None) -> float:
+    """Mean target loss of ``model`` over ``dataset``, outside any trainer (tests, benchmarks)."""
+    import torch
+
+    total, count = 0.0, 0
+    context = torch.autocast(str(next(model.parameters()).device.type), dtype=autocast) if autocast else nullcontext()
+    model.eval()
+    with torch.no_grad(), context:
+        for start in range(0, len(dataset), EVAL_BATCH_SIZE):
+            batch = collator([dataset[i] for i in range(start, min(start + EVAL_BATCH_SIZE, len(dataset)))])
+            batch_total, batch_count = batch_loss(model, batch)
+            total += float(batch_total)
+            count += batch_count
+    return total / max(count, 1)
+
+
+def fit_causal_lm(context: RunContext, model: Any, tokenizer: Any, train: Examples, validation: Examples, setup: TrainingSetup, *, description: str) -> dict[str, Any]:
+    """Fine-tune ``model`` on the task (answer-token loss, shared-prefix packing); return the trial details."""
+    budget = context.budget
+    train_data = sft_dataset(context.task, tokenizer, train, budget.max_input_tokens)
+    validation_data = sft_dataset(context.task, tokenizer, validation, budget.max_input_tokens)
+    result = train_model(
+        model,
+        train_data,
+        validation_data,
+        setup,
+        collator=SharedPrefixCollator(),
+        batch_loss=causal_lm_loss,
+        processing_class=tokenizer,
+        progress=context.progress,
+        description=description,
+    )
+    return result.details()
+
+
+# --- prediction --------------------------------------------------------------------------------
+
+
+class SoftPromptLM:
+    """A prompt-tuned model as the scoring engine sees a plain causal LM.
+
+    The virtual tokens are put in the key/value cache first (positions 0..V-1), then every call is
+    shifted by V positions and its 4D mask widened to show them: the layout ``row_logits`` trains.
+    """
+
+    def __init__(self, peft_model: Any) -> None:
+        import torch
+
+        self.lm = peft_model.base_model
+        with torch.no_grad():
+            self.prompt = peft_model.get_prompt(batch_size=1).detach()
+
+    @property
+    def dtype(self):
+        return self.lm.dtype
+
+    @property
+    def device(self):
+        return self.lm.device
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    def __call__(self, input_ids, *, past_key_values, position_ids=None, attention_mask=None, logits_to_keep=0, **kwargs):
+        import torch
+
+        n_virtual = self.prompt.shape[1]
+        if past_key_values.get_seq_length() == 0:
+            self.lm(inputs_embeds=self.prompt.to(self.lm.dtype), past_key_values=past_key_values, logits_to_keep=1)
+        if position_ids is not None:
+            position_ids = position_ids + n_virtual
+        if attention_mask is not None and attention_mask.dim() == 4:
+            visible = torch.zeros(*attention_mask.shape[:-1], n_virtual, dtype=attention_mask.dtype, device=attention_mask.device)
+            attention_mask = torch.cat([visible, attention_mask], dim=-1)
+        return self.lm(
+            input_ids,
+            position_ids=position_ids,
+            attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            logits_to_keep=logits_to_keep,
+            **kwargs,
+        )
+
+
+def predict_causal_lm(context: RunContext, model: Any, tokenizer: Any, texts: Sequence[str]) -> tuple[Predictions, dict[str, Any]]:
+    """Classify ``texts`` with the shared scoring engine; return the predictions and trial details."""
+    from slmbench.prompts import build_messages
+    from slmbench.scoring import score_choices
+    from slmbench.strategy import Predictions
+
+    task, budget = context.task, context.budget
+    model.eval()
+    scorer = SoftPromptLM(model) if soft_prompt(model) is not None else model
+    conversations = [
+        build_messages(task, text, tokenizer=tokenizer, max_input_tokens=budget.max_input_tokens) for text in texts
+    ]
+    scores = score_choices(
+        scorer,
+        tokenizer,
+        conversations,
+        [label.verbalizer for label in task.labels],
+        batch_size=budget.batch_size,
+        progress=context.progress,
+    )
+    details = {
+        "prompt_tokens_per_example": round(sum(scores.prompt_tokens) / max(len(texts), 1), 1),
+        "shared_prefix_tokens": scores.shared_prefix_tokens,
+        "predict_compute_dtype": scores.compute_dtype,
+    }
+    return Predictions(labels=scores.labels, probabilities=scores.probabilities), details
+
+
+# --- artifacts ---------------------------------------------------------------------------------
+
+
+def save_peft_adapter(model: Any, directory: Path) -> None:
+    """The adapter weights only (``adapter_model.safetensors``) and their config, never the base model."""
+    model.save_pretrained(str(directory), safe_serialization=True)
+    readme = directory / "README.md"  # peft's model-card stub: not part of the trained artifact
+    if readme.exists():
+        readme.unlink()
+
+
+# --- the causal-LM fine-tuning strategies ------------------------------------------------------
+
+
+class FineTunedCausalLM(Strategy):
+    """Base of the strategies that fine-tune (part of) the causal LM; subclasses say what is trained.
+
+    ``fit``: ``build`` a trainable model, train it (``fit_causal_lm``), ``save`` the artifact, then
+    ``for_prediction`` (e.g. merge an adapter). ``predict``: the shared scoring engine.
+    """
+
+    family: ClassVar[Family] = Family.PARAMETER_EFFICIENT
+    defaults: ClassVar[dict[str, Any]] = {"learning_rate": 1e-3}
+    """Parameters the strategy accepts (``context.params`` overrides them)."""
+
+    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+        """(trainable model, tokenizer)."""
+        raise NotImplementedError
+
+    def training(self, params: dict[str, Any]) -> dict[str, Any]:
+        """TrainingSetup fields other than the learning rate (optimizer, gradient checkpointing...)."""
+        return {}
+
+    def save(self, directory: Path) -> None:
+        """Write the trained artifact (adapter weights only for PEFT methods) as safetensors."""
+        save_peft_adapter(self.model, directory)
+
+    def for_prediction(self, model: Any) -> Any:
+        return model
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        params = strategy_params(self.context, self.defaults)
+        self.model, self.tokenizer = self.build(params)
+        self.trainable, self.total = count_parameters(self.model)
+        setup = TrainingSetup.from_context(self.context, learning_rate=params["learning_rate"], **self.training(params))
+        details = fit_causal_lm(self.context, self.model, self.tokenizer, train, validation, setup, description=self.name)
+        self.details = {**details, "params": params, **self.details}
+        self.save(self.context.artifact_dir)
+        self.model = self.for_prediction(self.model)
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        predictions, details = predict_causal_lm(self.context, self.model, self.tokenizer, texts)
+        self.details.update(details)
+        return predictions
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return self.trainable, self.total
