@@ -76,17 +76,22 @@ def _warn_plugin_failures(registry, console) -> None:
         console.print(f"[yellow]warning:[/] plugin [bold]{failure.plugin}[/] was not loaded: {failure.error}")
 
 
+def _origin(item) -> str:
+    """Where a registered strategy or task came from: its distribution, else its plugin's name."""
+    return item.distribution or f"plugin {item.plugin}"
+
+
 def _list(what: str, registry, console) -> None:
     from rich.table import Table
 
     if what == "strategies":
-        table = Table("strategy", "family", "description", "plugin")
+        table = Table("strategy", "family", "from", "description")
         for name, item in sorted(registry.strategies.items()):
-            table.add_row(name, item.value.family.value, item.value.description, f"{item.plugin} ({item.distribution})")
+            table.add_row(name, item.value.family.value, _origin(item), item.value.description)
     elif what == "tasks":
-        table = Table("task", "file", "plugin")
+        table = Table("task", "from", "file")
         for name, item in sorted(registry.tasks.items()):
-            table.add_row(name, str(item.value), f"{item.plugin} ({item.distribution})")
+            table.add_row(name, _origin(item), str(item.value))
     else:
         table = Table("plugin", "distribution", "status")
         for name, distribution in sorted(registry.plugins.items()):
