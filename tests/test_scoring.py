@@ -50,12 +50,14 @@ def naive_probabilities(model, tokenizer, convs, choices) -> np.ndarray:
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_prefix_reuse_and_packing_match_the_naive_computation(make_tiny_causal_lm, smollm2_tokenizer, attn_implementation):
-    model = make_tiny_causal_lm(attn_implementation)
-    expected = naive_probabilities(model, smollm2_tokenizer, conversations(), CHOICES)
+def test_prefix_reuse_and_batching_match_the_naive_computation(
+    make_tiny_causal_lm, smollm2_tokenizer, attn_implementation
+):
+    model, tokenizer = make_tiny_causal_lm(attn_implementation), smollm2_tokenizer
+    expected = naive_probabilities(model, tokenizer, conversations(), CHOICES)
     assert expected.max(axis=1).min() > 0.3, "random weights too flat for the comparison to mean much"
     for batch_size in (1, 2, 8):
-        scores = score_choices(model, smollm2_tokenizer, conversations(), CHOICES, batch_size=batch_size, bfloat16=False)
+        scores = score_choices(model, tokenizer, conversations(), CHOICES, batch_size=batch_size, bfloat16=False)
         assert scores.probabilities.shape == (len(TEXTS), len(CHOICES))
         np.testing.assert_allclose(scores.probabilities, expected, atol=1e-5)
         assert scores.labels == expected.argmax(axis=1).tolist()
@@ -73,20 +75,20 @@ def test_shared_prefix_covers_system_prompt_and_demonstrations(tiny_causal_lm):
 
 def test_prefix_runs_once_and_each_prompt_once_for_all_choices(tiny_causal_lm):
     model, tokenizer = tiny_causal_lm
-    calls: list[int] = []
+    shapes: list[tuple[int, ...]] = []
     hook = model.model.register_forward_pre_hook(
-        lambda module, args, kwargs: calls.append(kwargs["input_ids"].shape[1]), with_kwargs=True
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
     )
     try:
         scores = score_choices(model, tokenizer, conversations(), CHOICES, batch_size=2, bfloat16=False)
     finally:
         hook.remove()
-    answer_lengths = [len(tokenizer(c, add_special_tokens=False)["input_ids"]) + 1 for c in CHOICES]
-    unshared = sum(n - scores.shared_prefix_tokens for n in scores.prompt_tokens)
-    assert calls[0] == scores.shared_prefix_tokens
-    assert len(calls) == 1 + 3  # the prefix, then ceil(5 prompts / 2) packs
-    # Each unshared prompt token once, plus every answer token but the last once per prompt.
-    assert sum(calls[1:]) == unshared + len(TEXTS) * sum(n - 1 for n in answer_lengths)
+    prefix = scores.shared_prefix_tokens
+    branch_tokens = sum(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in CHOICES)  # + eos - last
+    suffixes = sorted(n - prefix for n in scores.prompt_tokens)
+    batches = [suffixes[i : i + 2] for i in range(0, len(suffixes), 2)]
+    # The prefix once, then one row per prompt (padded to its batch's longest) holding every choice.
+    assert shapes == [(1, prefix)] + [(len(b), max(b) + branch_tokens) for b in batches]
 
 
 def test_identical_and_single_prompts(tiny_causal_lm):

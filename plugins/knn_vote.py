@@ -1,0 +1,66 @@
+"""knn-vote: the label most voted by a text's k most similar train examples, weighted by similarity.
+
+rag's retrieval without the language model (same index, same k by default): each of the k nearest
+train examples votes for its label with its cosine similarity (negative ones count zero), and the
+probabilities are the normalised votes. Set beside rag, it shows how much of rag's result the
+retrieval alone explains.
+
+Params: ``k`` (default ``slmbench.retrieval.DEFAULT_K``, 4).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Sequence
+
+from slmbench.hookspecs import hookimpl
+from slmbench.strategy import Examples, Family, Predictions, Strategy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+def vote(
+    neighbour_labels: Sequence[Sequence[int]], similarities: Sequence[Sequence[float]], n_labels: int
+) -> np.ndarray:
+    """(n_texts, n_labels) normalised similarity-weighted votes; equal votes if no similarity is positive."""
+    import numpy as np
+
+    votes = np.zeros((len(neighbour_labels), n_labels))
+    for row, labels, weights in zip(votes, neighbour_labels, similarities):
+        weights = np.clip(weights, 0, None)
+        row += np.bincount(labels, weights if weights.sum() > 0 else None, minlength=n_labels)
+    return votes / votes.sum(axis=1, keepdims=True)
+
+
+class KnnVote(Strategy):
+    name = "knn-vote"
+    description = "Similarity-weighted vote of the k most similar train examples (FAISS), no language model"
+    family = Family.RETRIEVAL
+    uses_models = ("embedder",)
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        """Index the train split."""
+        from slmbench.retrieval import DEFAULT_K, TrainIndex
+
+        self.labels = train.labels
+        self.k = self.context.params.get("k", DEFAULT_K)
+        self.index = TrainIndex(self.context.models.embedder(), train, self.context.progress)
+        self.index.save(str(self.context.artifact_dir / "train.faiss"))
+        self.details = {**self.index.describe(), "k": self.k, "labelled_examples": len(train)}
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        neighbours = self.index.search(texts, self.k)
+        neighbour_labels = [[self.labels[i] for i in nearest] for nearest in neighbours.indices]
+        probabilities = vote(neighbour_labels, neighbours.similarities, len(self.context.task.labels))
+        self.details.update(self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices)
+        return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        from slmbench.models import param_count
+
+        return 0, param_count(self.context.models.embedder())
+
+
+@hookimpl
+def register_strategies(register) -> None:
+    register(KnnVote)
