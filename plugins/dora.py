@@ -13,7 +13,7 @@ from typing import Any
 
 from slmbench.finetune import load_causal_lm
 from slmbench.hookspecs import hookimpl
-from slmbench_plugins.lora import Lora, lora_config
+from slmbench_plugins.lora import Lora, lora_config, target_module_names
 
 
 class Dora(Lora):
@@ -25,7 +25,7 @@ class Dora(Lora):
 
         model, tokenizer = load_causal_lm(self.context)
         model = get_peft_model(model, lora_config(params, use_dora=True))
-        self.details["target_modules"] = sorted(model.peft_config["default"].target_modules)
+        self.details["target_modules"] = target_module_names(model)
         return model, tokenizer
 
 

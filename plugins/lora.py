@@ -32,6 +32,11 @@ def lora_config(params: dict[str, Any], **extra: Any) -> Any:
     )
 
 
+def target_module_names(model: Any) -> list[str]:
+    """The distinct names of the layers peft put LoRA on (``q_proj``, ``down_proj``...)."""
+    return sorted({name.rsplit(".", 1)[-1] for name in model.peft_config["default"].target_modules})
+
+
 class Lora(FineTunedCausalLM):
     name = "lora"
     description = "LoRA adapters on every linear layer, trained on the answer tokens (peft + trl)"
@@ -42,7 +47,7 @@ class Lora(FineTunedCausalLM):
 
         model, tokenizer = load_causal_lm(self.context)
         model = get_peft_model(model, lora_config(params))
-        self.details["target_modules"] = sorted(model.peft_config["default"].target_modules)
+        self.details["target_modules"] = target_module_names(model)
         return model, tokenizer
 
     def for_prediction(self, model: Any) -> Any:

@@ -16,7 +16,22 @@ from typing import Any
 
 from slmbench.finetune import FineTunedCausalLM, autocast_dtype, load_causal_lm
 from slmbench.hookspecs import hookimpl
-from slmbench_plugins.lora import lora_config
+from slmbench_plugins.lora import lora_config, target_module_names
+
+
+def set_cpu_inference_layout(model: Any, allowed: bool) -> None:
+    """Allow or forbid bitsandbytes' CPU inference layout for the 4-bit weights.
+
+    On AVX512-BF16 CPUs a 4-bit layer run in eval mode without gradients repacks its weights, for
+    good, into a layout whose kernel has no backward: after the first validation pass, training
+    would backpropagate through it silently wrong. Forbidden while training, allowed for prediction.
+    """
+    from bitsandbytes.functional import has_avx512bf16
+    from bitsandbytes.nn import Linear4bit
+
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            module.support_avx512bf16_for_cpu = allowed and has_avx512bf16()
 
 
 class Qlora(FineTunedCausalLM):
@@ -37,14 +52,19 @@ class Qlora(FineTunedCausalLM):
             bnb_4bit_compute_dtype=compute_dtype,
         )
         model, tokenizer = load_causal_lm(self.context, dtype="float32", quantization_config=quantization)
+        set_cpu_inference_layout(model, False)
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params["gradient_checkpointing"])
         model = get_peft_model(model, lora_config(params))
         self.details.update(
-            target_modules=sorted(model.peft_config["default"].target_modules),
+            target_modules=target_module_names(model),
             quantization="nf4, double quantization",
             compute_dtype=str(compute_dtype).removeprefix("torch."),
         )
         return model, tokenizer
+
+    def for_prediction(self, model: Any) -> Any:
+        set_cpu_inference_layout(model, True)
+        return model
 
     def training(self, params: dict[str, Any]) -> dict[str, Any]:
         cuda = self.context.device.startswith("cuda")

@@ -315,6 +315,10 @@ class TrainingSetup:
     """None: once per epoch."""
     patience: int | None
     """Evaluations without improvement before stopping; None never stops early."""
+    max_tokens: int | None = None
+    """Tokens run through the model in training (``computed_tokens`` of the batches): fewer steps if reached first."""
+    max_validation_tokens: int | None = None
+    """The validation loss uses the first validation examples up to this many tokens."""
     epochs: float = DEFAULT_EPOCHS
     warmup: float = 0.1
     """Fraction of the steps with a linear warmup."""
@@ -327,6 +331,7 @@ class TrainingSetup:
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = EVAL_BATCH_SIZE
+    gradient_accumulation_steps: int = 1
     group_by_length: bool = False
     """Batch examples of similar length (needs a ``length`` column): for padded, not packed, batches."""
 
@@ -339,6 +344,8 @@ class TrainingSetup:
             max_steps=budget.max_train_steps,
             eval_every_steps=budget.eval_every_steps,
             patience=budget.early_stopping_patience,
+            max_tokens=budget.max_train_tokens,
+            max_validation_tokens=budget.max_validation_tokens,
             autocast=autocast_dtype(context.device),
             seed=context.seed,
             device=context.device,
@@ -350,6 +357,9 @@ class TrainingSetup:
 class TrainResult:
     """What ``train`` reports; ``details()`` is what goes into the trial JSON."""
 
+    planned_steps: int
+    validation_examples: int
+    """Validation examples the loss was measured on."""
     steps: int
     best_step: int | None
     best_validation_loss: float | None
@@ -370,6 +380,7 @@ class TrainResult:
     def details(self) -> dict[str, Any]:
         return {
             "train_steps": self.steps,
+            "planned_steps": self.planned_steps,
             "best_step": self.best_step,
             "best_validation_loss": None if self.best_validation_loss is None else round(self.best_validation_loss, 5),
             "stopped_early": self.stopped_early,
@@ -379,6 +390,7 @@ class TrainResult:
             "train_tokens_per_second": round(self.tokens_per_second, 1),
             "train_step_seconds": round(self.step_seconds, 2),
             "validation_seconds": round(self.eval_seconds, 2),
+            "validation_examples": self.validation_examples,
             "loss_curve": {
                 "train": [[step, round(loss, 5)] for step, loss in self.train_curve],
                 "validation": [[step, round(loss, 5)] for step, loss in self.validation_curve],
@@ -386,6 +398,7 @@ class TrainResult:
             "learning_rate": self.setup.learning_rate,
             "batch_size": self.setup.batch_size,
             "max_steps": self.setup.max_steps,
+            "max_train_tokens": self.setup.max_tokens,
             "eval_every_steps": self.setup.eval_every_steps,
             "early_stopping_patience": self.setup.patience,
             "gradient_checkpointing": self.setup.gradient_checkpointing,
@@ -394,8 +407,23 @@ class TrainResult:
         }
 
 
+def release_freed_memory() -> None:
+    """Hand memory freed by the allocator back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
+
+    Every step allocates tensors of new shapes (rows differ in length); without this the heap's
+    free holes accumulate and resident memory creeps up over a run, far above what is in use.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
-    return {name: p.detach().to("cpu", copy=True).contiguous() for name, p in model.named_parameters() if p.requires_grad}
+    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
 def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Callable[[int], None]):
@@ -418,9 +446,10 @@ def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Calla
             self._started = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
+            release_freed_memory()
             self.step_seconds += time.perf_counter() - self._started
             advance(1)
-            if state.global_step >= state.max_steps:
+            if state.global_step >= state.max_steps and args.eval_strategy != "no":
                 control.should_evaluate = True  # the last weights are always a candidate
 
         def on_log(self, args, state, control, logs=None, **kwargs):
@@ -498,6 +527,7 @@ def _trainer_class(base: type) -> type:
                     total += float(batch_total)
                     count += batch_count
             model.train(was_training)
+            release_freed_memory()
             metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
             self.eval_seconds += time.perf_counter() - started
             self.log(metrics)
@@ -508,6 +538,49 @@ def _trainer_class(base: type) -> type:
             return 0
 
     return SlmbenchTrainer
+
+
+def planned_steps(dataset: Any, collator: Callable, setup: TrainingSetup) -> int:
+    """Optimizer steps: ``max_steps`` (or ``epochs``), fewer if ``max_tokens`` runs out first.
+
+    The token count is that of the batches of a seeded shuffle of ``dataset`` (the sampler's own
+    batches differ, but not their typical cost), so the learning-rate schedule knows its length.
+    """
+    import random
+
+    per_step = setup.batch_size * setup.gradient_accumulation_steps
+    steps = setup.max_steps
+    if steps is None:
+        steps = math.ceil(setup.epochs * max(1, math.ceil(len(dataset) / per_step)))
+    if setup.max_tokens is None:
+        return steps
+    rng = random.Random(setup.seed)
+    order: list[int] = []
+    spent = 0
+    for step in range(steps):
+        cost = 0
+        for _ in range(setup.gradient_accumulation_steps):
+            if len(order) < setup.batch_size:
+                order += rng.sample(range(len(dataset)), len(dataset))
+            batch, order = order[: setup.batch_size], order[setup.batch_size :]
+            cost += int(collator([dataset[i] for i in batch])["computed_tokens"])
+        if step and spent + cost > setup.max_tokens:
+            return step
+        spent += cost
+    return steps
+
+
+def validation_subset(dataset: Any, max_tokens: int | None) -> Any:
+    """The first examples of ``dataset`` whose tokens add up to at most ``max_tokens`` (at least one)."""
+    if max_tokens is None:
+        return dataset
+    spent, keep = 0, 0
+    for ids in dataset["input_ids"]:
+        spent += len(ids)
+        if keep and spent > max_tokens:
+            break
+        keep += 1
+    return dataset.select(range(keep))
 
 
 def train_model(
@@ -526,20 +599,22 @@ def train_model(
     """Train ``model``'s trainable parameters, then restore the weights of the best validation loss.
 
     ``sft`` uses trl's SFTTrainer (causal LMs); otherwise transformers' Trainer (classifier heads).
+    Without a ``validation_dataset`` it trains for the full length and keeps the last weights.
     """
     import transformers
 
     from slmbench.progress import ProgressReporter
 
     progress = progress or ProgressReporter(enabled=False)
-    n_train = len(train_dataset)
-    steps_per_epoch = max(1, math.ceil(n_train / setup.batch_size))
-    max_steps = setup.max_steps if setup.max_steps is not None else math.ceil(setup.epochs * steps_per_epoch)
+    steps_per_epoch = max(1, math.ceil(len(train_dataset) / (setup.batch_size * setup.gradient_accumulation_steps)))
+    max_steps = planned_steps(train_dataset, collator, setup)
     eval_every = setup.eval_every_steps or steps_per_epoch
+    if validation_dataset is not None:
+        validation_dataset = validation_subset(validation_dataset, setup.max_validation_tokens)
     common = dict(
         per_device_train_batch_size=setup.batch_size,
         per_device_eval_batch_size=setup.eval_batch_size,
-        gradient_accumulation_steps=1,
+        gradient_accumulation_steps=setup.gradient_accumulation_steps,
         learning_rate=setup.learning_rate,
         weight_decay=setup.weight_decay,
         max_grad_norm=setup.max_grad_norm,
@@ -549,9 +624,9 @@ def train_model(
         optim=setup.optimizer,
         train_sampling_strategy="group_by_length" if setup.group_by_length else "random",
         length_column_name="length",
-        eval_strategy="steps",
+        eval_strategy="steps" if validation_dataset is not None else "no",
         eval_steps=eval_every,
-        eval_on_start=True,
+        eval_on_start=validation_dataset is not None,
         save_strategy="no",
         logging_strategy="steps",
         logging_steps=1,
@@ -594,6 +669,8 @@ def train_model(
             monitor.restore_best()
     model.eval()
     return TrainResult(
+        planned_steps=max_steps,
+        validation_examples=0 if validation_dataset is None else len(validation_dataset),
         steps=trainer.state.global_step,
         best_step=monitor.best_step,
         best_validation_loss=monitor.best_loss,

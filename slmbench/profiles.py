@@ -23,6 +23,12 @@ class Budget:
     before the first and after the last); ``None`` means once per epoch. It picks the checkpoint kept."""
     early_stopping_patience: int | None = None
     """Stop training after this many validation measurements without improvement (``None``: never)."""
+    max_train_tokens: int | None = None
+    """Compute cap of weight-updating strategies, with ``max_train_steps`` (the lower wins): tokens
+    run through the model in training (a prompt prefix shared by a batch counts once). Long texts
+    get fewer steps than short ones for the same cost."""
+    max_validation_tokens: int | None = None
+    """The validation loss is measured on the first validation examples up to this many tokens."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -32,7 +38,8 @@ PROFILES: dict[str, Budget] = {
     # Tiny: exists so tests can run every strategy end to end in seconds.
     "smoke": Budget("smoke", 40, 15, 15, 64, 2, 4, eval_every_steps=1),
     # Default: meaningful numbers on a 2-core CPU in minutes.
-    "quick": Budget("quick", 1000, 200, 200, 256, 60, 8, eval_every_steps=10, early_stopping_patience=3),
+    "quick": Budget("quick", 1000, 200, 200, 256, 60, 8, eval_every_steps=15, early_stopping_patience=2,
+                    max_train_tokens=40_000, max_validation_tokens=16_000),
     # Everything: meant for a GPU.
     "full": Budget("full", None, None, None, 512, None, 16, eval_every_steps=50, early_stopping_patience=5),
 }

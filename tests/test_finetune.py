@@ -1,0 +1,411 @@
+"""Fine-tuning machinery and the weight-updating strategies, on tiny models built here (CPU, seconds)."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from slmbench.finetune import (
+    SharedPrefixCollator,
+    TrainingSetup,
+    causal_lm_loss,
+    row_logits,
+    sft_dataset,
+    train_model,
+    validation_loss,
+)
+from slmbench.models import SharedModels
+from slmbench.profiles import Budget
+from slmbench.progress import ProgressReporter
+from slmbench.scoring import answer_tokens, score_choices, tokenize_prompts
+from slmbench.strategy import Examples, RunContext
+
+TEXTS = [
+    "Profits rose sharply in the third quarter.",
+    "The company cut 300 jobs after a bad year.",
+    "The annual meeting will be held on Tuesday.",
+    "Sales fell by half.",
+    "Orders grew strongly and the outlook was raised.",
+    "The chief executive will speak at noon.",
+    "Losses widened and the dividend was cancelled.",
+    "It has offices in Helsinki and Tallinn.",
+]
+LABELS = [2, 0, 1, 0, 2, 1, 0, 1]
+TRAIN = Examples(TEXTS * 2, LABELS * 2)  # 16 examples
+VALIDATION = Examples(TEXTS[:6], LABELS[:6])
+BUDGET = Budget("test", None, None, None, 64, 4, 4, eval_every_steps=2)
+
+# strategy module -> what its artifact directory must hold
+CAUSAL_LM_STRATEGIES = {
+    "lora": {"adapter_model.safetensors", "adapter_config.json"},
+    "dora": {"adapter_model.safetensors", "adapter_config.json"},
+    "qlora": {"adapter_model.safetensors", "adapter_config.json"},
+    "prompt_tuning": {"adapter_model.safetensors", "adapter_config.json"},
+    "adapters": {"adapters.safetensors"},
+    "full_finetune": {"model.safetensors", "config.json", "generation_config.json"},
+}
+UNFINISHED = pytest.mark.xfail(reason="prompt-tuning's scoring wrapper is mid-rewrite; the strategy is not registered yet")
+MODULE_NAMES = [*CAUSAL_LM_STRATEGIES, "encoder_finetune"]
+PLUGIN_MODULES = [pytest.param(n, marks=UNFINISHED) if n == "prompt_tuning" else n for n in MODULE_NAMES]
+
+
+# --- tiny models on disk, loaded by the strategies as their own copies ---------------------------
+
+
+def _tiny_llama(tokenizer, seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        initializer_range=0.2,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dirs(tmp_path_factory, smollm2_tokenizer):
+    """(causal LM folder, BERT encoder folder): a 2-layer Llama with the SmolLM2 tokenizer and a 2-layer BERT."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    from slmbench.models import minilm_dir
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    _tiny_llama(smollm2_tokenizer).save_pretrained(root / "llama")
+    smollm2_tokenizer.save_pretrained(root / "llama")
+    bert_tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    torch.manual_seed(0)
+    bert = BertModel(
+        BertConfig(
+            vocab_size=bert_tokenizer.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
+    bert.save_pretrained(root / "bert")
+    bert_tokenizer.save_pretrained(root / "bert")
+    return root / "llama", root / "bert"
+
+
+def make_context(tiny_model_dirs, toy_task, artifact_dir: Path, budget: Budget = BUDGET, **params) -> RunContext:
+    llama, bert = tiny_model_dirs
+    artifact_dir.mkdir(parents=True, exist_ok=True)
+    return RunContext(
+        task=toy_task,
+        models=SharedModels(causal_lm_name=str(llama), embedding_model_name=str(bert)),
+        device="cpu",
+        dtype="float32",
+        seed=0,
+        budget=budget,
+        artifact_dir=artifact_dir,
+        progress=ProgressReporter(enabled=False),
+        params=params,
+    )
+
+
+def strategy_class(module_name: str):
+    """The strategy class a plugin module registers through its hook."""
+    module = importlib.import_module(f"slmbench_plugins.{module_name}")
+    registered = []
+    module.register_strategies(registered.append)
+    (cls,) = registered
+    return cls
+
+
+# --- training examples: what is trained is what is scored ----------------------------------------
+
+
+def test_loss_is_on_the_answer_tokens_only(toy_task, smollm2_tokenizer):
+    from slmbench.prompts import build_messages
+
+    data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS[:3], LABELS[:3]), max_input_tokens=64)
+    prompts = tokenize_prompts(
+        smollm2_tokenizer, [build_messages(toy_task, t, tokenizer=smollm2_tokenizer, max_input_tokens=64) for t in TEXTS[:3]]
+    )
+    for row, prompt, label in zip(data, prompts, LABELS[:3]):
+        answer = answer_tokens(smollm2_tokenizer, toy_task.labels[label].verbalizer)
+        assert row["input_ids"] == prompt + answer  # exactly the scoring engine's prompt and answer
+        assert row["labels"] == [-100] * len(prompt) + answer
+    batch = SharedPrefixCollator()([data[i] for i in range(len(data))])
+    targets = torch.cat([row["targets"] for row in batch["rows"]]).tolist()
+    expected = [t for label in LABELS[:3] for t in answer_tokens(smollm2_tokenizer, toy_task.labels[label].verbalizer)]
+    assert targets == expected
+
+
+@pytest.mark.parametrize("row_tokens", [512, 60, 1])
+def test_shared_prefix_packing_gives_the_loss_and_gradients_of_separate_sequences(toy_task, smollm2_tokenizer, row_tokens):
+    model = _tiny_llama(smollm2_tokenizer)
+    data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS[:5], LABELS[:5]), max_input_tokens=64)
+    features = [data[i] for i in range(len(data))]
+
+    batch = SharedPrefixCollator(row_tokens)(features)
+    total, count = causal_lm_loss(model, batch)
+    (total / count).backward()
+    packed_grad = model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+    model.zero_grad()
+
+    reference_total, reference_count = 0.0, 0
+    for feature in features:  # one plain forward per example, HF's own shifted loss
+        labels = torch.tensor([feature["labels"]])
+        n = int((labels[0, 1:] != -100).sum())
+        reference_total = reference_total + model(torch.tensor([feature["input_ids"]]), labels=labels).loss * n
+        reference_count += n
+    (reference_total / reference_count).backward()
+
+    assert count == reference_count
+    torch.testing.assert_close(total / count, reference_total / reference_count, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed_grad, model.model.layers[0].self_attn.q_proj.weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_packing_leaves_no_padding_and_computes_the_prefix_once_per_row(toy_task, smollm2_tokenizer):
+    data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS, LABELS), max_input_tokens=64)
+    features = [data[i] for i in range(len(data))]
+    batch = SharedPrefixCollator(row_tokens=200)(features)
+    prefix = int((batch["rows"][0]["segments"] == -1).sum())
+    assert prefix > 20  # the system prompt and the chat template's start
+    lengths = [len(f["input_ids"]) for f in features]
+    assert int(batch["example_tokens"]) == sum(lengths)
+    assert int(batch["computed_tokens"]) == sum(lengths) - prefix * (len(features) - len(batch["rows"]))
+    for row in batch["rows"]:
+        assert len(row["input_ids"]) <= 200
+        assert row["position_ids"][:prefix].tolist() == list(range(prefix))
+
+
+def test_token_budgets_shorten_training_and_validation(toy_task, smollm2_tokenizer):
+    from slmbench.finetune import planned_steps, validation_subset
+
+    data = sft_dataset(toy_task, smollm2_tokenizer, TRAIN, max_input_tokens=64)
+    collator = SharedPrefixCollator()
+    setup = TrainingSetup(learning_rate=1e-3, batch_size=4, max_steps=10, eval_every_steps=None, patience=None)
+    assert planned_steps(data, collator, setup) == 10
+    per_step = int(collator([data[i] for i in range(4)])["computed_tokens"])
+    capped = TrainingSetup(**{**vars(setup), "max_tokens": int(3.5 * per_step)})
+    assert 2 <= planned_steps(data, collator, capped) <= 4  # batches differ a little in length
+    by_epochs = TrainingSetup(**{**vars(setup), "max_steps": None, "epochs": 2})
+    assert planned_steps(data, collator, by_epochs) == 8  # 16 examples, batches of 4
+
+    lengths = [len(ids) for ids in data["input_ids"]]
+    assert len(validation_subset(data, None)) == 16
+    assert len(validation_subset(data, lengths[0] + lengths[1] + lengths[2])) == 3
+    assert len(validation_subset(data, 1)) == 1  # never empty
+
+
+# --- every strategy fits, predicts and saves the right artifact ----------------------------------
+
+
+@pytest.mark.parametrize("module_name", PLUGIN_MODULES)
+def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(module_name, tiny_model_dirs, toy_task, tmp_path):
+    from safetensors import safe_open
+
+    context = make_context(tiny_model_dirs, toy_task, tmp_path / module_name)
+    strategy = strategy_class(module_name)(context)
+    strategy.fit(TRAIN, VALIDATION)
+    predictions = strategy.predict(TEXTS[:5])
+
+    assert len(predictions.labels) == 5 and all(0 <= label < 3 for label in predictions.labels)
+    np.testing.assert_allclose(predictions.probabilities.sum(axis=1), 1.0, atol=1e-6)
+    trainable, total = strategy.parameter_counts()
+    assert 0 < trainable <= total
+    details = strategy.details
+    assert details["train_steps"] == 4 and details["best_step"] in (0, 2, 4)
+    assert [step for step, _ in details["loss_curve"]["train"]] == [1, 2, 3, 4]
+    assert [step for step, _ in details["loss_curve"]["validation"]] == [0, 2, 4]
+    assert details["train_tokens_per_second"] > 0
+
+    files = {p.name for p in context.artifact_dir.iterdir()}
+    if module_name == "encoder_finetune":
+        assert {"model.safetensors", "config.json"} <= files
+        assert trainable == total
+        return
+    assert files == CAUSAL_LM_STRATEGIES[module_name]
+    weights = [p for p in context.artifact_dir.iterdir() if p.suffix == ".safetensors"]
+    with safe_open(str(weights[0]), "pt") as handle:
+        keys = list(handle.keys())
+        stored = sum(handle.get_tensor(k).numel() for k in keys)
+    if module_name == "full_finetune":
+        assert trainable == total
+    else:  # adapter-only: nothing of the base model is saved
+        marker = {"adapters": ".adapter.", "prompt_tuning": "prompt_embeddings"}.get(module_name, "lora_")
+        assert keys and all(marker in key for key in keys), keys[:5]
+        assert stored == trainable < total / 10
+
+
+def test_unknown_parameters_are_rejected(tiny_model_dirs, toy_task, tmp_path):
+    context = make_context(tiny_model_dirs, toy_task, tmp_path / "lora", rnak=8)
+    with pytest.raises(ValueError, match="rnak"):
+        strategy_class("lora")(context).fit(TRAIN, VALIDATION)
+
+
+def test_lora_parameters_reach_peft(tiny_model_dirs, toy_task, tmp_path):
+    context = make_context(tiny_model_dirs, toy_task, tmp_path / "lora", rank=4, alpha=8, merge=False)
+    strategy = strategy_class("lora")(context)
+    strategy.fit(TRAIN, VALIDATION)
+    config = strategy.model.peft_config["default"]
+    assert (config.r, config.lora_alpha) == (4, 8)
+    assert "lm_head" not in strategy.details["target_modules"]
+    assert set(strategy.details["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+
+
+@UNFINISHED
+def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, tmp_path, smollm2_tokenizer):
+    """The scoring engine (prefix cache, packing) sees a prompt-tuned model exactly as training does."""
+    from slmbench.finetune import SoftPromptLM
+    from slmbench.prompts import build_messages
+
+    context = make_context(tiny_model_dirs, toy_task, tmp_path / "pt", learning_rate=0.5)
+    strategy = strategy_class("prompt_tuning")(context)
+    strategy.fit(TRAIN, VALIDATION)
+    model = strategy.model
+    conversations = [build_messages(toy_task, t, tokenizer=smollm2_tokenizer, max_input_tokens=64) for t in TEXTS[:4]]
+    verbalizers = [label.verbalizer for label in toy_task.labels]
+    scores = score_choices(SoftPromptLM(model), smollm2_tokenizer, conversations, verbalizers, batch_size=3, bfloat16=False)
+
+    expected = np.zeros((4, 3))
+    with torch.no_grad():
+        for choice in range(3):
+            data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS[:4], [choice] * 4), max_input_tokens=64)
+            for i in range(4):
+                (row,) = SharedPrefixCollator()([data[i]])["rows"]
+                log_probs = torch.log_softmax(row_logits(model, row).float(), dim=-1)
+                expected[i, choice] = log_probs[torch.arange(len(row["targets"])), row["targets"]].sum()
+    expected = torch.softmax(torch.tensor(expected), dim=1).numpy()
+    np.testing.assert_allclose(scores.probabilities, expected, atol=1e-5)
+
+
+# --- bottleneck adapters --------------------------------------------------------------------------
+
+
+def test_adapters_start_as_the_identity_and_only_they_train(smollm2_tokenizer):
+    from slmbench.adapters import AdaptedOutput, BottleneckAdapter, add_bottleneck_adapters, adapter_state_dict
+
+    adapter = BottleneckAdapter(hidden_size=64, bottleneck=8)
+    hidden = torch.randn(3, 5, 64)
+    torch.testing.assert_close(adapter(hidden), hidden)  # zero-initialised up-projection
+    with torch.no_grad():
+        adapter.up.weight.normal_()
+    assert not torch.allclose(adapter(hidden), hidden)
+
+    base, adapted = _tiny_llama(smollm2_tokenizer), _tiny_llama(smollm2_tokenizer)
+    names = add_bottleneck_adapters(adapted, bottleneck=8)
+    assert names == [f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.o_proj", "mlp.down_proj")]
+    assert all(isinstance(adapted.get_submodule(name), AdaptedOutput) for name in names)
+    ids = torch.tensor([[1, 20, 300, 4000, 5]])
+    with torch.no_grad():
+        torch.testing.assert_close(adapted(ids).logits, base(ids).logits)
+    trainable = {n for n, p in adapted.named_parameters() if p.requires_grad}
+    assert trainable == set(adapter_state_dict(adapted)) and all(".adapter." in n for n in trainable)
+    assert len(trainable) == 4 * len(names)  # down and up, weight and bias
+
+
+def test_adapters_fail_clearly_on_an_unknown_architecture():
+    from slmbench.adapters import add_bottleneck_adapters
+
+    with pytest.raises(ValueError, match="no transformer block"):
+        add_bottleneck_adapters(torch.nn.Sequential(torch.nn.Linear(4, 4)))
+
+
+# --- early stopping and the best checkpoint -------------------------------------------------------
+
+
+def _lm_training(toy_task, tokenizer, **setup_fields):
+    data = sft_dataset(toy_task, tokenizer, TRAIN, max_input_tokens=64)
+    validation = sft_dataset(toy_task, tokenizer, VALIDATION, max_input_tokens=64)
+    setup = TrainingSetup(batch_size=4, max_steps=8, eval_every_steps=1, warmup=0.0, **setup_fields)
+    return data, validation, setup
+
+
+def test_early_stopping_restores_the_best_checkpoint(toy_task, smollm2_tokenizer):
+    """A learning rate that wrecks the model: validation loss only rises, so training stops after
+    ``patience`` bad evaluations and the initial weights (step 0, the best) come back."""
+    model = _tiny_llama(smollm2_tokenizer)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters()}
+    train, validation, setup = _lm_training(toy_task, smollm2_tokenizer, learning_rate=5.0, patience=2)
+    result = train_model(
+        model, train, validation, setup, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss,
+        processing_class=smollm2_tokenizer, progress=None, description="test",
+    )
+    assert result.best_step == 0 and result.stopped_early and result.steps == 2
+    losses = [loss for _, loss in result.validation_curve]
+    assert losses[1] > losses[0] and losses[2] > losses[0]
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter, initial[name])
+    restored = validation_loss(model, validation, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
+    assert restored == pytest.approx(result.best_validation_loss, rel=1e-4)
+
+
+def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, smollm2_tokenizer):
+    """Validation losses forced to 5, 4, 3, 3.5, 3.6...: the weights of step 2 must be the ones kept."""
+    model = _tiny_llama(smollm2_tokenizer)
+    forced = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0])
+    snapshots = []
+
+    def batch_loss(model, batch):
+        if model.training:
+            return causal_lm_loss(model, batch)
+        # The validation split is one batch, so each call in eval mode is one evaluation.
+        snapshots.append({n: p.detach().clone() for n, p in model.named_parameters()})
+        return torch.tensor(next(forced)), 1
+
+    train, validation, setup = _lm_training(toy_task, smollm2_tokenizer, learning_rate=1e-2, patience=3)
+    result = train_model(
+        model, train, validation, setup, collator=SharedPrefixCollator(), batch_loss=batch_loss,
+        processing_class=smollm2_tokenizer, progress=None, description="test",
+    )
+    assert [loss for _, loss in result.validation_curve] == pytest.approx([5.0, 4.0, 3.0, 3.5, 3.6, 3.7])
+    assert result.best_step == 2 and result.best_validation_loss == 3.0
+    assert result.stopped_early and result.steps == 5
+    kept = snapshots[2]
+    for name, parameter in model.named_parameters():
+        torch.testing.assert_close(parameter, kept[name])
+    assert not all(torch.equal(snapshots[0][n], kept[n]) for n in kept)  # training did move the weights
+
+
+# --- plugin hygiene -------------------------------------------------------------------------------
+
+
+def test_importing_the_plugins_does_not_import_torch():
+    modules = ", ".join(f"slmbench_plugins.{m}" for m in MODULE_NAMES)
+    code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_plugin_registers_its_strategy():
+    from slmbench.plugins import load_registry
+    from slmbench.strategy import Family
+
+    classes = {strategy_class(m).name: strategy_class(m) for m in MODULE_NAMES}
+    assert set(classes) == {"lora", "dora", "qlora", "prompt-tuning", "adapters", "full-finetune", "encoder-finetune"}
+    assert {name for name, cls in classes.items() if cls.family == Family.FULL} == {"full-finetune", "encoder-finetune"}
+    registry = load_registry()  # through the package's entry points; prompt-tuning waits on its rewrite
+    assert all(registry.strategy(name) is cls for name, cls in classes.items() if name != "prompt-tuning")
+
+
+def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_dirs, toy_task, tmp_path):
+    """bitsandbytes repacks 4-bit weights for CPU inference on a no-grad eval pass, a layout with no
+    backward; validation happens mid-training, so qlora must keep the trainable layout until predicting."""
+    from bitsandbytes.nn import Linear4bit
+
+    context = make_context(tiny_model_dirs, toy_task, tmp_path / "qlora")
+    strategy = strategy_class("qlora")(context)
+    model, _ = strategy.build(dict(strategy.defaults))
+    model.eval()
+    with torch.no_grad():
+        model(torch.tensor([[1, 20, 300, 4000]]))
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
