@@ -2,9 +2,11 @@
 
 Each targeted weight is split into a magnitude (one trainable scale per output) and a direction,
 and LoRA's low-rank update is applied to the direction only. Same targets, training, saving
-(adapter only) and merged prediction as ``lora``, whose parameters it shares.
+(adapter only) and merged prediction as ``lora``, whose parameters it shares, but no dropout by
+default: with dropout peft's DoRA runs every frozen layer a second time, on the dropped-out input,
+which doubles the cost of training.
 
-Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.05), ``learning_rate`` (1e-3), ``merge`` (true).
+Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.0), ``learning_rate`` (1e-3), ``merge`` (true).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from slmbench_plugins.lora import Lora, lora_config, target_module_names
 class Dora(Lora):
     name = "dora"
     description = "DoRA: LoRA on the weights' direction plus a trained magnitude (peft use_dora)"
+    defaults = {**Lora.defaults, "dropout": 0.0}
 
     def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
         from peft import get_peft_model

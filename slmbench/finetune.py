@@ -727,8 +727,10 @@ def fit_causal_lm(context: RunContext, model: Any, tokenizer: Any, train: Exampl
 class SoftPromptLM:
     """A prompt-tuned model as the scoring engine sees a plain causal LM.
 
-    The virtual tokens are put in the key/value cache first (positions 0..V-1), then every call is
-    shifted by V positions and its 4D mask widened to show them: the layout ``row_logits`` trains.
+    Every call that starts a key/value cache (none given, or an empty one) first puts the virtual
+    tokens in it, at positions 0..V-1; the call's own positions are shifted by V and its attention
+    mask widened to show them. That is the layout ``row_logits`` trains: virtual tokens, then the
+    prompt from position V.
     """
 
     def __init__(self, peft_model: Any) -> None:
@@ -750,24 +752,34 @@ class SoftPromptLM:
     def config(self):
         return self.lm.config
 
-    def __call__(self, input_ids, *, past_key_values, position_ids=None, attention_mask=None, logits_to_keep=0, **kwargs):
+    @property
+    def training(self) -> bool:
+        return self.lm.training
+
+    def get_output_embeddings(self):
+        return self.lm.get_output_embeddings()
+
+    def __call__(self, input_ids, *, past_key_values=None, position_ids=None, attention_mask=None, **kwargs):
         import torch
+        from transformers import DynamicCache
 
         n_virtual = self.prompt.shape[1]
-        if past_key_values.get_seq_length() == 0:
-            self.lm(inputs_embeds=self.prompt.to(self.lm.dtype), past_key_values=past_key_values, logits_to_keep=1)
+        if past_key_values is None or past_key_values.get_seq_length() == 0:
+            past_key_values = past_key_values if past_key_values is not None else DynamicCache(config=self.config)
+            prompt = self.prompt.to(self.lm.dtype).expand(input_ids.shape[0], -1, -1)
+            self.lm(inputs_embeds=prompt, past_key_values=past_key_values, use_cache=True, logits_to_keep=1)
+        # The cache now starts with the virtual tokens, which the caller's positions and mask don't count.
         if position_ids is not None:
             position_ids = position_ids + n_virtual
-        if attention_mask is not None and attention_mask.dim() == 4:
-            visible = torch.zeros(*attention_mask.shape[:-1], n_virtual, dtype=attention_mask.dtype, device=attention_mask.device)
-            attention_mask = torch.cat([visible, attention_mask], dim=-1)
+        if attention_mask is not None:
+            shape = (*attention_mask.shape[:-1], n_virtual)
+            if attention_mask.dim() == 4:  # additive: 0 shows
+                shown = torch.zeros(shape, dtype=attention_mask.dtype, device=attention_mask.device)
+            else:  # 2D padding mask: 1 shows
+                shown = torch.ones(shape, dtype=attention_mask.dtype, device=attention_mask.device)
+            attention_mask = torch.cat([shown, attention_mask], dim=-1)
         return self.lm(
-            input_ids,
-            position_ids=position_ids,
-            attention_mask=attention_mask,
-            past_key_values=past_key_values,
-            logits_to_keep=logits_to_keep,
-            **kwargs,
+            input_ids, past_key_values=past_key_values, position_ids=position_ids, attention_mask=attention_mask, **kwargs
         )
 
 

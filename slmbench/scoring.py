@@ -15,15 +15,18 @@ organised so that nothing is computed twice:
 4. Logits (the vocabulary projection) are computed only where an answer token is predicted.
 
 On hardware with native bfloat16 matmuls an fp32 model runs under bfloat16 autocast (about twice
-as fast on an AVX512-BF16 CPU, same labels). Needs a model whose forward accepts ``position_ids``,
-a 4D ``attention_mask`` and a 2D ``logits_to_keep`` (transformers' decoder LMs).
+as fast on an AVX512-BF16 CPU), except for the vocabulary projection, kept in fp32 (it runs on a
+few positions only, and bf16 logits were the main cause of labels differing from fp32). Needs a
+model whose forward accepts ``position_ids``, a 4D ``attention_mask`` and a 2D ``logits_to_keep``
+(transformers' decoder LMs).
 """
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class ChoiceScores:
+    """What ``score_choices`` returns."""
+
     labels: list[int]
     """Index of the most likely choice, per conversation."""
     probabilities: np.ndarray
@@ -116,6 +121,23 @@ def _repeat(prefix: Any, n: int, config: Any) -> Any:
     return DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v, _ in prefix], config=config)
 
 
+@contextmanager
+def _bfloat16_autocast(model: Any) -> Iterator[None]:
+    """bfloat16 autocast for an fp32 model, its vocabulary projection (output embeddings) left in fp32."""
+    import torch
+
+    def fp32_projection(module: Any, args: tuple, output: Any) -> Any:
+        with torch.autocast(model.device.type, enabled=False):
+            return module.forward(*(arg.float() for arg in args))
+
+    handle = model.get_output_embeddings().register_forward_hook(fp32_projection)
+    try:
+        with torch.autocast(model.device.type, dtype=torch.bfloat16):
+            yield
+    finally:
+        handle.remove()
+
+
 def fast_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices natively (faster than fp32)."""
     import torch
@@ -150,8 +172,9 @@ def score_choices(
 ) -> ChoiceScores:
     """Score each choice as the assistant's answer to each conversation (see the module docstring).
 
-    ``batch_size`` prompts share a forward pass. ``bfloat16`` forces autocast on or off; by default
-    it is on for fp32 models on hardware with native bfloat16.
+    ``model`` must be in eval mode. ``batch_size`` prompts share a forward pass. ``bfloat16`` turns
+    bfloat16 autocast of an fp32 model on or off; by default it is on where the hardware has native
+    bfloat16.
     """
     import torch
 
@@ -159,13 +182,14 @@ def score_choices(
 
     if not choices:
         raise ValueError("score_choices needs at least one choice")
+    if model.training:
+        raise ValueError("score_choices needs the model in eval mode: call model.eval() first")
     progress = progress or ProgressReporter(enabled=False)
     prompts = tokenize_prompts(tokenizer, conversations)
     answers = [answer_tokens(tokenizer, choice) for choice in choices]
     # Keep at least one token per prompt out of the prefix: its logits predict the first answer token.
     prefix_len = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1) if prompts else 0
-    if bfloat16 is None:
-        bfloat16 = model.dtype == torch.float32 and fast_bfloat16(model.device)
+    autocast = model.dtype == torch.float32 and (fast_bfloat16(model.device) if bfloat16 is None else bfloat16)
 
     branches = _Branches.of(answers)
     targets, choice_of_target = torch.tensor(branches.targets, device=model.device), torch.tensor(branches.choice)
@@ -174,7 +198,7 @@ def score_choices(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     with (
         torch.no_grad(),  # not inference_mode: under it autocast re-casts the weights at every pass
-        torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bfloat16),
+        _bfloat16_autocast(model) if autocast else nullcontext(),
         progress.task("Scoring choices", len(prompts)) as advance,
     ):
         prefix = None
@@ -198,5 +222,5 @@ def score_choices(
         probabilities=probabilities,
         prompt_tokens=[len(p) for p in prompts],
         shared_prefix_tokens=prefix_len,
-        compute_dtype="bfloat16" if bfloat16 else str(model.dtype).removeprefix("torch."),
+        compute_dtype="bfloat16" if autocast else str(model.dtype).removeprefix("torch."),
     )

@@ -50,9 +50,7 @@ CAUSAL_LM_STRATEGIES = {
     "adapters": {"adapters.safetensors"},
     "full_finetune": {"model.safetensors", "config.json", "generation_config.json"},
 }
-UNFINISHED = pytest.mark.xfail(reason="prompt-tuning's scoring wrapper is mid-rewrite; the strategy is not registered yet")
-MODULE_NAMES = [*CAUSAL_LM_STRATEGIES, "encoder_finetune"]
-PLUGIN_MODULES = [pytest.param(n, marks=UNFINISHED) if n == "prompt_tuning" else n for n in MODULE_NAMES]
+PLUGIN_MODULES = [*CAUSAL_LM_STRATEGIES, "encoder_finetune"]
 
 
 # --- tiny models on disk, loaded by the strategies as their own copies ---------------------------
@@ -262,7 +260,6 @@ def test_lora_parameters_reach_peft(tiny_model_dirs, toy_task, tmp_path):
     assert set(strategy.details["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
-@UNFINISHED
 def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, tmp_path, smollm2_tokenizer):
     """The scoring engine (prefix cache, packing) sees a prompt-tuned model exactly as training does."""
     from slmbench.finetune import SoftPromptLM
@@ -380,7 +377,7 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, sm
 
 
 def test_importing_the_plugins_does_not_import_torch():
-    modules = ", ".join(f"slmbench_plugins.{m}" for m in MODULE_NAMES)
+    modules = ", ".join(f"slmbench_plugins.{m}" for m in PLUGIN_MODULES)
     code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
@@ -389,11 +386,11 @@ def test_every_plugin_registers_its_strategy():
     from slmbench.plugins import load_registry
     from slmbench.strategy import Family
 
-    classes = {strategy_class(m).name: strategy_class(m) for m in MODULE_NAMES}
+    classes = {strategy_class(m).name: strategy_class(m) for m in PLUGIN_MODULES}
     assert set(classes) == {"lora", "dora", "qlora", "prompt-tuning", "adapters", "full-finetune", "encoder-finetune"}
     assert {name for name, cls in classes.items() if cls.family == Family.FULL} == {"full-finetune", "encoder-finetune"}
-    registry = load_registry()  # through the package's entry points; prompt-tuning waits on its rewrite
-    assert all(registry.strategy(name) is cls for name, cls in classes.items() if name != "prompt-tuning")
+    registry = load_registry()  # through the package's entry points
+    assert all(registry.strategy(name) is cls for name, cls in classes.items())
 
 
 def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_dirs, toy_task, tmp_path):

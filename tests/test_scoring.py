@@ -101,18 +101,31 @@ def test_identical_and_single_prompts(tiny_causal_lm):
     np.testing.assert_allclose(single.probabilities, scores.probabilities[:1], atol=1e-6)
 
 
+def test_rejects_no_choices_and_a_model_in_training_mode(tiny_causal_lm):
+    model, tokenizer = tiny_causal_lm
+    with pytest.raises(ValueError, match="at least one choice"):
+        score_choices(model, tokenizer, conversations(), [])
+    model.train()
+    try:
+        with pytest.raises(ValueError, match="eval mode"):
+            score_choices(model, tokenizer, conversations(), CHOICES)
+    finally:
+        model.eval()
+
+
 def test_no_conversations_gives_empty_scores(tiny_causal_lm):
     scores = score_choices(*tiny_causal_lm, [], CHOICES)
     assert scores.labels == [] and scores.probabilities.shape == (0, len(CHOICES))
 
 
-def test_bfloat16_autocast_stays_close_to_fp32(tiny_causal_lm):
+def test_bfloat16_autocast_stays_close_to_fp32_and_leaves_the_model_untouched(tiny_causal_lm):
     model, tokenizer = tiny_causal_lm
     fp32 = score_choices(model, tokenizer, conversations(), CHOICES, bfloat16=False)
     bf16 = score_choices(model, tokenizer, conversations(), CHOICES, bfloat16=True)
     assert bf16.compute_dtype == "bfloat16"
-    np.testing.assert_allclose(bf16.probabilities, fp32.probabilities, atol=0.05)
-    assert next(model.parameters()).dtype == torch.float32  # the shared model is left untouched
+    np.testing.assert_allclose(bf16.probabilities, fp32.probabilities, atol=0.02)
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert not model.get_output_embeddings()._forward_hooks
 
 
 @pytest.mark.integration
