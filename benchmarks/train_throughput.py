@@ -67,7 +67,8 @@ def run(label: str, setup: Any, collator: Any, batch_loss: Any, args: argparse.N
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, set_seed
 
-    from slmbench.finetune import SharedPrefixCollator, causal_lm_loss, train_model, validation_loss
+    from slmbench.finetune import train_model, validation_loss
+    from slmbench.sft import SharedPrefixCollator, causal_lm_loss
 
     train, validation, tokenizer, path = data
     set_seed(0)
@@ -110,7 +111,8 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     from slmbench.data import load_splits, resolve_data_dir
-    from slmbench.finetune import SharedPrefixCollator, TrainingSetup, autocast_dtype, causal_lm_loss, sft_dataset
+    from slmbench.finetune import TrainingSetup, autocast_dtype
+    from slmbench.sft import SharedPrefixCollator, causal_lm_loss, sft_dataset
     from slmbench.models import resolve_causal_lm
     from slmbench.plugins import load_registry
     from slmbench.profiles import get_profile

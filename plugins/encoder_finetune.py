@@ -39,7 +39,8 @@ class EncoderFinetune(Strategy):
     def fit(self, train: Examples, validation: Examples) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from slmbench.finetune import PaddingCollator, TrainingSetup, sequence_classification_loss
+        from slmbench.finetune import TrainingSetup
+        from slmbench.sft import PaddingCollator, sequence_classification_loss
         from slmbench.finetune import train_model
 
         params = strategy_params(self.context, self.defaults)
@@ -82,7 +83,7 @@ class EncoderFinetune(Strategy):
         import numpy as np
         import torch
 
-        from slmbench.finetune import PaddingCollator
+        from slmbench.sft import PaddingCollator
 
         data = self._dataset(texts)
         order = np.argsort(data["length"])

@@ -77,36 +77,12 @@ class FewShot(Strategy):
         }
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        from slmbench.prompts import build_messages
-        from slmbench.scoring import score_choices
+        from slmbench.prompts import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
-        task, budget = self.context.task, self.context.budget
-        conversations = [
-            build_messages(
-                task,
-                text,
-                tokenizer=tokenizer,
-                max_input_tokens=budget.max_input_tokens,
-                demonstrations=self.demonstrations,
-            )
-            for text in texts
-        ]
-        scores = score_choices(
-            model,
-            tokenizer,
-            conversations,
-            [label.verbalizer for label in task.labels],
-            batch_size=budget.batch_size,
-            progress=self.context.progress,
-        )
-        self.details.update(
-            prompt_tokens_per_example=sum(scores.prompt_tokens) / max(len(texts), 1),
-            max_prompt_tokens=max(scores.prompt_tokens, default=0),
-            shared_prefix_tokens=scores.shared_prefix_tokens,
-            compute_dtype=scores.compute_dtype,
-        )
-        return Predictions(labels=scores.labels, probabilities=scores.probabilities)
+        predictions, details = classify_with_lm(self.context, model, tokenizer, texts, [self.demonstrations] * len(texts))
+        self.details.update(details)
+        return predictions
 
     def parameter_counts(self) -> tuple[int, int]:
         from slmbench.models import param_count

@@ -50,43 +50,20 @@ class Rag(Strategy):
         }
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        from slmbench.prompts import build_messages, truncate_text
-        from slmbench.scoring import score_choices
+        from slmbench.prompts import classify_with_lm, truncate_text
 
         model, tokenizer = self.context.models.causal_lm()
-        task, budget = self.context.task, self.context.budget
         neighbours = self.index.search(texts, self.plan.demonstrations)
         demo_texts = {
             i: truncate_text(tokenizer, self.train.texts[i], self.plan.tokens_per_demonstration)
             for i in set().union(*neighbours.indices)
         }
-        conversations = [
-            build_messages(
-                task,
-                text,
-                tokenizer=tokenizer,
-                max_input_tokens=budget.max_input_tokens,
-                demonstrations=[(demo_texts[i], self.train.labels[i]) for i in reversed(nearest)],
-            )
-            for text, nearest in zip(texts, neighbours.indices)
-        ]
-        scores = score_choices(
-            model,
-            tokenizer,
-            conversations,
-            [label.verbalizer for label in task.labels],
-            batch_size=budget.batch_size,
-            progress=self.context.progress,
-        )
+        demonstrations = [[(demo_texts[i], self.train.labels[i]) for i in reversed(nearest)] for nearest in neighbours.indices]
+        predictions, details = classify_with_lm(self.context, model, tokenizer, texts, demonstrations)
         self.details.update(
-            prompt_tokens_per_example=sum(scores.prompt_tokens) / max(len(texts), 1),
-            max_prompt_tokens=max(scores.prompt_tokens, default=0),
-            shared_prefix_tokens=scores.shared_prefix_tokens,
-            compute_dtype=scores.compute_dtype,
-            self_matches_excluded=neighbours.self_matches_excluded,
-            neighbours=neighbours.indices,
+            details, self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices
         )
-        return Predictions(labels=scores.labels, probabilities=scores.probabilities)
+        return predictions
 
     def parameter_counts(self) -> tuple[int, int]:
         from slmbench.models import param_count

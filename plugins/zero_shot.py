@@ -19,33 +19,18 @@ class ZeroShot(Strategy):
     description = "Instruction prompt; each label scored by the LM's log-likelihood, no training"
     family = Family.PROMPTING
     uses_models = ("causal_lm",)
+    learns_from_train = False
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Nothing to learn: zero-shot never looks at the labelled data."""
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        from slmbench.prompts import build_messages
-        from slmbench.scoring import score_choices
+        from slmbench.prompts import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
-        task, budget = self.context.task, self.context.budget
-        conversations = [
-            build_messages(task, text, tokenizer=tokenizer, max_input_tokens=budget.max_input_tokens) for text in texts
-        ]
-        scores = score_choices(
-            model,
-            tokenizer,
-            conversations,
-            [label.verbalizer for label in task.labels],
-            batch_size=budget.batch_size,
-            progress=self.context.progress,
-        )
-        self.details = {
-            "prompt_tokens_per_example": sum(scores.prompt_tokens) / max(len(texts), 1),
-            "shared_prefix_tokens": scores.shared_prefix_tokens,
-            "compute_dtype": scores.compute_dtype,
-        }
-        return Predictions(labels=scores.labels, probabilities=scores.probabilities)
+        predictions, details = classify_with_lm(self.context, model, tokenizer, texts)
+        self.details = {**details, "labelled_examples": 0}
+        return predictions
 
     def parameter_counts(self) -> tuple[int, int]:
         model, _ = self.context.models.causal_lm()

@@ -10,6 +10,17 @@ from slmbench.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
 from slmbench.profiles import PROFILES
 
 
+def _train_sizes(text: str) -> str:
+    """``--train-sizes`` checked when parsed, kept as given (it is stored in run.json)."""
+    from slmbench.runner import parse_train_sizes
+
+    try:
+        parse_train_sizes(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -54,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     run.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
     run.add_argument("--trial-timeout", type=float, metavar="SECONDS", help="stop a trial that runs longer (status timeout)")
+    run.add_argument(
+        "--train-sizes",
+        metavar="N,N,...",
+        type=_train_sizes,
+        help="learning curve: also run each strategy on nested subsets of this many train examples, e.g. 16,64,256,all",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
 
     listing = add_command("list", "list registered strategies, tasks or plugins")
@@ -101,18 +118,23 @@ def _list(what: str, registry, console) -> None:
     console.print(table)
 
 
+def _trial_name(record: dict) -> str:
+    size = record.get("train_size")
+    return record["strategy"] + ("" if size is None else f" ({size} train examples)")
+
+
 def _print_trial(record: dict, reused: bool, console) -> None:
     if record["status"] == "ok":
         metrics, cost = record["metrics"], record["cost"]
         console.print(
-            f"[green]ok[/]{' (reused)' if reused else ''} {record['strategy']}: accuracy {metrics['accuracy']:.3f}, "
+            f"[green]ok[/]{' (reused)' if reused else ''} {_trial_name(record)}: accuracy {metrics['accuracy']:.3f}, "
             f"macro-F1 {metrics['macro_f1']:.3f}, train {cost['train_seconds']:.1f} s, "
             f"predict {cost['predict_seconds']:.1f} s"
         )
     else:
         error = record["error"]
         first_line = error["message"].splitlines()[0] if error["message"] else ""
-        console.print(f"[red]{record['status']}[/] {record['strategy']}: {error['type']}: {first_line}")
+        console.print(f"[red]{record['status']}[/] {_trial_name(record)}: {error['type']}: {first_line}")
 
 
 def _summary_table(run_dir: Path):
@@ -148,7 +170,7 @@ def _run(args, registry, console) -> int:
 
     given = {k: v for k, v in vars(args).items() if k in RunOptions.__dataclass_fields__}
     if args.resume:
-        options = options_from_run_dir(args.resume, trial_timeout=args.trial_timeout)
+        options = options_from_run_dir(args.resume, trial_timeout=args.trial_timeout, train_sizes=args.train_sizes)
     elif args.task:
         options = RunOptions(**given)
     else:

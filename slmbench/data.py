@@ -319,6 +319,24 @@ def cap_examples(examples: Examples, n: int | None, seed: int) -> Examples:
     return _subset(examples, sorted(chosen))
 
 
+def nested_subset(examples: Examples, n: int, seed: int) -> Examples:
+    """The first ``n`` of a seeded, stratified order of ``examples`` (for learning curves).
+
+    Every class is shuffled and spread evenly along the order, so each prefix keeps the class
+    proportions as closely as whole examples allow, and a smaller subset is part of every larger one.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(examples.labels)
+    position = np.empty(len(labels))
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        position[members] = (np.arange(len(members)) + 0.5) / len(members)
+    order = np.lexsort((rng.random(len(labels)), position))  # ties between classes broken at random
+    return _subset(examples, sorted(order[:n].tolist()))
+
+
 def load_splits(task: TaskSpec, data_dir: Path | None, budget: Budget) -> Splits:
     """The task's splits with the profile's caps applied to each split on its own."""
     splits = make_splits(task, load_rows(task, data_dir))

@@ -67,3 +67,26 @@ def f1_heatmap(strategies: Sequence[str], labels: Sequence[str], f1: Sequence[Se
     figure.colorbar(image, ax=axes, label="F1")
     figure.savefig(path)
     return path
+
+
+def learning_curve_plot(
+    curves: dict[str, dict[int, float]], flat: dict[str, float], title: str, path: Path
+) -> Path:
+    """Accuracy against train examples (log axis), one line per strategy; ``flat`` ones as dashed levels."""
+    figure = _figure(6.4, 4.2)
+    axes = figure.add_subplot()
+    for name, points in sorted(curves.items()):
+        sizes = sorted(points)
+        axes.plot(sizes, [points[size] for size in sizes], marker="o", label=name)
+    for name, accuracy in sorted(flat.items()):
+        axes.axhline(accuracy, linestyle="--", color="grey", linewidth=1)
+        axes.annotate(name, (0.01, accuracy), xycoords=("axes fraction", "data"), xytext=(0, 3),
+                      textcoords="offset points", fontsize=8, color="grey")
+    axes.set_xscale("log")
+    axes.set_xlabel("labelled train examples")
+    axes.set_ylabel("test accuracy")
+    axes.grid(alpha=0.3)
+    axes.set_title(title)
+    axes.legend(loc="lower right", fontsize=8)
+    figure.savefig(path)
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Sequence
 
 if TYPE_CHECKING:
+    from slmbench.strategy import Predictions, RunContext
     from slmbench.tasks import TaskSpec
 
 
@@ -51,3 +52,39 @@ def build_messages(
         messages.append({"role": "assistant", "content": task.labels[label].verbalizer})
     messages.append({"role": "user", "content": truncate_text(tokenizer, text, max_input_tokens)})
     return messages
+
+
+def classify_with_lm(
+    context: RunContext,
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    demonstrations: Sequence[Sequence[tuple[str, int]]] | None = None,
+) -> tuple[Predictions, dict[str, Any]]:
+    """Classify ``texts`` with the scoring engine, one prompt each (``demonstrations[i]`` for text i).
+
+    Returns the predictions and the prompt figures every LM strategy puts in its trial details.
+    """
+    from slmbench.scoring import score_choices
+    from slmbench.strategy import Predictions
+
+    task, budget = context.task, context.budget
+    conversations = [
+        build_messages(task, text, tokenizer=tokenizer, max_input_tokens=budget.max_input_tokens, demonstrations=demos)
+        for text, demos in zip(texts, demonstrations or [()] * len(texts))
+    ]
+    scores = score_choices(
+        model,
+        tokenizer,
+        conversations,
+        [label.verbalizer for label in task.labels],
+        batch_size=budget.batch_size,
+        progress=context.progress,
+    )
+    details = {
+        "prompt_tokens_per_example": round(sum(scores.prompt_tokens) / max(len(texts), 1), 1),
+        "max_prompt_tokens": max(scores.prompt_tokens, default=0),
+        "shared_prefix_tokens": scores.shared_prefix_tokens,
+        "compute_dtype": scores.compute_dtype,
+    }
+    return Predictions(labels=scores.labels, probabilities=scores.probabilities), details

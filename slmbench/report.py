@@ -56,6 +56,8 @@ class Trial:
     probabilities: list[list[float]] | None = None
     labelled_examples: int | None = None
     """Labelled examples the strategy learnt from: ``details.labelled_examples``, else train + validation."""
+    train_examples: int | None = None
+    """Size of the train split (or learning-curve subset) the trial was given."""
 
     @property
     def ok(self) -> bool:
@@ -81,6 +83,8 @@ class Run:
     info: dict[str, Any]
     trials: list[Trial]
     test_texts: list[str] | None
+    curve_trials: list[Trial] = field(default_factory=list)
+    """Learning-curve points (``trials/train-<n>/``): the same strategies on smaller train subsets."""
 
     @property
     def ranked(self) -> list[Trial]:
@@ -192,7 +196,7 @@ def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def _read_trial(path: Path, run_dir: Path, default_labelled: int | None) -> Trial:
+def _read_trial(path: Path, run_dir: Path, default_labelled: int | None, default_train: int | None) -> Trial:
     file = path.relative_to(run_dir).as_posix()
     try:
         record = _read_json(path)
@@ -216,6 +220,7 @@ def _read_trial(path: Path, run_dir: Path, default_labelled: int | None) -> Tria
         predicted=predictions.get("predicted") or [],
         probabilities=predictions.get("probabilities"),
         labelled_examples=details.get("labelled_examples", default_labelled),
+        train_examples=record.get("train_examples", default_train),
     )
 
 
@@ -228,16 +233,17 @@ def load_run(run_dir: Path) -> Run:
     run_dir = Path(run_dir)
     info = _read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
     splits = info.get("splits") or {}
-    default_labelled = (
-        splits["train"] + splits.get("validation", 0) if isinstance(splits.get("train"), int) else None
-    )
-    trials = [_read_trial(path, run_dir, default_labelled) for path in sorted((run_dir / "trials").glob("*.json"))]
+    n_train = splits["train"] if isinstance(splits.get("train"), int) else None
+    default_labelled = None if n_train is None else n_train + splits.get("validation", 0)
+    trials = [_read_trial(path, run_dir, default_labelled, n_train) for path in sorted(run_dir.glob("trials/*.json"))]
+    curve = [_read_trial(path, run_dir, None, None) for path in sorted(run_dir.glob("trials/train-*/*.json"))]
     texts_path = run_dir / "test_texts.json"
     return Run(
         directory=run_dir,
         info=info,
         trials=sorted(trials, key=_rank_key),
         test_texts=_read_json(texts_path) if texts_path.exists() else None,
+        curve_trials=curve,
     )
 
 
@@ -358,8 +364,11 @@ def _introduction(run: Run) -> str:
     )
     if run.info.get("run_id"):
         text += f" Run {_code(run.info['run_id'])}, started {run.info.get('started_at', 'at an unrecorded time')}."
-    command = run.info.get("command")
-    return text + (f"\n\nReproduce with:\n\n```sh\n{command}\n```" if command else "")
+    commands = run.info.get("commands") or ([run.info["command"]] if run.info.get("command") else [])
+    if not commands:
+        return text
+    intro = "Reproduce with:" if len(commands) == 1 else "Reproduce with these commands, in order (each adds to the run folder):"
+    return text + f"\n\n{intro}\n\n```sh\n" + "\n".join(commands) + "\n```"
 
 
 def _cost_summary(trial: Trial) -> str:
@@ -499,6 +508,74 @@ def _tradeoffs(run: Run) -> str:
         return ""
     intro = "On the Pareto front (dashed line), no other strategy is both cheaper and more accurate."
     return "\n\n".join(["## Trade-offs", intro, *parts])
+
+
+def learning_curves(run: Run) -> tuple[dict[str, dict[int, float]], dict[str, float]]:
+    """Test accuracy per strategy per train size, and the flat lines of strategies that learn from no example.
+
+    A strategy is on the curve when it ran at a smaller size as well as on the whole train split.
+    """
+    curves: dict[str, dict[int, float]] = {}
+    for trial in run.curve_trials:
+        if trial.ok and trial.train_examples:
+            curves.setdefault(trial.strategy, {})[trial.train_examples] = trial.accuracy
+    flat = {}
+    for trial in run.ranked:
+        if trial.strategy in curves and trial.train_examples:
+            curves[trial.strategy][trial.train_examples] = trial.accuracy
+        elif trial.labelled_examples == 0:
+            flat[trial.strategy] = trial.accuracy
+    return curves, flat
+
+
+def leader_changes(curves: dict[str, dict[int, float]], flat: dict[str, float]) -> list[tuple[int, str, float]]:
+    """(size, best strategy, its accuracy) at the first size and wherever the best strategy changes.
+
+    Only sizes every curve was measured at count, so that the leader is picked among the same strategies.
+    """
+    sizes = sorted(set.intersection(*(set(points) for points in curves.values()))) if curves else []
+    changes: list[tuple[int, str, float]] = []
+    for size in sizes:
+        scores = {**flat, **{name: points[size] for name, points in curves.items()}}
+        leader = max(sorted(scores), key=lambda name: scores[name])
+        if not changes or changes[-1][1] != leader:
+            changes.append((size, leader, scores[leader]))
+    return changes
+
+
+def _crossover_sentences(changes: list[tuple[int, str, float]]) -> str:
+    (size, first, accuracy), *later = changes
+    text = f"With {size} labelled train examples the most accurate strategy is {_code(first)} ({_metric(accuracy)})."
+    previous = first
+    for size, leader, accuracy in later:
+        text += f" {_code(leader)} overtakes {_code(previous)} from about {size} examples ({_metric(accuracy)})."
+        previous = leader
+    if not later:
+        text += " It stays the most accurate at every size measured."
+    return text
+
+
+def _learning_curves(run: Run) -> str:
+    from slmbench.plots import learning_curve_plot
+
+    curves, flat = learning_curves(run)
+    if not curves:
+        return ""
+    learning_curve_plot(curves, flat, f"{run.task}: test accuracy against labelled train examples",
+                        run.directory / "learning_curves.png")
+    sizes = sorted({size for points in curves.values() for size in points})
+    rows = [[name, *(_metric(points.get(size)) for size in sizes)] for name, points in sorted(curves.items())]
+    rows += [[f"{name} (learns from no example)", *(_metric(accuracy) for _ in sizes)] for name, accuracy in flat.items()]
+    return "\n\n".join(
+        [
+            "## Learning curves",
+            "Each strategy was also trained on nested, stratified subsets of the train split (a smaller subset is "
+            "part of every larger one) and scored on the same test examples. " + _crossover_sentences(
+                leader_changes(curves, flat)),
+            "![Test accuracy against labelled train examples](learning_curves.png)",
+            _table(["strategy", *(f"{size} examples" for size in sizes)], rows),
+        ]
+    )
 
 
 def _per_class(run: Run) -> str:
@@ -682,7 +759,7 @@ def render_report(run_dir: Path, constraints: Constraints = Constraints()) -> Pa
     advice = recommend(run, constraints)
     sections = [
         _title(run), _introduction(run), _recommendation(run, advice, constraints), _leaderboard(run),
-        _tradeoffs(run), _per_class(run), _failures(run), _data_protocol(run), _references(run), _environment(run),
+        _tradeoffs(run), _learning_curves(run), _per_class(run), _failures(run), _data_protocol(run), _references(run), _environment(run),
     ]
     path = run.directory / "report.md"
     path.write_text("\n\n".join(section for section in sections if section) + "\n", encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import shutil
 import signal
 import sys
 from contextlib import contextmanager
@@ -37,6 +38,8 @@ class RunOptions:
     trust_remote_code: bool = False
     run_id: str | None = None
     trial_timeout: float | None = None
+    train_sizes: str | None = None
+    """Learning curve: comma-separated train sizes (``16,64,256,all``) each strategy also runs at."""
 
 
 @dataclass
@@ -73,6 +76,24 @@ def select_strategies(spec: str, registry: Registry) -> list[str]:
     for name in names:
         registry.strategy(name)  # raises with a "did you mean" for unknown names
     return names
+
+
+def parse_train_sizes(spec: str | None) -> list[int]:
+    """The smaller train sizes of a ``--train-sizes`` list, ascending (``all``, the whole split, always runs)."""
+    sizes: set[int] = set()
+    for item in (spec or "").split(","):
+        item = item.strip().lower()
+        if item in {"", "all"}:
+            continue
+        if not item.isdigit() or int(item) < 1:
+            raise ValueError(f"train size {item!r} is not a positive whole number or 'all' (e.g. 16,64,256,all)")
+        sizes.add(int(item))
+    return sorted(sizes)
+
+
+def trial_key(strategy: str, train_size: int | None) -> str:
+    """A trial's path under ``trials/`` (plus ``.json``) and ``artifacts/``; learning-curve points get a sub-folder."""
+    return strategy if train_size is None else f"train-{train_size}/{strategy}"
 
 
 def default_run_id(options: RunOptions) -> str:
@@ -124,6 +145,35 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _run_or_reuse(
+    config: TrialConfig,
+    run_dir: Path,
+    workspace: Workspace,
+    timeout: float | None,
+    result: RunResult,
+    on_trial: Callable[[dict, bool], None],
+) -> None:
+    """Reuse the trial's finished record if its config matches, else run it and write its record.
+
+    A learning-curve point keeps its record but not its trained artifact (models add up fast).
+    """
+    name = trial_key(config.strategy, config.train_size)
+    trial_file = run_dir / "trials" / f"{name}.json"
+    if (record := _finished_trial(trial_file, config)) is not None:
+        result.reused.append(name)
+        on_trial(record, True)
+        return
+    artifact_dir = run_dir / "artifacts" / name
+    record = run_trial(config, workspace, artifact_dir, timeout)
+    write_json_atomic(trial_file, record)
+    if config.train_size is not None:
+        shutil.rmtree(artifact_dir, ignore_errors=True)
+    result.ran.append(name)
+    on_trial(record, False)
+    if record["status"] == "cancelled":
+        raise KeyboardInterrupt
+
+
 def run_benchmark(
     options: RunOptions,
     registry: Registry,
@@ -146,6 +196,7 @@ def run_benchmark(
     task_path = resolve_task_path(options.task, registry)
     task: TaskSpec = load_task(task_path)
     strategies = select_strategies(options.strategies, registry)
+    train_sizes = parse_train_sizes(options.train_sizes)
     data_dir = resolve_data_dir(options.data_dir)
     device = choose_device(options.device)
     base_config = TrialConfig(
@@ -168,6 +219,7 @@ def run_benchmark(
     result = RunResult(Path(options.output) / task.name / run_id)
     run_dir = result.run_dir
     earlier = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
+    command = shlex.join(["slmbench", *sys.argv[1:]])
     write_json_atomic(
         run_dir / "run.json",
         {
@@ -175,7 +227,8 @@ def run_benchmark(
             "run_id": run_id,
             "task": task.name,
             "task_path": str(task_path),
-            "command": shlex.join(["slmbench", *sys.argv[1:]]),
+            "command": command,
+            "commands": [*[c for c in earlier.get("commands", []) if c != command], command],
             "options": {**asdict(options), "run_id": run_id, "output": str(options.output)},
             "profile": budget.to_dict(),
             "seed": options.seed,
@@ -198,19 +251,16 @@ def run_benchmark(
 
     with _sigterm_as_interrupt():
         try:
-            for name in strategies:
-                config = replace(base_config, strategy=name, strategy_version=registry.strategies[name].distribution)
-                trial_file = run_dir / "trials" / f"{name}.json"
-                if (record := _finished_trial(trial_file, config)) is not None:
-                    result.reused.append(name)
-                    on_trial(record, True)
-                    continue
-                record = run_trial(config, workspace, run_dir / "artifacts" / name, options.trial_timeout)
-                write_json_atomic(trial_file, record)
-                result.ran.append(name)
-                on_trial(record, False)
-                if record["status"] == "cancelled":
-                    raise KeyboardInterrupt
+            # The whole train split first (the leaderboard), then the learning curve's smaller sizes.
+            n_train = len(splits.train)
+            for size in [None, *(n for n in train_sizes if n < n_train)]:
+                for name in strategies:
+                    if size is not None and not registry.strategy(name).learns_from_train:
+                        continue
+                    config = replace(
+                        base_config, strategy=name, strategy_version=registry.strategies[name].distribution, train_size=size
+                    )
+                    _run_or_reuse(config, run_dir, workspace, options.trial_timeout, result, on_trial)
         except KeyboardInterrupt:
             result.interrupted = True
         render_report(run_dir, constraints or Constraints())

@@ -78,6 +78,8 @@ class Strategy(ABC):
     family: ClassVar[Family]
     uses_models: ClassVar[tuple[str, ...]] = ()
     """Shared models the strategy needs ("causal_lm", "embedder"): loaded before its timer starts."""
+    learns_from_train: ClassVar[bool] = True
+    """False for a strategy that ignores the train split (zero-shot): learning curves run it once."""
 
     def __init__(self, context: RunContext) -> None:
         self.context = context

@@ -76,6 +76,9 @@ class TrialConfig:
     params: dict[str, Any] = field(default_factory=dict)
     strategy_version: str = ""
     """The distribution (name and version) the strategy came from: a new version is a new config."""
+    train_size: int | None = None
+    """Learn from a nested stratified subset of this many train examples (a learning-curve point);
+    ``None``: the whole train split."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,6 +197,8 @@ def run_trial(
 
 def _fit_and_evaluate(config: TrialConfig, workspace: Workspace, artifact_dir: Path, record: dict[str, Any]) -> None:
     """The trial itself; fills ``record`` in place so that a failure keeps what was learnt."""
+    from slmbench.data import nested_subset
+
     task = load_task(config.task_path)
     record.update(task=task.name, labels=task.label_names)
     strategy_cls = workspace.registry.strategy(config.strategy)
@@ -204,6 +209,8 @@ def _fit_and_evaluate(config: TrialConfig, workspace: Workspace, artifact_dir: P
         getattr(models, model_name)()
     models.reset_usage()
 
+    train = splits.train if config.train_size is None else nested_subset(splits.train, config.train_size, config.seed)
+    record.update(train_size=config.train_size, train_examples=len(train))
     seed_everything(config.seed)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     context = RunContext(
@@ -220,7 +227,7 @@ def _fit_and_evaluate(config: TrialConfig, workspace: Workspace, artifact_dir: P
     with PeakMemory(models.device) as memory:
         strategy = strategy_cls(context)
         start = time.perf_counter()
-        strategy.fit(splits.train, splits.validation)
+        strategy.fit(train, splits.validation)
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         predictions = strategy.predict(splits.test.texts)

@@ -36,6 +36,7 @@ def make_tiny_causal_lm(smollm2_tokenizer):
             num_key_value_heads=2,
             initializer_range=0.2,
             tie_word_embeddings=True,
+            pad_token_id=smollm2_tokenizer.pad_token_id,
             attn_implementation=attn_implementation,
         )
         return LlamaForCausalLM(config).eval()

@@ -60,6 +60,18 @@ class Sleeper(MajorityClass):
         self.label = max(set(train.labels), key=train.labels.count)
 
 
+class FirstLabel(MajorityClass):
+    """Always predicts label 0 and ignores the train split, like zero-shot."""
+
+    name = "first-label"
+    description = "always the first label"
+    learns_from_train = False
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        _log(self.name)
+        self.label = 0
+
+
 class Exploding(MajorityClass):
     name = "exploding"
     description = "raises while fitting"
@@ -82,7 +94,7 @@ def plugin() -> object:
 
     @hookimpl
     def register_strategies(register):
-        for cls in (MajorityClass, LastLabel, Sleeper, Exploding, WrongLength):
+        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, WrongLength):
             register(cls)
 
     return types.SimpleNamespace(register_strategies=register_strategies)

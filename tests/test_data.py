@@ -19,6 +19,7 @@ from slmbench.data import (
     load_rows,
     load_splits,
     make_splits,
+    nested_subset,
     resolve_data_dir,
     validate,
 )
@@ -279,6 +280,16 @@ def test_cap_keeps_every_class_is_proportional_and_deterministic() -> None:
     assert cap_examples(examples, 20, seed=3) == capped
     assert cap_examples(examples, 20, seed=4) != capped
     assert len(cap_examples(examples, 2, seed=3)) == 2
+
+
+def test_learning_curve_subsets_nest_and_keep_class_proportions() -> None:
+    examples = Examples([f"t{i}" for i in range(400)], [0] * 240 + [1] * 120 + [2] * 40)
+    subsets = [set(nested_subset(examples, n, seed=5).texts) for n in (10, 40, 160, 400)]
+    assert [len(subset) for subset in subsets] == [10, 40, 160, 400]
+    assert subsets[0] < subsets[1] < subsets[2] < subsets[3]
+    labels = Counter(nested_subset(examples, 40, seed=5).labels)
+    assert labels == {0: 24, 1: 12, 2: 4}
+    assert set(nested_subset(examples, 40, seed=6).texts) != subsets[1]
 
 
 def test_cap_is_a_no_op_when_not_needed() -> None:

@@ -11,19 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from slmbench.finetune import (
-    SharedPrefixCollator,
-    TrainingSetup,
-    causal_lm_loss,
-    row_logits,
-    sft_dataset,
-    train_model,
-    validation_loss,
-)
+from slmbench.finetune import TrainingSetup, train_model, validation_loss
 from slmbench.models import SharedModels
 from slmbench.profiles import Budget
 from slmbench.progress import ProgressReporter
 from slmbench.scoring import answer_tokens, score_choices, tokenize_prompts
+from slmbench.sft import SharedPrefixCollator, causal_lm_loss, row_logits, sft_dataset
 from slmbench.strategy import Examples, RunContext
 
 TEXTS = [
@@ -56,33 +49,15 @@ PLUGIN_MODULES = [*CAUSAL_LM_STRATEGIES, "encoder_finetune"]
 # --- tiny models on disk, loaded by the strategies as their own copies ---------------------------
 
 
-def _tiny_llama(tokenizer, seed: int = 0):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        initializer_range=0.2,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
 @pytest.fixture(scope="module")
-def tiny_model_dirs(tmp_path_factory, smollm2_tokenizer):
+def tiny_model_dirs(tmp_path_factory, smollm2_tokenizer, make_tiny_causal_lm):
     """(causal LM folder, BERT encoder folder): a 2-layer Llama with the SmolLM2 tokenizer and a 2-layer BERT."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from slmbench.models import minilm_dir
 
     root = tmp_path_factory.mktemp("tiny-models")
-    _tiny_llama(smollm2_tokenizer).save_pretrained(root / "llama")
+    make_tiny_causal_lm().save_pretrained(root / "llama")
     smollm2_tokenizer.save_pretrained(root / "llama")
     bert_tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     torch.manual_seed(0)
@@ -147,8 +122,8 @@ def test_loss_is_on_the_answer_tokens_only(toy_task, smollm2_tokenizer):
 
 
 @pytest.mark.parametrize("row_tokens", [512, 60, 1])
-def test_shared_prefix_packing_gives_the_loss_and_gradients_of_separate_sequences(toy_task, smollm2_tokenizer, row_tokens):
-    model = _tiny_llama(smollm2_tokenizer)
+def test_shared_prefix_packing_gives_the_loss_and_gradients_of_separate_sequences(toy_task, smollm2_tokenizer, row_tokens, make_tiny_causal_lm):
+    model = make_tiny_causal_lm()
     data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS[:5], LABELS[:5]), max_input_tokens=64)
     features = [data[i] for i in range(len(data))]
 
@@ -262,7 +237,7 @@ def test_lora_parameters_reach_peft(tiny_model_dirs, toy_task, tmp_path):
 
 def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, tmp_path, smollm2_tokenizer):
     """The scoring engine (prefix cache, packing) sees a prompt-tuned model exactly as training does."""
-    from slmbench.finetune import SoftPromptLM
+    from slmbench.sft import SoftPromptLM
     from slmbench.prompts import build_messages
 
     context = make_context(tiny_model_dirs, toy_task, tmp_path / "pt", learning_rate=0.5)
@@ -288,7 +263,7 @@ def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, t
 # --- bottleneck adapters --------------------------------------------------------------------------
 
 
-def test_adapters_start_as_the_identity_and_only_they_train(smollm2_tokenizer):
+def test_adapters_start_as_the_identity_and_only_they_train(smollm2_tokenizer, make_tiny_causal_lm):
     from slmbench.adapters import AdaptedOutput, BottleneckAdapter, add_bottleneck_adapters, adapter_state_dict
 
     adapter = BottleneckAdapter(hidden_size=64, bottleneck=8)
@@ -298,7 +273,7 @@ def test_adapters_start_as_the_identity_and_only_they_train(smollm2_tokenizer):
         adapter.up.weight.normal_()
     assert not torch.allclose(adapter(hidden), hidden)
 
-    base, adapted = _tiny_llama(smollm2_tokenizer), _tiny_llama(smollm2_tokenizer)
+    base, adapted = make_tiny_causal_lm(), make_tiny_causal_lm()
     names = add_bottleneck_adapters(adapted, bottleneck=8)
     assert names == [f"model.layers.{i}.{m}" for i in range(2) for m in ("self_attn.o_proj", "mlp.down_proj")]
     assert all(isinstance(adapted.get_submodule(name), AdaptedOutput) for name in names)
@@ -327,10 +302,10 @@ def _lm_training(toy_task, tokenizer, **setup_fields):
     return data, validation, setup
 
 
-def test_early_stopping_restores_the_best_checkpoint(toy_task, smollm2_tokenizer):
+def test_early_stopping_restores_the_best_checkpoint(toy_task, smollm2_tokenizer, make_tiny_causal_lm):
     """A learning rate that wrecks the model: validation loss only rises, so training stops after
     ``patience`` bad evaluations and the initial weights (step 0, the best) come back."""
-    model = _tiny_llama(smollm2_tokenizer)
+    model = make_tiny_causal_lm()
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
     train, validation, setup = _lm_training(toy_task, smollm2_tokenizer, learning_rate=5.0, patience=2)
     result = train_model(
@@ -346,9 +321,9 @@ def test_early_stopping_restores_the_best_checkpoint(toy_task, smollm2_tokenizer
     assert restored == pytest.approx(result.best_validation_loss, rel=1e-4)
 
 
-def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, smollm2_tokenizer):
+def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, smollm2_tokenizer, make_tiny_causal_lm):
     """Validation losses forced to 5, 4, 3, 3.5, 3.6...: the weights of step 2 must be the ones kept."""
-    model = _tiny_llama(smollm2_tokenizer)
+    model = make_tiny_causal_lm()
     forced = iter([5.0, 4.0, 3.0, 3.5, 3.6, 3.7, 3.8, 3.9, 4.0])
     snapshots = []
 

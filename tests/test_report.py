@@ -14,7 +14,15 @@ from sklearn.metrics import f1_score
 
 from slmbench import stats
 from slmbench.metrics import classification_metrics
-from slmbench.report import Constraints, load_run, recommend, render_comparison, render_report
+from slmbench.report import (
+    Constraints,
+    leader_changes,
+    learning_curves,
+    load_run,
+    recommend,
+    render_comparison,
+    render_report,
+)
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 LABELS = ["no", "yes"]
@@ -255,6 +263,34 @@ def test_noise_level_cost_differences_never_justify_a_worse_strategy(tmp_path: P
 
 
 # --- Statistics -----------------------------------------------------------------------------------
+
+
+def test_learning_curves_name_where_the_best_strategy_changes(tmp_path: Path) -> None:
+    """knn leads with few examples, lora overtakes it from 64; zero-shot, learning nothing, is a flat line."""
+    run_dir = _write_run(tmp_path, [
+        _trial("lora", GOLD, set(range(10)), 300, 900),
+        _trial("knn", GOLD, set(range(25)), 1, 300),
+        _trial("zero-shot", GOLD, set(range(45)), 0, 600, labelled_examples=0),
+    ], train=500)
+    points = {16: {"lora": 48, "knn": 35}, 64: {"lora": 20, "knn": 30}}
+    for size, wrong in points.items():
+        (run_dir / "trials" / f"train-{size}").mkdir()
+        for name, n_wrong in wrong.items():
+            record = {**_trial(name, GOLD, set(range(n_wrong)), 1, 300), "train_size": size, "train_examples": size}
+            (run_dir / "trials" / f"train-{size}" / f"{name}.json").write_text(json.dumps(record))
+
+    run = load_run(run_dir)
+    assert [trial.strategy for trial in run.trials] == ["lora", "knn", "zero-shot"]  # the leaderboard: whole split
+    curves, flat = learning_curves(run)
+    assert curves == {"lora": {16: 0.52, 64: 0.80, 500: 0.90}, "knn": {16: 0.65, 64: 0.70, 500: 0.75}}
+    assert flat == {"zero-shot": 0.55}
+    assert leader_changes(curves, flat) == [(16, "knn", 0.65), (64, "lora", 0.80)]
+
+    section = _section(render_report(run_dir).read_text(), "Learning curves")
+    assert "`lora` overtakes `knn` from about 64 examples" in section
+    assert "![Test accuracy against labelled train examples](learning_curves.png)" in section
+    assert (run_dir / "learning_curves.png").stat().st_size > 0
+    assert _table_rows(section)[0] == ["knn", "0.650", "0.700", "0.750"]
 
 
 def test_mcnemar_exact_matches_a_hand_computed_binomial() -> None:
