@@ -8,11 +8,17 @@ length. Validation loss, early stopping, best checkpoint and bfloat16 autocast a
 other fine-tuning strategies (``slmbench.finetune``). It predicts with its own head, not the LM
 scoring engine. The artifact is the whole fine-tuned encoder (``model.safetensors``).
 
+The profile's step and token caps are set for the causal LM. Training compute is about 6 x
+parameters x tokens, so an encoder k times smaller than the causal LM (all-MiniLM-L6-v2: 23M
+parameters against SmolLM2's 135M, k = 6) gets k times the steps and tokens: the same compute,
+recorded as ``compute_scale``. Without it, 60 steps leave the new classification head undertrained.
+
 Parameters: ``learning_rate`` (1e-4), ``weight_decay`` (0.01).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 from slmbench.finetune import strategy_params
@@ -39,9 +45,9 @@ class EncoderFinetune(Strategy):
     def fit(self, train: Examples, validation: Examples) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from slmbench.finetune import TrainingSetup
+        from slmbench.finetune import TrainingSetup, train_model
+        from slmbench.models import param_count, stored_param_count
         from slmbench.sft import PaddingCollator, sequence_classification_loss
-        from slmbench.finetune import train_model
 
         params = strategy_params(self.context, self.defaults)
         path = self.context.models.embedding_model_path()
@@ -60,8 +66,14 @@ class EncoderFinetune(Strategy):
             self.tokenizer.model_max_length,
             self.model.config.max_position_embeddings,
         )
+        causal_lm_params = stored_param_count(Path(self.context.models.causal_lm_path()))
+        compute_scale = max(1, round((causal_lm_params or 0) / param_count(self.model)))
         setup = TrainingSetup.from_context(
-            self.context, learning_rate=params["learning_rate"], weight_decay=params["weight_decay"], group_by_length=True
+            self.context,
+            learning_rate=params["learning_rate"],
+            compute_scale=compute_scale,
+            weight_decay=params["weight_decay"],
+            group_by_length=True,
         )
         result = train_model(
             self.model,
@@ -76,7 +88,9 @@ class EncoderFinetune(Strategy):
             sft=False,
         )
         self.autocast = setup.autocast
-        self.details = {**result.details(), "params": params, "max_input_tokens": self.max_length}
+        self.details = {
+            **result.details(), "params": params, "max_input_tokens": self.max_length, "compute_scale": compute_scale
+        }
         self.model.save_pretrained(str(self.context.artifact_dir), safe_serialization=True)
 
     def predict(self, texts: Sequence[str]) -> Predictions:

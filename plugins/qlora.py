@@ -58,7 +58,7 @@ class Qlora(FineTunedCausalLM):
         self.details.update(
             target_modules=target_module_names(model),
             quantization="nf4, double quantization",
-            compute_dtype=str(compute_dtype).removeprefix("torch."),
+            bnb_4bit_compute_dtype=str(compute_dtype).removeprefix("torch."),
         )
         return model, tokenizer
 

@@ -119,7 +119,7 @@ def _list(what: str, registry, console) -> None:
 
 
 def _trial_name(record: dict) -> str:
-    size = record.get("train_size")
+    size = record["config"].get("train_size")
     return record["strategy"] + ("" if size is None else f" ({size} train examples)")
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
+from slmbench.memory import release_freed_memory
 from slmbench.sft import SharedPrefixCollator, SoftPromptLM, causal_lm_loss, sft_dataset, soft_prompt
 from slmbench.strategy import Family, Strategy
 
@@ -136,15 +137,23 @@ class TrainingSetup:
     """Batch examples of similar length (needs a ``length`` column): for padded, not packed, batches."""
 
     @classmethod
-    def from_context(cls, context: RunContext, *, learning_rate: float, **overrides: Any) -> TrainingSetup:
+    def from_context(
+        cls, context: RunContext, *, learning_rate: float, compute_scale: int = 1, **overrides: Any
+    ) -> TrainingSetup:
+        """The profile's training budget; ``compute_scale`` multiplies its step and token caps (and the
+        evaluation interval) for a model that many times smaller than the causal LM: same compute."""
         budget = context.budget
+
+        def scaled(cap: int | None) -> int | None:
+            return None if cap is None else cap * compute_scale
+
         return cls(
             learning_rate=learning_rate,
             batch_size=budget.batch_size,
-            max_steps=budget.max_train_steps,
-            eval_every_steps=budget.eval_every_steps,
+            max_steps=scaled(budget.max_train_steps),
+            eval_every_steps=scaled(budget.eval_every_steps),
             patience=budget.early_stopping_patience,
-            max_tokens=budget.max_train_tokens,
+            max_tokens=scaled(budget.max_train_tokens),
             max_validation_tokens=budget.max_validation_tokens,
             autocast=autocast_dtype(context.device),
             seed=context.seed,
@@ -205,21 +214,6 @@ class TrainResult:
             "optimizer": self.setup.optimizer,
             "autocast": None if self.setup.autocast is None else str(self.setup.autocast).removeprefix("torch."),
         }
-
-
-def release_freed_memory() -> None:
-    """Hand memory freed by the allocator back to the OS (glibc ``malloc_trim``; a no-op elsewhere).
-
-    Every step allocates tensors of new shapes (rows differ in length); without this the heap's
-    free holes accumulate and resident memory creeps up over a run, far above what is in use.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
@@ -434,7 +428,7 @@ def train_model(
         disable_tqdm=True,
         bf16=False,  # autocast is applied by the trainer class itself, identically in training and validation
         fp16=False,
-        gradient_checkpointing=setup.gradient_checkpointing,
+        activation_checkpointing=setup.gradient_checkpointing,
         remove_unused_columns=False,
         dataloader_pin_memory=False,
         use_cpu=setup.device == "cpu",

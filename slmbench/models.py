@@ -131,8 +131,8 @@ def available_memory_bytes(device: str) -> int | None:
     return None
 
 
-def estimated_load_bytes(folder: Path, dtype: str) -> int | None:
-    """Memory to load the model in ``folder`` at ``dtype``, from its safetensors headers; None if unknown."""
+def stored_param_count(folder: Path) -> int | None:
+    """Parameters of the model in ``folder``, read from its safetensors headers; None if there are none."""
     files = list(folder.glob("*.safetensors")) + list(folder.glob("*/*.safetensors"))
     if not files:
         return None
@@ -143,7 +143,13 @@ def estimated_load_bytes(folder: Path, dtype: str) -> int | None:
         with safe_open(str(file), framework="np") as weights:
             for key in weights.keys():
                 parameters += math.prod(weights.get_slice(key).get_shape())
-    return int(parameters * _BYTES_PER_PARAM[dtype] * _LOAD_OVERHEAD)
+    return parameters
+
+
+def estimated_load_bytes(folder: Path, dtype: str) -> int | None:
+    """Memory to load the model in ``folder`` at ``dtype``, from its safetensors headers; None if unknown."""
+    parameters = stored_param_count(folder)
+    return None if parameters is None else int(parameters * _BYTES_PER_PARAM[dtype] * _LOAD_OVERHEAD)
 
 
 def check_fits_in_memory(path: str, device: str, dtype: str) -> None:

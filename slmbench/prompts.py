@@ -71,7 +71,7 @@ def classify_with_lm(
     task, budget = context.task, context.budget
     conversations = [
         build_messages(task, text, tokenizer=tokenizer, max_input_tokens=budget.max_input_tokens, demonstrations=demos)
-        for text, demos in zip(texts, demonstrations or [()] * len(texts))
+        for text, demos in zip(texts, demonstrations or [()] * len(texts), strict=True)
     ]
     scores = score_choices(
         model,

@@ -58,6 +58,9 @@ class Trial:
     """Labelled examples the strategy learnt from: ``details.labelled_examples``, else train + validation."""
     train_examples: int | None = None
     """Size of the train split (or learning-curve subset) the trial was given."""
+    train_size: int | None = None
+    """The learning-curve subset size asked for (``None``: the whole train split)."""
+    learns_from_train: bool = True
 
     @property
     def ok(self) -> bool:
@@ -221,6 +224,8 @@ def _read_trial(path: Path, run_dir: Path, default_labelled: int | None, default
         probabilities=predictions.get("probabilities"),
         labelled_examples=details.get("labelled_examples", default_labelled),
         train_examples=record.get("train_examples", default_train),
+        train_size=(record.get("config") or {}).get("train_size"),
+        learns_from_train=record.get("learns_from_train", details.get("labelled_examples") != 0),
     )
 
 
@@ -232,9 +237,9 @@ def load_run(run_dir: Path) -> Run:
     """Read a run folder; a missing ``run.json`` or ``test_texts.json`` leaves those parts empty."""
     run_dir = Path(run_dir)
     info = _read_json(run_dir / "run.json") if (run_dir / "run.json").exists() else {}
-    splits = info.get("splits") or {}
-    n_train = splits["train"] if isinstance(splits.get("train"), int) else None
-    default_labelled = None if n_train is None else n_train + splits.get("validation", 0)
+    sizes = (info.get("splits") or {}).get("sizes") or {}
+    n_train = sizes.get("train")
+    default_labelled = None if n_train is None else n_train + sizes.get("validation", 0)
     trials = [_read_trial(path, run_dir, default_labelled, n_train) for path in sorted(run_dir.glob("trials/*.json"))]
     curve = [_read_trial(path, run_dir, None, None) for path in sorted(run_dir.glob("trials/train-*/*.json"))]
     texts_path = run_dir / "test_texts.json"
@@ -356,7 +361,7 @@ def _title(run: Run) -> str:
 
 def _introduction(run: Run) -> str:
     labels = run.labels
-    n_test = (run.info.get("splits") or {}).get("test") or len(next((t.gold for t in run.ranked), []))
+    n_test = ((run.info.get("splits") or {}).get("sizes") or {}).get("test") or len(next((t.gold for t in run.ranked), []))
     text = (
         f"slmbench tried {len(run.trials)} ways of adapting a small language model to classify "
         f"{_code(run.task)} texts into {len(labels)} classes ({', '.join(labels)}), all on the same data split "
@@ -521,34 +526,38 @@ def learning_curves(run: Run) -> tuple[dict[str, dict[int, float]], dict[str, fl
             curves.setdefault(trial.strategy, {})[trial.train_examples] = trial.accuracy
     flat = {}
     for trial in run.ranked:
-        if trial.strategy in curves and trial.train_examples:
-            curves[trial.strategy][trial.train_examples] = trial.accuracy
-        elif trial.labelled_examples == 0:
+        if not trial.learns_from_train:
             flat[trial.strategy] = trial.accuracy
+        elif trial.strategy in curves and trial.train_examples:
+            curves[trial.strategy][trial.train_examples] = trial.accuracy
     return curves, flat
 
 
 def leader_changes(curves: dict[str, dict[int, float]], flat: dict[str, float]) -> list[tuple[int, str, float]]:
-    """(size, best strategy, its accuracy) at the first size and wherever the best strategy changes.
+    """(size, most accurate strategy, its accuracy) at the smallest size and wherever the leader changes.
 
-    Only sizes every curve was measured at count, so that the leader is picked among the same strategies.
+    At each size the leader is picked among the strategies measured at that size and the flat ones.
     """
-    sizes = sorted(set.intersection(*(set(points) for points in curves.values()))) if curves else []
     changes: list[tuple[int, str, float]] = []
-    for size in sizes:
-        scores = {**flat, **{name: points[size] for name, points in curves.items()}}
+    for size in sorted({size for points in curves.values() for size in points}):
+        scores = {**flat, **{name: points[size] for name, points in curves.items() if size in points}}
         leader = max(sorted(scores), key=lambda name: scores[name])
         if not changes or changes[-1][1] != leader:
             changes.append((size, leader, scores[leader]))
     return changes
 
 
-def _crossover_sentences(changes: list[tuple[int, str, float]]) -> str:
+def _crossover_sentences(changes: list[tuple[int, str, float]], sizes: list[int]) -> str:
+    """Where the most accurate strategy changes, as sentences; the size before each change bounds it."""
     (size, first, accuracy), *later = changes
     text = f"With {size} labelled train examples the most accurate strategy is {_code(first)} ({_metric(accuracy)})."
     previous = first
     for size, leader, accuracy in later:
-        text += f" {_code(leader)} overtakes {_code(previous)} from about {size} examples ({_metric(accuracy)})."
+        before = sizes[sizes.index(size) - 1]
+        text += (
+            f" {_code(leader)} overtakes {_code(previous)} between {before} and {size} examples "
+            f"({_metric(accuracy)} at {size})."
+        )
         previous = leader
     if not later:
         text += " It stays the most accurate at every size measured."
@@ -564,16 +573,19 @@ def _learning_curves(run: Run) -> str:
     learning_curve_plot(curves, flat, f"{run.task}: test accuracy against labelled train examples",
                         run.directory / "learning_curves.png")
     sizes = sorted({size for points in curves.values() for size in points})
+    n_train = max(sizes)
     rows = [[name, *(_metric(points.get(size)) for size in sizes)] for name, points in sorted(curves.items())]
-    rows += [[f"{name} (learns from no example)", *(_metric(accuracy) for _ in sizes)] for name, accuracy in flat.items()]
+    rows += [[f"{name} (learns from no example)", *(_metric(flat[name]) for _ in sizes)] for name in sorted(flat)]
+    headers = ["strategy", *(f"{size} examples" + (" (whole split)" if size == n_train else "") for size in sizes)]
     return "\n\n".join(
         [
             "## Learning curves",
-            "Each strategy was also trained on nested, stratified subsets of the train split (a smaller subset is "
-            "part of every larger one) and scored on the same test examples. " + _crossover_sentences(
-                leader_changes(curves, flat)),
+            "Each strategy was also given nested, stratified subsets of the train split (a smaller subset is part "
+            "of every larger one), with the validation split cut in the same proportion, and scored on the same "
+            "test examples. " + _crossover_sentences(leader_changes(curves, flat), sizes) + " A difference of a "
+            "few points can be noise at this test size: see the confidence intervals in the leaderboard.",
             "![Test accuracy against labelled train examples](learning_curves.png)",
-            _table(["strategy", *(f"{size} examples" for size in sizes)], rows),
+            _table(headers, rows),
         ]
     )
 
@@ -664,27 +676,30 @@ def _failure_line(trial: Trial) -> str:
     link = f"[{trial.file}]({trial.file})"
     where = f"full traceback in {link} under `error.traceback`" if error.get("traceback") else f"see {link}"
     status = "" if trial.status == "failed" else f" ({trial.status})"
-    return f"- {_code(trial.strategy)}{status}: {_code(summary)} — {where}."
+    size = "" if trial.train_size is None else f" at {trial.train_size} train examples"
+    return f"- {_code(trial.strategy)}{size}{status}: {_code(summary)} — {where}."
 
 
 def _failures(run: Run) -> str:
-    if not run.failed:
+    failed = run.failed + [trial for trial in run.curve_trials if not trial.ok]
+    if not failed:
         return ""
     return (
-        "## Failures\n\nThese strategies produced no predictions and are left out of every comparison above "
+        "## Failures\n\nThese trials produced no predictions and are left out of every comparison above "
         "(status in brackets when the trial did not simply fail).\n\n"
-        + "\n".join(_failure_line(trial) for trial in run.failed)
+        + "\n".join(_failure_line(trial) for trial in failed)
     )
 
 
 def _split_tables(run: Run) -> list[str]:
     """Examples per split (used, available, duplicates removed), then per class and split."""
     splits = run.info.get("splits") or {}
+    sizes = splits.get("sizes") or {}
     tables = []
-    names = [name for name in SPLITS if name in splits]
+    names = [name for name in SPLITS if name in sizes]
     if names:
         full, duplicates = splits.get("full_sizes") or {}, splits.get("duplicates_removed") or {}
-        rows = [[name, splits[name], full.get(name, MISSING), duplicates.get(name, MISSING)] for name in names]
+        rows = [[name, sizes[name], full.get(name, MISSING), duplicates.get(name, MISSING)] for name in names]
         tables.append(_table(["split", "examples used", "available before caps", "duplicates removed"], rows))
     per_class = splits.get("per_class") or {}
     if per_class:

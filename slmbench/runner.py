@@ -220,6 +220,7 @@ def run_benchmark(
     run_dir = result.run_dir
     earlier = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
     command = shlex.join(["slmbench", *sys.argv[1:]])
+    earlier_commands = earlier.get("commands") or ([earlier["command"]] if "command" in earlier else [])
     write_json_atomic(
         run_dir / "run.json",
         {
@@ -228,7 +229,7 @@ def run_benchmark(
             "task": task.name,
             "task_path": str(task_path),
             "command": command,
-            "commands": [*[c for c in earlier.get("commands", []) if c != command], command],
+            "commands": list(dict.fromkeys([*earlier_commands, command])),  # in first-run order
             "options": {**asdict(options), "run_id": run_id, "output": str(options.output)},
             "profile": budget.to_dict(),
             "seed": options.seed,

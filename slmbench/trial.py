@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import math
 import os
 import signal
 import tempfile
@@ -209,8 +210,17 @@ def _fit_and_evaluate(config: TrialConfig, workspace: Workspace, artifact_dir: P
         getattr(models, model_name)()
     models.reset_usage()
 
-    train = splits.train if config.train_size is None else nested_subset(splits.train, config.train_size, config.seed)
-    record.update(train_size=config.train_size, train_examples=len(train))
+    train, validation = splits.train, splits.validation
+    if config.train_size is not None:  # a learning-curve point: validation shrinks in the same proportion
+        train = nested_subset(splits.train, config.train_size, config.seed)
+        share = config.train_size / len(splits.train)
+        validation = nested_subset(splits.validation, math.ceil(share * len(splits.validation)), config.seed)
+    record.update(
+        train_size=config.train_size,
+        train_examples=len(train),
+        validation_examples=len(validation),
+        learns_from_train=strategy_cls.learns_from_train,
+    )
     seed_everything(config.seed)
     artifact_dir.mkdir(parents=True, exist_ok=True)
     context = RunContext(
@@ -227,7 +237,7 @@ def _fit_and_evaluate(config: TrialConfig, workspace: Workspace, artifact_dir: P
     with PeakMemory(models.device) as memory:
         strategy = strategy_cls(context)
         start = time.perf_counter()
-        strategy.fit(train, splits.validation)
+        strategy.fit(train, validation)
         train_seconds = time.perf_counter() - start
         start = time.perf_counter()
         predictions = strategy.predict(splits.test.texts)

@@ -8,12 +8,11 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from run_contexts import run_context
 from test_retrieval import BagOfWordsEmbedder
 
 import slmbench.scoring
 from slmbench.models import SharedModels, param_count
-from slmbench.profiles import get_profile
-from slmbench.progress import ProgressReporter
 from slmbench.strategy import Examples, Family, RunContext
 from slmbench_plugins import few_shot, knn_vote, rag
 from slmbench_plugins.few_shot import FewShot, choose_demonstrations
@@ -45,17 +44,7 @@ LEAKY_TRAIN = Examples(TRAIN.texts + [" " + TEST[0] + "\n"], TRAIN.labels + [2])
 
 def make_context(toy_task, tiny_causal_lm, tmp_path, **params) -> RunContext:
     models = SharedModels(_loaded={"causal_lm": tiny_causal_lm, "embedder": BagOfWordsEmbedder()})
-    return RunContext(
-        task=toy_task,
-        models=models,
-        device="cpu",
-        dtype="float32",
-        seed=0,
-        budget=get_profile("smoke"),
-        artifact_dir=tmp_path,
-        progress=ProgressReporter(enabled=False),
-        params=params,
-    )
+    return run_context(toy_task, models, tmp_path, **params)
 
 
 @pytest.fixture

@@ -191,7 +191,7 @@ def _trial(name: str, gold: list[int], wrong: set[int], train_seconds: float, me
 
 def _write_run(directory: Path, trials: list[dict], train: int = 500) -> Path:
     (directory / "trials").mkdir(parents=True)
-    splits = {"train": train, "validation": 50, "test": 100}
+    splits = {"sizes": {"train": train, "validation": 50, "test": 100}}
     info = {"task": "toy", "run_id": "r1", "labels": LABELS, "seed": 0, "splits": splits}
     (directory / "run.json").write_text(json.dumps(info))
     for trial in trials:
@@ -287,10 +287,27 @@ def test_learning_curves_name_where_the_best_strategy_changes(tmp_path: Path) ->
     assert leader_changes(curves, flat) == [(16, "knn", 0.65), (64, "lora", 0.80)]
 
     section = _section(render_report(run_dir).read_text(), "Learning curves")
-    assert "`lora` overtakes `knn` from about 64 examples" in section
+    assert "`lora` overtakes `knn` between 16 and 64 examples (0.800 at 64)" in section
     assert "![Test accuracy against labelled train examples](learning_curves.png)" in section
     assert (run_dir / "learning_curves.png").stat().st_size > 0
     assert _table_rows(section)[0] == ["knn", "0.650", "0.700", "0.750"]
+
+
+def test_learning_curve_with_failed_points_and_no_size_shared_by_all(tmp_path: Path) -> None:
+    run_dir = _write_run(tmp_path, [_trial("knn", GOLD, set(range(25)), 1, 300)], train=500)
+    lora = {**_trial("lora", GOLD, set(), 1, 300), "status": "timeout", "metrics": {},
+            "error": {"type": "TrialTimeout", "message": "stopped after 60 s"}}
+    for size, trial in ((16, _trial("lora", GOLD, set(range(30)), 1, 300)), (64, lora), (32, _trial("knn", GOLD, set(range(40)), 1, 300))):
+        (run_dir / "trials" / f"train-{size}").mkdir()
+        record = {**trial, "train_examples": size, "config": {"train_size": size}}
+        (run_dir / "trials" / f"train-{size}" / f"{trial['strategy']}.json").write_text(json.dumps(record))
+
+    curves, flat = learning_curves(load_run(run_dir))
+    assert curves == {"lora": {16: 0.70}, "knn": {32: 0.60, 500: 0.75}} and flat == {}
+    assert leader_changes(curves, flat) == [(16, "lora", 0.70), (32, "knn", 0.60)]
+    markdown = render_report(run_dir).read_text()
+    assert "`knn` overtakes `lora` between 16 and 32 examples" in _section(markdown, "Learning curves")
+    assert "- `lora` at 64 train examples (timeout): `TrialTimeout: stopped after 60 s`" in _section(markdown, "Failures")
 
 
 def test_mcnemar_exact_matches_a_hand_computed_binomial() -> None:

@@ -96,8 +96,12 @@ def test_rerunning_reuses_finished_trials_and_reruns_the_rest(registry, shared_d
     assert different_seed.run_dir != first.run_dir and different_seed.ran == ["majority"]
 
 
-def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(registry, shared_data_dir, tmp_path, fit_log):
+def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(
+    registry, shared_data_dir, tmp_path, fit_log, monkeypatch
+):
+    monkeypatch.setattr(sys, "argv", ["slmbench", "run", "--first"])
     plain = run_benchmark(_options(shared_data_dir, tmp_path, "majority,first-label"), registry, ProgressReporter(False))
+    monkeypatch.setattr(sys, "argv", ["slmbench", "run", "--second"])
     # The smoke profile's train split has 40 examples: 40 and more is the whole split, already run.
     options = _options(shared_data_dir, tmp_path, "majority,first-label", train_sizes="8,16,40,64,all")
     curve = run_benchmark(options, registry, ProgressReporter(False))
@@ -107,11 +111,13 @@ def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(registry, 
 
     records = {size: json.loads((curve.run_dir / f"trials/train-{size}/majority.json").read_text()) for size in (8, 16)}
     assert [records[size]["train_examples"] for size in (8, 16)] == [8, 16]
+    # validation shrinks in proportion (smoke: 40 train, 15 validation), so a point's labels are few
+    assert [records[size]["validation_examples"] for size in (8, 16)] == [3, 6]
     assert all(record["status"] == "ok" and record["config"]["train_size"] == size for size, record in records.items())
     assert not (curve.run_dir / "artifacts" / "train-8" / "majority").exists()  # measurements kept, not models
     assert (curve.run_dir / "artifacts" / "majority" / "label.txt").exists()
     run = json.loads((curve.run_dir / "run.json").read_text())
-    assert len(run["commands"]) == 1 or run["commands"][-2] != run["commands"][-1]
+    assert run["commands"] == ["slmbench run --first", "slmbench run --second"]  # every command, in order
     assert "## Learning curves" in (curve.run_dir / "report.md").read_text()
 
 

@@ -7,39 +7,21 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from run_contexts import run_context
 
+from slmbench.models import SharedModels
 from slmbench.profiles import get_profile
-from slmbench.progress import ProgressReporter
 from slmbench.prompts import build_messages
 from slmbench.scoring import score_choices
-from slmbench.strategy import Examples, Family, RunContext
+from slmbench.strategy import Examples, Family
 from slmbench_plugins import zero_shot
 from slmbench_plugins.zero_shot import ZeroShot
 
 TEXTS = ["Operating profit rose sharply.", "The company cut 200 jobs after losses.", "The meeting is on Tuesday."]
 
 
-class TinyModels:
-    """Stands in for SharedModels: hands out the tiny causal LM."""
-
-    def __init__(self, model, tokenizer) -> None:
-        self.model, self.tokenizer = model, tokenizer
-
-    def causal_lm(self):
-        return self.model, self.tokenizer
-
-
 def make_strategy(toy_task, tiny_causal_lm, tmp_path: Path) -> ZeroShot:
-    context = RunContext(
-        task=toy_task,
-        models=TinyModels(*tiny_causal_lm),
-        device="cpu",
-        dtype="float32",
-        seed=0,
-        budget=get_profile("smoke"),
-        artifact_dir=tmp_path,
-        progress=ProgressReporter(enabled=False),
-    )
+    context = run_context(toy_task, SharedModels(_loaded={"causal_lm": tiny_causal_lm}), tmp_path)
     return ZeroShot(context)
 
 
