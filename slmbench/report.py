@@ -363,7 +363,7 @@ def _introduction(run: Run) -> str:
     labels = run.labels
     n_test = ((run.info.get("splits") or {}).get("sizes") or {}).get("test") or len(next((t.gold for t in run.ranked), []))
     text = (
-        f"slmbench tried {len(run.trials)} ways of adapting a small language model to classify "
+        f"slmbench tried {_plural(len(run.trials), 'way')} of adapting a small language model to classify "
         f"{_code(run.task)} texts into {len(labels)} classes ({', '.join(labels)}), all on the same data split "
         f"and budget, and measured their quality on {n_test} held-out test examples and what each one costs."
     )

@@ -47,7 +47,7 @@ class LastLabel(MajorityClass):
 
 
 class Sleeper(MajorityClass):
-    """Sleeps $FAKE_SLEEP_SECONDS (default 60) in fit, in short naps, then acts like majority."""
+    """Sleeps $FAKE_SLEEP_SECONDS (default 60) in fit, in short naps, logs that it woke, then acts like majority."""
 
     name = "sleeper"
     description = "sleeps, then predicts the majority label"
@@ -57,6 +57,7 @@ class Sleeper(MajorityClass):
         deadline = time.monotonic() + float(os.environ.get("FAKE_SLEEP_SECONDS", "60"))
         while time.monotonic() < deadline:
             time.sleep(0.05)
+        _log(f"{self.name}:woke")
         self.label = max(set(train.labels), key=train.labels.count)
 
 
