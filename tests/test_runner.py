@@ -127,7 +127,7 @@ def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
     monkeypatch.setenv("FAKE_SLEEP_SECONDS", "300")
     options = _options(shared_data_dir, tmp_path, "sleeper,majority", trial_timeout=1)
     result = run_benchmark(options, registry, ProgressReporter(False))
-    assert fit_log() == ["sleeper", "majority"]  # the sleeper never woke: stopped mid-sleep
+    assert "sleeper:woke" not in fit_log() and "majority" in fit_log()  # stopped before its sleep ended
     trials = _trials(result.run_dir)
     assert trials["sleeper"]["status"] == "timeout"
     assert "1 s trial time limit" in trials["sleeper"]["error"]["message"]
