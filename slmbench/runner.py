@@ -128,21 +128,27 @@ def _finished_trial(path: Path, config: TrialConfig) -> dict | None:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """Treat SIGTERM like Ctrl-C for the duration of a run."""
+def _signals_as_interrupt() -> Iterator[None]:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt for the duration of a run.
+
+    SIGINT included: a process started in the background by a non-interactive shell inherits SIGINT
+    ignored, and Python then leaves it ignored, so Ctrl-C (or ``kill -INT``) would not stop the run.
+    """
+    stopping = (signal.SIGINT, signal.SIGTERM)
 
     def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt("SIGTERM")
+        raise KeyboardInterrupt(signal.Signals(signum).name)
 
     try:
-        previous = signal.signal(signal.SIGTERM, interrupt)
+        previous = {signum: signal.signal(signum, interrupt) for signum in stopping}
     except ValueError:  # not the main thread: leave signals alone
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _run_or_reuse(
@@ -250,7 +256,7 @@ def run_benchmark(
     )
     write_json_atomic(run_dir / "test_texts.json", list(splits.test.texts))
 
-    with _sigterm_as_interrupt():
+    with _signals_as_interrupt():
         try:
             # The whole train split first (the leaderboard), then the learning curve's smaller sizes.
             n_train = len(splits.train)
