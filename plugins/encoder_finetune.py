@@ -12,8 +12,6 @@ The profile's step and token caps are set for the causal LM. Training compute is
 parameters x tokens, so an encoder k times smaller than the causal LM (all-MiniLM-L6-v2: 23M
 parameters against SmolLM2's 135M, k = 6) gets k times the steps and tokens: the same compute,
 recorded as ``compute_scale``. Without it, 60 steps leave the new classification head undertrained.
-
-Parameters: ``learning_rate`` (1e-4), ``weight_decay`` (0.01).
 """
 
 from __future__ import annotations
@@ -21,7 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from slmbench.finetune import strategy_params
+from pydantic import Field
+
+from slmbench.finetune import FineTuneOptions
 from slmbench.hookspecs import hookimpl
 from slmbench.strategy import Examples, Family, Predictions, Strategy
 
@@ -32,7 +32,13 @@ class EncoderFinetune(Strategy):
     name = "encoder-finetune"
     description = "The embedding model's BERT encoder + a classification head, fully fine-tuned"
     family = Family.FULL
-    defaults = {"learning_rate": 1e-4, "weight_decay": 0.01}
+    uses_models = ("embedder", "causal_lm")
+    """Trains its own copy of the embedding model; the causal LM's size sets its compute budget."""
+    tune = {"learning_rate": ("log", 3e-5, 3e-4)}
+
+    class Options(FineTuneOptions):
+        learning_rate: float = Field(1e-4, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+        weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
 
     def _dataset(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> Any:
         from datasets import Dataset
@@ -49,7 +55,6 @@ class EncoderFinetune(Strategy):
         from slmbench.models import param_count, stored_param_count
         from slmbench.sft import PaddingCollator, sequence_classification_loss
 
-        params = strategy_params(self.context, self.defaults)
         path = self.context.models.embedding_model_path()
         names = self.context.task.label_names
         trust = self.context.models.trust_remote_code
@@ -70,9 +75,9 @@ class EncoderFinetune(Strategy):
         compute_scale = max(1, round((causal_lm_params or 0) / param_count(self.model)))
         setup = TrainingSetup.from_context(
             self.context,
-            learning_rate=params["learning_rate"],
+            learning_rate=self.options.learning_rate,
             compute_scale=compute_scale,
-            weight_decay=params["weight_decay"],
+            weight_decay=self.options.weight_decay,
             group_by_length=True,
         )
         result = train_model(
@@ -88,9 +93,8 @@ class EncoderFinetune(Strategy):
             sft=False,
         )
         self.autocast = setup.autocast
-        self.details = {
-            **result.details(), "params": params, "max_input_tokens": self.max_length, "compute_scale": compute_scale
-        }
+        self.details = {**result.details(), "max_input_tokens": self.max_length, "compute_scale": compute_scale}
+        self.train_examples_seen = min(result.examples_seen, len(train))
         self.model.save_pretrained(str(self.context.artifact_dir), safe_serialization=True)
 
     def predict(self, texts: Sequence[str]) -> Predictions:

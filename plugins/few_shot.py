@@ -1,25 +1,25 @@
 """few-shot: the zero-shot prompt preceded by a few labelled train examples, the same for every text.
 
-``shots_per_class`` train examples of each label (default 2; all of a rarer label) are drawn once
-per run with the run's seed, labels interleaved, and placed before the text as earlier turns of
-the conversation (user: example, assistant: its label). As every prompt starts with the same
-demonstrations, the scoring engine computes them once and reuses their cache (see
-``slmbench.scoring``).
+``shots_per_class`` train examples of each label (all of a rarer label) are drawn once per seed,
+labels interleaved, and placed before the text as earlier turns of the conversation (user: example,
+assistant: its label). As every prompt starts with the same demonstrations, the scoring engine
+computes them once and reuses their cache (see ``slmbench.scoring``). Demonstrations are
+shortened, then dropped, if the prompt could exceed ``max_prompt_tokens`` (``slmbench.retrieval``).
 
-Params: ``shots_per_class``; ``demo_tokens`` (default ``slmbench.retrieval.DEFAULT_DEMO_TOKENS``,
-128, or the profile's ``max_input_tokens`` if lower); ``max_prompt_tokens`` (default: the LM's
-context window). Demonstrations are shortened, then
-dropped, if the prompt could exceed ``max_prompt_tokens`` (see ``slmbench.retrieval``).
+Calibration (``slmbench.prompts.Calibration``): the LM's answer bias, measured with the same
+demonstrations on unlabelled train texts, is divided out, and the train split's label frequencies
+put in its place (``label_prior``); the trial then counts the whole train split as labelled examples.
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
-from slmbench.hookspecs import hookimpl
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from pydantic import Field
 
-DEFAULT_SHOTS_PER_CLASS = 2
+from slmbench.hookspecs import hookimpl
+from slmbench.retrieval import DemonstrationOptions
+from slmbench.strategy import Examples, Family, Predictions, Strategy
 
 
 def choose_demonstrations(labels: Sequence[int], n_labels: int, shots_per_class: int, seed: int) -> list[int]:
@@ -47,32 +47,39 @@ class FewShot(Strategy):
     family = Family.PROMPTING
     uses_models = ("causal_lm",)
 
+    class Options(DemonstrationOptions):
+        shots_per_class: int = Field(2, ge=1, le=64, description="demonstrations of each label")
+
     def fit(self, train: Examples, validation: Examples) -> None:
-        """Choose the demonstrations and cut them to what the context window allows."""
-        from slmbench.prompts import truncate_text
-        from slmbench.retrieval import DEFAULT_DEMO_TOKENS, plan_demonstrations
+        """Choose the demonstrations, cut them to what the context window allows, calibrate."""
+        from slmbench.prompts import estimate_calibration, label_frequencies, truncate_text
+        from slmbench.retrieval import plan_demonstrations
 
         model, tokenizer = self.context.models.causal_lm()
-        task, budget, params = self.context.task, self.context.budget, self.context.params
-        shots = params.get("shots_per_class", DEFAULT_SHOTS_PER_CLASS)
-        chosen = choose_demonstrations(train.labels, len(task.labels), shots, self.context.seed)
+        task, options = self.context.task, self.options
+        chosen = choose_demonstrations(train.labels, len(task.labels), options.shots_per_class, self.context.seed)
         self.plan = plan_demonstrations(
             task,
             tokenizer,
             demonstrations=len(chosen),
-            demo_tokens=params.get("demo_tokens", DEFAULT_DEMO_TOKENS),
-            max_input_tokens=budget.max_input_tokens,
-            context_window=params.get("max_prompt_tokens", model.config.max_position_embeddings),
+            demo_tokens=options.demo_tokens,
+            max_input_tokens=self.context.budget.max_input_tokens,
+            context_window=options.max_prompt_tokens or model.config.max_position_embeddings,
         )
         chosen = chosen[: self.plan.demonstrations]
         self.demonstrations = [
-            (truncate_text(tokenizer, train.texts[i], self.plan.tokens_per_demonstration), train.labels[i])
-            for i in chosen
+            (truncate_text(tokenizer, train.texts[i], self.plan.tokens_per_demonstration), train.labels[i]) for i in chosen
         ]
+        uses_prior = options.label_prior == "train" and options.calibration != "none"
+        self.calibration = estimate_calibration(
+            self.context, model, tokenizer, options.calibration, train.texts, sample=options.calibration_texts,
+            prior=label_frequencies(train.labels, len(task.labels)) if uses_prior else None,
+            demonstrations_for=lambda texts: [self.demonstrations] * len(texts),
+        )
+        self.labelled_examples = len(train) if uses_prior else len(chosen)
+        self.train_examples_seen = self.labelled_examples
         self.details = {
-            "shots_per_class": shots,
             "demonstrations": [{"train_index": i, "label": task.label_names[train.labels[i]]} for i in chosen],
-            "labelled_examples": len(chosen),
             "demonstration_plan": self.plan.to_dict(),
         }
 
@@ -80,15 +87,15 @@ class FewShot(Strategy):
         from slmbench.prompts import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
-        predictions, details = classify_with_lm(self.context, model, tokenizer, texts, [self.demonstrations] * len(texts))
-        self.details.update(details)
-        return predictions
+        result = classify_with_lm(self.context, model, tokenizer, texts, [self.demonstrations] * len(texts), self.calibration)
+        self.prompt_tokens_per_example = result.prompt_tokens_per_example
+        self.details.update(result.details)
+        return result.predictions
 
     def parameter_counts(self) -> tuple[int, int]:
         from slmbench.models import param_count
 
-        model, _ = self.context.models.causal_lm()
-        return 0, param_count(model)
+        return 0, param_count(self.context.models.causal_lm()[0])
 
 
 @hookimpl

@@ -4,8 +4,6 @@ The same examples, answer-only loss, validation-driven early stopping and scorin
 parameter-efficient strategies (``slmbench.finetune``), with all weights trainable: fp32 master
 weights, bfloat16 autocast where the hardware supports it, AdamW. Gradient checkpointing trades
 compute for activation memory. The artifact is the whole model (``model.safetensors``).
-
-Parameters: ``learning_rate`` (5e-5), ``weight_decay`` (0.0), ``gradient_checkpointing`` (false).
 """
 
 from __future__ import annotations
@@ -13,7 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from slmbench.finetune import FineTunedCausalLM, load_causal_lm
+from pydantic import Field
+
+from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
 from slmbench.hookspecs import hookimpl
 from slmbench.strategy import Family
 
@@ -22,13 +22,18 @@ class FullFinetune(FineTunedCausalLM):
     name = "full-finetune"
     description = "Full fine-tuning: every weight of the causal LM trained on the answer tokens (trl)"
     family = Family.FULL
-    defaults = {"learning_rate": 5e-5, "weight_decay": 0.0, "gradient_checkpointing": False}
+    tune = {"learning_rate": ("log", 1e-5, 2e-4)}
 
-    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+    class Options(FineTuneOptions):
+        learning_rate: float = Field(5e-5, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+        weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
+        gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
+
+    def build(self) -> tuple[Any, Any]:
         return load_causal_lm(self.context, dtype="float32")  # fp32 master weights, whatever the run's dtype
 
-    def training(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {"weight_decay": params["weight_decay"], "gradient_checkpointing": params["gradient_checkpointing"]}
+    def training(self) -> dict[str, Any]:
+        return {"weight_decay": self.options.weight_decay, "gradient_checkpointing": self.options.gradient_checkpointing}
 
     def save(self, directory: Path) -> None:
         self.model.save_pretrained(str(directory), safe_serialization=True)

@@ -4,15 +4,17 @@ rag's retrieval without the language model (same index, same k by default): each
 train examples votes for its label with its cosine similarity (negative ones count zero), and the
 probabilities are the normalised votes. Set beside rag, it shows how much of rag's result the
 retrieval alone explains.
-
-Params: ``k`` (default ``slmbench.retrieval.DEFAULT_K``, 4).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
+from pydantic import Field
+
 from slmbench.hookspecs import hookimpl
+from slmbench.options import Options
+from slmbench.retrieval import DEFAULT_K
 from slmbench.strategy import Examples, Family, Predictions, Strategy
 
 if TYPE_CHECKING:
@@ -38,18 +40,20 @@ class KnnVote(Strategy):
     family = Family.RETRIEVAL
     uses_models = ("embedder",)
 
+    class Options(Options):
+        k: int = Field(DEFAULT_K, ge=1, le=1024, description="neighbours that vote for each text")
+
     def fit(self, train: Examples, validation: Examples) -> None:
         """Index the train split."""
-        from slmbench.retrieval import DEFAULT_K, TrainIndex
+        from slmbench.retrieval import TrainIndex
 
         self.labels = train.labels
-        self.k = self.context.params.get("k", DEFAULT_K)
-        self.index = TrainIndex(self.context.models.embedder(), train, self.context.progress)
+        self.index = TrainIndex(self.context.models.encode, train)
         self.index.save(str(self.context.artifact_dir / "train.faiss"))
-        self.details = {**self.index.describe(), "k": self.k, "labelled_examples": len(train)}
+        self.details = self.index.describe()
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        neighbours = self.index.search(texts, self.k)
+        neighbours = self.index.search(texts, self.options.k)
         neighbour_labels = [[self.labels[i] for i in nearest] for nearest in neighbours.indices]
         probabilities = vote(neighbour_labels, neighbours.similarities, len(self.context.task.labels))
         self.details.update(self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices)

@@ -1,31 +1,44 @@
 """lora: low-rank adapters (Hu et al., 2021) on every linear layer of the causal LM but the output head.
 
-The base weights stay frozen. Each targeted linear layer W becomes W + (alpha / rank) * B A, with A
-(rank x inputs) and B (outputs x rank, zero at the start) trained on the task: the instruction and
-text in the chat template, the label's verbalizer as the assistant's answer, the loss on the answer
-only (``slmbench.finetune``). The targets are found by peft (``all-linear``: every linear layer
-except the output head) and listed in the trial details. Only the adapter is saved
+The base weights stay frozen. Each targeted linear layer W becomes W + (alpha / r) * B A, with A
+(r x inputs) and B (outputs x r, zero at the start) trained on the task: the instruction and text
+in the chat template, the label's verbalizer as the assistant's answer, the loss on the answer only
+(``slmbench.finetune``). The targets are found by peft (``all-linear``: every linear layer except
+the output head) and listed in the trial details. Only the adapter is saved
 (``adapter_model.safetensors``). For prediction it is merged into the base weights, so it costs what
 the base model costs; predictions go through the shared scoring engine.
 
-Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.05), ``learning_rate`` (1e-3), ``merge`` (true).
+**dora** (Liu et al., 2024) is this strategy with ``use_dora`` on: each targeted weight is split into
+a magnitude (one trained scale per output) and a direction, and the low-rank update moves the
+direction only. Its dropout defaults to 0: with dropout peft's DoRA runs every adapted layer a
+second time, on the dropped-out input, which doubles the cost of training.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from slmbench.finetune import FineTunedCausalLM, load_causal_lm
+from pydantic import Field
+
+from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
 from slmbench.hookspecs import hookimpl
 
 
-def lora_config(params: dict[str, Any], **extra: Any) -> Any:
+class LoraOptions(FineTuneOptions):
+    """The low-rank update's shape, shared by lora, dora and qlora."""
+
+    r: int = Field(16, ge=1, le=1024, description="rank of the low-rank update")
+    alpha: float = Field(32, gt=0, description="scale: the update is multiplied by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapted layers' inputs, in training")
+
+
+def lora_config(options: LoraOptions, **extra: Any) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
-        r=params["rank"],
-        lora_alpha=params["alpha"],
-        lora_dropout=params["dropout"],
+        r=options.r,
+        lora_alpha=options.alpha,
+        lora_dropout=options.dropout,
         target_modules="all-linear",
         task_type="CAUSAL_LM",
         **extra,
@@ -40,20 +53,30 @@ def target_module_names(model: Any) -> list[str]:
 class Lora(FineTunedCausalLM):
     name = "lora"
     description = "LoRA adapters on every linear layer, trained on the answer tokens (peft + trl)"
-    defaults = {"rank": 16, "alpha": 32, "dropout": 0.05, "learning_rate": 1e-3, "merge": True}
+    tune = {"learning_rate": ("log", 2e-4, 3e-3)}
 
-    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+    class Options(LoraOptions):
+        merge: bool = Field(True, description="merge the adapter into the base weights for prediction")
+        use_dora: bool = Field(False, description="weight-decomposed LoRA (DoRA): train a magnitude per output too")
+
+    def build(self) -> tuple[Any, Any]:
         from peft import get_peft_model
 
         model, tokenizer = load_causal_lm(self.context)
-        model = get_peft_model(model, lora_config(params))
+        model = get_peft_model(model, lora_config(self.options, use_dora=self.options.use_dora))
         self.details["target_modules"] = target_module_names(model)
         return model, tokenizer
 
     def for_prediction(self, model: Any) -> Any:
-        return model.merge_and_unload() if self.details["params"]["merge"] else model
+        return model.merge_and_unload() if self.options.merge else model
+
+
+Dora = Lora.variant(
+    "dora", "DoRA: LoRA on the weights' direction plus a trained magnitude (peft use_dora)", use_dora=True, dropout=0.0
+)
 
 
 @hookimpl
 def register_strategies(register) -> None:
     register(Lora)
+    register(Dora)

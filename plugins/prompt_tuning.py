@@ -6,30 +6,34 @@ template, instruction, allowed answers, text) and the answer-only loss are those
 fine-tuning strategy (``slmbench.finetune``). Only the virtual tokens are saved
 (``adapter_model.safetensors``); at prediction they enter the scoring engine's key/value cache
 before the prompt, where training put them.
-
-Parameters: ``virtual_tokens`` (20), ``learning_rate`` (3e-2).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from slmbench.finetune import FineTunedCausalLM, load_causal_lm
+from pydantic import Field
+
+from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
 from slmbench.hookspecs import hookimpl
 
 
 class PromptTuning(FineTunedCausalLM):
     name = "prompt-tuning"
     description = "Soft prompt tuning: trained virtual-token embeddings before the prompt (peft)"
-    defaults = {"virtual_tokens": 20, "learning_rate": 3e-2}
+    tune = {"learning_rate": ("log", 3e-3, 1e-1)}
 
-    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+    class Options(FineTuneOptions):
+        learning_rate: float = Field(3e-2, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+        virtual_tokens: int = Field(20, ge=1, le=512, description="trained embeddings put before every prompt")
+
+    def build(self) -> tuple[Any, Any]:
         from peft import PromptTuningConfig, PromptTuningInit, get_peft_model
 
         model, tokenizer = load_causal_lm(self.context)
         config = PromptTuningConfig(
             task_type="CAUSAL_LM",
-            num_virtual_tokens=params["virtual_tokens"],
+            num_virtual_tokens=self.options.virtual_tokens,
             prompt_tuning_init=PromptTuningInit.TEXT,
             prompt_tuning_init_text=self.context.task.instruction,
             tokenizer_name_or_path=self.context.models.causal_lm_path(),

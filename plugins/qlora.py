@@ -6,17 +6,17 @@ go on every linear layer but the output head, as in ``lora``. Compute runs in bf
 hardware supports it, and on CUDA the optimizer is the paged 8-bit AdamW of the paper. The adapter
 is saved alone; prediction keeps it unmerged on the 4-bit base (merging would re-quantize).
 
-Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.05), ``learning_rate`` (1e-3),
-``gradient_checkpointing`` (false).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from slmbench.finetune import FineTunedCausalLM, autocast_dtype, load_causal_lm
 from slmbench.hookspecs import hookimpl
-from slmbench_plugins.lora import lora_config, target_module_names
+from slmbench_plugins.lora import LoraOptions, lora_config, target_module_names
 
 
 def set_cpu_inference_layout(model: Any, allowed: bool) -> None:
@@ -37,9 +37,12 @@ def set_cpu_inference_layout(model: Any, allowed: bool) -> None:
 class Qlora(FineTunedCausalLM):
     name = "qlora"
     description = "QLoRA: LoRA adapters on a 4-bit NF4 base model (bitsandbytes + peft + trl)"
-    defaults = {"rank": 16, "alpha": 32, "dropout": 0.05, "learning_rate": 1e-3, "gradient_checkpointing": False}
+    tune = {"learning_rate": ("log", 2e-4, 3e-3)}
 
-    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
+    class Options(LoraOptions):
+        gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
+
+    def build(self) -> tuple[Any, Any]:
         import torch
         from peft import get_peft_model, prepare_model_for_kbit_training
         from transformers import BitsAndBytesConfig
@@ -53,8 +56,8 @@ class Qlora(FineTunedCausalLM):
         )
         model, tokenizer = load_causal_lm(self.context, dtype="float32", quantization_config=quantization)
         set_cpu_inference_layout(model, False)
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=params["gradient_checkpointing"])
-        model = get_peft_model(model, lora_config(params))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self.options.gradient_checkpointing)
+        model = get_peft_model(model, lora_config(self.options))
         self.details.update(
             target_modules=target_module_names(model),
             quantization="nf4, double quantization",
@@ -66,11 +69,11 @@ class Qlora(FineTunedCausalLM):
         set_cpu_inference_layout(model, True)
         return model
 
-    def training(self, params: dict[str, Any]) -> dict[str, Any]:
+    def training(self) -> dict[str, Any]:
         cuda = self.context.device.startswith("cuda")
         return {
             "optimizer": "paged_adamw_8bit" if cuda else "adamw_torch",
-            "gradient_checkpointing": params["gradient_checkpointing"],
+            "gradient_checkpointing": self.options.gradient_checkpointing,
         }
 
 

@@ -4,18 +4,21 @@ The train split is embedded with the shared embedding model into a FAISS index (
 large train splits; see ``slmbench.retrieval``). For each text, its k nearest train examples become
 the demonstrations, the most similar last, next to the text. The index never holds a test text and
 a search never returns the query's own text, so no demonstration can give the answer away.
+Demonstrations are shortened, then dropped, if the prompt could exceed ``max_prompt_tokens``.
 
-Params: ``k`` (default ``slmbench.retrieval.DEFAULT_K``, 4); ``demo_tokens`` (default
-``DEFAULT_DEMO_TOKENS``, 128, or the profile's ``max_input_tokens`` if lower); ``max_prompt_tokens``
-(default: the LM's context window). Demonstrations are shortened, then dropped, if the prompt
-could exceed it.
+Calibration (``slmbench.prompts.Calibration``): the LM's answer bias is measured on train texts
+with their own retrieved neighbours, divided out, and the train split's label frequencies put in
+its place (``label_prior``).
 """
 
 from __future__ import annotations
 
 from typing import Sequence
 
+from pydantic import Field
+
 from slmbench.hookspecs import hookimpl
+from slmbench.retrieval import DEFAULT_K, DemonstrationOptions
 from slmbench.strategy import Examples, Family, Predictions, Strategy
 
 
@@ -25,51 +28,62 @@ class Rag(Strategy):
     family = Family.RETRIEVAL
     uses_models = ("causal_lm", "embedder")
 
+    class Options(DemonstrationOptions):
+        k: int = Field(DEFAULT_K, ge=1, le=64, description="retrieved demonstrations per text (fewer if the prompt would not fit)")
+
     def fit(self, train: Examples, validation: Examples) -> None:
-        """Index the train split and plan the prompt's demonstrations to fit the context window."""
-        from slmbench.retrieval import DEFAULT_DEMO_TOKENS, DEFAULT_K, TrainIndex, plan_demonstrations
+        """Index the train split, plan the prompt's demonstrations to fit the context window, calibrate."""
+        from slmbench.prompts import estimate_calibration, label_frequencies
+        from slmbench.retrieval import TrainIndex, plan_demonstrations
 
         model, tokenizer = self.context.models.causal_lm()
-        task, budget, params = self.context.task, self.context.budget, self.context.params
+        task, options = self.context.task, self.options
         self.train = train
-        self.index = TrainIndex(self.context.models.embedder(), train, self.context.progress)
+        self.index = TrainIndex(self.context.models.encode, train)
         self.index.save(str(self.context.artifact_dir / "train.faiss"))
         self.plan = plan_demonstrations(
             task,
             tokenizer,
-            demonstrations=params.get("k", DEFAULT_K),
-            demo_tokens=params.get("demo_tokens", DEFAULT_DEMO_TOKENS),
-            max_input_tokens=budget.max_input_tokens,
-            context_window=params.get("max_prompt_tokens", model.config.max_position_embeddings),
+            demonstrations=options.k,
+            demo_tokens=options.demo_tokens,
+            max_input_tokens=self.context.budget.max_input_tokens,
+            context_window=options.max_prompt_tokens or model.config.max_position_embeddings,
         )
-        self.details = {
-            **self.index.describe(),
-            "k": self.plan.demonstrations,
-            "demonstration_plan": self.plan.to_dict(),
-            "labelled_examples": len(train),
-        }
+        uses_prior = options.label_prior == "train" and options.calibration != "none"
+        self.calibration = estimate_calibration(
+            self.context, model, tokenizer, options.calibration, train.texts, sample=options.calibration_texts,
+            prior=label_frequencies(train.labels, len(task.labels)) if uses_prior else None,
+            demonstrations_for=lambda texts: self._demonstrations(texts)[0],
+        )
+        self.details = {**self.index.describe(), "k": self.plan.demonstrations, "demonstration_plan": self.plan.to_dict()}
 
-    def predict(self, texts: Sequence[str]) -> Predictions:
-        from slmbench.prompts import classify_with_lm, truncate_text
+    def _demonstrations(self, texts: Sequence[str]) -> tuple[list[list[tuple[str, int]]], object]:
+        """Each text's nearest train examples as (text, label) demonstrations, the most similar last."""
+        from slmbench.prompts import truncate_text
 
-        model, tokenizer = self.context.models.causal_lm()
+        _, tokenizer = self.context.models.causal_lm()
         neighbours = self.index.search(texts, self.plan.demonstrations)
-        demo_texts = {
+        cut = {
             i: truncate_text(tokenizer, self.train.texts[i], self.plan.tokens_per_demonstration)
             for i in set().union(*neighbours.indices)
         }
-        demonstrations = [[(demo_texts[i], self.train.labels[i]) for i in reversed(nearest)] for nearest in neighbours.indices]
-        predictions, details = classify_with_lm(self.context, model, tokenizer, texts, demonstrations)
-        self.details.update(
-            details, self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices
-        )
-        return predictions
+        demonstrations = [[(cut[i], self.train.labels[i]) for i in reversed(nearest)] for nearest in neighbours.indices]
+        return demonstrations, neighbours
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        from slmbench.prompts import classify_with_lm
+
+        model, tokenizer = self.context.models.causal_lm()
+        demonstrations, neighbours = self._demonstrations(texts)
+        result = classify_with_lm(self.context, model, tokenizer, texts, demonstrations, self.calibration)
+        self.prompt_tokens_per_example = result.prompt_tokens_per_example
+        self.details.update(result.details, self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices)
+        return result.predictions
 
     def parameter_counts(self) -> tuple[int, int]:
         from slmbench.models import param_count
 
-        model, _ = self.context.models.causal_lm()
-        return 0, param_count(model) + param_count(self.context.models.embedder())
+        return 0, param_count(self.context.models.causal_lm()[0]) + param_count(self.context.models.embedder())
 
 
 @hookimpl

@@ -4,6 +4,10 @@ The prompt is the task instruction, the list of allowed answers and the text (se
 ``slmbench.prompts``). The model does not generate: each label's verbalizer is scored as the
 assistant's answer by log-likelihood, so every text gets a valid label and a probability per label
 (see ``slmbench.scoring``).
+
+Small LMs prefer some answers whatever the text. By default that bias is measured on unlabelled
+train texts and divided out (batch calibration, Zhou et al. 2023; ``calibration``): zero-shot reads
+no label, so it restores no label prior either (every label equally likely a priori).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from slmbench.hookspecs import hookimpl
+from slmbench.prompts import PromptOptions
 from slmbench.strategy import Examples, Family, Predictions, Strategy
 
 
@@ -20,21 +25,31 @@ class ZeroShot(Strategy):
     family = Family.PROMPTING
     uses_models = ("causal_lm",)
     learns_from_train = False
+    Options = PromptOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
-        """Nothing to learn: zero-shot never looks at the labelled data."""
+        """Measure the LM's answer bias; no label is read."""
+        from slmbench.prompts import estimate_calibration
+
+        model, tokenizer = self.context.models.causal_lm()
+        self.calibration = estimate_calibration(
+            self.context, model, tokenizer, self.options.calibration, train.texts, sample=self.options.calibration_texts
+        )
+        self.labelled_examples = 0
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         from slmbench.prompts import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
-        predictions, details = classify_with_lm(self.context, model, tokenizer, texts)
-        self.details = {**details, "labelled_examples": 0}
-        return predictions
+        result = classify_with_lm(self.context, model, tokenizer, texts, calibration=self.calibration)
+        self.prompt_tokens_per_example = result.prompt_tokens_per_example
+        self.details.update(result.details)
+        return result.predictions
 
     def parameter_counts(self) -> tuple[int, int]:
-        model, _ = self.context.models.causal_lm()
-        return 0, sum(p.numel() for p in model.parameters())
+        from slmbench.models import param_count
+
+        return 0, param_count(self.context.models.causal_lm()[0])
 
 
 @hookimpl

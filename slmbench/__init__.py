@@ -1,9 +1,42 @@
 """slmbench: measure how best to adapt a small language model to a task.
 
-What a plugin needs is importable from here; nothing heavy (torch, transformers) loads on import.
+What a plugin needs is importable from here, and importing it loads nothing heavy (no torch, no
+transformers): the language-model helpers below are imported on first use.
+
+- ``Strategy``, ``Options``, ``Examples``, ``Predictions``, ``RunContext``, ``Family``, ``hookimpl``:
+  the strategy API (``docs/writing-a-strategy.md``).
+- ``classify_with_lm`` and ``Calibration`` / ``estimate_calibration``: classify texts with the shared
+  causal LM through the scoring engine (each label's answer scored by log-likelihood).
+- ``FineTunedCausalLM``, ``FineTuneOptions``, ``load_causal_lm``: fine-tune a copy of the causal LM with
+  the shared training machinery (answer-token loss, packed batches, early stopping, best checkpoint).
+- ``TrainIndex``: the train split embedded and indexed for nearest-neighbour search (FAISS).
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 from slmbench.hookspecs import hookimpl
+from slmbench.options import Options
 from slmbench.strategy import Examples, Family, Predictions, RunContext, Strategy
 
-__all__ = ["Examples", "Family", "Predictions", "RunContext", "Strategy", "hookimpl"]
+_LAZY = {
+    "classify_with_lm": "slmbench.prompts",
+    "Calibration": "slmbench.prompts",
+    "estimate_calibration": "slmbench.prompts",
+    "LMClassification": "slmbench.prompts",
+    "FineTunedCausalLM": "slmbench.finetune",
+    "FineTuneOptions": "slmbench.finetune",
+    "load_causal_lm": "slmbench.finetune",
+    "TrainIndex": "slmbench.retrieval",
+}
+
+__all__ = ["Examples", "Family", "Options", "Predictions", "RunContext", "Strategy", "hookimpl", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    """The language-model helpers, imported when first asked for (PEP 562)."""
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'slmbench' has no attribute {name!r}")

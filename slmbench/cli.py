@@ -1,4 +1,10 @@
-"""The ``slmbench`` command line. Heavy libraries load only inside the command that needs them."""
+"""The ``slmbench`` command line. Heavy libraries load only inside the command that needs them.
+
+Exit codes: 0 every trial ok (or the command succeeded); 1 the run finished but some trials failed;
+2 bad input (nothing was run); 3 every trial of the run failed; 130 interrupted (finished trials and
+the report are kept). Errors are one line naming the file or argument at fault; ``--debug`` adds the
+traceback.
+"""
 
 from __future__ import annotations
 
@@ -9,39 +15,52 @@ from pathlib import Path
 from slmbench.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
 from slmbench.profiles import PROFILES
 
+EXIT_OK, EXIT_SOME_FAILED, EXIT_INPUT, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
-def _train_sizes(text: str) -> str:
-    """``--train-sizes`` checked when parsed, kept as given (it is stored in run.json)."""
-    from slmbench.runner import parse_train_sizes
 
-    try:
-        parse_train_sizes(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-    return text
+def _int_list(what: str, allow_all: bool = False):
+    def parse(value: str) -> list[int]:
+        from slmbench.runner import RunError, parse_int_list
+
+        try:
+            return parse_int_list(value, what, allow_all)
+        except RunError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse
+
+
+def _positive(kind: type):
+    def parse(value: str):
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a {kind.__name__}") from None
+        if not number > 0 or number != number or number == float("inf"):
+            raise argparse.ArgumentTypeError(f"{value!r} must be a positive, finite number")
+        return number
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--strict-plugins",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="fail when any plugin fails to load (default: warn and go on)",
-    )
+    common.add_argument("--strict-plugins", action="store_true", default=argparse.SUPPRESS,
+                        help="fail when any plugin fails to load (default: warn and go on)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
     parser = argparse.ArgumentParser(
-        prog="slmbench",
-        description="Decide how to adapt a small language model to a task, with measurements.",
+        prog="slmbench", description="Decide how to adapt a small language model to a task, with measurements.",
         parents=[common],
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
     constraints = argparse.ArgumentParser(add_help=False)
     group = constraints.add_argument_group("constraints on the recommended strategy")
-    group.add_argument("--max-train-minutes", type=float, metavar="MIN")
-    group.add_argument("--max-latency-ms", type=float, metavar="MS", help="per test example")
-    group.add_argument("--max-memory-mb", type=float, metavar="MB", help="peak memory")
-    group.add_argument("--max-labelled-examples", type=int, metavar="N")
+    group.add_argument("--max-train-minutes", type=_positive(float), metavar="MIN")
+    group.add_argument("--max-latency-ms", type=_positive(float), metavar="MS",
+                       help="p95 latency of a single request (batched latency per example where not measured)")
+    group.add_argument("--max-memory-mb", type=_positive(float), metavar="MB", help="peak memory")
+    group.add_argument("--max-labelled-examples", type=_positive(int), metavar="N")
 
     def add_command(name: str, help: str, *parents: argparse.ArgumentParser) -> argparse.ArgumentParser:
         return commands.add_parser(name, help=help, parents=[common, *parents])
@@ -49,48 +68,63 @@ def _parser() -> argparse.ArgumentParser:
     run = add_command("run", "run strategies on a task and write trials and a report", constraints)
     run.add_argument("--task", help="a registered task name or a task YAML path (required unless --resume)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run folder: rerun only failed or missing trials")
-    run.add_argument("--strategies", default="all", help="'all' or a comma-separated list (default: all)")
-    run.add_argument("--profile", default="quick", choices=list(PROFILES), help="budget (default: quick)")
+    run.add_argument("--strategies", help="'all' or a comma-separated list (default: all)")
+    run.add_argument("--set", dest="settings", action="append", default=[], metavar="STRATEGY.OPTION=VALUE",
+                     help="set a strategy option, e.g. --set lora.r=8 (repeatable; `slmbench show STRATEGY` lists them)")
+    run.add_argument("--profile", choices=list(PROFILES), help="budget (default: quick)")
     run.add_argument("--data-dir", help="folder of task data files (default: $SLMBENCH_DATA_DIR)")
-    run.add_argument("--output", default="runs", help="output folder (default: runs)")
-    run.add_argument("--seed", type=int, default=0)
-    run.add_argument(
-        "--run-id", help="name of the run folder (default: <profile>-seed<seed>, so rerunning a command resumes it)"
-    )
-    run.add_argument("--model", default=EMBEDDED_CAUSAL_LM, help="causal LM: embedded name, hub id or folder")
-    run.add_argument(
-        "--embedding-model", default=EMBEDDED_EMBEDDING_MODEL, help="sentence-transformers model: embedded name, hub id or folder"
-    )
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    run.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    run.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub to run")
-    run.add_argument("--trial-timeout", type=float, metavar="SECONDS", help="stop a trial that runs longer (status timeout)")
-    run.add_argument(
-        "--train-sizes",
-        metavar="N,N,...",
-        type=_train_sizes,
-        help="learning curve: also run each strategy on nested subsets of this many train examples, e.g. 16,64,256,all",
-    )
+    run.add_argument("--output", help="output folder (default: runs)")
+    run.add_argument("--seeds", type=_int_list("--seeds"), metavar="N,N,...",
+                     help="run every trial once per seed, e.g. 0,1,2 (default: 0)")
+    run.add_argument("--seed", dest="seeds", type=_int_list("--seed"), help=argparse.SUPPRESS)
+    run.add_argument("--run-id", help="name of the run folder (default: the profile, so rerunning a command resumes it)")
+    run.add_argument("--model", help=f"causal LM: embedded name, hub id or folder (default: {EMBEDDED_CAUSAL_LM})")
+    run.add_argument("--embedding-model", help=f"sentence-transformers model (default: {EMBEDDED_EMBEDDING_MODEL})")
+    run.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
+    run.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    run.add_argument("--trust-remote-code", action="store_true", default=None, help="allow model code from the hub to run")
+    run.add_argument("--trial-timeout", type=_positive(float), metavar="SECONDS", help="stop a trial that runs longer (status timeout)")
+    run.add_argument("--train-sizes", metavar="N,N,...", type=_int_list("--train-sizes", allow_all=True),
+                     help="learning curve: also run each strategy on nested subsets of this many train examples, e.g. 16,64,256,all")
+    run.add_argument("--track", action="append", default=[], metavar="TRACKER",
+                     help="send trials and the report to an experiment tracker, e.g. mlflow (`slmbench list trackers`)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
 
-    listing = add_command("list", "list registered strategies, tasks or plugins")
-    listing.add_argument("what", choices=["strategies", "tasks", "plugins"])
+    listing = add_command("list", "list registered strategies, tasks, plugins or trackers")
+    listing.add_argument("what", choices=["strategies", "tasks", "plugins", "trackers"])
+    listing.add_argument("--options", action="store_true", help="with strategies: every option of each")
+    listing.add_argument("--format", choices=["table", "text", "json"],
+                         help="default: a table on a terminal, plain text (one line each, nothing cut) otherwise")
+
+    show = add_command("show", "describe a strategy and every option it accepts")
+    show.add_argument("strategy")
+    show.add_argument("--format", choices=["text", "json"], default="text")
 
     validate = add_command("validate", "check a task YAML and its data without running anything")
     validate.add_argument("task", help="a task YAML path or a registered task name")
     validate.add_argument("--data-dir", help="folder of task data files (default: $SLMBENCH_DATA_DIR)")
+    validate.add_argument("--model", default=EMBEDDED_CAUSAL_LM, help="check the verbalizers against this causal LM's tokenizer")
 
-    report = add_command("report", "render report.md from a run folder's trial JSONs", constraints)
+    report = add_command("report", "render a run folder's report, or export its records", constraints)
     report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    report.add_argument(
-        "--compare", type=Path, metavar="OUTPUT_MD", help="write one comparison of several runs (tasks) to this file"
-    )
+    report.add_argument("--format", choices=["md", "json", "csv"], default="md",
+                        help="md: write report.md (default); json: the typed records; csv: one row per trial")
+    report.add_argument("--compare", action="store_true", help="one comparison of several runs (tasks): strategy x task, mean rank")
+    report.add_argument("--output", type=Path, metavar="FILE", help="write json, csv or the comparison here instead of stdout")
     return parser
 
 
-def _warn_plugin_failures(registry, console) -> None:
-    for failure in registry.failures:
-        console.print(f"[yellow]warning:[/] plugin [bold]{failure.plugin}[/] was not loaded: {failure.error}")
+def _error_console():
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _say(console, style: str, prefix: str, message: str) -> None:
+    """Print ``prefix: message`` with the prefix styled and the message literal (no markup is read)."""
+    from rich.text import Text
+
+    console.print(Text.assemble((prefix, style), ": ", str(message)))
 
 
 def _origin(item) -> str:
@@ -98,63 +132,116 @@ def _origin(item) -> str:
     return item.distribution or f"plugin {item.plugin}"
 
 
-def _list(what: str, registry, console) -> None:
-    from rich.table import Table
+def _strategy_info(name: str, item) -> dict:
+    from slmbench.options import describe_options
 
+    cls = item.value
+    return {
+        "name": name, "family": cls.family.value, "from": _origin(item), "description": cls.description,
+        "uses_models": list(cls.uses_models), "options": [option.to_dict() for option in describe_options(cls.Options)],
+    }
+
+
+def _rows(what: str, registry) -> tuple[list[str], list[list[str]]]:
     if what == "strategies":
-        table = Table("strategy", "family", "from", "description")
+        return ["strategy", "family", "from", "description"], [
+            [name, item.value.family.value, _origin(item), item.value.description] for name, item in sorted(registry.strategies.items())
+        ]
+    if what == "tasks":
+        return ["task", "from", "file"], [[name, _origin(item), str(item.value)] for name, item in sorted(registry.tasks.items())]
+    if what == "trackers":
+        return ["tracker", "from", "description"], [[name, _origin(item), item.value] for name, item in sorted(registry.trackers.items())]
+    rows = [[name, distribution, "loaded"] for name, distribution in sorted(registry.plugins.items())]
+    rows += [[failure.plugin, "", f"failed: {failure.error}"] for failure in registry.failures]
+    return ["plugin", "distribution", "status"], rows
+
+
+def _list(args, registry) -> None:
+    import json
+
+    if args.what == "strategies" and args.format == "json":
+        print(json.dumps([_strategy_info(name, item) for name, item in sorted(registry.strategies.items())], indent=1))
+        return
+    headers, rows = _rows(args.what, registry)
+    if args.format == "json":
+        print(json.dumps([dict(zip(headers, row)) for row in rows], indent=1))
+        return
+    form = args.format or ("table" if sys.stdout.isatty() else "text")
+    if form == "text":
+        for row in rows:
+            print("\t".join(" ".join(str(cell).split()) for cell in row))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(*headers)
+        for row in rows:
+            table.add_row(*(str(cell) for cell in row))
+        Console(highlight=False).print(table)
+    if args.options and args.what == "strategies":
         for name, item in sorted(registry.strategies.items()):
-            table.add_row(name, item.value.family.value, _origin(item), item.value.description)
-    elif what == "tasks":
-        table = Table("task", "from", "file")
-        for name, item in sorted(registry.tasks.items()):
-            table.add_row(name, _origin(item), str(item.value))
+            print()
+            _print_options(name, item, indent="  ")
+
+
+def _print_options(name: str, item, indent: str = "") -> None:
+    info = _strategy_info(name, item)
+    print(f"{name} options:" if info["options"] else f"{name}: no options")
+    for option in info["options"]:
+        allowed = f"; allowed: {option['allowed']}" if option["allowed"] else ""
+        print(f"{indent}{option['name']} ({option['type']}, default {option['default']!r}{allowed}): {option['description']}")
+
+
+def _show(args, registry) -> None:
+    import json
+
+    item = registry.strategies.get(args.strategy)
+    if item is None:
+        registry.strategy(args.strategy)  # UnknownName with a "did you mean"
+    if args.format == "json":
+        print(json.dumps(_strategy_info(args.strategy, item), indent=1))
+        return
+    info = _strategy_info(args.strategy, item)
+    print(f"{info['name']} ({info['family']}, from {info['from']}): {info['description']}")
+    print(f"shared models: {', '.join(info['uses_models']) or 'none'}")
+    _print_options(args.strategy, item, indent="  ")
+
+
+def _print_trial(record, reused: bool, console) -> None:
+    from rich.text import Text
+
+    name = record.name + (f" seed {record.seed}" if record.config else "")
+    name += "" if record.train_size is None else f" ({record.train_size} train examples)"
+    if record.ok:
+        metrics, cost = record.metrics, record.cost
+        line = (f" {name}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}, "
+                f"train {cost.train_seconds:.1f} s, predict {cost.predict_seconds:.1f} s")
+        console.print(Text.assemble(("ok", "green"), " (reused)" if reused else "", line))
     else:
-        table = Table("plugin", "distribution", "status")
-        for name, distribution in sorted(registry.plugins.items()):
-            table.add_row(name, distribution, "loaded")
-        for failure in registry.failures:
-            table.add_row(failure.plugin, "", f"[red]failed:[/] {failure.error}")
-    console.print(table)
-
-
-def _trial_name(record: dict) -> str:
-    size = record["config"].get("train_size")
-    return record["strategy"] + ("" if size is None else f" ({size} train examples)")
-
-
-def _print_trial(record: dict, reused: bool, console) -> None:
-    if record["status"] == "ok":
-        metrics, cost = record["metrics"], record["cost"]
-        console.print(
-            f"[green]ok[/]{' (reused)' if reused else ''} {_trial_name(record)}: accuracy {metrics['accuracy']:.3f}, "
-            f"macro-F1 {metrics['macro_f1']:.3f}, train {cost['train_seconds']:.1f} s, "
-            f"predict {cost['predict_seconds']:.1f} s"
-        )
-    else:
-        error = record["error"]
-        first_line = error["message"].splitlines()[0] if error["message"] else ""
-        console.print(f"[red]{record['status']}[/] {_trial_name(record)}: {error['type']}: {first_line}")
+        error = record.error
+        first_line = error.message.splitlines()[0] if error and error.message.strip() else ""
+        console.print(Text.assemble((record.status, "red"), f" {name}: {error.type if error else ''}: {first_line}"))
 
 
 def _summary_table(run_dir: Path):
-    """The run's trials as a rich table, read back from the trial JSONs."""
-    import json
-
+    """The run's leaderboard entries as a rich table, read back from the records."""
     from rich.table import Table
 
-    table = Table("strategy", "status", "accuracy", "macro-F1", "train s", "ms/example", "peak MB", title=str(run_dir))
-    trials = [json.loads(path.read_text()) for path in sorted((run_dir / "trials").glob("*.json"))]
-    for trial in sorted(trials, key=lambda t: -t.get("metrics", {}).get("accuracy", -1)):
-        metrics, cost = trial.get("metrics") or {}, trial.get("cost") or {}
-        cells = [metrics.get("accuracy"), metrics.get("macro_f1"), cost.get("train_seconds"),
-                 cost.get("latency_ms_per_example"), cost.get("peak_memory_mb")]
-        table.add_row(trial["strategy"], trial["status"], *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells))
+    from slmbench.summary import load_summary
+
+    summary = load_summary(run_dir)
+    table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=str(run_dir))
+    for entry in summary.entries:
+        cells = [entry.accuracy, entry.macro_f1, entry.cost("train_seconds"), entry.cost("latency_ms_per_example"),
+                 entry.cost("peak_memory_mb")]
+        table.add_row(entry.name, str(len(entry.trials)), *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells))
+    for file in summary.failures:
+        table.add_row(file.record.name if file.record else file.file, "", file.record.status if file.record else "unreadable")
     return table
 
 
 def _constraints(args):
-    from slmbench.report import Constraints
+    from slmbench.recommend import Constraints
 
     return Constraints(
         max_train_minutes=args.max_train_minutes,
@@ -164,72 +251,142 @@ def _constraints(args):
     )
 
 
+def _run_options(args):
+    """RunOptions from the arguments (``--resume``: those of the run folder, overridden by what is given)."""
+    from slmbench.options import group_assignments
+    from slmbench.runner import RunError, RunOptions, options_from_run_dir
+
+    given = {
+        "task": args.task, "strategies": args.strategies, "profile": args.profile, "data_dir": args.data_dir,
+        "output": args.output, "seeds": args.seeds, "run_id": args.run_id, "device": args.device, "dtype": args.dtype,
+        "trust_remote_code": args.trust_remote_code, "trial_timeout": args.trial_timeout, "train_sizes": args.train_sizes,
+        "models": [args.model] if args.model else None,
+        "embedding_models": [args.embedding_model] if args.embedding_model else None,
+    }
+    if args.settings:
+        given["options"] = {strategy: {name: [value] for name, value in values.items()}
+                            for strategy, values in group_assignments(args.settings).items()}
+    if args.resume:
+        for name in ("task", "output", "run_id"):
+            if given.pop(name):
+                raise RunError(f"--{name.replace('_', '-')} cannot be combined with --resume (the run folder fixes it)")
+        return options_from_run_dir(args.resume, **given)
+    if not args.task:
+        raise RunError("slmbench run needs --task (or --resume RUN_DIR)")
+    return RunOptions(**{key: value for key, value in given.items() if value is not None})
+
+
 def _run(args, registry, console) -> int:
     from slmbench.progress import ProgressReporter
-    from slmbench.runner import RunInterrupted, RunOptions, options_from_run_dir, run_benchmark
+    from slmbench.runner import RunError, RunInterrupted, run_benchmark
 
-    given = {k: v for k, v in vars(args).items() if k in RunOptions.__dataclass_fields__}
-    if args.resume:
-        options = options_from_run_dir(args.resume, trial_timeout=args.trial_timeout, train_sizes=args.train_sizes)
-    elif args.task:
-        options = RunOptions(**given)
-    else:
-        console.print("[red]error:[/] slmbench run needs --task (or --resume RUN_DIR)")
-        return 2
+    unknown = [name for name in args.track if name not in registry.trackers]
+    if unknown:
+        from slmbench.tasks import did_you_mean
+
+        known = sorted(registry.trackers)
+        raise RunError(f"--track {unknown[0]!r}: no such tracker{did_you_mean(unknown[0], known)} (installed: {', '.join(known) or 'none'})")
+    options = _run_options(args)
+    progress = ProgressReporter(enabled=not args.no_progress)
     try:
         result = run_benchmark(
-            options,
-            registry,
-            ProgressReporter(enabled=not args.no_progress),
+            options, registry, progress,
             on_trial=lambda record, reused: _print_trial(record, reused, console),
-            constraints=_constraints(args),
+            constraints=_constraints(args), track=tuple(args.track),
         )
     except RunInterrupted as interrupted:
-        console.print(f"[yellow]{interrupted}[/]")
-        return 130
-    console.print(_summary_table(result.run_dir))
+        _say(console, "yellow", "interrupted", str(interrupted))
+        return EXIT_INTERRUPTED
+    from rich.console import Console
+
+    Console(stderr=True).print(_summary_table(result.run_dir))
     print(result.run_dir / "report.md")
-    return 0
+    if result.failed:
+        total = len(result.failed) + len(result.ran)
+        code = EXIT_ALL_FAILED if not result.ran and not result.reused else EXIT_SOME_FAILED
+        _say(console, "red", "finished with failures", f"{len(result.failed)} of {total} trials run now failed: see the report's Failures")
+        return code
+    return EXIT_OK
+
+
+def _report(args) -> None:
+    from slmbench import exports
+    from slmbench.records import write_text
+    from slmbench.report import render_report
+
+    if args.compare:
+        from slmbench.compare import render_comparison
+
+        output = render_comparison(args.run_dirs)
+    elif args.format == "md":
+        for run_dir in args.run_dirs:
+            print(render_report(run_dir, _constraints(args)))
+        return
+    else:
+        output = exports.export(args.run_dirs, args.format)
+    if args.output:
+        write_text(args.output, output)
+        print(args.output)
+    else:
+        sys.stdout.write(output)
+
+
+def _validate(args, registry) -> None:
+    from slmbench.data import resolve_data_dir, validate
+    from slmbench.runner import resolve_task_path
+
+    print(validate(resolve_task_path(args.task, registry), resolve_data_dir(args.data_dir), causal_lm=args.model))
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from slmbench.models import ModelError
+    from slmbench.options import OptionError
+    from slmbench.plugins import UnknownName
+    from slmbench.records import RecordError
+    from slmbench.runner import RunError
+    from slmbench.tasks import TaskError
+
+    return TaskError, UnknownName, RecordError, RunError, OptionError, ModelError
 
 
 def main(argv: list[str] | None = None, extra_plugins: dict[str, object] | None = None) -> int:
     """Run the CLI; ``extra_plugins`` (name -> plugin object) are registered beside installed ones."""
     args = _parser().parse_args(argv)
-    from rich.console import Console
-
-    from slmbench.plugins import PluginError, UnknownName, load_registry
-    from slmbench.tasks import TaskError
-
-    console = Console(stderr=True)
+    console = _error_console()
+    debug = getattr(args, "debug", False)
     try:
+        from slmbench.plugins import PluginError, load_registry
+
         registry = load_registry(strict=getattr(args, "strict_plugins", False), extra_plugins=extra_plugins)
-    except PluginError as error:
-        console.print(f"[red]error:[/] {error}")
-        return 2
-    _warn_plugin_failures(registry, console)
-
-    try:
-        if args.command == "list":
-            _list(args.what, registry, Console())
-        elif args.command == "validate":
-            from slmbench.data import resolve_data_dir, validate
-            from slmbench.runner import resolve_task_path
-
-            print(validate(resolve_task_path(args.task, registry), resolve_data_dir(args.data_dir)))
-        elif args.command == "report":
-            from slmbench.report import render_comparison, render_report
-
-            if args.compare:
-                print(render_comparison(args.run_dirs, args.compare))
-            else:
-                for run_dir in args.run_dirs:
-                    print(render_report(run_dir, _constraints(args)))
-        else:
+        for failure in registry.failures:
+            _say(console, "yellow", "warning", f"plugin {failure.plugin} was not loaded: {failure.error}")
+        if args.command == "run":
             return _run(args, registry, console)
-    except (TaskError, UnknownName, FileNotFoundError) as error:
-        console.print(f"[red]error:[/] {error.args[0] if isinstance(error, UnknownName) else error}")
-        return 2
-    return 0
+        if args.command == "list":
+            _list(args, registry)
+        elif args.command == "show":
+            _show(args, registry)
+        elif args.command == "validate":
+            _validate(args, registry)
+        else:
+            _report(args)
+        return EXIT_OK
+    except KeyboardInterrupt:
+        _say(console, "yellow", "interrupted", "stopped by the user")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `slmbench list | head`
+        return EXIT_OK
+    except (PluginError, *_known_errors()) as error:
+        if debug:
+            console.print_exception()
+        message = error.args[0] if error.args else str(error)
+        _say(console, "red", "error", str(message))
+        return EXIT_INPUT
+    except Exception as error:  # noqa: BLE001 - a bug must still end with one clear line
+        if debug:
+            console.print_exception()
+        _say(console, "red", "internal error", f"{type(error).__name__}: {error} (rerun with --debug for the traceback)")
+        return EXIT_INPUT
 
 
 if __name__ == "__main__":

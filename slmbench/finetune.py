@@ -24,30 +24,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
+from pydantic import Field
+
 from slmbench.memory import release_freed_memory
+from slmbench.options import Options
 from slmbench.sft import SharedPrefixCollator, SoftPromptLM, causal_lm_loss, sft_dataset, soft_prompt
 from slmbench.strategy import Family, Strategy
 
 if TYPE_CHECKING:
     import torch
 
+    from slmbench.prompts import LMClassification
     from slmbench.strategy import Examples, Predictions, RunContext
 
 EVAL_BATCH_SIZE = 32
 """Validation examples per batch (no gradients, so more of them share one prefix)."""
-DEFAULT_EPOCHS = 3.0
-"""Training length when the profile does not cap the optimizer steps (early stopping usually ends it first)."""
 
 
-# --- parameters --------------------------------------------------------------------------------
+# --- options -----------------------------------------------------------------------------------
 
 
-def strategy_params(context: RunContext, defaults: dict[str, Any]) -> dict[str, Any]:
-    """``defaults`` overridden by ``context.params``; an unknown name is an error (typos do not pass silently)."""
-    unknown = sorted(set(context.params) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)}; this strategy accepts {', '.join(sorted(defaults))}")
-    return {**defaults, **context.params}
+class FineTuneOptions(Options):
+    """Options of every strategy that trains weights with ``train_model``."""
+
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
 
 
 def autocast_dtype(device: str, requested: bool | None = None) -> Any:
@@ -120,7 +120,7 @@ class TrainingSetup:
     """Tokens run through the model in training (``computed_tokens`` of the batches): fewer steps if reached first."""
     max_validation_tokens: int | None = None
     """The validation loss uses the first validation examples up to this many tokens."""
-    epochs: float = DEFAULT_EPOCHS
+    epochs: float = 3.0
     warmup: float = 0.1
     """Fraction of the steps with a linear warmup."""
     weight_decay: float = 0.0
@@ -156,6 +156,7 @@ class TrainingSetup:
             max_tokens=scaled(budget.max_train_tokens),
             max_validation_tokens=budget.max_validation_tokens,
             autocast=autocast_dtype(context.device),
+            epochs=budget.train_epochs,
             seed=context.seed,
             device=context.device,
             **overrides,
@@ -518,8 +519,8 @@ def fit_causal_lm(context: RunContext, model: Any, tokenizer: Any, train: Exampl
 # --- prediction --------------------------------------------------------------------------------
 
 
-def predict_causal_lm(context: RunContext, model: Any, tokenizer: Any, texts: Sequence[str]) -> tuple[Predictions, dict[str, Any]]:
-    """Classify ``texts`` with the shared scoring engine; return the predictions and trial details."""
+def predict_causal_lm(context: RunContext, model: Any, tokenizer: Any, texts: Sequence[str]) -> LMClassification:
+    """Classify ``texts`` with the shared scoring engine (a prompt-tuned model through ``SoftPromptLM``)."""
     from slmbench.prompts import classify_with_lm
 
     model.eval()
@@ -548,14 +549,15 @@ class FineTunedCausalLM(Strategy):
     """
 
     family: ClassVar[Family] = Family.PARAMETER_EFFICIENT
-    defaults: ClassVar[dict[str, Any]] = {"learning_rate": 1e-3}
-    """Parameters the strategy accepts (``context.params`` overrides them)."""
+    uses_models: ClassVar[tuple[str, ...]] = ("causal_lm",)
+    """Trains its own copy of the causal LM (``load_causal_lm``); the shared one only fixes which model."""
+    Options: ClassVar[type[Options]] = FineTuneOptions
 
-    def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
-        """(trainable model, tokenizer)."""
+    def build(self) -> tuple[Any, Any]:
+        """(trainable model, tokenizer), built from ``self.options``."""
         raise NotImplementedError
 
-    def training(self, params: dict[str, Any]) -> dict[str, Any]:
+    def training(self) -> dict[str, Any]:
         """TrainingSetup fields other than the learning rate (optimizer, gradient checkpointing...)."""
         return {}
 
@@ -567,19 +569,20 @@ class FineTunedCausalLM(Strategy):
         return model
 
     def fit(self, train: Examples, validation: Examples) -> None:
-        params = strategy_params(self.context, self.defaults)
-        self.model, self.tokenizer = self.build(params)
+        self.model, self.tokenizer = self.build()
         self.trainable, self.total = count_parameters(self.model)
-        setup = TrainingSetup.from_context(self.context, learning_rate=params["learning_rate"], **self.training(params))
+        setup = TrainingSetup.from_context(self.context, learning_rate=self.options.learning_rate, **self.training())
         details = fit_causal_lm(self.context, self.model, self.tokenizer, train, validation, setup, description=self.name)
-        self.details = {**details, "params": params, **self.details}
+        self.details = {**details, **self.details}
+        self.train_examples_seen = min(details["train_examples_seen"], len(train))
         self.save(self.context.artifact_dir)
         self.model = self.for_prediction(self.model)
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        predictions, details = predict_causal_lm(self.context, self.model, self.tokenizer, texts)
-        self.details.update(details)
-        return predictions
+        result = predict_causal_lm(self.context, self.model, self.tokenizer, texts)
+        self.prompt_tokens_per_example = result.prompt_tokens_per_example
+        self.details.update(result.details)
+        return result.predictions
 
     def parameter_counts(self) -> tuple[int, int]:
         return self.trainable, self.total

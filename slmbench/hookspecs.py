@@ -6,9 +6,13 @@ match the specs below. Implementations may accept a subset of a spec's arguments
 
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
+
+if TYPE_CHECKING:
+    from slmbench.records import RunRecord, TrialRecord
 
 hookspec = pluggy.HookspecMarker("slmbench")
 hookimpl = pluggy.HookimplMarker("slmbench")
@@ -22,3 +26,22 @@ def register_strategies(register: Callable[[type], None]) -> None:
 @hookspec
 def register_tasks(register: Callable[[str], None]) -> None:
     """Register task definitions: call ``register(path_to_task_yaml)`` once per task."""
+
+
+@hookspec
+def register_trackers(register: Callable[[str, str], None]) -> None:
+    """Register experiment trackers: ``register(name, description)``; ``slmbench run --track NAME`` turns
+    one on, and the plugin's ``trial_finished`` / ``run_finished`` act when ``name`` is in ``track``."""
+
+
+@hookspec
+def trial_finished(trial: TrialRecord, run_dir: Path, track: tuple[str, ...]) -> None:
+    """A trial finished (ok or not) and its record is written under ``run_dir``; reused trials don't call it.
+
+    ``track``: the tracker names the user turned on with ``--track``.
+    """
+
+
+@hookspec
+def run_finished(run: RunRecord, run_dir: Path, report: Path, track: tuple[str, ...]) -> None:
+    """A run finished (or was interrupted) and its ``report`` is rendered."""

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import gc
-import resource
-import sys
 import threading
-from pathlib import Path
-
-_STATM = Path("/proc/self/statm")
 
 
 def current_rss_bytes() -> int:
-    """Resident set size now (Linux); elsewhere the process's peak so far, the best available."""
-    if _STATM.exists():
-        return int(_STATM.read_text().split()[1]) * resource.getpagesize()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
+    """Resident set size of this process now (psutil: Linux, macOS and Windows alike)."""
+    import psutil
+
+    return psutil.Process().memory_info().rss
 
 
 def release_freed_memory() -> None:

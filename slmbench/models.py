@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 EMBEDDED_CAUSAL_LM = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDING_MODEL = "all-minilm-l6-v2"
@@ -185,8 +185,16 @@ class SharedModels:
     device: str = "cpu"
     dtype: str = "float32"
     trust_remote_code: bool = False
+    progress: Any = None
+    """A ``ProgressReporter`` for encoding; None: silent."""
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+    _vectors: dict[str, Any] = field(default_factory=dict, repr=False)
     used: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Any) -> SharedModels:
+        """The models a ``slmbench.records.ModelsConfig`` names."""
+        return cls(config.causal_lm, config.embedding_model, config.device, config.dtype, config.trust_remote_code)
 
     def causal_lm(self) -> tuple[Any, Any]:
         """(model, tokenizer) of the causal LM, in eval mode, on the run's device and dtype."""
@@ -230,13 +238,22 @@ class SharedModels:
     def embedding_model_path(self) -> str:
         return resolve_embedding_model(self.embedding_model_name)
 
-    def reset_usage(self) -> None:
-        self.used = {}
+    def encode(self, texts: Sequence[str], description: str = "Encoding texts") -> Any:
+        """Unit vectors of ``texts`` from the embedder; within a trial each distinct text is encoded once
+        (an option search refits a strategy several times on the same texts)."""
+        import numpy as np
 
-    def describe(self) -> dict[str, str]:
-        return {
-            "causal_lm": self.causal_lm_name,
-            "embedding_model": self.embedding_model_name,
-            "device": self.device,
-            "dtype": self.dtype,
-        }
+        from slmbench.retrieval import encode
+
+        from slmbench.progress import ProgressReporter
+
+        new = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        if new:
+            progress = self.progress or ProgressReporter(enabled=False)
+            self._vectors.update(zip(new, encode(self.embedder(), new, progress, description)))
+        return np.stack([self._vectors[text] for text in texts])
+
+    def reset_usage(self) -> None:
+        """Start a trial: no model used yet, no vector cached (a trial pays for its own encoding)."""
+        self.used = {}
+        self._vectors = {}

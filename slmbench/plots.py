@@ -1,4 +1,7 @@
-"""PNG figures of the decision report, drawn with matplotlib's object API (no pyplot global state)."""
+"""PNG figures of the decision report, drawn with matplotlib's object API (no pyplot global state).
+
+Text from data or users (strategy and label names) is drawn literally: math (``$...$``) is off.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,17 @@ from typing import Sequence
 
 
 def _figure(width: float, height: float):
+    import matplotlib
     from matplotlib.figure import Figure
 
+    matplotlib.rcParams["text.parse_math"] = False
+    matplotlib.rcParams["text.usetex"] = False
     return Figure(figsize=(width, height), dpi=110, layout="constrained")
+
+
+def _floor_line(axes, floor: float | None) -> None:
+    if floor is not None:
+        axes.axhline(floor, color="grey", linewidth=1, label="majority-class floor")
 
 
 def tradeoff_plot(
@@ -21,13 +32,16 @@ def tradeoff_plot(
     cost_label: str,
     title: str,
     path: Path,
+    floor: float | None = None,
 ) -> Path:
     """Accuracy against a cost on a log axis, every point labelled and the Pareto ``front`` (indices) drawn.
 
-    A zero cost (a strategy that trains nothing) switches the axis to symlog so the point stays visible.
+    A zero cost (a strategy that trains nothing) switches the axis to symlog so the point stays visible;
+    ``floor`` (the majority-class accuracy) is drawn as a grey line.
     """
     figure = _figure(6.4, 4.2)
     axes = figure.add_subplot()
+    _floor_line(axes, floor)
     front = sorted(front, key=lambda i: costs[i])
     axes.step(
         [costs[i] for i in front], [scores[i] for i in front], where="post",
@@ -70,14 +84,22 @@ def f1_heatmap(strategies: Sequence[str], labels: Sequence[str], f1: Sequence[Se
 
 
 def learning_curve_plot(
-    curves: dict[str, dict[int, float]], flat: dict[str, float], title: str, path: Path
+    curves: dict[str, dict[int, float]],
+    bands: dict[str, dict[int, tuple[float, float]]],
+    flat: dict[str, float],
+    title: str,
+    path: Path,
 ) -> Path:
-    """Accuracy against train examples (log axis), one line per strategy; ``flat`` ones as dashed levels."""
+    """Accuracy against train examples (log axis), one line per strategy with its (min, max) band over
+    seeds where it has one; ``flat`` ones as dashed levels."""
     figure = _figure(6.4, 4.2)
     axes = figure.add_subplot()
     for name, points in sorted(curves.items()):
         sizes = sorted(points)
-        axes.plot(sizes, [points[size] for size in sizes], marker="o", label=name)
+        (line,) = axes.plot(sizes, [points[size] for size in sizes], marker="o", label=name)
+        low, high = zip(*(bands.get(name, {}).get(size, (points[size], points[size])) for size in sizes))
+        if low != high:
+            axes.fill_between(sizes, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     for name, accuracy in sorted(flat.items()):
         axes.axhline(accuracy, linestyle="--", color="grey", linewidth=1)
         axes.annotate(name, (0.01, accuracy), xycoords=("axes fraction", "data"), xytext=(0, 3),

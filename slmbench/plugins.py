@@ -7,8 +7,11 @@ recorded by name with its error and left out; the rest keep working (``strict=Tr
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
+import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -21,6 +24,8 @@ from slmbench.strategy import Family, Strategy
 ENTRY_POINT_GROUP = "slmbench"
 ONLY_PLUGINS_ENV = "SLMBENCH_PLUGINS"
 """Comma-separated entry-point names: when set, only these plugins load."""
+STRATEGY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+"""What a strategy may be called: it names files and appears on command lines."""
 
 
 class PluginError(RuntimeError):
@@ -51,14 +56,22 @@ class Registered:
 class Registry:
     strategies: dict[str, Registered] = field(default_factory=dict)
     tasks: dict[str, Registered] = field(default_factory=dict)
+    trackers: dict[str, Registered] = field(default_factory=dict)
+    """tracker name -> its description (``value``), for ``--track``."""
     plugins: dict[str, str] = field(default_factory=dict)
     """plugin name -> distribution (name and version) it came from."""
     failures: list[PluginFailure] = field(default_factory=list)
+    manager: pluggy.PluginManager | None = None
+    """The plugin manager, to call the tracking hooks (``trial_finished``, ``run_finished``)."""
 
     def strategy(self, name: str) -> type[Strategy]:
         if name not in self.strategies:
             raise UnknownName(_unknown("strategy", name, self.strategies))
         return self.strategies[name].value
+
+    def code_version(self, name: str) -> str:
+        """The strategy's distribution and a hash of its source (see ``code_version``)."""
+        return code_version(self.strategy(name), self.strategies[name].distribution)
 
     def task_path(self, name: str) -> Path:
         if name not in self.tasks:
@@ -77,13 +90,39 @@ def _describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def code_version(cls: type, distribution: str) -> str:
+    """``distribution`` plus a hash of the source files of ``cls`` and its base classes.
+
+    Editing a strategy (or the slmbench base it builds on) in an editable install changes it, so a
+    resumed run reruns that strategy's trials. Helpers the strategy only calls are not covered.
+    """
+    digest = hashlib.sha256()
+    for module_name in dict.fromkeys(klass.__module__ for klass in cls.__mro__):
+        if module_name.split(".")[0] in sys.stdlib_module_names:
+            continue
+        file = getattr(sys.modules.get(module_name), "__file__", None)
+        if file and file.endswith(".py") and os.path.isfile(file):
+            digest.update(Path(file).read_bytes())
+    return f"{distribution or 'unregistered'}+{digest.hexdigest()[:12]}"
+
+
 def _check_strategy(cls: Any) -> None:
+    from slmbench.options import Options
+
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a subclass of slmbench.Strategy")
     for attribute in ("name", "description", "family"):
         if not getattr(cls, attribute, None):
             raise TypeError(f"strategy class {cls.__name__} does not set {attribute!r}")
+    if not isinstance(cls.name, str) or not STRATEGY_NAME.fullmatch(cls.name):
+        raise TypeError(f"strategy name {cls.name!r} of {cls.__name__}: use 1-64 letters, digits, '-' or '_'")
     Family(cls.family)
+    if not (isinstance(cls.Options, type) and issubclass(cls.Options, Options)):
+        raise TypeError(f"{cls.__name__}.Options is not a subclass of slmbench.Options")
+    cls.Options()  # every default must be valid
+    from slmbench.tuning import check_space
+
+    check_space(cls.tune, set(cls.Options.model_fields), cls.__name__)
 
 
 class PluginLoader:
@@ -102,8 +141,9 @@ class PluginLoader:
         self.registry.failures.append(PluginFailure(plugin, _describe_error(error)))
 
     def add(self, plugin: object, name: str, distribution: str = "") -> None:
-        """Register a plugin object; unknown hook names make it fail (pluggy's check_pending)."""
+        """Register a plugin (a module, or any hashable object); unknown hook names make it fail (pluggy's check_pending)."""
         try:
+            hash(plugin)  # pluggy calls hooks plugin by plugin through sets of plugins
             self.manager.register(plugin, name=name)
             self.manager.check_pending()
         except Exception as error:  # noqa: BLE001 - any plugin bug is reported, not raised
@@ -132,10 +172,12 @@ class PluginLoader:
             self.add(plugin, entry_point.name, distribution)
 
     def _call_each(self, hook_name: str, register_factory: Callable[[str], Callable[[Any], None]]) -> None:
-        for impl in getattr(self.manager.hook, hook_name).get_hookimpls():
-            register = register_factory(impl.plugin_name)
+        """Call the hook through pluggy one plugin at a time, so that a failure is that plugin's alone."""
+        implementations = getattr(self.manager.hook, hook_name).get_hookimpls()
+        for impl in implementations:
+            others = [other.plugin for other in implementations if other.plugin is not impl.plugin]
             try:
-                impl.function(*[register for _ in impl.argnames])
+                self.manager.subset_hook_caller(hook_name, others)(register=register_factory(impl.plugin_name))
             except Exception as error:  # noqa: BLE001
                 self.fail(impl.plugin_name, error)
 
@@ -164,13 +206,28 @@ class PluginLoader:
             "register_tasks",
             self._registrar(self.registry.tasks, "task", lambda path: load_task(path).name, lambda path: None),
         )
+        self._call_each("register_trackers", self._tracker_registrar)
         self._drop_failed_plugins()
+        for plugin in {failure.plugin for failure in self.registry.failures}:
+            if (registered := self.manager.get_plugin(plugin)) is not None:
+                self.manager.unregister(registered)  # its tracking hooks must not run either
+        self.registry.manager = self.manager
         return self.registry
+
+    def _tracker_registrar(self, plugin: str) -> Callable[..., None]:
+        def register(name: str, description: str = "") -> None:
+            if not isinstance(name, str) or not STRATEGY_NAME.fullmatch(name):
+                raise ValueError(f"tracker name {name!r}: use 1-64 letters, digits, '-' or '_'")
+            if name in self.registry.trackers:
+                raise ValueError(f"tracker {name!r} is already registered by plugin {self.registry.trackers[name].plugin!r}")
+            self.registry.trackers[name] = Registered(name, description, plugin, self._distributions.get(plugin, ""))
+
+        return register
 
     def _drop_failed_plugins(self) -> None:
         """A plugin that failed part-way is left out whole: nothing it registered stays."""
         failed = {failure.plugin for failure in self.registry.failures}
-        for table in (self.registry.strategies, self.registry.tasks):
+        for table in (self.registry.strategies, self.registry.tasks, self.registry.trackers):
             for name in [name for name, item in table.items() if item.plugin in failed]:
                 del table[name]
         for plugin in failed:

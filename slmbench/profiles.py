@@ -16,7 +16,9 @@ class Budget:
     max_input_tokens: int
     """Texts are truncated to this many tokens before they enter a language-model prompt."""
     max_train_steps: int | None
-    """Optimizer steps for weight-updating strategies."""
+    """Optimizer steps for weight-updating strategies. With a cap (and ``max_train_tokens``) every
+    fine-tuning strategy gets the same training *compute*; without one, each trains ``train_epochs``
+    passes over the train split (early stopping aside): the same *examples*."""
     batch_size: int
     eval_every_steps: int | None = None
     """Weight-updating strategies measure the validation loss every this many optimizer steps (and
@@ -29,6 +31,12 @@ class Budget:
     get fewer steps than short ones for the same cost."""
     max_validation_tokens: int | None = None
     """The validation loss is measured on the first validation examples up to this many tokens."""
+    train_epochs: float = 3.0
+    """Passes over the train split when ``max_train_steps`` is None."""
+    tuning_trials: int = 1
+    """Option settings every strategy may try, chosen on validation accuracy (``slmbench.tuning``); 1: defaults only."""
+    latency_requests: int = 20
+    """Test texts predicted one at a time for the single-request latency (p50, p95)."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -36,12 +44,15 @@ class Budget:
 
 PROFILES: dict[str, Budget] = {
     # Tiny: exists so tests can run every strategy end to end in seconds.
-    "smoke": Budget("smoke", 40, 15, 15, 64, 2, 4, eval_every_steps=1),
+    "smoke": Budget("smoke", 40, 15, 15, 64, 2, 4, eval_every_steps=1, latency_requests=3),
     # Default: meaningful numbers on a 2-core CPU in minutes.
+    # Fine-tuning strategies get equal compute (steps and tokens), not equal examples: on a CPU a pass over
+    # long texts would take hours. Every strategy may try 3 option settings.
     "quick": Budget("quick", 1000, 200, 200, 256, 60, 8, eval_every_steps=15, early_stopping_patience=2,
-                    max_train_tokens=40_000, max_validation_tokens=16_000),
-    # Everything: meant for a GPU.
-    "full": Budget("full", None, None, None, 512, None, 16, eval_every_steps=50, early_stopping_patience=5),
+                    max_train_tokens=40_000, max_validation_tokens=16_000, tuning_trials=3),
+    # Everything: meant for a GPU. Fine-tuning strategies see the same examples (3 epochs, early stopping).
+    "full": Budget("full", None, None, None, 512, None, 16, eval_every_steps=50, early_stopping_patience=5,
+                   tuning_trials=8),
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -48,3 +50,23 @@ class ProgressReporter:
             for item in items:
                 yield item
                 advance(1)
+
+
+def quiet_libraries(progress_bars: bool) -> None:
+    """Keep a run's output to what the run causes.
+
+    Without ``progress_bars`` the libraries' own bars go too (transformers' "Loading weights",
+    datasets', the hub's), through the switches they read when first imported. bitsandbytes warns at
+    import about an optional CPU kernel package even in runs that use no 4-bit model: its warnings
+    are dropped, its errors kept.
+    """
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    if not progress_bars:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub, datasets and transformers
+        os.environ["TQDM_DISABLE"] = "1"
+        import sys
+
+        if "transformers" in sys.modules:
+            sys.modules["transformers"].utils.logging.disable_progress_bar()
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()

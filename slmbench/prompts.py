@@ -6,9 +6,16 @@ here, explicitly and by tokens, so no strategy relies on silent truncation elsew
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+from pydantic import Field
+
+from slmbench.options import Options
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from slmbench.strategy import Predictions, RunContext
     from slmbench.tasks import TaskSpec
 
@@ -54,17 +61,109 @@ def build_messages(
     return messages
 
 
+@dataclass
+class LMClassification:
+    """What ``classify_with_lm`` returns: the predictions and the prompt figures for the trial record."""
+
+    predictions: Predictions
+    prompt_tokens_per_example: float
+    details: dict[str, Any]
+
+
+CALIBRATIONS = ("batch", "content-free", "none")
+
+
+class PromptOptions(Options):
+    """Options of every strategy that prompts the shared LM (zero-shot, few-shot, rag)."""
+
+    calibration: Literal["batch", "content-free", "none"] = Field(
+        "batch",
+        description="remove the LM's answer bias measured on unlabelled train texts (batch), on content-free "
+        "inputs such as 'N/A' (content-free), or not at all (none)",
+    )
+    calibration_texts: int = Field(64, ge=1, le=4096, description="unlabelled train texts that measure the bias (batch)")
+
+
+CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
+"""Zhao et al. (2021), "Calibrate Before Use": inputs that carry no content, to read the LM's answer bias."""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Prior correction of an LM classifier: p(label | text) ∝ p_LM(label | text) / bias(label) * prior(label).
+
+    ``bias`` is the LM's own preference among the answers whatever the text, estimated as its mean
+    answer distribution over inputs (``batch``: unlabelled train texts, Zhou et al. 2023, "Batch
+    Calibration"; ``content-free``: ``CONTENT_FREE_TEXTS``, Zhao et al. 2021); ``prior`` is the label
+    distribution to restore (the train split's label frequencies for strategies that see labels;
+    None: uniform). ``none`` leaves the probabilities as the LM gives them.
+    """
+
+    method: str
+    bias: tuple[float, ...] | None = None
+    prior: tuple[float, ...] | None = None
+
+    def apply(self, probabilities: np.ndarray) -> np.ndarray:
+        import numpy as np
+
+        corrected = np.asarray(probabilities, dtype=float)
+        if self.bias is not None:
+            corrected = corrected / np.maximum(np.asarray(self.bias), 1e-12)
+        if self.prior is not None:
+            corrected = corrected * np.asarray(self.prior)
+        return corrected / corrected.sum(axis=1, keepdims=True)
+
+    def describe(self) -> dict[str, Any]:
+        rounded = lambda values: None if values is None else [round(v, 4) for v in values]  # noqa: E731
+        return {"method": self.method, "bias": rounded(self.bias), "prior": rounded(self.prior)}
+
+
+def label_frequencies(labels: Sequence[int], n_labels: int) -> tuple[float, ...]:
+    """Share of each label among ``labels`` (add-one smoothed, so no label is ruled out)."""
+    counts = [1 + sum(1 for label in labels if label == i) for i in range(n_labels)]
+    return tuple(count / sum(counts) for count in counts)
+
+
+def estimate_calibration(
+    context: RunContext,
+    model: Any,
+    tokenizer: Any,
+    method: str,
+    unlabelled: Sequence[str],
+    *,
+    sample: int,
+    prior: tuple[float, ...] | None = None,
+    demonstrations_for: Callable[[Sequence[str]], Sequence[Sequence[tuple[str, int]]]] | None = None,
+) -> Calibration:
+    """Measure the LM's answer bias with ``method`` (see ``Calibration``) on the prompts the strategy
+    builds: ``sample`` texts drawn with the run's seed from ``unlabelled`` (``batch``) or the
+    content-free inputs, with the demonstrations ``demonstrations_for`` gives them."""
+    import random
+
+    if method not in CALIBRATIONS:
+        raise ValueError(f"calibration {method!r}: expected one of {', '.join(CALIBRATIONS)}")
+    if method == "none":
+        return Calibration("none", None, prior)
+    if method == "content-free":
+        texts = list(CONTENT_FREE_TEXTS)
+    else:
+        texts = random.Random(context.seed).sample(list(unlabelled), min(sample, len(unlabelled)))
+    demonstrations = demonstrations_for(texts) if demonstrations_for else None
+    scored = classify_with_lm(context, model, tokenizer, texts, demonstrations)
+    bias = scored.predictions.probabilities.mean(axis=0)
+    return Calibration(method, tuple(float(b) for b in bias), prior)
+
+
 def classify_with_lm(
     context: RunContext,
     model: Any,
     tokenizer: Any,
     texts: Sequence[str],
     demonstrations: Sequence[Sequence[tuple[str, int]]] | None = None,
-) -> tuple[Predictions, dict[str, Any]]:
-    """Classify ``texts`` with the scoring engine, one prompt each (``demonstrations[i]`` for text i).
-
-    Returns the predictions and the prompt figures every LM strategy puts in its trial details.
-    """
+    calibration: Calibration | None = None,
+) -> LMClassification:
+    """Classify ``texts`` with the scoring engine, one prompt each (``demonstrations[i]`` for text i),
+    the probabilities corrected by ``calibration`` when given."""
     from slmbench.scoring import score_choices
     from slmbench.strategy import Predictions
 
@@ -81,10 +180,15 @@ def classify_with_lm(
         batch_size=budget.batch_size,
         progress=context.progress,
     )
+    probabilities = scores.probabilities if calibration is None else calibration.apply(scores.probabilities)
     details = {
-        "prompt_tokens_per_example": round(sum(scores.prompt_tokens) / max(len(texts), 1), 1),
         "max_prompt_tokens": max(scores.prompt_tokens, default=0),
         "shared_prefix_tokens": scores.shared_prefix_tokens,
         "compute_dtype": scores.compute_dtype,
+        **({"calibration": calibration.describe()} if calibration is not None else {}),
     }
-    return Predictions(labels=scores.labels, probabilities=scores.probabilities), details
+    return LMClassification(
+        Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities),
+        round(sum(scores.prompt_tokens) / max(len(texts), 1), 1),
+        details,
+    )

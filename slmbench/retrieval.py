@@ -14,7 +14,11 @@ causal LM's context window, shortening the demonstrations, then dropping some, w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+from pydantic import Field
+
+from slmbench.prompts import PromptOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -42,6 +46,20 @@ TOKEN_MARGIN = 4
 """Tokens allowed per text for a re-tokenization inside the chat template differing from the cut."""
 MIN_DEMO_TOKENS = 32
 """``plan_demonstrations`` drops demonstrations rather than shorten them below this."""
+Encoder = Callable[[Sequence[str], str], "np.ndarray"]
+"""``encoder(texts, description)`` -> (len(texts), dim) float32 unit vectors."""
+
+
+class DemonstrationOptions(PromptOptions):
+    """Options of the strategies that show labelled demonstrations in the prompt (few-shot, rag)."""
+
+    demo_tokens: int = Field(DEFAULT_DEMO_TOKENS, ge=MIN_DEMO_TOKENS, le=8192,
+                             description="tokens each demonstration may keep (the profile's max_input_tokens if lower)")
+    max_prompt_tokens: int | None = Field(None, ge=64, description="longest prompt allowed (none: the LM's context window)")
+    label_prior: Literal["train", "uniform"] = Field(
+        "train",
+        description="after calibration, weigh labels by their train-split frequencies (train) or equally (uniform)",
+    )
 
 
 def encode(embedder: Any, texts: Sequence[str], progress: ProgressReporter, description: str) -> np.ndarray:
@@ -82,12 +100,11 @@ class Neighbours:
 class TrainIndex:
     """The train split's texts, embedded and indexed for nearest-neighbour search."""
 
-    def __init__(
-        self, embedder: Any, train: Examples, progress: ProgressReporter, exact_max: int = EXACT_SEARCH_MAX
-    ) -> None:
-        self.embedder, self.progress = embedder, progress
+    def __init__(self, encoder: Encoder, train: Examples, exact_max: int = EXACT_SEARCH_MAX) -> None:
+        """``encoder(texts, description)``: unit vectors, e.g. ``SharedModels.encode`` (or ``encode`` bound to an embedder)."""
+        self.encoder = encoder
         self.labels = list(train.labels)
-        self.index = build_index(encode(embedder, train.texts, progress, "Encoding train texts"), exact_max)
+        self.index = build_index(encoder(train.texts, "Encoding train texts"), exact_max)
         self.positions_by_text: dict[str, set[int]] = {}
         for position, text in enumerate(train.texts):
             self.positions_by_text.setdefault(text.strip(), set()).add(position)
@@ -109,7 +126,7 @@ class TrainIndex:
         depth = min(k + max(map(len, excluded), default=0), self.index.ntotal)
         if self.kind == "IndexHNSWFlat":
             self.index.hnsw.efSearch = max(HNSW_EF_SEARCH, depth)
-        queries = encode(self.embedder, texts, self.progress, "Encoding queries")
+        queries = self.encoder(texts, "Encoding queries")
         similarities, indices = self.index.search(queries, depth)
         neighbours = Neighbours([], [], 0)
         for row_similarities, row_indices, banned in zip(similarities, indices, excluded):

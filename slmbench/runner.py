@@ -1,9 +1,17 @@
-"""A run: one task, several strategies, one shared protocol; trials written as they finish."""
+"""A run: one task, its strategies x option settings x seeds x models x train sizes, one protocol.
+
+``plan_run`` validates everything (task, data, strategies, options, seeds, sizes, run folder)
+before any model loads and lists the run's trials; ``run_benchmark`` writes ``run.json``, hands
+the trials that are not finished yet to an executor (``slmbench.executors``), writes each record
+as it arrives (this process is the only writer), then renders the report.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
+import os
+import re
 import shlex
 import shutil
 import signal
@@ -14,32 +22,72 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from slmbench.environment import collect_environment
-from slmbench.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL, choose_device, choose_dtype
+from slmbench import records
+from slmbench.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
 from slmbench.plugins import Registry
 from slmbench.profiles import get_profile
-from slmbench.progress import ProgressReporter
-from slmbench.tasks import TaskSpec, load_task
-from slmbench.trial import SCHEMA_VERSION, TrialConfig, Workspace, run_trial, write_json_atomic
+from slmbench.records import ModelsConfig, RunRecord, TrialConfig, TrialRecord
+from slmbench.strategy import Strategy
+from slmbench.tasks import load_task
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""What a run id may be: it names a folder inside ``--output`` (no separators, no ``..``)."""
+
+
+class RunError(ValueError):
+    """An argument or option of the run is wrong; the message names it and the problem."""
 
 
 @dataclass
 class RunOptions:
+    """What a run is asked to do: every field is stored in run.json, so ``--resume`` can repeat it."""
+
     task: str
     strategies: str = "all"
     profile: str = "quick"
     data_dir: str | None = None
     output: str = "runs"
-    seed: int = 0
-    model: str = EMBEDDED_CAUSAL_LM
-    embedding_model: str = EMBEDDED_EMBEDDING_MODEL
+    seeds: list[int] = field(default_factory=lambda: [0])
+    options: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
+    """Strategy -> option -> values to try (``--set`` gives one value; a sweep file a grid)."""
+    models: list[str] = field(default_factory=lambda: [EMBEDDED_CAUSAL_LM])
+    embedding_models: list[str] = field(default_factory=lambda: [EMBEDDED_EMBEDDING_MODEL])
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
     run_id: str | None = None
     trial_timeout: float | None = None
-    train_sizes: str | None = None
-    """Learning curve: comma-separated train sizes (``16,64,256,all``) each strategy also runs at."""
+    train_sizes: list[int] = field(default_factory=list)
+    """Learning curve: smaller train sizes each strategy also runs at (the whole split always runs)."""
+
+
+@dataclass
+class PlannedTrial:
+    """A trial of the run: where it goes, what it runs, and under which name the report shows it."""
+
+    key: str
+    variant: str
+    config: TrialConfig
+    strategy: type[Strategy]
+    run_dir: Path
+
+    @property
+    def file(self) -> Path:
+        return records.trial_file(self.run_dir, self.key)
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.run_dir / "artifacts" / self.key
+
+
+@dataclass
+class RunPlan:
+    """A validated run: its folder, its record (run.json) and every trial, finished or not."""
+
+    run_dir: Path
+    run: RunRecord
+    trials: list[PlannedTrial]
+    test_texts: list[str]
 
 
 @dataclass
@@ -49,6 +97,7 @@ class RunResult:
     run_dir: Path
     ran: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
     interrupted: bool = False
 
 
@@ -60,75 +109,241 @@ class RunInterrupted(Exception):
         self.result = result
 
 
+# --- arguments ------------------------------------------------------------------------------------
+
+
 def resolve_task_path(name_or_path: str, registry: Registry) -> Path:
     """A YAML path as given, or the path of a task registered under that name."""
     path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or path.exists():
+    if path.suffix in {".yaml", ".yml"} or os.sep in name_or_path or path.exists():
         return path
     return registry.task_path(name_or_path)
 
 
 def select_strategies(spec: str, registry: Registry) -> list[str]:
     """``all`` (every registered strategy, in name order) or a comma-separated list."""
-    if spec == "all":
+    if spec.strip() == "all":
         return sorted(registry.strategies)
-    names = [name.strip() for name in spec.split(",") if name.strip()]
+    names = list(dict.fromkeys(name.strip() for name in spec.split(",") if name.strip()))
+    if not names:
+        raise RunError(f"--strategies {spec!r} names no strategy: give 'all' or a comma-separated list")
     for name in names:
         registry.strategy(name)  # raises with a "did you mean" for unknown names
     return names
 
 
-def parse_train_sizes(spec: str | None) -> list[int]:
-    """The smaller train sizes of a ``--train-sizes`` list, ascending (``all``, the whole split, always runs)."""
-    sizes: set[int] = set()
-    for item in (spec or "").split(","):
+def parse_int_list(spec: str, what: str, allow_all: bool = False) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2] (sorted, distinct); ``all`` is skipped where allowed; anything else is a RunError."""
+    values: set[int] = set()
+    for item in spec.split(","):
         item = item.strip().lower()
-        if item in {"", "all"}:
+        if allow_all and item == "all":
             continue
-        if not item.isdigit() or int(item) < 1:
-            raise ValueError(f"train size {item!r} is not a positive whole number or 'all' (e.g. 16,64,256,all)")
-        sizes.add(int(item))
-    return sorted(sizes)
-
-
-def trial_key(strategy: str, train_size: int | None) -> str:
-    """A trial's path under ``trials/`` (plus ``.json``) and ``artifacts/``; learning-curve points get a sub-folder."""
-    return strategy if train_size is None else f"train-{train_size}/{strategy}"
+        if not item.isdigit():
+            raise RunError(f"{what} {item!r} is not a whole number" + (" or 'all'" if allow_all else ""))
+        values.add(int(item))
+    if not values and not allow_all:
+        raise RunError(f"{what}: give at least one number")
+    return sorted(values)
 
 
 def default_run_id(options: RunOptions) -> str:
-    """``<profile>-seed<seed>``, plus a short hash when the models are not the defaults.
+    """The profile, plus a short hash when the models are not the defaults.
 
-    The same command therefore writes into the same folder, which is what makes rerunning it resume.
+    The same command therefore writes into the same folder, which is what makes rerunning it resume
+    (more seeds, strategies or train sizes are added to the folder).
     """
-    run_id = f"{options.profile}-seed{options.seed}"
-    if (options.model, options.embedding_model) != (EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL):
-        run_id += "-" + hashlib.sha256(f"{options.model}|{options.embedding_model}".encode()).hexdigest()[:6]
-    return run_id
+    models = (options.models, options.embedding_models)
+    if models == ([EMBEDDED_CAUSAL_LM], [EMBEDDED_EMBEDDING_MODEL]):
+        return options.profile
+    return options.profile + "-" + hashlib.sha256(repr(models).encode()).hexdigest()[:6]
+
+
+def run_folder(options: RunOptions, task_name: str) -> Path:
+    run_id = options.run_id or default_run_id(options)
+    if not RUN_ID.fullmatch(run_id) or ".." in run_id:
+        raise RunError(f"--run-id {run_id!r}: use letters, digits, '_', '-' or '.' (it names a folder inside --output)")
+    output = Path(options.output)
+    if output.exists() and not output.is_dir():
+        raise RunError(f"--output {options.output}: exists and is not a folder")
+    return output / task_name / run_id
 
 
 def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
     """The options a run was started with, read back from its run.json (for ``--resume``)."""
-    run_file = Path(run_dir) / "run.json"
-    if not run_file.exists():
-        raise FileNotFoundError(f"{run_file} does not exist: not a slmbench run folder")
-    saved = json.loads(run_file.read_text())["options"]
-    return RunOptions(**{**saved, **{k: v for k, v in overrides.items() if v is not None}})
-
-
-def _finished_trial(path: Path, config: TrialConfig) -> dict | None:
-    """The trial record at ``path`` if it finished ``ok`` with exactly this config, else None."""
+    run = records.read_run(Path(run_dir))
+    saved = {key: value for key, value in run.options.items() if key in RunOptions.__dataclass_fields__}
+    if run.task_path:
+        saved["task"] = run.task_path
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        options = RunOptions(**{**saved, **{k: v for k, v in overrides.items() if v is not None}})
+    except TypeError as error:
+        raise records.RecordError(f"{Path(run_dir) / 'run.json'}: damaged run record: {error}") from None
+    options.output, options.run_id = str(Path(run_dir).parent.parent), Path(run_dir).name
+    return options
+
+
+# --- planning -------------------------------------------------------------------------------------
+
+
+def _grid(options: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the option values: {"r": [4, 16]} -> [{"r": 4}, {"r": 16}]."""
+    names = sorted(options)
+    return [dict(zip(names, values)) for values in itertools.product(*(options[name] for name in names))]
+
+
+def variant_name(strategy: str, varying: dict[str, Any]) -> str:
+    """``lora`` or, when the sweep varies some of its settings, ``lora[learning_rate=0.001,r=4]``."""
+    if not varying:
+        return strategy
+    return f"{strategy}[{','.join(f'{name}={value}' for name, value in sorted(varying.items()))}]"
+
+
+def _check_option_grid(options: dict[str, dict[str, list[Any]]], strategies: list[str], registry: Registry) -> None:
+    from slmbench.options import build_options
+
+    for strategy, values in options.items():
+        registry.strategy(strategy)  # an unknown name raises, with a "did you mean"
+        if strategy not in strategies:
+            raise RunError(f"options set for {strategy!r}, which is not among the run's strategies ({', '.join(strategies)})")
+        for point in _grid(values):
+            build_options(strategy, registry.strategy(strategy).Options, point)
+
+
+def _typed(strategy: str, cls: type[Strategy], point: dict[str, Any]) -> dict[str, Any]:
+    """The option values as the strategy's Options types them ("3" from the command line -> 3), so the
+    same setting hashes the same whether it came from ``--set`` or a sweep file."""
+    from slmbench.options import build_options
+
+    typed = build_options(strategy, cls.Options, point).model_dump(mode="json")
+    return {name: typed[name] for name in point}
+
+
+def majority_floor(splits: Any, label_names: list[str]) -> records.Floors:
+    """Accuracy and macro-F1 on test of always answering the train split's most frequent label."""
+    from collections import Counter
+
+    from slmbench.metrics import classification_metrics
+
+    majority = Counter(splits.train.labels).most_common(1)[0][0]
+    metrics = classification_metrics(splits.test.labels, [majority] * len(splits.test), label_names)
+    return records.Floors(majority_label=label_names[majority], accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"])
+
+
+def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
+    """Validate the run's arguments, task and data, and list its trials; no model is loaded."""
+    from slmbench.data import resolve_data_dir
+    from slmbench.environment import collect_environment
+    from slmbench.models import choose_device, choose_dtype
+    from slmbench.trial import Workspace
+
+    try:
+        budget = get_profile(options.profile)
+    except ValueError as error:
+        raise RunError(f"--profile: {error}") from None
+    task_path = resolve_task_path(options.task, registry).resolve()
+    task = load_task(task_path)
+    strategies = select_strategies(options.strategies, registry)
+    _check_option_grid(options.options, strategies, registry)
+    if not options.seeds:
+        raise RunError("--seeds: give at least one seed")
+    if options.trial_timeout is not None and options.trial_timeout <= 0:
+        raise RunError(f"--trial-timeout {options.trial_timeout:g}: must be a positive number of seconds")
+    data_dir = resolve_data_dir(options.data_dir)
+    if data_dir is not None and not data_dir.is_dir():
+        raise RunError(f"--data-dir {data_dir}: not a folder")
+    device = choose_device(options.device)
+    dtype = choose_dtype(options.dtype, device)
+    run_dir = run_folder(options, task.name)
+
+    base = TrialConfig(
+        strategy="",
+        task=task.name,
+        task_path=str(task_path),
+        task_sha256=hashlib.sha256(task_path.read_bytes()).hexdigest(),
+        data_dir=str(data_dir.resolve()) if data_dir else None,
+        profile=budget.to_dict(),
+        models=ModelsConfig(causal_lm="", embedding_model="", device=device, dtype=dtype, trust_remote_code=options.trust_remote_code),
+    )
+    splits = Workspace(progress=None).splits(task, base)  # validates the data before anything runs
+    base = base.model_copy(update={"data_sha256": splits.provenance["content_sha256"]})
+    n_train = len(splits.train)
+    too_large = [size for size in options.train_sizes if size >= n_train]
+    if too_large:
+        raise RunError(f"--train-sizes {', '.join(map(str, too_large))}: the train split has only {n_train} examples "
+                       f"(profile {budget.name}); use smaller sizes ('all' always runs the whole split)")
+
+    trials = []
+    for name in strategies:
+        cls = registry.strategy(name)
+        grid = options.options.get(name, {})
+        varying = {option for option, values in grid.items() if len(values) > 1}
+        model_axes = {
+            "model": options.models if "causal_lm" in cls.uses_models else [""],
+            "embedding_model": options.embedding_models if "embedder" in cls.uses_models else [""],
+        }
+        sizes = [None, *options.train_sizes] if cls.learns_from_train else [None]
+        points = [_typed(name, cls, point) for point in _grid(grid)]
+        for point, causal_lm, embedder, seed, size in itertools.product(
+            points, model_axes["model"], model_axes["embedding_model"], options.seeds, sizes
+        ):
+            label = {key: point[key] for key in varying}
+            if len(options.models) > 1 and causal_lm:
+                label["model"] = causal_lm
+            if len(options.embedding_models) > 1 and embedder:
+                label["embedding_model"] = embedder
+            variant = variant_name(name, label)
+            config = base.model_copy(update={
+                "strategy": name,
+                "seed": seed,
+                "options": point,
+                "train_size": size,
+                "code_version": registry.code_version(name),
+                "models": base.models.model_copy(update={"causal_lm": causal_lm, "embedding_model": embedder}),
+            })
+            trials.append(PlannedTrial(records.trial_key(variant, seed, size), variant, config, cls, run_dir))
+
+    earlier = records.read_run(run_dir) if (run_dir / "run.json").exists() else None
+    command = shlex.join(["slmbench", *sys.argv[1:]])
+    stored_options = {**asdict(options), "task": str(task_path), "run_id": run_dir.name,
+                      "data_dir": str(data_dir.resolve()) if data_dir else None}
+    run = RunRecord(
+        run_id=run_dir.name,
+        task=task.name,
+        task_path=str(task_path),
+        commands=list(dict.fromkeys([*(earlier.commands if earlier else []), command])),  # in first-run order
+        options=stored_options,
+        profile=budget.to_dict(),
+        seeds=sorted({*(earlier.seeds if earlier else []), *options.seeds}),
+        labels=task.label_names,
+        strategies=list(dict.fromkeys([*(earlier.strategies if earlier else []), *strategies])),
+        splits=records.SplitSummary(**splits.summary()),
+        data={**splits.provenance, **({"file": Path(splits.provenance["file"]).name} if "file" in splits.provenance else {})},
+        floors=majority_floor(splits, task.label_names),
+        models={"causal_lm": options.models, "embedding_model": options.embedding_models, "device": device, "dtype": dtype},
+        references=[records.Reference(**vars(reference)) for reference in task.references],
+        environment=collect_environment(),
+        started_at=earlier.started_at if earlier else datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    return RunPlan(run_dir, run, trials, list(splits.test.texts))
+
+
+def finished_record(planned: PlannedTrial) -> TrialRecord | None:
+    """The trial's record on disk if it finished ``ok`` with exactly this config, else None."""
+    if not planned.file.exists():
         return None
-    if record.get("status") == "ok" and record.get("config_hash") == config.config_hash():
-        return record
-    return None
+    try:
+        record = records.read_trial(planned.file)
+    except records.RecordError:
+        return None
+    return record if record.ok and record.config_hash == planned.config.config_hash() else None
+
+
+# --- running --------------------------------------------------------------------------------------
 
 
 @contextmanager
-def _signals_as_interrupt() -> Iterator[None]:
+def signals_as_interrupt() -> Iterator[None]:
     """Make SIGINT and SIGTERM raise KeyboardInterrupt for the duration of a run.
 
     SIGINT included: a process started in the background by a non-interactive shell inherits SIGINT
@@ -151,126 +366,87 @@ def _signals_as_interrupt() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def _run_or_reuse(
-    config: TrialConfig,
-    run_dir: Path,
-    workspace: Workspace,
-    timeout: float | None,
-    result: RunResult,
-    on_trial: Callable[[dict, bool], None],
-) -> None:
-    """Reuse the trial's finished record if its config matches, else run it and write its record.
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the report is written (a second interrupt must not leave half a
+    report); a signal that arrived meanwhile is raised as KeyboardInterrupt at the end."""
+    received: list[int] = []
 
-    A learning-curve point keeps its record but not its trained artifact (models add up fast).
-    """
-    name = trial_key(config.strategy, config.train_size)
-    trial_file = run_dir / "trials" / f"{name}.json"
-    if (record := _finished_trial(trial_file, config)) is not None:
-        result.reused.append(name)
-        on_trial(record, True)
+    def remember(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    try:
+        previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
         return
-    artifact_dir = run_dir / "artifacts" / name
-    record = run_trial(config, workspace, artifact_dir, timeout)
-    write_json_atomic(trial_file, record)
-    if config.train_size is not None:
-        shutil.rmtree(artifact_dir, ignore_errors=True)
-    result.ran.append(name)
-    on_trial(record, False)
-    if record["status"] == "cancelled":
-        raise KeyboardInterrupt
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt(signal.Signals(received[0]).name)
 
 
 def run_benchmark(
     options: RunOptions,
     registry: Registry,
-    progress: ProgressReporter,
-    on_trial: Callable[[dict, bool], None] = lambda record, reused: None,
+    progress: Any,
+    on_trial: Callable[[TrialRecord, bool], None] = lambda record, reused: None,
     constraints: Any = None,
+    executor: Any = None,
+    track: tuple[str, ...] = (),
 ) -> RunResult:
-    """Run every selected strategy as an isolated trial, write each trial and the report.
+    """Run every planned trial that has not finished yet, write each record and the report.
 
-    The task and its data are validated before any model is loaded. ``constraints``
-    (``slmbench.report.Constraints``) shape the report's recommendation. Trials already in the run
-    folder with status ``ok`` and the same config are reused, not rerun. On Ctrl-C or SIGTERM the
-    running trial is recorded as ``cancelled``, the report is rendered from what exists, and
-    RunInterrupted is raised.
+    Trials already in the run folder with status ``ok`` and the same config are reused. On Ctrl-C
+    or SIGTERM the running trials are recorded as ``cancelled``, the report is rendered from what
+    exists, and RunInterrupted is raised. ``executor`` defaults to this process, one trial at a time.
     """
-    from slmbench.data import resolve_data_dir
+    from slmbench.executors import LocalExecutor
     from slmbench.report import Constraints, render_report
 
-    budget = get_profile(options.profile)
-    task_path = resolve_task_path(options.task, registry)
-    task: TaskSpec = load_task(task_path)
-    strategies = select_strategies(options.strategies, registry)
-    train_sizes = parse_train_sizes(options.train_sizes)
-    data_dir = resolve_data_dir(options.data_dir)
-    device = choose_device(options.device)
-    base_config = TrialConfig(
-        strategy="",
-        task_path=str(task_path),
-        data_dir=str(data_dir) if data_dir else None,
-        profile=budget.to_dict(),
-        seed=options.seed,
-        models={
-            "causal_lm_name": options.model,
-            "embedding_model_name": options.embedding_model,
-            "device": device,
-            "dtype": choose_dtype(options.dtype, device),
-            "trust_remote_code": options.trust_remote_code,
-        },
-    )
-    workspace = Workspace(registry, progress)
-    splits = workspace.splits(task, base_config)
-    run_id = options.run_id or default_run_id(options)
-    result = RunResult(Path(options.output) / task.name / run_id)
-    run_dir = result.run_dir
-    earlier = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").exists() else {}
-    command = shlex.join(["slmbench", *sys.argv[1:]])
-    earlier_commands = earlier.get("commands") or ([earlier["command"]] if "command" in earlier else [])
-    write_json_atomic(
-        run_dir / "run.json",
-        {
-            "schema": SCHEMA_VERSION,
-            "run_id": run_id,
-            "task": task.name,
-            "task_path": str(task_path),
-            "command": command,
-            "commands": list(dict.fromkeys([*earlier_commands, command])),  # in first-run order
-            "options": {**asdict(options), "run_id": run_id, "output": str(options.output)},
-            "profile": budget.to_dict(),
-            "seed": options.seed,
-            "labels": task.label_names,
-            "strategies": list(dict.fromkeys([*earlier.get("strategies", []), *strategies])),
-            "splits": splits.summary(),
-            "data": splits.provenance,
-            "models": {
-                "causal_lm": options.model,
-                "embedding_model": options.embedding_model,
-                "device": device,
-                "dtype": base_config.models["dtype"],
-            },
-            "references": [vars(reference) for reference in task.references],
-            "environment": collect_environment(),
-            "started_at": earlier.get("started_at", datetime.now(timezone.utc).isoformat(timespec="seconds")),
-        },
-    )
-    write_json_atomic(run_dir / "test_texts.json", list(splits.test.texts))
+    plan = plan_run(options, registry)
+    result = RunResult(plan.run_dir)
+    records.write_run(plan.run_dir, plan.run)
+    records.write_test_texts(plan.run_dir, plan.test_texts)
 
-    with _signals_as_interrupt():
+    pending = []
+    for planned in plan.trials:
+        if (record := finished_record(planned)) is not None:
+            result.reused.append(planned.key)
+            on_trial(record, True)
+        else:
+            pending.append(planned)
+
+    def finish(planned: PlannedTrial, record: TrialRecord) -> None:
+        records.write_trial(planned.file, record, plan.run_dir)
+        if planned.config.train_size is not None:  # learning-curve points keep measurements, not models
+            shutil.rmtree(planned.artifact_dir, ignore_errors=True)
+        (result.ran if record.ok else result.failed).append(planned.key)
+        on_trial(record, False)
+        _notify(registry, "trial_finished", track, trial=record, run_dir=plan.run_dir)
+
+    executor = executor or LocalExecutor(progress, options.trial_timeout)
+    with signals_as_interrupt():
         try:
-            # The whole train split first (the leaderboard), then the learning curve's smaller sizes.
-            n_train = len(splits.train)
-            for size in [None, *(n for n in train_sizes if n < n_train)]:
-                for name in strategies:
-                    if size is not None and not registry.strategy(name).learns_from_train:
-                        continue
-                    config = replace(
-                        base_config, strategy=name, strategy_version=registry.strategies[name].distribution, train_size=size
-                    )
-                    _run_or_reuse(config, run_dir, workspace, options.trial_timeout, result, on_trial)
+            executor.run(pending, finish)
         except KeyboardInterrupt:
             result.interrupted = True
-        render_report(run_dir, constraints or Constraints())
+    with interrupts_deferred():
+        report = render_report(plan.run_dir, constraints or Constraints())
+    _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)
     if result.interrupted:
         raise RunInterrupted(result)
     return result
+
+
+def _notify(registry: Registry, hook: str, track: tuple[str, ...], **arguments: Any) -> None:
+    """Call a tracking hook of every plugin; a tracker's failure is a warning, never the run's end."""
+    import warnings
+
+    try:
+        getattr(registry.manager.hook, hook)(track=track, **arguments)
+    except Exception as error:  # noqa: BLE001 - trackers are optional
+        warnings.warn(f"a tracker failed in {hook}: {type(error).__name__}: {error}", stacklevel=2)

@@ -79,3 +79,56 @@ def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
         for i, (cost, score) in enumerate(points)
         if not any(c <= cost and s >= score and (c, s) != (cost, score) for c, s in points)
     ]
+
+
+def _seed_resamples(n_seeds: int, n_examples: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(resamples, seeds) seed indices and (resamples, examples) example indices, drawn with replacement."""
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, n_seeds, (n_resamples, n_seeds)), rng.integers(0, n_examples, (n_resamples, n_examples))
+
+
+def seed_bootstrap_ci(
+    gold: Sequence[int],
+    predicted: Sequence[Sequence[int]],
+    metric: Metric,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile interval of the seed-averaged ``metric`` under a bootstrap over seeds *and* test examples.
+
+    ``predicted`` holds one row per seed. Each resample draws seeds with replacement (the spread
+    between seeds) and test examples with replacement (the spread of a finite test set), scores
+    every drawn seed on the drawn examples and averages. With one seed it is ``bootstrap_ci``.
+    """
+    predicted = np.asarray(predicted)
+    if predicted.shape[0] == 1:
+        return bootstrap_ci(gold, predicted[0], metric, n_resamples, confidence, seed)
+    gold = np.asarray(gold)
+    if len(gold) < 2:
+        return None
+    seeds, examples = _seed_resamples(predicted.shape[0], len(gold), n_resamples, seed)
+    drawn = predicted[seeds[:, :, None], examples[:, None, :]]  # (resamples, seeds, examples)
+    scores = metric(np.broadcast_to(gold[examples][:, None, :], drawn.shape), drawn, axis=-1).mean(axis=1)
+    tail = (1 - confidence) / 2
+    return float(np.quantile(scores, tail)), float(np.quantile(scores, 1 - tail))
+
+
+def paired_seed_bootstrap_p(
+    gold: Sequence[int], predicted_a: Sequence[Sequence[int]], predicted_b: Sequence[Sequence[int]],
+    n_resamples: int = 2000, seed: int = 0,
+) -> float:
+    """Two-sided p-value that A and B have the same seed-averaged accuracy, paired over examples and seeds.
+
+    Rows of ``predicted_a`` and ``predicted_b`` are the same seeds in the same order. The paired
+    bootstrap resamples seeds and test examples together for both strategies and centres the
+    resampled differences on zero (the null hypothesis); p is the share at least as far from zero
+    as the observed difference.
+    """
+    gold = np.asarray(gold)
+    correct = np.asarray(predicted_a) == gold, np.asarray(predicted_b) == gold
+    difference = correct[0].astype(float) - correct[1]  # (seeds, examples)
+    observed = difference.mean()
+    seeds, examples = _seed_resamples(difference.shape[0], difference.shape[1], n_resamples, seed)
+    resampled = difference[seeds[:, :, None], examples[:, None, :]].mean(axis=(1, 2))
+    return float(np.mean(np.abs(resampled - observed) >= abs(observed) - 1e-12))

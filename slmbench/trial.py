@@ -1,24 +1,20 @@
-"""One trial: a serializable config in, one JSON record out.
+"""One trial: a ``TrialConfig`` and a strategy class in, one ``TrialRecord`` out.
 
-``run_trial`` needs nothing but a ``TrialConfig`` and a ``Workspace`` (a per-process cache of
-loaded splits and models), so a trial can be rerun alone or sent to another process or machine.
-A trial never raises for a strategy's error: it returns a record with ``status: failed``.
+``run_trial`` needs nothing but the config, the strategy class and a ``Workspace`` (a per-process
+cache of loaded splits and models), so a trial can be rerun alone or sent to another process or
+machine. It never raises for a strategy's error: it returns a record with status ``failed``.
 """
 
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import math
-import os
 import signal
-import tempfile
 import threading
 import time
 import traceback
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,13 +23,16 @@ from slmbench.environment import collect_environment
 from slmbench.memory import PeakMemory
 from slmbench.metrics import classification_metrics
 from slmbench.models import SharedModels
-from slmbench.plugins import Registry
+from slmbench.options import build_options
 from slmbench.profiles import Budget
 from slmbench.progress import ProgressReporter
-from slmbench.strategy import Predictions, RunContext
+from slmbench.records import (
+    Cost, DeploymentCheck, ErrorInfo, Latency, Metrics, PredictionRecord, TrialConfig, TrialRecord, Tuning,
+)
+from slmbench.strategy import Examples, Predictions, RunContext, Strategy
 from slmbench.tasks import TaskSpec, load_task
+from slmbench.tuning import searched
 
-SCHEMA_VERSION = 1
 OUT_OF_MEMORY_HINT = "out of memory: try a smaller --profile or batch size, or qlora / a parameter-efficient strategy"
 
 
@@ -63,39 +62,18 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@dataclass(frozen=True)
-class TrialConfig:
-    """Everything that determines a trial's result."""
-
-    strategy: str
-    task_path: str
-    data_dir: str | None
-    profile: dict[str, Any]
-    seed: int
-    models: dict[str, Any]
-    """causal_lm, embedding_model, device, dtype, trust_remote_code."""
-    params: dict[str, Any] = field(default_factory=dict)
-    strategy_version: str = ""
-    """The distribution (name and version) the strategy came from: a new version is a new config."""
-    train_size: int | None = None
-    """Learn from a nested stratified subset of this many train examples (a learning-curve point);
-    ``None``: the whole train split."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def config_hash(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
-
-
 class Workspace:
-    """Per-process cache: splits and shared models are loaded once and reused by every trial."""
+    """Per-process cache: splits, shared models and the environment are loaded once for every trial."""
 
-    def __init__(self, registry: Registry, progress: ProgressReporter) -> None:
-        self.registry = registry
+    def __init__(self, progress: ProgressReporter | None) -> None:
+        from slmbench.progress import quiet_libraries
+
+        if progress is not None:
+            quiet_libraries(progress.enabled)
         self.progress = progress
         self._splits: dict[str, Any] = {}
         self._models: dict[str, SharedModels] = {}
+        self._environment: dict[str, Any] | None = None
 
     def splits(self, task: TaskSpec, config: TrialConfig) -> Any:
         from slmbench.data import load_splits
@@ -107,10 +85,17 @@ class Workspace:
         return self._splits[key]
 
     def models(self, config: TrialConfig) -> SharedModels:
-        key = json.dumps(config.models, sort_keys=True)
+        key = config.models.model_dump_json()
         if key not in self._models:
-            self._models[key] = SharedModels(**config.models)
+            self._models[key] = SharedModels.from_config(config.models)
+            self._models[key].progress = self.progress
         return self._models[key]
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        if self._environment is None:
+            self._environment = collect_environment()
+        return self._environment
 
 
 def seed_everything(seed: int) -> None:
@@ -133,21 +118,33 @@ def _artifact_bytes(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-def _check_predictions(predictions: Predictions, n_texts: int, n_labels: int) -> None:
+def check_predictions(predictions: Predictions, n_texts: int, n_labels: int) -> None:
+    """The protocol's checks on what ``predict`` returned: one label in range per text, probabilities
+    of shape (texts, labels) whose rows sum to 1."""
+    import numpy as np
+
+    if not isinstance(predictions, Predictions):
+        raise TypeError(f"predict returned {type(predictions).__name__}, not slmbench.Predictions")
     if len(predictions.labels) != n_texts:
         raise ValueError(f"strategy returned {len(predictions.labels)} predictions for {n_texts} texts")
     bad = [label for label in predictions.labels if not 0 <= int(label) < n_labels]
     if bad:
         raise ValueError(f"strategy returned label indices outside 0..{n_labels - 1}: {bad[:5]}")
+    if predictions.probabilities is not None:
+        probabilities = np.asarray(predictions.probabilities, dtype=float)
+        if probabilities.shape != (n_texts, n_labels):
+            raise ValueError(f"strategy returned probabilities of shape {probabilities.shape}, expected ({n_texts}, {n_labels})")
+        if not np.allclose(probabilities.sum(axis=1), 1, atol=1e-3) or (probabilities < 0).any():
+            raise ValueError("strategy returned probabilities that are negative or whose rows do not sum to 1")
 
 
-def _error(error: BaseException, hint: str | None = None) -> dict[str, str]:
+def _error(error: BaseException, hint: str | None = None) -> ErrorInfo:
     message = str(error)
-    return {
-        "type": type(error).__name__,
-        "message": f"{message} ({hint})" if hint else message,
-        "traceback": "".join(traceback.format_exception(error)),
-    }
+    return ErrorInfo(
+        type=type(error).__name__,
+        message=f"{message} ({hint})" if hint else message,
+        traceback="".join(traceback.format_exception(error)),
+    )
 
 
 def _free_accelerator_memory() -> None:
@@ -158,129 +155,228 @@ def _free_accelerator_memory() -> None:
         torch.cuda.empty_cache()
 
 
+def prediction_record(gold: list[int], predictions: Predictions) -> PredictionRecord:
+    probabilities = predictions.probabilities
+    return PredictionRecord(
+        gold=list(gold),
+        predicted=[int(label) for label in predictions.labels],
+        probabilities=None if probabilities is None else [[round(float(p), 5) for p in row] for row in probabilities],
+    )
+
+
 def run_trial(
-    config: TrialConfig, workspace: Workspace, artifact_dir: Path, timeout_seconds: float | None = None
-) -> dict[str, Any]:
+    config: TrialConfig,
+    strategy_cls: type[Strategy],
+    workspace: Workspace,
+    artifact_dir: Path,
+    timeout_seconds: float | None = None,
+    variant: str = "",
+) -> TrialRecord:
     """Fit and evaluate one strategy; always return a complete trial record.
 
     Its ``status`` is ``ok``, ``failed`` (the strategy raised), ``timeout`` (past
     ``timeout_seconds``) or ``cancelled`` (Ctrl-C or SIGTERM while it ran).
     """
-    record: dict[str, Any] = {
-        "schema": SCHEMA_VERSION,
-        "strategy": config.strategy,
-        "status": "failed",
-        "error": None,
-        "metrics": {},
-        "cost": {},
-        "details": {},
-        "predictions": None,
-        "config": config.to_dict(),
-        "config_hash": config.config_hash(),
-        "started_at": _now(),
-    }
+    record = TrialRecord(
+        strategy=config.strategy,
+        variant=variant or config.strategy,
+        config=config,
+        config_hash=config.config_hash(),
+        description=strategy_cls.description,
+        family=str(strategy_cls.family.value),
+        learns_from_train=strategy_cls.learns_from_train,
+        started_at=_now(),
+    )
     try:
         with time_limit(timeout_seconds):
-            _fit_and_evaluate(config, workspace, artifact_dir, record)
+            _fit_and_evaluate(config, strategy_cls, workspace, artifact_dir, record)
     except TrialTimeout as error:
-        record.update(status="timeout", error=_error(error))
+        record.status, record.error = "timeout", _error(error)
     except KeyboardInterrupt as error:
-        record.update(status="cancelled", error=_error(error, "interrupted by the user or a SIGTERM"))
+        record.status, record.error = "cancelled", _error(error, "interrupted by the user or a SIGTERM")
     except Exception as error:  # noqa: BLE001 - one failing strategy never takes down a run
         out_of_memory = isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
         if out_of_memory:
             _free_accelerator_memory()
-        record["error"] = _error(error, OUT_OF_MEMORY_HINT if out_of_memory else None)
-    record["environment"] = collect_environment()
-    record["finished_at"] = _now()
+        record.status, record.error = "failed", _error(error, OUT_OF_MEMORY_HINT if out_of_memory else None)
+    record.environment = workspace.environment
+    record.finished_at = _now()
     return record
 
 
-def _fit_and_evaluate(config: TrialConfig, workspace: Workspace, artifact_dir: Path, record: dict[str, Any]) -> None:
-    """The trial itself; fills ``record`` in place so that a failure keeps what was learnt."""
+def _fit_and_evaluate(
+    config: TrialConfig, strategy_cls: type[Strategy], workspace: Workspace, artifact_dir: Path, record: TrialRecord
+) -> None:
+    """The trial itself; fills ``record`` as it goes, so that a failure keeps what was learnt."""
     from slmbench.data import nested_subset
 
     task = load_task(config.task_path)
-    record.update(task=task.name, labels=task.label_names)
-    strategy_cls = workspace.registry.strategy(config.strategy)
-    record.update(description=strategy_cls.description, family=str(strategy_cls.family.value))
+    record.task, record.labels = task.name, task.label_names
+    defaults = build_options(config.strategy, strategy_cls.Options, config.options)
+    record.options = defaults.model_dump(mode="json")
     splits = workspace.splits(task, config)
     models = workspace.models(config)
     for model_name in strategy_cls.uses_models:  # load outside the timers: shared by all trials
         getattr(models, model_name)()
     models.reset_usage()
 
-    train, validation = splits.train, splits.validation
+    train, validation, test = splits.train, splits.validation, splits.test
     if config.train_size is not None:  # a learning-curve point: validation shrinks in the same proportion
         train = nested_subset(splits.train, config.train_size, config.seed)
         share = config.train_size / len(splits.train)
         validation = nested_subset(splits.validation, math.ceil(share * len(splits.validation)), config.seed)
-    record.update(
-        train_size=config.train_size,
-        train_examples=len(train),
-        validation_examples=len(validation),
-        learns_from_train=strategy_cls.learns_from_train,
-    )
-    seed_everything(config.seed)
-    artifact_dir.mkdir(parents=True, exist_ok=True)
-    context = RunContext(
-        task=task,
-        models=models,
-        device=models.device,
-        dtype=models.dtype,
-        seed=config.seed,
-        budget=Budget(**config.profile),
-        artifact_dir=artifact_dir,
-        progress=workspace.progress,
-        params=dict(config.params),
-    )
+    record.train_examples, record.validation_examples = len(train), len(validation)
+    budget = Budget(**config.profile)
+    n_labels = len(task.labels)
+
+    def fitted(values: dict[str, Any], directory: Path, report: Any = None) -> tuple[Strategy, Predictions, float, float, int]:
+        """A strategy fitted with ``values``: itself, its validation predictions, fit and validation seconds, peak bytes."""
+        seed_everything(config.seed)
+        directory.mkdir(parents=True, exist_ok=True)
+        context = RunContext(
+            task=task, models=models, device=models.device, dtype=models.dtype, seed=config.seed, budget=budget,
+            artifact_dir=directory, progress=workspace.progress,
+            options=build_options(config.strategy, strategy_cls.Options, values),
+            **({"on_validation_loss": report} if report else {}),
+        )
+        with PeakMemory(models.device) as memory:
+            strategy = strategy_cls(context)
+            start = time.perf_counter()
+            strategy.fit(train, validation)
+            fit_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            predictions = strategy.predict(validation.texts)
+            validate_seconds = time.perf_counter() - start
+        check_predictions(predictions, len(validation), n_labels)
+        return strategy, predictions, fit_seconds, validate_seconds, memory.peak_added_bytes
+
+    space = searched(strategy_cls.tune, config.options)
+    if space and budget.tuning_trials > 1:
+        strategy, validation_predictions, train_seconds, peak = _tuned(
+            fitted, space, defaults.model_dump(), budget.tuning_trials, config.seed, validation.labels, artifact_dir, record
+        )
+    else:
+        strategy, validation_predictions, train_seconds, _, peak = fitted(defaults.model_dump(), artifact_dir)
     with PeakMemory(models.device) as memory:
-        strategy = strategy_cls(context)
         start = time.perf_counter()
-        strategy.fit(train, validation)
-        train_seconds = time.perf_counter() - start
-        start = time.perf_counter()
-        predictions = strategy.predict(splits.test.texts)
+        predictions = strategy.predict(test.texts)
         predict_seconds = time.perf_counter() - start
-    _check_predictions(predictions, len(splits.test), len(task.labels))
+    check_predictions(predictions, len(test), n_labels)
 
-    n_test = len(splits.test)
-    trainable, total = strategy.parameter_counts()
-    shared_bytes = sum(models.used.values())
-    record.update(
-        status="ok",
-        metrics=classification_metrics(splits.test.labels, predictions.labels, task.label_names),
-        cost={
-            "train_seconds": round(train_seconds, 3),
-            "predict_seconds": round(predict_seconds, 3),
-            "latency_ms_per_example": round(1000 * predict_seconds / n_test, 3),
-            "throughput_examples_per_second": round(n_test / predict_seconds, 3) if predict_seconds else None,
-            "peak_memory_mb": round((memory.peak_added_bytes + shared_bytes) / 2**20, 1),
-            "trainable_params": int(trainable),
-            "total_params": int(total),
-            "artifact_bytes": _artifact_bytes(artifact_dir),
-        },
-        details=strategy.details,
-        predictions={
-            "gold": list(splits.test.labels),
-            "predicted": [int(label) for label in predictions.labels],
-            "probabilities": None
-            if predictions.probabilities is None
-            else [[round(float(p), 5) for p in row] for row in predictions.probabilities],
-        },
+    record.labelled_examples = (
+        strategy.labelled_examples if strategy.labelled_examples is not None else len(train) + len(validation)
     )
-    record["models"] = models.describe()
+    record.train_examples_seen = (
+        strategy.train_examples_seen
+        if strategy.train_examples_seen is not None
+        else (len(train) if strategy_cls.learns_from_train else 0)
+    )
+    record.prompt_tokens_per_example = strategy.prompt_tokens_per_example
+    record.details = _plain_json(strategy.details, "details")
+    trainable, total = strategy.parameter_counts()
+    record.metrics = Metrics(**classification_metrics(test.labels, predictions.labels, task.label_names))
+    record.cost = Cost(
+        train_seconds=round(train_seconds, 3),
+        predict_seconds=round(predict_seconds, 3),
+        latency_ms_per_example=round(1000 * predict_seconds / len(test), 3),
+        throughput_examples_per_second=round(len(test) / predict_seconds, 3) if predict_seconds else None,
+        single_request=single_request_latency(strategy.predict, test.texts, budget.latency_requests, config.seed),
+        peak_memory_mb=round((max(peak, memory.peak_added_bytes) + sum(models.used.values())) / 2**20, 1),
+        trainable_params=int(trainable),
+        total_params=int(total),
+        artifact_bytes=_artifact_bytes(artifact_dir),
+    )
+    record.predictions = prediction_record(test.labels, predictions)
+    record.validation_predictions = prediction_record(validation.labels, validation_predictions)
+    record.deployment = deployment_checks(strategy, test, task.label_names, budget.latency_requests, config.seed)
+    record.models = config.models
+    record.status = "ok"
 
 
-def _jsonable(value: Any) -> Any:
-    """numpy scalars and arrays (and anything with ``tolist``) as plain JSON; the rest as text."""
-    return value.tolist() if hasattr(value, "tolist") else str(value)
+def _tuned(
+    fitted: Any, space: dict, defaults: dict, trials: int, seed: int, validation_labels: list[int], artifact_dir: Path,
+    record: TrialRecord,
+) -> tuple[Strategy, Predictions, float, int]:
+    """The option search (``slmbench.tuning``): each setting fitted in its own folder, the best one's kept.
+
+    Returns the best strategy, its validation predictions, the search's seconds (fits and validation
+    passes: the cost of choosing) and the largest peak memory of one setting.
+    """
+    import shutil
+
+    from slmbench.tuning import METHOD, Candidate, search
+
+    peaks, folders = [], []
+
+    def fit(values: dict[str, Any], report: Any) -> Candidate:
+        folders.append(artifact_dir / f".try-{len(folders)}")
+        strategy, predictions, _, _, peak = fitted(values, folders[-1], report)
+        peaks.append(peak)
+        correct = sum(int(p) == g for p, g in zip(predictions.labels, validation_labels))
+        return Candidate(strategy, predictions, correct / max(len(validation_labels), 1))
+
+    start = time.perf_counter()
+    result = search(space, defaults, trials, seed, fit)
+    seconds = time.perf_counter() - start
+    best = result.best.strategy
+    for item in best.context.artifact_dir.iterdir():  # the chosen setting's artifacts become the trial's
+        shutil.move(str(item), artifact_dir / item.name)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+    best.context.artifact_dir = artifact_dir
+    record.options = best.options.model_dump(mode="json")
+    record.tuning = Tuning(method=METHOD, budget=trials, chosen={name: result.options[name] for name in space}, tried=result.tried)
+    return best, result.best.validation, seconds, max(peaks)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON via a temporary file and a rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(data, indent=1, default=_jsonable)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+def single_request_latency(predict: Any, texts: list[str], requests: int, seed: int) -> Latency | None:
+    """p50 and p95 of ``predict([text])`` over ``requests`` test texts drawn with ``seed``: what a service
+    answering one request at a time sees (called after the record took the batch run's details)."""
+    import random
+
+    import numpy as np
+
+    if requests < 1 or not texts:
+        return None
+    seconds = []
+    for text in random.Random(seed).sample(list(texts), min(requests, len(texts))):
+        start = time.perf_counter()
+        predict([text])
+        seconds.append(time.perf_counter() - start)
+    milliseconds = 1000 * np.asarray(seconds)
+    return Latency(p50_ms=round(float(np.percentile(milliseconds, 50)), 3), p95_ms=round(float(np.percentile(milliseconds, 95)), 3),
+                   requests=len(seconds))
+
+
+def deployment_checks(strategy: Strategy, test: Examples, label_names: list[str], requests: int, seed: int) -> list[DeploymentCheck]:
+    """The strategy's model quantized for deployment (``Strategy.deployment_variants``), each scored on
+    the same test split: accuracy, size on disk, batched and single-request latency."""
+    checks = []
+    for variant in strategy.deployment_variants():
+        try:
+            with variant as deployed:
+                start = time.perf_counter()
+                predictions = deployed.predict(test.texts)
+                seconds = time.perf_counter() - start
+                check_predictions(predictions, len(test), len(label_names))
+                metrics = classification_metrics(test.labels, predictions.labels, label_names)
+                checks.append(DeploymentCheck(
+                    quantization=variant.quantization, accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
+                    size_bytes=deployed.size_bytes, latency_ms_per_example=round(1000 * seconds / len(test), 3),
+                    single_request=single_request_latency(deployed.predict, test.texts, requests, seed),
+                ))
+        except Exception as error:  # noqa: BLE001 - an unsupported quantization is recorded, not fatal
+            checks.append(DeploymentCheck(quantization=variant.quantization, error=f"{type(error).__name__}: {error}"))
+    return checks
+
+
+def _plain_json(value: Any, where: str) -> Any:
+    """``value`` as plain JSON (numpy numbers and arrays converted); anything else is the strategy's error."""
+    try:
+        return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else _refuse(v, where)))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"the strategy's {where} are not plain JSON: {error}") from None
+
+
+def _refuse(value: Any, where: str) -> Any:
+    raise TypeError(f"{where} holds a {type(value).__name__}")

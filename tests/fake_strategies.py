@@ -91,14 +91,16 @@ class WrongLength(MajorityClass):
 
 
 def plugin() -> object:
-    """A plugin object registering every fake strategy."""
+    """A plugin module registering every fake strategy."""
 
     @hookimpl
     def register_strategies(register):
         for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, WrongLength):
             register(cls)
 
-    return types.SimpleNamespace(register_strategies=register_strategies)
+    module = types.ModuleType("fake_strategies_plugin")
+    module.register_strategies = register_strategies
+    return module
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from slmbench.profiles import Budget
 from slmbench.scoring import answer_tokens, score_choices, tokenize_prompts
 from slmbench.sft import SharedPrefixCollator, causal_lm_loss, row_logits, sft_dataset
 from slmbench.strategy import Examples, RunContext
-from run_contexts import run_context
+from slmbench.plugins import load_registry
+from slmbench.testing import make_context as kit_context
 
 TEXTS = [
     "Profits rose sharply in the third quarter.",
@@ -39,11 +40,12 @@ CAUSAL_LM_STRATEGIES = {
     "lora": {"adapter_model.safetensors", "adapter_config.json"},
     "dora": {"adapter_model.safetensors", "adapter_config.json"},
     "qlora": {"adapter_model.safetensors", "adapter_config.json"},
-    "prompt_tuning": {"adapter_model.safetensors", "adapter_config.json"},
+    "prompt-tuning": {"adapter_model.safetensors", "adapter_config.json"},
     "adapters": {"adapters.safetensors"},
-    "full_finetune": {"model.safetensors", "config.json", "generation_config.json"},
+    "full-finetune": {"model.safetensors", "config.json", "generation_config.json"},
 }
-PLUGIN_MODULES = [*CAUSAL_LM_STRATEGIES, "encoder_finetune"]
+WEIGHT_UPDATING = [*CAUSAL_LM_STRATEGIES, "encoder-finetune"]
+REGISTRY = load_registry()
 
 
 # --- tiny models on disk, loaded by the strategies as their own copies ---------------------------
@@ -76,19 +78,14 @@ def tiny_model_dirs(tmp_path_factory, smollm2_tokenizer, make_tiny_causal_lm):
     return root / "llama", root / "bert"
 
 
-def make_context(tiny_model_dirs, toy_task, artifact_dir: Path, budget: Budget = BUDGET, **params) -> RunContext:
+def make_context(name: str, tiny_model_dirs, toy_task, artifact_dir: Path, budget: Budget = BUDGET, **options) -> RunContext:
     llama, bert = tiny_model_dirs
     models = SharedModels(causal_lm_name=str(llama), embedding_model_name=str(bert))
-    return run_context(toy_task, models, artifact_dir, budget, **params)
+    return kit_context(REGISTRY.strategy(name), artifact_dir, task=toy_task, models=models, budget=budget, **options)
 
 
-def strategy_class(module_name: str):
-    """The strategy class a plugin module registers through its hook."""
-    module = importlib.import_module(f"slmbench_plugins.{module_name}")
-    registered = []
-    module.register_strategies(registered.append)
-    (cls,) = registered
-    return cls
+def strategy_class(name: str):
+    return REGISTRY.strategy(name)
 
 
 # --- training examples: what is trained is what is scored ----------------------------------------
@@ -172,12 +169,12 @@ def test_token_budgets_shorten_training_and_validation(toy_task, smollm2_tokeniz
 # --- every strategy fits, predicts and saves the right artifact ----------------------------------
 
 
-@pytest.mark.parametrize("module_name", PLUGIN_MODULES)
-def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(module_name, tiny_model_dirs, toy_task, tmp_path):
+@pytest.mark.parametrize("name", WEIGHT_UPDATING)
+def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, tiny_model_dirs, toy_task, tmp_path):
     from safetensors import safe_open
 
-    context = make_context(tiny_model_dirs, toy_task, tmp_path / module_name)
-    strategy = strategy_class(module_name)(context)
+    context = make_context(name, tiny_model_dirs, toy_task, tmp_path / name)
+    strategy = strategy_class(name)(context)
     strategy.fit(TRAIN, VALIDATION)
     predictions = strategy.predict(TEXTS[:5])
 
@@ -193,31 +190,32 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(module_name, ti
     assert details["train_tokens_per_second"] > 0
 
     files = {p.name for p in context.artifact_dir.iterdir()}
-    if module_name == "encoder_finetune":
+    if name == "encoder-finetune":
         assert {"model.safetensors", "config.json"} <= files
         assert trainable == total and scale == round(stored_param_count(tiny_model_dirs[0]) / total) > 1
         return
-    assert files == CAUSAL_LM_STRATEGIES[module_name]
+    assert files == CAUSAL_LM_STRATEGIES[name]
     weights = [p for p in context.artifact_dir.iterdir() if p.suffix == ".safetensors"]
     with safe_open(str(weights[0]), "pt") as handle:
         keys = list(handle.keys())
         stored = sum(handle.get_tensor(k).numel() for k in keys)
-    if module_name == "full_finetune":
+    if name == "full-finetune":
         assert trainable == total
     else:  # adapter-only: nothing of the base model is saved
-        marker = {"adapters": ".adapter.", "prompt_tuning": "prompt_embeddings"}.get(module_name, "lora_")
+        marker = {"adapters": ".adapter.", "prompt-tuning": "prompt_embeddings"}.get(name, "lora_")
         assert keys and all(marker in key for key in keys), keys[:5]
         assert stored == trainable < total / 10
 
 
-def test_unknown_parameters_are_rejected(tiny_model_dirs, toy_task, tmp_path):
-    context = make_context(tiny_model_dirs, toy_task, tmp_path / "lora", rnak=8)
-    with pytest.raises(ValueError, match="rnak"):
-        strategy_class("lora")(context).fit(TRAIN, VALIDATION)
+def test_unknown_options_are_rejected_with_a_suggestion(tiny_model_dirs, toy_task, tmp_path):
+    from slmbench.options import OptionError
+
+    with pytest.raises(OptionError, match="lora has no option 'alhpa'; did you mean 'alpha'?"):
+        make_context("lora", tiny_model_dirs, toy_task, tmp_path / "lora", alhpa=8)
 
 
-def test_lora_parameters_reach_peft(tiny_model_dirs, toy_task, tmp_path):
-    context = make_context(tiny_model_dirs, toy_task, tmp_path / "lora", rank=4, alpha=8, merge=False)
+def test_lora_options_reach_peft(tiny_model_dirs, toy_task, tmp_path):
+    context = make_context("lora", tiny_model_dirs, toy_task, tmp_path / "lora", r=4, alpha=8, merge=False)
     strategy = strategy_class("lora")(context)
     strategy.fit(TRAIN, VALIDATION)
     config = strategy.model.peft_config["default"]
@@ -231,8 +229,8 @@ def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, t
     from slmbench.sft import SoftPromptLM
     from slmbench.prompts import build_messages
 
-    context = make_context(tiny_model_dirs, toy_task, tmp_path / "pt", learning_rate=0.5)
-    strategy = strategy_class("prompt_tuning")(context)
+    context = make_context("prompt-tuning", tiny_model_dirs, toy_task, tmp_path / "pt", learning_rate=0.5)
+    strategy = strategy_class("prompt-tuning")(context)
     strategy.fit(TRAIN, VALIDATION)
     model = strategy.model
     conversations = [build_messages(toy_task, t, tokenizer=smollm2_tokenizer, max_input_tokens=64) for t in TEXTS[:4]]
@@ -342,33 +340,49 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, sm
 # --- plugin hygiene -------------------------------------------------------------------------------
 
 
-def test_importing_the_plugins_does_not_import_torch():
-    modules = ", ".join(f"slmbench_plugins.{m}" for m in PLUGIN_MODULES)
-    code = f"import sys, {modules}; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_every_plugin_registers_its_strategy():
-    from slmbench.plugins import load_registry
+def test_every_weight_updating_strategy_is_registered_and_dora_is_lora_configured():
     from slmbench.strategy import Family
 
-    classes = {strategy_class(m).name: strategy_class(m) for m in PLUGIN_MODULES}
-    assert set(classes) == {"lora", "dora", "qlora", "prompt-tuning", "adapters", "full-finetune", "encoder-finetune"}
+    from slmbench_plugins.lora import Lora
+
+    classes = {name: strategy_class(name) for name in WEIGHT_UPDATING}
+    assert all(cls.name == name for name, cls in classes.items())
     assert {name for name, cls in classes.items() if cls.family == Family.FULL} == {"full-finetune", "encoder-finetune"}
-    registry = load_registry()  # through the package's entry points
-    assert all(registry.strategy(name) is cls for name, cls in classes.items())
+    assert issubclass(classes["dora"], Lora) and classes["dora"].Options().use_dora and not Lora.Options().use_dora
+    assert classes["dora"].Options().dropout == 0.0 and classes["dora"].Options.model_fields.keys() == Lora.Options.model_fields.keys()
 
 
 def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_dirs, toy_task, tmp_path):
-    """bitsandbytes repacks 4-bit weights for CPU inference on a no-grad eval pass, a layout with no
-    backward; validation happens mid-training, so qlora must keep the trainable layout until predicting."""
+    """bitsandbytes repacks 4-bit weights for CPU inference on a no-grad eval pass (on AVX-512 BF16 CPUs),
+    a layout with no backward; validation happens mid-training, so qlora keeps the trainable layout until
+    it predicts. The flag it sets must exist on bitsandbytes' layers, and gradients after an eval pass
+    must equal those before it."""
+    from bitsandbytes.functional import has_avx512bf16
     from bitsandbytes.nn import Linear4bit
 
-    context = make_context(tiny_model_dirs, toy_task, tmp_path / "qlora")
+    from slmbench_plugins.qlora import set_cpu_inference_layout
+
+    context = make_context("qlora", tiny_model_dirs, toy_task, tmp_path / "qlora", dropout=0.0)  # deterministic gradients
     strategy = strategy_class("qlora")(context)
-    model, _ = strategy.build(dict(strategy.defaults))
+    model, _ = strategy.build()
+    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
+    assert layers and all(hasattr(m, "support_avx512bf16_for_cpu") for m in layers)  # a rename fails here
+    assert not any(m.support_avx512bf16_for_cpu for m in layers)
+    tokens = torch.tensor([[1, 20, 300, 4000, 5, 6]])
+
+    def lora_gradients() -> dict[str, torch.Tensor]:
+        model.train()
+        model.zero_grad()
+        model(tokens, labels=tokens).loss.backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
+
+    before = lora_gradients()
     model.eval()
     with torch.no_grad():
-        model(torch.tensor([[1, 20, 300, 4000]]))
-    layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
-    assert layers and not any(getattr(m.weight.quant_state, "packing_format_for_cpu", False) for m in layers)
+        model(tokens)
+    after = lora_gradients()
+    assert before and before.keys() == after.keys()
+    for name in before:
+        torch.testing.assert_close(after[name], before[name], msg=name)
+    set_cpu_inference_layout(model, True)
+    assert all(m.support_avx512bf16_for_cpu == has_avx512bf16() for m in layers)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 
 import numpy as np
 import pytest
-from run_contexts import run_context
 from test_retrieval import BagOfWordsEmbedder
 
 import slmbench.scoring
 from slmbench.models import SharedModels, param_count
 from slmbench.strategy import Examples, Family, RunContext
+from slmbench.testing import make_context as kit_context
 from slmbench_plugins import few_shot, knn_vote, rag
 from slmbench_plugins.few_shot import FewShot, choose_demonstrations
 from slmbench_plugins.knn_vote import KnnVote, vote
@@ -42,9 +40,9 @@ TEST = [
 LEAKY_TRAIN = Examples(TRAIN.texts + [" " + TEST[0] + "\n"], TRAIN.labels + [2])
 
 
-def make_context(toy_task, tiny_causal_lm, tmp_path, **params) -> RunContext:
+def make_context(strategy, toy_task, tiny_causal_lm, tmp_path, **options) -> RunContext:
     models = SharedModels(_loaded={"causal_lm": tiny_causal_lm, "embedder": BagOfWordsEmbedder()})
-    return run_context(toy_task, models, tmp_path, **params)
+    return kit_context(strategy, tmp_path, task=toy_task, models=models, **options)
 
 
 @pytest.fixture
@@ -65,14 +63,6 @@ def demonstrations_of(conversation: list[dict]) -> list[tuple[str, str]]:
     """(user text, assistant answer) pairs between the system prompt and the final query."""
     turns = conversation[1:-1]
     return [(user["content"], assistant["content"]) for user, assistant in zip(turns[::2], turns[1::2])]
-
-
-def test_importing_the_plugins_imports_nothing_heavy():
-    code = (
-        "import sys, slmbench_plugins.few_shot, slmbench_plugins.rag, slmbench_plugins.knn_vote\n"
-        "assert not {'torch', 'faiss', 'numpy'} & set(sys.modules), sys.modules.keys()"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_each_plugin_registers_its_strategy():
@@ -104,28 +94,29 @@ def test_knn_vote_weights_neighbours_by_similarity():
 
 
 def test_few_shot_end_to_end(toy_task, tiny_causal_lm, tmp_path, captured_conversations):
-    strategy = FewShot(make_context(toy_task, tiny_causal_lm, tmp_path, shots_per_class=1))
+    strategy = FewShot(make_context(FewShot, toy_task, tiny_causal_lm, tmp_path, shots_per_class=1, calibration="none"))
     strategy.fit(TRAIN, Examples([], []))
     predictions = strategy.predict(TEST)
 
     assert len(predictions.labels) == 3 and predictions.probabilities.shape == (3, 3)
     details = strategy.details
     chosen = [d["train_index"] for d in details["demonstrations"]]
-    assert chosen == choose_demonstrations(TRAIN.labels, 3, 1, seed=0) and details["labelled_examples"] == 3
+    assert chosen == choose_demonstrations(TRAIN.labels, 3, 1, seed=0) and strategy.labelled_examples == 3
     expected = [(TRAIN.texts[i], toy_task.labels[TRAIN.labels[i]].verbalizer) for i in chosen]
+    assert len(captured_conversations) == len(TEST)
     assert all(demonstrations_of(c) == expected for c in captured_conversations)  # the same for every text
-    assert 30 < details["shared_prefix_tokens"] < details["prompt_tokens_per_example"]
+    assert 30 < details["shared_prefix_tokens"] < strategy.prompt_tokens_per_example
     assert strategy.parameter_counts() == (0, param_count(tiny_causal_lm[0]))
 
 
 def test_rag_end_to_end_nearest_last_and_no_leak(toy_task, tiny_causal_lm, tmp_path, captured_conversations):
-    strategy = Rag(make_context(toy_task, tiny_causal_lm, tmp_path, k=3))
+    strategy = Rag(make_context(Rag, toy_task, tiny_causal_lm, tmp_path, k=3, calibration="none"))
     strategy.fit(LEAKY_TRAIN, Examples([], []))
     predictions = strategy.predict(TEST)
 
     assert len(predictions.labels) == 3 and predictions.probabilities.shape == (3, 3)
     details = strategy.details
-    assert details["index"] == "IndexFlatIP" and details["k"] == 3 and details["labelled_examples"] == len(LEAKY_TRAIN)
+    assert details["index"] == "IndexFlatIP" and details["k"] == 3 and strategy.labelled_examples is None
     assert details["self_matches_excluded"] == 2
     for query, conversation, nearest in zip(TEST, captured_conversations, details["neighbours"]):
         assert conversation[-1]["content"] == query
@@ -140,22 +131,22 @@ def test_rag_end_to_end_nearest_last_and_no_leak(toy_task, tiny_causal_lm, tmp_p
 def test_rag_truncates_demonstrations_to_the_plan(toy_task, tiny_causal_lm, tmp_path, captured_conversations):
     _, tokenizer = tiny_causal_lm
     long_train = Examples([text + " And more words follow here." * 20 for text in TRAIN.texts], TRAIN.labels)
-    strategy = Rag(make_context(toy_task, tiny_causal_lm, tmp_path, k=2, demo_tokens=12))
+    strategy = Rag(make_context(Rag, toy_task, tiny_causal_lm, tmp_path, k=2, demo_tokens=32, calibration="none"))
     strategy.fit(long_train, Examples([], []))
     strategy.predict(TEST)
-    assert strategy.plan.tokens_per_demonstration == 12
+    assert strategy.plan.tokens_per_demonstration == 32
     for conversation in captured_conversations:
         for text, _ in demonstrations_of(conversation):
-            assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= 12
+            assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= 32
 
 
 def test_knn_vote_end_to_end(toy_task, tiny_causal_lm, tmp_path):
-    strategy = KnnVote(make_context(toy_task, tiny_causal_lm, tmp_path, k=3))
+    strategy = KnnVote(make_context(KnnVote, toy_task, tiny_causal_lm, tmp_path, k=3))
     strategy.fit(LEAKY_TRAIN, Examples([], []))
     predictions = strategy.predict(TEST)
 
     details = strategy.details
-    assert details["k"] == 3 and details["labelled_examples"] == len(LEAKY_TRAIN)
+    assert strategy.options.k == 3 and strategy.labelled_examples is None
     assert details["self_matches_excluded"] == 2
     expected = vote(
         [[LEAKY_TRAIN.labels[i] for i in row] for row in details["neighbours"]],
@@ -165,3 +156,30 @@ def test_knn_vote_end_to_end(toy_task, tiny_causal_lm, tmp_path):
     np.testing.assert_allclose(predictions.probabilities, expected)
     assert predictions.labels == expected.argmax(axis=1).tolist()
     assert strategy.parameter_counts() == (0, param_count(BagOfWordsEmbedder()))
+
+
+@pytest.mark.parametrize("method", ["batch", "content-free"])
+def test_calibration_divides_out_the_answer_bias_and_restores_the_train_prior(
+    method, toy_task, tiny_causal_lm, tmp_path, captured_conversations
+):
+    """The bias is the mean answer distribution over unlabelled train texts (batch) or content-free inputs,
+    scored with the strategy's own demonstrations; the train split's label frequencies replace it."""
+    from slmbench.prompts import CONTENT_FREE_TEXTS, label_frequencies
+
+    raw = FewShot(make_context(FewShot, toy_task, tiny_causal_lm, tmp_path / "raw", calibration="none"))
+    raw.fit(TRAIN, Examples([], []))
+    uncalibrated = raw.predict(TRAIN.texts).probabilities
+    captured_conversations.clear()
+    strategy = FewShot(make_context(FewShot, toy_task, tiny_causal_lm, tmp_path / "cal", calibration=method, calibration_texts=64))
+    strategy.fit(TRAIN, Examples([], []))
+    scored = [conversation[-1]["content"] for conversation in captured_conversations]
+    assert sorted(scored) == sorted(CONTENT_FREE_TEXTS if method == "content-free" else TRAIN.texts)
+    assert all(demonstrations_of(c) == demonstrations_of(captured_conversations[0]) for c in captured_conversations)
+    prior = np.asarray(label_frequencies(TRAIN.labels, 3))
+    assert strategy.calibration.prior == pytest.approx(tuple(prior)) and strategy.labelled_examples == len(TRAIN)
+    bias = np.asarray(strategy.calibration.bias)
+    if method == "batch":
+        np.testing.assert_allclose(bias, uncalibrated.mean(axis=0), rtol=1e-6)
+    expected = uncalibrated / bias * prior
+    np.testing.assert_allclose(strategy.predict(TRAIN.texts).probabilities, expected / expected.sum(axis=1, keepdims=True), rtol=1e-6)
+    assert strategy.details["calibration"]["method"] == method

@@ -21,7 +21,21 @@ def test_explicit_device_and_dtype_win_and_cpu_defaults_to_float32():
     assert choose_device("cuda:1") == "cuda:1"
     assert choose_dtype("bfloat16", "cpu") == "bfloat16"
     assert choose_dtype("auto", "cpu") == "float32"
-    assert choose_device("auto") in {"cuda", "mps", "cpu"}
+
+
+@pytest.mark.parametrize(
+    ("cuda", "mps", "bf16", "device", "dtype"),
+    [(True, True, True, "cuda", "bfloat16"), (True, False, False, "cuda", "float16"),
+     (False, True, False, "mps", "float32"), (False, False, False, "cpu", "float32")],
+)
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, bf16, device, dtype):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16)
+    assert choose_device("auto") == device
+    assert choose_dtype("auto", device) == dtype
 
 
 def test_hub_ids_and_folders_pass_through_unchanged():

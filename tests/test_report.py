@@ -12,17 +12,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from slmbench import stats
+from slmbench import records, stats
+from slmbench.compare import render_comparison
 from slmbench.metrics import classification_metrics
-from slmbench.report import (
-    Constraints,
-    leader_changes,
-    learning_curves,
-    load_run,
-    recommend,
-    render_comparison,
-    render_report,
-)
+from slmbench.recommend import Constraints, recommend
+from slmbench.report import leader_changes, render_report
+from slmbench.summary import load_summary
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 LABELS = ["no", "yes"]
@@ -86,7 +81,7 @@ def test_failure_is_one_line_pointing_at_the_trial_file(rendered: Path) -> None:
         "- `full-finetune`: `RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator"
     )
     assert "Try a smaller batch size" not in line  # first line of the message only
-    link = "[trials/full-finetune.json](trials/full-finetune.json)"
+    link = r"[trials/full-finetune.seed0.json](trials/full-finetune.seed0.json)"
     assert line.endswith(f"full traceback in {link} under `error.traceback`.")
 
 
@@ -96,9 +91,8 @@ def test_references_are_marked_as_not_measured_here(rendered: Path, run_dir: Pat
     assert _table_rows(references) == [
         ["RoBERTa-large fine-tuned", "accuracy", "0.914", "https://example.org/sentiment-benchmark-2024"]
     ]
-    info = json.loads((run_dir / "run.json").read_text())
-    info["references"] = []
-    (run_dir / "run.json").write_text(json.dumps(info))
+    run = records.read_run(run_dir)
+    records.write_run(run_dir, run.model_copy(update={"references": []}))
     assert "## Published reference points" not in render_report(run_dir).read_text()
 
 
@@ -135,17 +129,17 @@ def test_report_without_test_texts_skips_the_examples(run_dir: Path) -> None:
 
 
 def test_cancelled_and_timed_out_trials_show_their_status(run_dir: Path) -> None:
-    path = run_dir / "trials" / "full-finetune.json"
-    record = json.loads(path.read_text())
-    record.update(status="cancelled", error={"type": "KeyboardInterrupt", "message": " (interrupted by the user)"})
-    path.write_text(json.dumps(record))
+    path = run_dir / "trials" / "full-finetune.seed0.json"
+    record = records.read_trial(path)
+    record.status, record.error = "cancelled", records.ErrorInfo(type="KeyboardInterrupt", message=" (interrupted by the user)")
+    records.write_trial(path, record, run_dir)
     failures = _section(render_report(run_dir).read_text(), "Failures")
     assert "- `full-finetune` (cancelled): `KeyboardInterrupt: (interrupted by the user)` — see [trials/" in failures
 
 
 def test_run_with_only_failed_trials_still_renders(run_dir: Path) -> None:
     for name in ("lora", "embedding-classifier", "zero-shot"):
-        (run_dir / "trials" / f"{name}.json").unlink()
+        (run_dir / "trials" / f"{name}.seed0.json").unlink()
     text = render_report(run_dir).read_text()
     assert "nothing to recommend" in _section(text, "Recommendation")
     assert "## Leaderboard" not in text and "## Trade-offs" not in text
@@ -154,7 +148,7 @@ def test_run_with_only_failed_trials_still_renders(run_dir: Path) -> None:
 
 def test_old_or_third_party_trials_with_missing_and_extra_fields(run_dir: Path) -> None:
     (run_dir / "run.json").unlink()
-    path = run_dir / "trials" / "zero-shot.json"
+    path = run_dir / "trials" / "zero-shot.seed0.json"
     record = json.loads(path.read_text())
     for key in ("family", "cost", "details", "description", "environment"):
         del record[key]
@@ -165,37 +159,100 @@ def test_old_or_third_party_trials_with_missing_and_extra_fields(run_dir: Path) 
     text = render_report(run_dir).read_text()
     rows = _table_rows(_section(text, "Leaderboard"))
     assert rows[2][1:3] == ["zero-shot", "—"] and rows[2][6] == "—"
-    assert "`broken` (unreadable): `JSONDecodeError:" in text
+    assert "- `trials/broken.json` (unreadable): `not valid JSON (line 1, column 2:" in text
 
 
-def test_importing_the_report_loads_no_heavy_library() -> None:
-    code = "import sys, slmbench.report; print(sorted({'matplotlib', 'torch', 'scipy', 'sklearn'} & set(sys.modules)))"
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+def test_a_version_1_run_folder_renders_as_it_did(tmp_path: Path) -> None:
+    """Records of slmbench 0.1 (schema 1: untyped, typed fields inside details) still load."""
+    run_dir = tmp_path / "old"
+    (run_dir / "trials").mkdir(parents=True)
+    trial = _trial("knn", GOLD, set(range(10)), 1, 300).model_dump(mode="json")
+    details = {"labelled_examples": 7, "prompt_tokens_per_example": 12.5, "params": {"k": 3}}
+    old = {key: value for key, value in trial.items() if key not in {"schema_version", "labelled_examples", "options"}}
+    old.update(schema=1, details=details, config={"strategy": "knn", "task_path": "/x/toy.yaml", "profile": {}, "seed": 0,
+                                                  "models": {"causal_lm_name": "a", "embedding_model_name": "b"}, "params": {"k": 3}})
+    (run_dir / "trials" / "knn.json").write_text(json.dumps(old))
+    (run_dir / "run.json").write_text(json.dumps({"schema": 1, "run_id": "quick-seed0", "task": "toy", "seed": 0,
+                                                  "command": "slmbench run --task toy", "labels": LABELS}))
+    summary = load_summary(run_dir)
+    (entry,) = summary.entries
+    assert (entry.labelled_examples, entry.first.options, entry.first.config.options) == (7, {"k": 3}, {"k": 3})
+    assert entry.first.prompt_tokens_per_example == 12.5 and summary.run.commands == ["slmbench run --task toy"]
+    assert "```sh\nslmbench run --task toy\n```" in render_report(run_dir).read_text()
 
 
-# --- Recommendation logic on hand-made trials ---------------------------------------------------
+def test_damaged_records_are_errors_that_name_the_file_and_field(tmp_path: Path) -> None:
+    for content, problem in (
+        ("[]", "holds a JSON list, not a trial record"),
+        ("null", "holds a JSON NoneType, not a trial record"),
+        ('{"strategy": "x", "metrics": {"accuracy": "high", "macro_f1": 0.5}}', "field 'metrics.accuracy'"),
+        ("{" * 100_000, "not valid JSON"),
+    ):
+        path = tmp_path / "trial.json"
+        path.write_text(content)
+        with pytest.raises(records.RecordError, match=problem) as error:
+            records.read_trial(path)
+        assert str(error.value).startswith(str(path))
+    (tmp_path / "run.json").write_text('{"run_id": 3}')
+    with pytest.raises(records.RecordError, match=r"run.json: damaged run record: field 'run_id'"):
+        records.read_run(tmp_path)
 
 
-def _trial(name: str, gold: list[int], wrong: set[int], train_seconds: float, memory_mb: float, **details) -> dict:
+def test_the_fixture_is_exactly_what_the_writer_writes(run_dir: Path) -> None:
+    """Every fixture file validates as today's schema and is rewritten byte for byte by the real writer."""
+    for path in run_dir.rglob("*.json"):
+        if path.name == "test_texts.json":
+            continue
+        before = path.read_text()
+        assert json.loads(before)["schema_version"] == records.SCHEMA_VERSION, path
+        if path.name == "run.json":
+            records.write_run(run_dir, records.read_run(run_dir))
+        else:
+            records.write_trial(path, records.read_trial(path), run_dir)
+        assert path.read_text() == before, path
+
+
+def test_writes_are_atomic_and_leave_no_temporary_file(tmp_path: Path, monkeypatch) -> None:
+    target = tmp_path / "run.json"
+    records.write_json(target, {"a": 1})
+
+    def broken_replace(source, destination):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(records.os, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        records.write_json(target, {"a": 2})
+    assert json.loads(target.read_text()) == {"a": 1}
+    assert [path.name for path in tmp_path.iterdir()] == ["run.json"]
+
+
+def _trial(
+    name: str, gold: list[int], wrong: set[int], train_seconds: float, memory_mb: float, seed: int = 0,
+    train_size: int | None = None, **fields,
+) -> records.TrialRecord:
     """An ok binary-task trial whose predictions are wrong exactly at the ``wrong`` indices."""
     predicted = [1 - g if i in wrong else g for i, g in enumerate(gold)]
-    return {
-        "schema": 1, "strategy": name, "family": "feature", "status": "ok", "error": None, "labels": LABELS,
-        "metrics": classification_metrics(gold, predicted, LABELS),
-        "cost": {"train_seconds": train_seconds, "predict_seconds": 1.0, "latency_ms_per_example": 10.0,
-                 "peak_memory_mb": memory_mb},
-        "details": details,
-        "predictions": {"gold": gold, "predicted": predicted, "probabilities": None},
-    }
+    config = records.TrialConfig(strategy=name, task="toy", task_path="toy.yaml", profile={}, seed=seed, train_size=train_size,
+                                 models=records.ModelsConfig(causal_lm="lm", embedding_model="embedder"))
+    return records.TrialRecord(
+        strategy=name, family="feature", status="ok", labels=LABELS, config=config,
+        metrics=classification_metrics(gold, predicted, LABELS),
+        cost=records.Cost(train_seconds=train_seconds, predict_seconds=1.0, latency_ms_per_example=10.0, peak_memory_mb=memory_mb),
+        predictions=records.PredictionRecord(gold=gold, predicted=predicted),
+        **{"train_examples": train_size, **fields},
+    )
 
 
-def _write_run(directory: Path, trials: list[dict], train: int = 500) -> Path:
-    (directory / "trials").mkdir(parents=True)
-    splits = {"sizes": {"train": train, "validation": 50, "test": 100}}
-    info = {"task": "toy", "run_id": "r1", "labels": LABELS, "seed": 0, "splits": splits}
-    (directory / "run.json").write_text(json.dumps(info))
+def _save(directory: Path, trial: records.TrialRecord) -> None:
+    key = records.trial_key(trial.name, trial.seed, trial.train_size)
+    records.write_trial(records.trial_file(directory, key), trial, directory)
+
+
+def _write_run(directory: Path, trials: list[records.TrialRecord], train: int = 500, seeds: tuple[int, ...] = (0,)) -> Path:
+    splits = records.SplitSummary(sizes={"train": train, "validation": 50, "test": 100})
+    records.write_run(directory, records.RunRecord(task="toy", run_id="r1", labels=LABELS, seeds=list(seeds), splits=splits))
     for trial in trials:
-        (directory / "trials" / f"{trial['strategy']}.json").write_text(json.dumps(trial))
+        _save(directory, trial)
     return directory
 
 
@@ -203,13 +260,13 @@ GOLD = [i % 2 for i in range(100)]
 
 
 def test_constraints_change_the_answer(tmp_path: Path) -> None:
-    run = load_run(_write_run(tmp_path, [
+    run = load_summary(_write_run(tmp_path, [
         _trial("big", GOLD, set(range(5)), train_seconds=600, memory_mb=3000),
         _trial("small", GOLD, set(range(40)), train_seconds=1, memory_mb=300),
     ]))
-    assert recommend(run).choice.strategy == "big"  # 0.95 vs 0.60: significantly better, so no switch
+    assert recommend(run).choice.name == "big"  # 0.95 vs 0.60: significantly better, so no switch
     constrained = recommend(run, Constraints(max_train_minutes=5))
-    assert (constrained.choice.strategy, constrained.best.strategy) == ("small", "big")
+    assert (constrained.choice.name, constrained.best.name) == ("small", "big")
     assert constrained.excluded == {"big": ["training time 10 min > 5 min"]}
     text = render_report(run.directory, Constraints(max_train_minutes=5)).read_text()
     assert "**Use `small`**" in text and "rule out `big` (training time 10 min > 5 min)" in text
@@ -217,49 +274,49 @@ def test_constraints_change_the_answer(tmp_path: Path) -> None:
 
 def test_no_strategy_meets_the_constraints(tmp_path: Path) -> None:
     run_dir = _write_run(tmp_path, [_trial("big", GOLD, set(range(5)), train_seconds=600, memory_mb=3000)])
-    advice = recommend(load_run(run_dir), Constraints(max_memory_mb=100))
-    assert advice.choice is None and advice.best.strategy == "big"
+    advice = recommend(load_summary(run_dir), Constraints(max_memory_mb=100))
+    assert advice.choice is None and advice.best.name == "big"
     text = render_report(run_dir, Constraints(max_memory_mb=100)).read_text()
     assert "**No strategy meets your constraints** (peak memory ≤ 100 MiB)" in text
 
 
 def test_labelled_examples_default_to_train_plus_validation(tmp_path: Path) -> None:
-    run = load_run(_write_run(tmp_path, [
+    run = load_summary(_write_run(tmp_path, [
         _trial("fine-tuned", GOLD, set(range(5)), train_seconds=60, memory_mb=1000),
         _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000, labelled_examples=0),
     ]))
     advice = recommend(run, Constraints(max_labelled_examples=100))
-    assert advice.choice.strategy == "zero-shot"
+    assert advice.choice.name == "zero-shot"
     assert advice.excluded == {"fine-tuned": ["labelled examples 550 > 100"]}
 
 
 def test_statistically_tied_cheaper_strategy_is_preferred(tmp_path: Path) -> None:
     big_wrong = set(range(15))  # 0.85
     small_wrong = set(range(13)) | set(range(15, 20))  # 0.82; discordant: 5 right only for big, 2 only for small
-    run = load_run(_write_run(tmp_path, [
+    run = load_summary(_write_run(tmp_path, [
         _trial("big", GOLD, big_wrong, train_seconds=600, memory_mb=3000),
         _trial("small", GOLD, small_wrong, train_seconds=1, memory_mb=300),
     ]))
     advice = recommend(run)
-    assert (advice.best.strategy, advice.choice.strategy) == ("big", "small")
+    assert (advice.best.name, advice.choice.name) == ("big", "small")
     assert advice.tie_p_value == pytest.approx(2 * (1 + 7 + 21) / 2**7)
     assert "but not significantly so on these 100 test examples" in render_report(run.directory).read_text()
 
 
 def test_tied_strategy_that_is_not_cheaper_is_not_preferred(tmp_path: Path) -> None:
-    run = load_run(_write_run(tmp_path, [
+    run = load_summary(_write_run(tmp_path, [
         _trial("big", GOLD, set(range(15)), train_seconds=600, memory_mb=3000),
         _trial("hungry", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=1, memory_mb=4000),
     ]))
-    assert recommend(run).choice.strategy == "big"
+    assert recommend(run).choice.name == "big"
 
 
 def test_noise_level_cost_differences_never_justify_a_worse_strategy(tmp_path: Path) -> None:
-    run = load_run(_write_run(tmp_path, [
+    run = load_summary(_write_run(tmp_path, [
         _trial("better", GOLD, set(range(15)), train_seconds=0.004, memory_mb=0.1),
         _trial("worse", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=0.001, memory_mb=0.0),
     ]))
-    assert recommend(run).choice.strategy == "better"
+    assert recommend(run).choice.name == "better"
 
 
 # --- Statistics -----------------------------------------------------------------------------------
@@ -268,20 +325,19 @@ def test_noise_level_cost_differences_never_justify_a_worse_strategy(tmp_path: P
 def test_learning_curves_name_where_the_best_strategy_changes(tmp_path: Path) -> None:
     """knn leads with few examples, lora overtakes it from 64; zero-shot, learning nothing, is a flat line."""
     run_dir = _write_run(tmp_path, [
-        _trial("lora", GOLD, set(range(10)), 300, 900),
-        _trial("knn", GOLD, set(range(25)), 1, 300),
-        _trial("zero-shot", GOLD, set(range(45)), 0, 600, labelled_examples=0),
+        _trial("lora", GOLD, set(range(10)), 300, 900, train_examples=500),
+        _trial("knn", GOLD, set(range(25)), 1, 300, train_examples=500),
+        _trial("zero-shot", GOLD, set(range(45)), 0, 600, labelled_examples=0, learns_from_train=False),
     ], train=500)
     points = {16: {"lora": 48, "knn": 35}, 64: {"lora": 20, "knn": 30}}
     for size, wrong in points.items():
-        (run_dir / "trials" / f"train-{size}").mkdir()
         for name, n_wrong in wrong.items():
-            record = {**_trial(name, GOLD, set(range(n_wrong)), 1, 300), "train_size": size, "train_examples": size}
-            (run_dir / "trials" / f"train-{size}" / f"{name}.json").write_text(json.dumps(record))
+            _save(run_dir, _trial(name, GOLD, set(range(n_wrong)), 1, 300, train_size=size))
 
-    run = load_run(run_dir)
-    assert [trial.strategy for trial in run.trials] == ["lora", "knn", "zero-shot"]  # the leaderboard: whole split
-    curves, flat = learning_curves(run)
+    run = load_summary(run_dir)
+    assert [entry.name for entry in run.entries] == ["lora", "knn", "zero-shot"]  # the leaderboard: whole split
+    curves = {name: {size: point.mean for size, point in points.items()} for name, points in run.curves.items()}
+    flat = run.flat
     assert curves == {"lora": {16: 0.52, 64: 0.80, 500: 0.90}, "knn": {16: 0.65, 64: 0.70, 500: 0.75}}
     assert flat == {"zero-shot": 0.55}
     assert leader_changes(curves, flat) == [(16, "knn", 0.65), (64, "lora", 0.80)]
@@ -294,15 +350,15 @@ def test_learning_curves_name_where_the_best_strategy_changes(tmp_path: Path) ->
 
 
 def test_learning_curve_with_failed_points_and_no_size_shared_by_all(tmp_path: Path) -> None:
-    run_dir = _write_run(tmp_path, [_trial("knn", GOLD, set(range(25)), 1, 300)], train=500)
-    lora = {**_trial("lora", GOLD, set(), 1, 300), "status": "timeout", "metrics": {},
-            "error": {"type": "TrialTimeout", "message": "stopped after 60 s"}}
-    for size, trial in ((16, _trial("lora", GOLD, set(range(30)), 1, 300)), (64, lora), (32, _trial("knn", GOLD, set(range(40)), 1, 300))):
-        (run_dir / "trials" / f"train-{size}").mkdir()
-        record = {**trial, "train_examples": size, "config": {"train_size": size}}
-        (run_dir / "trials" / f"train-{size}" / f"{trial['strategy']}.json").write_text(json.dumps(record))
+    run_dir = _write_run(tmp_path, [_trial("knn", GOLD, set(range(25)), 1, 300, train_examples=500)], train=500)
+    lora = _trial("lora", GOLD, set(), 1, 300, train_size=64).model_copy(update={
+        "status": "timeout", "metrics": None, "error": records.ErrorInfo(type="TrialTimeout", message="stopped after 60 s")})
+    for trial in (_trial("lora", GOLD, set(range(30)), 1, 300, train_size=16), lora, _trial("knn", GOLD, set(range(40)), 1, 300, train_size=32)):
+        _save(run_dir, trial)
 
-    curves, flat = learning_curves(load_run(run_dir))
+    summary = load_summary(run_dir)
+    curves = {name: {size: point.mean for size, point in points.items()} for name, points in summary.curves.items()}
+    flat = summary.flat
     assert curves == {"lora": {16: 0.70}, "knn": {32: 0.60, 500: 0.75}} and flat == {}
     assert leader_changes(curves, flat) == [(16, "lora", 0.70), (32, "knn", 0.60)]
     markdown = render_report(run_dir).read_text()
@@ -347,17 +403,20 @@ def test_pareto_front() -> None:
 # --- Comparison across runs -----------------------------------------------------------------------
 
 
-def test_comparison_lists_the_best_strategy_of_each_run(run_dir: Path, tmp_path: Path) -> None:
+def test_comparison_lists_the_best_strategy_of_each_run_and_mean_ranks(run_dir: Path, tmp_path: Path) -> None:
     other = _write_run(tmp_path / "toy", [
         _trial("lora", GOLD, set(range(40)), train_seconds=600, memory_mb=3000),
         _trial("small", GOLD, set(range(10)), train_seconds=1, memory_mb=300),
     ])
-    text = render_comparison([run_dir, other], tmp_path / "out" / "comparison.md").read_text()
+    text = render_comparison([run_dir, other])
     assert _table_rows(_section(text, "Best strategy per run")) == [
         ["sentiment/20251123-190158", "40", "lora", "0.850", "0.845", "3", "1"],
         ["toy/r1", "100", "small", "0.900", "0.900", "2", "0"],
     ]
-    rows = {row[0]: row[1:] for row in _table_rows(_section(text, "Test accuracy of each strategy"))}
-    assert rows["lora"] == ["**0.850**", "0.600"]
-    assert rows["full-finetune"] == ["failed", "—"]
-    assert rows["small"] == ["—", "**0.900**"]
+    section = _section(text, "Every strategy on every run")
+    rows = {row[0]: row[1:] for row in _table_rows(section)}
+    assert rows["lora"] == ["**0.850 (#1)**", "0.600 (#2)", "1.50"]
+    assert rows["full-finetune"] == ["failed", "—", "—"]
+    assert rows["small"] == ["—", "**0.900 (#1)**", "1.00"]
+    assert list(rows)[:2] == ["small", "lora"]  # ordered by mean rank
+    assert "Wins: `lora` on `sentiment`; `small` on `toy`." in section

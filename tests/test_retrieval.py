@@ -47,7 +47,8 @@ class BagOfWordsEmbedder:
 
 
 def make_index(train: Examples = TRAIN, **kwargs) -> TrainIndex:
-    return TrainIndex(BagOfWordsEmbedder(), train, ProgressReporter(enabled=False), **kwargs)
+    embedder, progress = BagOfWordsEmbedder(), ProgressReporter(enabled=False)
+    return TrainIndex(lambda texts, description: encode(embedder, texts, progress, description), train, **kwargs)
 
 
 def test_encode_batches_into_unit_float32_vectors():

@@ -15,7 +15,7 @@ import pytest
 import fake_strategies
 from slmbench.plugins import load_registry
 from slmbench.progress import ProgressReporter
-from slmbench.runner import RunOptions, run_benchmark
+from slmbench.runner import RunError, RunOptions, run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 FAKES_SCRIPT = Path(fake_strategies.__file__)
@@ -46,7 +46,8 @@ def _options(shared_data_dir, tmp_path, strategies, **extra) -> RunOptions:
 
 
 def _trials(run_dir: Path) -> dict[str, dict]:
-    return {p.stem: json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.json")}
+    """Whole-split trials of seed 0 by strategy name."""
+    return {p.name.removesuffix(".seed0.json"): json.loads(p.read_text()) for p in (run_dir / "trials").glob("*.seed0.json")}
 
 
 def test_failures_are_isolated_and_every_trial_is_written(registry, shared_data_dir, tmp_path):
@@ -70,9 +71,12 @@ def test_failures_are_isolated_and_every_trial_is_written(registry, shared_data_
     assert majority["cost"]["artifact_bytes"] == 1
     assert majority["config"]["profile"]["name"] == "smoke"
     assert "torch" in majority["environment"]["packages"]
+    assert majority["validation_predictions"]["predicted"] and majority["labelled_examples"] == 40 + 15
 
     run = json.loads((run_dir / "run.json").read_text())
     assert run["task"] == "financial_sentiment" and run["profile"]["max_test_examples"] == len(gold)
+    assert run["floors"]["majority_label"] == "neutral" and run["floors"]["accuracy"] == majority["metrics"]["accuracy"]
+    assert not any(Path(value).is_absolute() for value in (run["task_path"], run["options"]["data_dir"]))
     assert (run_dir / "report.md").exists()
 
 
@@ -87,13 +91,13 @@ def test_rerunning_reuses_finished_trials_and_reruns_the_rest(registry, shared_d
         _options(shared_data_dir, tmp_path, "majority,exploding,last-label"), registry, ProgressReporter(False)
     )
     assert again.run_dir == first.run_dir
-    assert again.reused == ["majority"] and again.ran == ["exploding", "last-label"]
+    assert again.reused == ["majority.seed0"] and again.ran == ["last-label.seed0"] and again.failed == ["exploding.seed0"]
     assert fit_log() == ["majority", "exploding", "exploding", "last-label"]
 
-    different_seed = run_benchmark(
-        _options(shared_data_dir, tmp_path, "majority", seed=1), registry, ProgressReporter(False)
-    )
-    assert different_seed.run_dir != first.run_dir and different_seed.ran == ["majority"]
+    more_seeds = run_benchmark(_options(shared_data_dir, tmp_path, "majority", seeds=[0, 1]), registry, ProgressReporter(False))
+    assert more_seeds.run_dir == first.run_dir  # seeds sit side by side in one run folder
+    assert more_seeds.reused == ["majority.seed0"] and more_seeds.ran == ["majority.seed1"]
+    assert json.loads((first.run_dir / "run.json").read_text())["seeds"] == [0, 1]
 
 
 def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(
@@ -102,20 +106,22 @@ def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(
     monkeypatch.setattr(sys, "argv", ["slmbench", "run", "--first"])
     plain = run_benchmark(_options(shared_data_dir, tmp_path, "majority,first-label"), registry, ProgressReporter(False))
     monkeypatch.setattr(sys, "argv", ["slmbench", "run", "--second"])
-    # The smoke profile's train split has 40 examples: 40 and more is the whole split, already run.
-    options = _options(shared_data_dir, tmp_path, "majority,first-label", train_sizes="8,16,40,64,all")
+    too_large = _options(shared_data_dir, tmp_path, "majority", train_sizes=[8, 40])
+    with pytest.raises(RunError, match="--train-sizes 40: the train split has only 40 examples"):
+        run_benchmark(too_large, registry, ProgressReporter(False))  # a silently ignored size would mislead
+    options = _options(shared_data_dir, tmp_path, "majority,first-label", train_sizes=[8, 16])
     curve = run_benchmark(options, registry, ProgressReporter(False))
-    assert curve.run_dir == plain.run_dir and curve.reused == ["majority", "first-label"]
-    assert curve.ran == ["train-8/majority", "train-16/majority"]  # first-label learns from nothing
+    assert curve.run_dir == plain.run_dir and sorted(curve.reused) == ["first-label.seed0", "majority.seed0"]
+    assert curve.ran == ["train-8/majority.seed0", "train-16/majority.seed0"]  # first-label learns from nothing
     assert fit_log() == ["majority", "first-label", "majority", "majority"]
 
-    records = {size: json.loads((curve.run_dir / f"trials/train-{size}/majority.json").read_text()) for size in (8, 16)}
+    records = {size: json.loads((curve.run_dir / f"trials/train-{size}/majority.seed0.json").read_text()) for size in (8, 16)}
     assert [records[size]["train_examples"] for size in (8, 16)] == [8, 16]
     # validation shrinks in proportion (smoke: 40 train, 15 validation), so a point's labels are few
     assert [records[size]["validation_examples"] for size in (8, 16)] == [3, 6]
     assert all(record["status"] == "ok" and record["config"]["train_size"] == size for size, record in records.items())
-    assert not (curve.run_dir / "artifacts" / "train-8" / "majority").exists()  # measurements kept, not models
-    assert (curve.run_dir / "artifacts" / "majority" / "label.txt").exists()
+    assert not (curve.run_dir / "artifacts" / "train-8" / "majority.seed0").exists()  # measurements kept, not models
+    assert (curve.run_dir / "artifacts" / "majority.seed0" / "label.txt").exists()
     run = json.loads((curve.run_dir / "run.json").read_text())
     assert run["commands"] == ["slmbench run --first", "slmbench run --second"]  # every command, in order
     assert "## Learning curves" in (curve.run_dir / "report.md").read_text()
@@ -155,7 +161,7 @@ def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_pat
     interrupted.send_signal(stop_signal)
     assert interrupted.wait(timeout=60) == 130
 
-    run_dir = tmp_path / "a" / "financial_sentiment" / "smoke-seed0"
+    run_dir = tmp_path / "a" / "financial_sentiment" / "smoke"
     trials = _trials(run_dir)
     assert trials["majority"]["status"] == "ok" and trials["sleeper"]["status"] == "cancelled"
     assert "last-label" not in trials
@@ -167,7 +173,7 @@ def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_pat
 
     quick_env["FAKE_STRATEGY_LOG"] = str(tmp_path / "uninterrupted.log")
     subprocess.run([*command, "--output", str(tmp_path / "b")], env=quick_env, check=True)
-    uninterrupted = _trials(tmp_path / "b" / "financial_sentiment" / "smoke-seed0")
+    uninterrupted = _trials(tmp_path / "b" / "financial_sentiment" / "smoke")
     assert _comparable(_trials(run_dir)) == _comparable(uninterrupted)
 
 
@@ -186,6 +192,7 @@ def test_cli_runs_the_embedded_models_reproducibly(shared_data_dir, tmp_path):
         assert code == 0
         runs[run_id] = _trials(tmp_path / "financial_sentiment" / run_id)
 
+    assert set(runs["first"]) == {"zero-shot", "embedding-classifier"}
     for name, trial in runs["first"].items():
         assert trial["status"] == "ok", trial["error"]
         assert len(trial["predictions"]["predicted"]) == 15

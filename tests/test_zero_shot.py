@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
-from run_contexts import run_context
 
 from slmbench.models import SharedModels
 from slmbench.profiles import get_profile
 from slmbench.prompts import build_messages
 from slmbench.scoring import score_choices
 from slmbench.strategy import Examples, Family
+from slmbench.testing import make_context
 from slmbench_plugins import zero_shot
 from slmbench_plugins.zero_shot import ZeroShot
 
 TEXTS = ["Operating profit rose sharply.", "The company cut 200 jobs after losses.", "The meeting is on Tuesday."]
 
 
-def make_strategy(toy_task, tiny_causal_lm, tmp_path: Path) -> ZeroShot:
-    context = run_context(toy_task, SharedModels(_loaded={"causal_lm": tiny_causal_lm}), tmp_path)
-    return ZeroShot(context)
-
-
-def test_importing_the_plugin_does_not_import_torch():
-    code = "import sys, slmbench_plugins.zero_shot; assert 'torch' not in sys.modules"
-    subprocess.run([sys.executable, "-c", code], check=True)
+def make_strategy(toy_task, tiny_causal_lm, tmp_path: Path, **options) -> ZeroShot:
+    models = SharedModels(_loaded={"causal_lm": tiny_causal_lm})
+    return ZeroShot(make_context(ZeroShot, tmp_path, task=toy_task, models=models, **options))
 
 
 def test_plugin_registers_the_strategy():
@@ -39,7 +32,7 @@ def test_plugin_registers_the_strategy():
 
 
 def test_predict_scores_the_verbalizers_of_the_plain_prompt(toy_task, tiny_causal_lm, tmp_path):
-    strategy = make_strategy(toy_task, tiny_causal_lm, tmp_path)
+    strategy = make_strategy(toy_task, tiny_causal_lm, tmp_path, calibration="none")
     strategy.fit(Examples(TEXTS, [2, 0, 1]), Examples([], []))
     predictions = strategy.predict(TEXTS)
 
@@ -51,10 +44,22 @@ def test_predict_scores_the_verbalizers_of_the_plain_prompt(toy_task, tiny_causa
     expected = score_choices(model, tokenizer, conversations, ["negative", "neutral", "positive"])
     assert predictions.labels == expected.labels
     np.testing.assert_allclose(predictions.probabilities, expected.probabilities)
-    assert strategy.details["prompt_tokens_per_example"] == round(np.mean(expected.prompt_tokens), 1)
+    assert strategy.prompt_tokens_per_example == round(np.mean(expected.prompt_tokens), 1)
     assert strategy.details["shared_prefix_tokens"] == expected.shared_prefix_tokens
     assert strategy.details["compute_dtype"] == expected.compute_dtype
     assert list(tmp_path.iterdir()) == []  # nothing trained, nothing saved
+
+
+def test_batch_calibration_reads_texts_but_no_label(toy_task, tiny_causal_lm, tmp_path):
+    """Zero-shot's bias comes from unlabelled train texts and no label prior is put in its place."""
+    raw = make_strategy(toy_task, tiny_causal_lm, tmp_path / "raw", calibration="none")
+    raw.fit(Examples(TEXTS, [2, 0, 1]), Examples([], []))
+    uncalibrated = raw.predict(TEXTS).probabilities
+    strategy = make_strategy(toy_task, tiny_causal_lm, tmp_path / "batch")
+    strategy.fit(Examples(TEXTS, [0, 0, 0]), Examples([], []))  # labels ignored
+    assert strategy.calibration.prior is None and strategy.labelled_examples == 0
+    corrected = uncalibrated / uncalibrated.mean(axis=0)
+    np.testing.assert_allclose(strategy.predict(TEXTS).probabilities, corrected / corrected.sum(axis=1, keepdims=True), rtol=1e-6)
 
 
 def test_parameter_counts_are_the_frozen_lm(toy_task, tiny_causal_lm, tmp_path):

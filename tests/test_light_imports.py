@@ -1,0 +1,38 @@
+"""Every slmbench command imports the core and every installed plugin: none of them may import a heavy
+library at module level (heavy imports go inside the functions that need them)."""
+
+from __future__ import annotations
+
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+import slmbench
+import slmbench_plugins
+from slmbench.testing import HEAVY_MODULES
+
+TORCH_MODULES = {"slmbench.adapters"}
+"""Modules of torch code (``nn.Module`` subclasses), only ever imported inside a strategy's ``fit``."""
+LIGHT = sorted(
+    {f"slmbench.{m.name}" for m in pkgutil.iter_modules(slmbench.__path__)} - TORCH_MODULES
+    | {f"slmbench_plugins.{m.name}" for m in pkgutil.iter_modules(slmbench_plugins.__path__)}
+    | {"slmbench", "slmbench_tasks"}
+)
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_module_imports_no_heavy_library(module):
+    code = f"import sys, {module}; print(sorted(set({HEAVY_MODULES!r} + ('yaml', 'datasets')) & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]", f"{module} imports {result.stdout.strip()}"
+
+
+def test_loading_every_plugin_imports_no_heavy_library():
+    """What `slmbench list` does: load the registry from the entry points."""
+    code = f"import sys; from slmbench.plugins import load_registry; load_registry(); print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
