@@ -88,7 +88,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="learning curve: also run each strategy on nested subsets of this many train examples, e.g. 16,64,256,all")
     run.add_argument("--track", action="append", default=[], metavar="TRACKER",
                      help="send trials and the report to an experiment tracker, e.g. mlflow (`slmbench list trackers`)")
+    run.add_argument("--config", type=Path, metavar="SWEEP_YAML",
+                     help="a sweep file: tasks, strategies, option grids, seeds, models... (arguments given here override it)")
+    run.add_argument("--dry-run", action="store_true", help="list the trials the command would run and which are done; run nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    execution = run.add_argument_group("execution")
+    execution.add_argument("--executor", choices=["local", "ray"], help="local: one trial after another (default); ray: parallel Ray tasks")
+    execution.add_argument("--workers", type=_positive(int), metavar="N", help="ray: trials in parallel (default: CPUs / threads per trial)")
+    execution.add_argument("--ray-address", metavar="auto|HOST:PORT", help="ray: join this cluster (default: start a local instance)")
+    execution.add_argument("--gpus-per-trial", type=_positive(float), metavar="G", help="ray on CUDA: GPUs per trial, fractions allowed (default 1)")
+    execution.add_argument("--threads-per-trial", type=_positive(int), metavar="T", help="ray: CPU threads per trial (default: CPUs / workers)")
 
     listing = add_command("list", "list registered strategies, tasks, plugins or trackers")
     listing.add_argument("what", choices=["strategies", "tasks", "plugins", "trackers"])
@@ -231,6 +240,7 @@ def _summary_table(run_dir: Path):
 
     summary = load_summary(run_dir)
     table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=str(run_dir))
+    table.columns[0].overflow = "fold"  # a name is folded onto more lines, never cut
     for entry in summary.entries:
         cells = [entry.accuracy, entry.macro_f1, entry.cost("train_seconds"), entry.cost("latency_ms_per_example"),
                  entry.cost("peak_memory_mb")]
@@ -251,10 +261,12 @@ def _constraints(args):
     )
 
 
-def _run_options(args):
-    """RunOptions from the arguments (``--resume``: those of the run folder, overridden by what is given)."""
+def _run_options(args) -> tuple[list, object]:
+    """The runs to do (one RunOptions per task) and the executor settings, from the arguments, a sweep
+    file (``--config``) or a run folder (``--resume``); arguments given override the others."""
     from slmbench.options import group_assignments
     from slmbench.runner import RunError, RunOptions, options_from_run_dir
+    from slmbench.sweep import ExecutorSettings, SweepFile, read_sweep
 
     given = {
         "task": args.task, "strategies": args.strategies, "profile": args.profile, "data_dir": args.data_dir,
@@ -263,22 +275,58 @@ def _run_options(args):
         "models": [args.model] if args.model else None,
         "embedding_models": [args.embedding_model] if args.embedding_model else None,
     }
-    if args.settings:
-        given["options"] = {strategy: {name: [value] for name, value in values.items()}
-                            for strategy, values in group_assignments(args.settings).items()}
+    settings = {strategy: {name: [value] for name, value in values.items()} for strategy, values in group_assignments(args.settings).items()}
+    if args.resume and (args.config or args.task):
+        raise RunError("--resume continues one run folder: it cannot be combined with --task or --config")
+    sweep = read_sweep(args.config) if args.config else SweepFile(tasks=[args.task or "-"])
+    executor = sweep.executor.model_copy(update={key: value for key, value in {
+        "type": args.executor, "workers": args.workers, "address": args.ray_address,
+        "gpus_per_trial": args.gpus_per_trial, "threads_per_trial": args.threads_per_trial}.items() if value is not None})
+    ExecutorSettings.model_validate(executor.model_dump())
     if args.resume:
-        for name in ("task", "output", "run_id"):
+        for name in ("output", "run_id"):
             if given.pop(name):
                 raise RunError(f"--{name.replace('_', '-')} cannot be combined with --resume (the run folder fixes it)")
-        return options_from_run_dir(args.resume, **given)
-    if not args.task:
-        raise RunError("slmbench run needs --task (or --resume RUN_DIR)")
-    return RunOptions(**{key: value for key, value in given.items() if value is not None})
+        resumed = options_from_run_dir(args.resume, **{k: v for k, v in given.items() if k != "task"})
+        if settings:
+            resumed.options = {**resumed.options, **settings}
+        return [resumed], executor
+    if not args.config and not args.task:
+        raise RunError("slmbench run needs --task, --config SWEEP_YAML or --resume RUN_DIR")
+    base = {
+        "strategies": ",".join(sweep.strategies) if isinstance(sweep.strategies, list) else sweep.strategies,
+        "seeds": sweep.seeds, "train_sizes": sweep.train_sizes, "profile": sweep.profile, "models": sweep.models,
+        "embedding_models": sweep.embedding_models, "data_dir": sweep.data_dir, "output": sweep.output,
+        "trial_timeout": sweep.trial_timeout, "device": sweep.device, "dtype": sweep.dtype,
+        "options": {**sweep.grid(), **settings},
+    }
+    base.update({key: value for key, value in given.items() if value is not None and key != "task"})
+    tasks = [args.task] if args.task else sweep.tasks
+    return [RunOptions(task=task, **{key: value for key, value in base.items() if value is not None}) for task in tasks], executor
+
+
+def _executor(settings, trial_timeout: float | None, progress):
+    from slmbench.executors import LocalExecutor, RayExecutor
+
+    if settings.type == "local":
+        return LocalExecutor(progress, trial_timeout)
+    return RayExecutor(workers=settings.workers, address=settings.address, threads_per_trial=settings.threads_per_trial,
+                       gpus_per_trial=settings.gpus_per_trial, timeout_seconds=trial_timeout, progress_bars=progress.enabled)
+
+
+def _print_dry_run(runs, registry) -> None:
+    from slmbench.runner import dry_run
+
+    trials = dry_run(runs, registry)
+    for planned, done in trials:
+        print(f"{'done' if done else 'to run'}\t{planned.run_dir}\t{planned.key}")
+    pending = sum(not done for _, done in trials)
+    print(f"{len(trials)} trials: {pending} to run, {len(trials) - pending} done", file=sys.stderr)
 
 
 def _run(args, registry, console) -> int:
     from slmbench.progress import ProgressReporter
-    from slmbench.runner import RunError, RunInterrupted, run_benchmark
+    from slmbench.runner import RunError, RunInterrupted, run_sweep
 
     unknown = [name for name in args.track if name not in registry.trackers]
     if unknown:
@@ -286,26 +334,32 @@ def _run(args, registry, console) -> int:
 
         known = sorted(registry.trackers)
         raise RunError(f"--track {unknown[0]!r}: no such tracker{did_you_mean(unknown[0], known)} (installed: {', '.join(known) or 'none'})")
-    options = _run_options(args)
+    runs, settings = _run_options(args)
+    if args.dry_run:
+        _print_dry_run(runs, registry)
+        return EXIT_OK
     progress = ProgressReporter(enabled=not args.no_progress)
     try:
-        result = run_benchmark(
-            options, registry, progress,
+        results, comparison = run_sweep(
+            runs, registry, progress,
             on_trial=lambda record, reused: _print_trial(record, reused, console),
-            constraints=_constraints(args), track=tuple(args.track),
+            constraints=_constraints(args), executor=_executor(settings, runs[0].trial_timeout, progress), track=tuple(args.track),
         )
     except RunInterrupted as interrupted:
         _say(console, "yellow", "interrupted", str(interrupted))
         return EXIT_INTERRUPTED
     from rich.console import Console
 
-    Console(stderr=True).print(_summary_table(result.run_dir))
-    print(result.run_dir / "report.md")
-    if result.failed:
-        total = len(result.failed) + len(result.ran)
-        code = EXIT_ALL_FAILED if not result.ran and not result.reused else EXIT_SOME_FAILED
-        _say(console, "red", "finished with failures", f"{len(result.failed)} of {total} trials run now failed: see the report's Failures")
-        return code
+    for result in results:
+        Console(stderr=True).print(_summary_table(result.run_dir))
+        print(result.run_dir / "report.md")
+    if comparison is not None:
+        print(comparison)
+    failed = sum(len(result.failed) for result in results)
+    if failed:
+        done = sum(len(result.ran) + len(result.reused) for result in results)
+        _say(console, "red", "finished with failures", f"{failed} of {failed + done} trials failed: see the reports' Failures sections")
+        return EXIT_ALL_FAILED if not done else EXIT_SOME_FAILED
     return EXIT_OK
 
 
@@ -354,6 +408,8 @@ def main(argv: list[str] | None = None, extra_plugins: dict[str, object] | None 
     args = _parser().parse_args(argv)
     console = _error_console()
     debug = getattr(args, "debug", False)
+    from pydantic import ValidationError
+
     try:
         from slmbench.plugins import PluginError, load_registry
 
@@ -376,7 +432,7 @@ def main(argv: list[str] | None = None, extra_plugins: dict[str, object] | None 
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `slmbench list | head`
         return EXIT_OK
-    except (PluginError, *_known_errors()) as error:
+    except (PluginError, ValidationError, *_known_errors()) as error:
         if debug:
             console.print_exception()
         message = error.args[0] if error.args else str(error)

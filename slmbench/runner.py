@@ -398,48 +398,84 @@ def run_benchmark(
     executor: Any = None,
     track: tuple[str, ...] = (),
 ) -> RunResult:
-    """Run every planned trial that has not finished yet, write each record and the report.
+    """One run (one task): ``run_sweep`` with a single set of options."""
+    results, _ = run_sweep([options], registry, progress, on_trial, constraints, executor, track)
+    return results[0]
 
-    Trials already in the run folder with status ``ok`` and the same config are reused. On Ctrl-C
-    or SIGTERM the running trials are recorded as ``cancelled``, the report is rendered from what
-    exists, and RunInterrupted is raised. ``executor`` defaults to this process, one trial at a time.
+
+def run_sweep(
+    runs: list[RunOptions],
+    registry: Registry,
+    progress: Any,
+    on_trial: Callable[[TrialRecord, bool], None] = lambda record, reused: None,
+    constraints: Any = None,
+    executor: Any = None,
+    track: tuple[str, ...] = (),
+) -> tuple[list[RunResult], Path | None]:
+    """Run every planned trial of every run (task) that has not finished yet; write records and reports.
+
+    Every run is planned (validated) before any trial starts. Trials already in a run folder with
+    status ``ok`` and the same config are reused. All pending trials go to one executor (by default
+    this process, one trial at a time), so a parallel executor overlaps the runs. On Ctrl-C or
+    SIGTERM the running trials are recorded as ``cancelled``, the reports are rendered from what
+    exists, and RunInterrupted is raised. Several runs also get a comparison, ``<output>/comparison.md``;
+    its path is returned with the results.
     """
     from slmbench.executors import LocalExecutor
     from slmbench.report import Constraints, render_report
 
-    plan = plan_run(options, registry)
-    result = RunResult(plan.run_dir)
-    records.write_run(plan.run_dir, plan.run)
-    records.write_test_texts(plan.run_dir, plan.test_texts)
-
+    plans = [plan_run(options, registry) for options in runs]
+    folders = [plan.run_dir.resolve() for plan in plans]
+    if len(set(folders)) < len(folders):
+        raise RunError("two runs of the sweep would write the same run folder: list each task once")
+    results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
     pending = []
-    for planned in plan.trials:
-        if (record := finished_record(planned)) is not None:
-            result.reused.append(planned.key)
-            on_trial(record, True)
-        else:
-            pending.append(planned)
+    for plan in plans:
+        records.write_run(plan.run_dir, plan.run)
+        records.write_test_texts(plan.run_dir, plan.test_texts)
+        for planned in plan.trials:
+            if (record := finished_record(planned)) is not None:
+                results[plan.run_dir].reused.append(planned.key)
+                on_trial(record, True)
+            else:
+                pending.append(planned)
 
     def finish(planned: PlannedTrial, record: TrialRecord) -> None:
-        records.write_trial(planned.file, record, plan.run_dir)
+        records.write_trial(planned.file, record, planned.run_dir)
         if planned.config.train_size is not None:  # learning-curve points keep measurements, not models
             shutil.rmtree(planned.artifact_dir, ignore_errors=True)
+        result = results[planned.run_dir]
         (result.ran if record.ok else result.failed).append(planned.key)
         on_trial(record, False)
-        _notify(registry, "trial_finished", track, trial=record, run_dir=plan.run_dir)
+        _notify(registry, "trial_finished", track, trial=record, run_dir=planned.run_dir)
 
-    executor = executor or LocalExecutor(progress, options.trial_timeout)
+    executor = executor or LocalExecutor(progress, runs[0].trial_timeout)
+    interrupted = False
     with signals_as_interrupt():
         try:
             executor.run(pending, finish)
         except KeyboardInterrupt:
-            result.interrupted = True
+            interrupted = True
+    comparison = None
     with interrupts_deferred():
-        report = render_report(plan.run_dir, constraints or Constraints())
-    _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)
-    if result.interrupted:
-        raise RunInterrupted(result)
-    return result
+        for plan in plans:
+            report = render_report(plan.run_dir, constraints or Constraints())
+            _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)
+        if len(plans) > 1:
+            from slmbench.compare import render_comparison
+
+            comparison = Path(runs[0].output) / "comparison.md"
+            records.write_text(comparison, render_comparison([plan.run_dir for plan in plans]))
+    for result in results.values():
+        result.interrupted = interrupted
+    if interrupted:
+        raise RunInterrupted(next(iter(results.values())))
+    return list(results.values()), comparison
+
+
+def dry_run(runs: list[RunOptions], registry: Registry) -> list[tuple[PlannedTrial, bool]]:
+    """Every trial the runs would run, with whether it is already done (reused); nothing is written."""
+    return [(planned, finished_record(planned) is not None) for options in runs for planned in plan_run(options, registry).trials]
 
 
 def _notify(registry: Registry, hook: str, track: tuple[str, ...], **arguments: Any) -> None:

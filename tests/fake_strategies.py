@@ -1,4 +1,4 @@
-"""Model-free strategies for runner tests; each fit appends its name to $FAKE_STRATEGY_LOG.
+"""Model-free strategies for runner tests; each fit appends its name to $SLMBENCH_TEST_LOG.
 
 Run as a script, it is the slmbench CLI with these strategies registered (for subprocess tests).
 """
@@ -6,6 +6,7 @@ Run as a script, it is the slmbench CLI with these strategies registered (for su
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import time
 import types
@@ -14,7 +15,7 @@ from slmbench import Examples, Family, Predictions, Strategy, hookimpl
 
 
 def _log(name: str) -> None:
-    if log := os.environ.get("FAKE_STRATEGY_LOG"):
+    if log := os.environ.get("SLMBENCH_TEST_LOG"):
         with open(log, "a") as handle:
             handle.write(name + "\n")
 
@@ -47,14 +48,14 @@ class LastLabel(MajorityClass):
 
 
 class Sleeper(MajorityClass):
-    """Sleeps $FAKE_SLEEP_SECONDS (default 60) in fit, in short naps, logs that it woke, then acts like majority."""
+    """Sleeps $SLMBENCH_TEST_SLEEP_SECONDS (default 60) in fit, in short naps, logs that it woke, then acts like majority."""
 
     name = "sleeper"
     description = "sleeps, then predicts the majority label"
 
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
-        deadline = time.monotonic() + float(os.environ.get("FAKE_SLEEP_SECONDS", "60"))
+        deadline = time.monotonic() + float(os.environ.get("SLMBENCH_TEST_SLEEP_SECONDS", "60"))
         while time.monotonic() < deadline:
             time.sleep(0.05)
         _log(f"{self.name}:woke")
@@ -71,6 +72,20 @@ class FirstLabel(MajorityClass):
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
         self.label = 0
+
+
+class DiesOnce(MajorityClass):
+    """Kills its own process in its first fit (a worker lost mid-trial), then behaves like majority."""
+
+    name = "dies-once"
+    description = "kills its process once"
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        marker = self.context.artifact_dir / "died-once"
+        if not marker.exists():
+            marker.write_text("")
+            os.kill(os.getpid(), signal.SIGKILL)
+        super().fit(train, validation)
 
 
 class Exploding(MajorityClass):
@@ -95,7 +110,7 @@ def plugin() -> object:
 
     @hookimpl
     def register_strategies(register):
-        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, WrongLength):
+        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, WrongLength, DiesOnce):
             register(cls)
 
     module = types.ModuleType("fake_strategies_plugin")

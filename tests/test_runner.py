@@ -30,7 +30,7 @@ def registry():
 def fit_log(tmp_path, monkeypatch):
     """A file each fake strategy's fit appends its name to: counts the trials that really ran."""
     log = tmp_path / "fits.log"
-    monkeypatch.setenv("FAKE_STRATEGY_LOG", str(log))
+    monkeypatch.setenv("SLMBENCH_TEST_LOG", str(log))
     return lambda: log.read_text().split() if log.exists() else []
 
 
@@ -130,7 +130,7 @@ def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(
 def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
     registry, shared_data_dir, tmp_path, monkeypatch, fit_log
 ):
-    monkeypatch.setenv("FAKE_SLEEP_SECONDS", "300")
+    monkeypatch.setenv("SLMBENCH_TEST_SLEEP_SECONDS", "300")
     options = _options(shared_data_dir, tmp_path, "sleeper,majority", trial_timeout=1)
     result = run_benchmark(options, registry, ProgressReporter(False))
     assert "sleeper:woke" not in fit_log() and "majority" in fit_log()  # stopped before its sleep ended
@@ -148,7 +148,7 @@ def _comparable(trials: dict[str, dict]) -> dict:
 def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_path, stop_signal):
     """Kill a run in its second trial; the resumed run equals an uninterrupted one and reruns no finished trial."""
     log = tmp_path / "fits.log"
-    env = {**os.environ, "FAKE_STRATEGY_LOG": str(log), "PYTHONPATH": str(FAKES_SCRIPT.parent)}
+    env = {**os.environ, "SLMBENCH_TEST_LOG": str(log), "PYTHONPATH": str(FAKES_SCRIPT.parent)}
     command = [
         sys.executable, str(FAKES_SCRIPT), "run", "--task", str(TASKS / "financial_sentiment.yaml"),
         "--strategies", "majority,sleeper,last-label", "--profile", "smoke",
@@ -167,11 +167,11 @@ def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_pat
     assert "last-label" not in trials
     assert "cancelled" in (run_dir / "report.md").read_text()
 
-    quick_env = {**env, "FAKE_SLEEP_SECONDS": "0"}
+    quick_env = {**env, "SLMBENCH_TEST_SLEEP_SECONDS": "0"}
     subprocess.run([sys.executable, str(FAKES_SCRIPT), "run", "--resume", str(run_dir)], env=quick_env, check=True)
     assert log.read_text().split() == ["majority", "sleeper", "sleeper", "sleeper:woke", "last-label"]
 
-    quick_env["FAKE_STRATEGY_LOG"] = str(tmp_path / "uninterrupted.log")
+    quick_env["SLMBENCH_TEST_LOG"] = str(tmp_path / "uninterrupted.log")
     subprocess.run([*command, "--output", str(tmp_path / "b")], env=quick_env, check=True)
     uninterrupted = _trials(tmp_path / "b" / "financial_sentiment" / "smoke")
     assert _comparable(_trials(run_dir)) == _comparable(uninterrupted)

@@ -1,0 +1,165 @@
+"""The Ray executor against a real local Ray instance, started once for the test session (never a mock).
+
+The instance has 8 logical CPUs and 4 fake GPUs (Ray counts what it is told), so resource requests
+and the packing of GPU trials can be checked on a machine without GPUs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import fake_strategies
+from slmbench.plugins import load_registry
+from slmbench.progress import ProgressReporter
+from slmbench.runner import RunOptions, run_benchmark
+
+ray = pytest.importorskip("ray")
+TASKS = Path(__file__).resolve().parents[1] / "tasks"
+FAKES_SCRIPT = Path(fake_strategies.__file__)
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A local Ray instance for the whole session; its workers can import the test helpers."""
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKES_SCRIPT.parent), os.environ.get("PYTHONPATH")]))
+    context = ray.init(num_cpus=8, num_gpus=4, include_dashboard=False, logging_level="error",
+                       runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "HF_HUB_OFFLINE": "1"}})
+    yield context.address_info["address"]
+    ray.shutdown()
+
+
+@pytest.fixture()
+def registry():
+    return load_registry(extra_plugins={"fake-strategies": fake_strategies.plugin()})
+
+
+def _options(shared_data_dir, output: Path, strategies: str, **extra) -> RunOptions:
+    return RunOptions(task=str(TASKS / "financial_sentiment.yaml"), strategies=strategies, profile="smoke",
+                      data_dir=str(shared_data_dir), output=str(output), **extra)
+
+
+def _records(run_dir: Path) -> dict[str, dict]:
+    return {p.relative_to(run_dir / "trials").as_posix(): json.loads(p.read_text()) for p in (run_dir / "trials").rglob("*.json")}
+
+
+def _executor(**settings):
+    from slmbench.executors import RayExecutor
+
+    return RayExecutor(**{"workers": 2, "threads_per_trial": 1, **settings})
+
+
+def test_ray_gives_the_local_executor_s_predictions(ray_address, registry, shared_data_dir, tmp_path):
+    """Deterministic strategies, two seeds each: the same predictions whichever executor ran them."""
+    options = {"strategies": "embedding-classifier,knn-vote", "seeds": [0, 1]}
+    local = run_benchmark(_options(shared_data_dir, tmp_path / "local", **options), registry, ProgressReporter(False))
+    parallel = run_benchmark(_options(shared_data_dir, tmp_path / "ray", **options), registry, ProgressReporter(False),
+                             executor=_executor())
+    assert sorted(parallel.ran) == sorted(local.ran) == [f"{s}.seed{n}" for s in ("embedding-classifier", "knn-vote") for n in (0, 1)]
+    local_records, ray_records = _records(local.run_dir), _records(parallel.run_dir)
+    for key, record in ray_records.items():
+        assert record["status"] == "ok", record["error"]
+        assert record["predictions"] == local_records[key]["predictions"], key
+    report = (parallel.run_dir / "report.md").read_text()
+    assert "accuracy across seeds (sd; min–max)" in report
+
+
+def test_a_worker_killed_mid_trial_is_retried(ray_address, registry, shared_data_dir, tmp_path):
+    result = run_benchmark(_options(shared_data_dir, tmp_path, "dies-once"), registry, ProgressReporter(False),
+                           executor=_executor(max_retries=2))
+    (record,) = _records(result.run_dir).values()
+    assert record["status"] == "ok", record["error"]
+    assert (result.run_dir / "artifacts" / "dies-once.seed0" / "died-once").exists()  # it did die once
+
+
+def test_an_exception_in_a_strategy_is_a_failed_trial_not_retried(ray_address, registry, shared_data_dir, tmp_path):
+    result = run_benchmark(_options(shared_data_dir, tmp_path, "exploding,majority"), registry, ProgressReporter(False),
+                           executor=_executor(max_retries=2))
+    records = _records(result.run_dir)
+    assert records["exploding.seed0.json"]["status"] == "failed"
+    assert records["exploding.seed0.json"]["error"]["type"] == "MemoryError"
+    assert records["majority.seed0.json"]["status"] == "ok"
+
+
+def test_the_driver_cancels_a_trial_past_its_time_limit(ray_address, registry, shared_data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("SLMBENCH_TEST_SLEEP_SECONDS", "600")
+    result = run_benchmark(_options(shared_data_dir, tmp_path, "sleeper,majority"), registry, ProgressReporter(False),
+                           executor=_executor(timeout_seconds=3))
+    records = _records(result.run_dir)
+    assert records["sleeper.seed0.json"]["status"] == "timeout"
+    assert "3 s trial time limit" in records["sleeper.seed0.json"]["error"]["message"]
+    assert records["majority.seed0.json"]["status"] == "ok"
+
+
+def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_address, shared_data_dir, tmp_path):
+    log = tmp_path / "fits.log"
+    env = {**os.environ, "SLMBENCH_TEST_LOG": str(log), "PYTHONPATH": os.environ["PYTHONPATH"]}
+    command = [sys.executable, str(FAKES_SCRIPT), "run", "--task", str(TASKS / "financial_sentiment.yaml"),
+               "--strategies", "majority,sleeper,last-label", "--profile", "smoke", "--data-dir", str(shared_data_dir),
+               "--no-progress", "--executor", "ray", "--ray-address", ray_address, "--workers", "1"]
+    interrupted = subprocess.Popen([*command, "--output", str(tmp_path)], env=env)
+    deadline = time.monotonic() + 180
+    while "sleeper" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    interrupted.send_signal(signal.SIGINT)
+    assert interrupted.wait(timeout=120) == 130
+    run_dir = tmp_path / "financial_sentiment" / "smoke"
+    records = _records(run_dir)
+    assert records["majority.seed0.json"]["status"] == "ok" and records["sleeper.seed0.json"]["status"] == "cancelled"
+    assert "last-label.seed0.json" not in records
+
+    resumed = subprocess.run([sys.executable, str(FAKES_SCRIPT), "run", "--resume", str(run_dir), "--executor", "ray",
+                              "--ray-address", ray_address, "--no-progress"],
+                             env={**env, "SLMBENCH_TEST_SLEEP_SECONDS": "0"}, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert log.read_text().split() == ["majority", "sleeper", "sleeper", "sleeper:woke", "last-label"]
+
+
+@ray.remote(num_cpus=0)
+class Barrier:
+    """Counts arrivals, so trials can prove they ran at the same time without timing anything."""
+
+    def __init__(self) -> None:
+        self.arrived = 0
+
+    def arrive(self) -> int:
+        self.arrived += 1
+        return self.arrived
+
+    def count(self) -> int:
+        return self.arrived
+
+
+def _gpu_probe(barrier, expected: int) -> tuple[list, bool]:
+    """A stand-in trial: its GPU ids, and whether all ``expected`` trials were running at once."""
+    barrier.arrive.remote()
+    deadline = time.monotonic() + 120
+    while ray.get(barrier.count.remote()) < expected and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return ray.get_gpu_ids(), ray.get(barrier.count.remote()) >= expected
+
+
+@pytest.mark.parametrize(("gpus_per_trial", "together"), [(0.5, 8), (1.0, 4)])
+def test_gpu_trials_request_their_share_and_pack_onto_the_gpus(ray_address, gpus_per_trial, together):
+    """On CUDA a trial asks for ``--gpus-per-trial`` GPUs: 4 GPUs run 8 half-GPU trials (two per GPU) at once, or
+    4 one-GPU trials; a CPU trial asks for none."""
+    from slmbench.records import ModelsConfig, TrialConfig
+
+    executor = _executor(workers=8, gpus_per_trial=gpus_per_trial)
+    config = TrialConfig(strategy="x", task_path="t.yaml", profile={}, models=ModelsConfig(causal_lm="a", embedding_model="b", device="cuda"))
+    options = executor.task_options(config)
+    assert options["num_gpus"] == gpus_per_trial and options["num_cpus"] == 1
+    assert executor.task_options(config.model_copy(update={"models": config.models.model_copy(update={"device": "cpu"})}))["num_gpus"] == 0
+    barrier = Barrier.remote()
+    probe = ray.remote(_gpu_probe).options(**{key: options[key] for key in ("num_cpus", "num_gpus")})
+    results = ray.get([probe.remote(barrier, together) for _ in range(together)], timeout=300)
+    assert all(met for _, met in results)  # all of them ran at the same time
+    ids = [gpu for gpu_ids, _ in results for gpu in gpu_ids]
+    assert len(ids) == together and all(ids.count(gpu) == round(1 / gpus_per_trial) for gpu in set(ids))

@@ -1,0 +1,91 @@
+"""Sweep files and --dry-run: every combination of tasks, strategies, option grids and seeds is one trial."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import fake_strategies
+from slmbench.cli import main
+from slmbench.runner import RunError
+from slmbench.sweep import read_sweep
+
+TASKS = Path(__file__).resolve().parents[1] / "tasks"
+
+
+def _run(*args: str) -> int:
+    return main(list(args), extra_plugins={"fake-strategies": fake_strategies.plugin()})
+
+
+def _sweep(tmp_path: Path, shared_data_dir, **fields) -> Path:
+    sweep = {
+        "tasks": [str(TASKS / "financial_sentiment.yaml")],
+        "strategies": ["majority", "knn-vote"],
+        "options": {"knn-vote": {"k": [1, 3]}},
+        "seeds": [0, 1],
+        "profile": "smoke",
+        "data_dir": str(Path(shared_data_dir).resolve()),
+        "output": "runs",
+        **fields,
+    }
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(sweep))
+    return path
+
+
+def test_dry_run_lists_every_combination_and_what_is_done(tmp_path, shared_data_dir, capsys):
+    path = _sweep(tmp_path, shared_data_dir, strategies=["majority", "last-label"], options={})
+    assert _run("run", "--config", str(path), "--dry-run") == 0
+    listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert sorted(key for _, _, key in listed) == ["last-label.seed0", "last-label.seed1", "majority.seed0", "majority.seed1"]
+    assert {status for status, _, _ in listed} == {"to run"} and not (tmp_path / "runs").exists()  # nothing written
+
+    assert _run("run", "--config", str(path), "--strategies", "majority", "--no-progress") == 0
+    assert _run("run", "--config", str(path), "--dry-run") == 0
+    status = {key: state for state, _, key in (line.split("\t") for line in capsys.readouterr().out.splitlines() if "\t" in line)}
+    assert status == {"majority.seed0": "done", "majority.seed1": "done", "last-label.seed0": "to run", "last-label.seed1": "to run"}
+
+
+def test_an_option_grid_is_a_variant_per_setting(tmp_path, shared_data_dir, capsys):
+    path = _sweep(tmp_path, shared_data_dir, strategies=["knn-vote"], seeds=[0])
+    assert _run("run", "--config", str(path), "--dry-run") == 0
+    keys = sorted(line.split("\t")[2] for line in capsys.readouterr().out.splitlines())
+    assert keys == ["knn-vote[k=1].seed0", "knn-vote[k=3].seed0"]
+
+
+def test_command_line_arguments_override_the_sweep_file(tmp_path, shared_data_dir, capsys):
+    path = _sweep(tmp_path, shared_data_dir, strategies=["majority"], options={})
+    assert _run("run", "--config", str(path), "--seeds", "5", "--dry-run") == 0
+    assert [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()] == ["majority.seed5"]
+
+
+def test_a_sweep_over_two_tasks_writes_two_runs_and_a_comparison(tmp_path, shared_data_dir):
+    path = _sweep(tmp_path, shared_data_dir, tasks=[str(TASKS / "financial_sentiment.yaml"), str(TASKS / "bbc.yaml")],
+                  strategies=["majority", "last-label"], options={}, seeds=[0])
+    assert _run("run", "--config", str(path), "--no-progress") == 0
+    output = tmp_path / "runs"  # relative to the sweep file
+    for task in ("financial_sentiment", "bbc"):
+        assert json.loads((output / task / "smoke" / "run.json").read_text())["task"] == task
+    comparison = (output / "comparison.md").read_text()
+    assert "| strategy | financial_sentiment/smoke | bbc/smoke | mean rank |" in comparison
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ({"tasks": []}, "field 'tasks'"),
+        ({"tasks": ["x"], "seeds": [-1]}, "field 'seeds'"),
+        ({"tasks": ["x"], "strategis": ["a"]}, "field 'strategis'"),
+        ({"tasks": ["x"], "executor": {"type": "spark"}}, "field 'executor.type'"),
+        (["a list"], "a sweep file is a mapping"),
+    ],
+)
+def test_a_bad_sweep_file_names_the_file_and_field(tmp_path, content, problem):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(content))
+    with pytest.raises(RunError, match=problem) as error:
+        read_sweep(path)
+    assert str(error.value).startswith(str(path))
