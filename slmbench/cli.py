@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trial-timeout", type=_positive(float), metavar="SECONDS", help="stop a trial that runs longer (status timeout)")
     run.add_argument("--train-sizes", metavar="N,N,...", type=_int_list("--train-sizes", allow_all=True),
                      help="learning curve: also run each strategy on nested subsets of this many train examples, e.g. 16,64,256,all")
+    run.add_argument("--tuning-trials", type=_positive(int), metavar="N",
+                     help="option settings every strategy may try, chosen on validation (default: the profile's; 1: defaults only)")
     run.add_argument("--track", action="append", default=[], metavar="TRACKER",
                      help="send trials and the report to an experiment tracker, e.g. mlflow (`slmbench list trackers`)")
     run.add_argument("--config", type=Path, metavar="SWEEP_YAML",
@@ -112,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     validate = add_command("validate", "check a task YAML and its data without running anything")
     validate.add_argument("task", help="a task YAML path or a registered task name")
     validate.add_argument("--data-dir", help="folder of task data files (default: $SLMBENCH_DATA_DIR)")
-    validate.add_argument("--model", default=EMBEDDED_CAUSAL_LM, help="check the verbalizers against this causal LM's tokenizer")
+    validate.add_argument("--model", default=EMBEDDED_CAUSAL_LM,
+                          help="check the verbalizers against this causal LM's tokenizer ('' to skip)")
 
     report = add_command("report", "render a run folder's report, or export its records", constraints)
     report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
@@ -272,6 +275,7 @@ def _run_options(args) -> tuple[list, object]:
         "task": args.task, "strategies": args.strategies, "profile": args.profile, "data_dir": args.data_dir,
         "output": args.output, "seeds": args.seeds, "run_id": args.run_id, "device": args.device, "dtype": args.dtype,
         "trust_remote_code": args.trust_remote_code, "trial_timeout": args.trial_timeout, "train_sizes": args.train_sizes,
+        "tuning_trials": args.tuning_trials,
         "models": [args.model] if args.model else None,
         "embedding_models": [args.embedding_model] if args.embedding_model else None,
     }
@@ -385,11 +389,22 @@ def _report(args) -> None:
         sys.stdout.write(output)
 
 
-def _validate(args, registry) -> None:
+def _validate(args, registry, console) -> None:
     from slmbench.data import resolve_data_dir, validate
     from slmbench.runner import resolve_task_path
+    from slmbench.tasks import load_task
 
-    print(validate(resolve_task_path(args.task, registry), resolve_data_dir(args.data_dir), causal_lm=args.model))
+    path = resolve_task_path(args.task, registry)
+    print(validate(path, resolve_data_dir(args.data_dir)))
+    if args.model:
+        from transformers import AutoTokenizer
+
+        from slmbench.models import resolve_causal_lm
+        from slmbench.prompts import verbalizer_warnings
+
+        tokenizer = AutoTokenizer.from_pretrained(resolve_causal_lm(args.model))
+        for warning in verbalizer_warnings(load_task(path), tokenizer):
+            _say(console, "yellow", "warning", warning)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:
@@ -423,7 +438,7 @@ def main(argv: list[str] | None = None, extra_plugins: dict[str, object] | None 
         elif args.command == "show":
             _show(args, registry)
         elif args.command == "validate":
-            _validate(args, registry)
+            _validate(args, registry, console)
         else:
             _report(args)
         return EXIT_OK

@@ -34,9 +34,8 @@ class LocalExecutor:
         from slmbench.trial import run_trial
 
         for planned in trials:
-            record = run_trial(
-                planned.config, planned.strategy, self.workspace, planned.artifact_dir, self.timeout_seconds, planned.variant
-            )
+            record = run_trial(planned.config, planned.strategy, self.workspace, planned.artifact_dir, self.timeout_seconds,
+                               planned.variant, planned.members)
             on_done(planned, record)
             if record.status == "cancelled":
                 raise KeyboardInterrupt
@@ -78,7 +77,9 @@ def _output_problem(directory: Path) -> str | None:
     return None
 
 
-def ray_trial(config: dict, strategy: type, artifact_dir: str, variant: str, threads: int | None, progress_bars: bool) -> dict:
+def ray_trial(
+    config: dict, strategy: type, artifact_dir: str, variant: str, threads: int | None, progress_bars: bool, members: list[dict]
+) -> dict:
     """A Ray task: one trial in a worker process, returned as a plain record for the driver to write."""
     import torch
 
@@ -95,7 +96,9 @@ def ray_trial(config: dict, strategy: type, artifact_dir: str, variant: str, thr
         return record.model_dump(mode="json")
     if progress_bars not in _WORKSPACES:
         _WORKSPACES[progress_bars] = Workspace(ProgressReporter(enabled=progress_bars))
-    return run_trial(config, strategy, _WORKSPACES[progress_bars], Path(artifact_dir), None, variant).model_dump(mode="json")
+    member_records = [TrialRecord.model_validate(member) for member in members]
+    record = run_trial(config, strategy, _WORKSPACES[progress_bars], Path(artifact_dir), None, variant, member_records)
+    return record.model_dump(mode="json")
 
 
 class RayExecutor:
@@ -166,7 +169,7 @@ class RayExecutor:
         def submit(planned: PlannedTrial) -> None:
             task = remote.options(**self.task_options(planned.config)).remote(
                 planned.config.model_dump(mode="json"), planned.strategy, str(planned.artifact_dir), planned.variant,
-                self.threads_per_trial, self.progress_bars,
+                self.threads_per_trial, self.progress_bars, [member.model_dump(mode="json") for member in planned.members],
             )
             deadline = time.monotonic() + self.timeout_seconds if self.timeout_seconds else None
             in_flight[task] = (planned, deadline)

@@ -253,7 +253,11 @@ class SharedModels:
             self._vectors.update(zip(new, encode(self.embedder(), new, progress, description)))
         return np.stack([self._vectors[text] for text in texts])
 
+    def forget_vectors(self) -> None:
+        """Drop the cached vectors (before a timed prediction: it must pay for its own encoding)."""
+        self._vectors = {}
+
     def reset_usage(self) -> None:
         """Start a trial: no model used yet, no vector cached (a trial pays for its own encoding)."""
         self.used = {}
-        self._vectors = {}
+        self.forget_vectors()

@@ -89,11 +89,13 @@ def learning_curve_plot(
     flat: dict[str, float],
     title: str,
     path: Path,
+    floor: float | None = None,
 ) -> Path:
     """Accuracy against train examples (log axis), one line per strategy with its (min, max) band over
-    seeds where it has one; ``flat`` ones as dashed levels."""
+    seeds where it has one; ``flat`` ones as dashed levels; ``floor`` (majority class) as a grey line."""
     figure = _figure(6.4, 4.2)
     axes = figure.add_subplot()
+    _floor_line(axes, floor)
     for name, points in sorted(curves.items()):
         sizes = sorted(points)
         (line,) = axes.plot(sizes, [points[size] for size in sizes], marker="o", label=name)

@@ -192,3 +192,20 @@ def classify_with_lm(
         round(sum(scores.prompt_tokens) / max(len(texts), 1), 1),
         details,
     )
+
+
+def verbalizer_warnings(task: TaskSpec, tokenizer: Any) -> list[str]:
+    """Verbalizers the causal LM may score poorly: not one word of its vocabulary (split into several tokens,
+    with or without a leading space). Each warning suggests a common word or the label's description."""
+    warnings = []
+    for label in task.labels:
+        split = [len(tokenizer(form, add_special_tokens=False)["input_ids"]) for form in (label.verbalizer, " " + label.verbalizer)]
+        if min(split) <= 1:
+            continue
+        hint = (f"its description ({label.description!r}) is in the prompt: a common word from it may answer better"
+                if label.description else "add a description to the label (the prompt shows it) or use a more common word")
+        warnings.append(
+            f"label {label.name!r}: verbalizer {label.verbalizer!r} is {split[0]} tokens for this model, not one word of its "
+            f"vocabulary, so its score rests on how the model spells it; {hint}"
+        )
+    return warnings

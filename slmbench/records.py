@@ -134,6 +134,8 @@ class TrialConfig(Record):
     """slmbench's version and a hash of the strategy's source files: edited code is a new config."""
     train_size: int | None = None
     """Learn from a nested stratified subset of this many train examples (a learning-curve point)."""
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """For a strategy that combines others: their trial keys and config hashes (a changed member reruns it)."""
 
     def config_hash(self) -> str:
         identity = self.model_dump(mode="json", exclude={"task_path", "data_dir"})

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from slmbench import appendix, stats
 from slmbench import markdown as md
-from slmbench import stats
 from slmbench.markdown import MISSING, code, metric, number, plural, table, text
 from slmbench.recommend import SIGNIFICANCE, Constraints, Recommendation, difference_p, difference_test, recommend
 from slmbench.records import TrialFile, write_text
@@ -25,7 +25,6 @@ MAX_MATRIX_LABELS = 12
 """Above this many classes the confusion matrix is summarised as its most frequent confusions."""
 MAX_WRONG_EXAMPLES = 5
 MAX_TEXT_CHARS = 160
-SPLITS = ("train", "validation", "test")
 
 
 # --- opening ------------------------------------------------------------------------------------
@@ -117,12 +116,32 @@ def _recommendation(summary: Summary, advice: Recommendation, constraints: Const
         paragraphs.append(f"Your constraints ({constraints.describe()}) rule out {excluded}.")
         if advice.best_allowed is not None and advice.best is not advice.best_allowed:
             paragraphs[-1] += f" Constraints aside, the most accurate is {code(advice.best.name)} ({_quality_summary(advice.best)})."
+    if (ensemble := _ensemble_sentence(summary)) is not None:
+        paragraphs.append(ensemble)
     failed = {file.record.name if file.record else file.file for file in summary.failures
               if file.record is None or file.record.train_size is None}
     if failed:
         paragraphs.append(f"{plural(len(failed), 'strategy', 'strategies')} produced no predictions (failed, timed out or "
                           "cancelled): see Failures.")
     return "\n\n".join(paragraphs)
+
+
+def _ensemble_sentence(summary: Summary) -> str | None:
+    """Whether combining strategies beats the best single one beyond noise."""
+    ensembles = [entry for entry in summary.entries if entry.family == "ensemble"]
+    singles = [entry for entry in summary.entries if entry.family != "ensemble"]
+    if not ensembles or not singles:
+        return None
+    ensemble, best = ensembles[0], singles[0]
+    p = difference_p(ensemble, best)
+    beats = ensemble.accuracy > best.accuracy and p is not None and p < SIGNIFICANCE
+    verdict = "beats" if beats else ("is more accurate than" if ensemble.accuracy > best.accuracy else "does not beat")
+    noise = "beyond noise" if beats else "but not beyond noise" if ensemble.accuracy > best.accuracy else ""
+    return (
+        f"Combining strategies: {code(ensemble.name)} ({_quality_summary(ensemble)}) {verdict} the best single strategy "
+        f"{code(best.name)} ({metric(best.accuracy)}) {noise} ({difference_test(ensemble, best)}, p = {md.p_value(p)}); "
+        "its costs include those of every strategy it combines."
+    ).replace("  ", " ")
 
 
 # --- leaderboard --------------------------------------------------------------------------------
@@ -141,10 +160,17 @@ def _spread(entry: Entry) -> str:
     return f"±{entry.accuracy_sd:.3f}; {min(entry.accuracies):.3f}–{max(entry.accuracies):.3f}"
 
 
+def _single_request(entry: Entry) -> str:
+    latencies = [trial.cost.single_request for trial in entry.trials if trial.cost.single_request]
+    if not latencies:
+        return MISSING
+    return f"{number(sum(l.p50_ms for l in latencies) / len(latencies))} / {number(sum(l.p95_ms for l in latencies) / len(latencies))}"
+
+
 def _cost_cells(entry: Entry) -> list[str]:
     return [
         number(entry.cost("train_seconds")), number(entry.cost("predict_seconds")),
-        number(entry.cost("latency_ms_per_example")), number(entry.cost("throughput_examples_per_second")),
+        number(entry.cost("latency_ms_per_example")), _single_request(entry), number(entry.cost("throughput_examples_per_second")),
         number(entry.cost("peak_memory_mb")), md.count(entry.cost("trainable_params")),
         md.count(entry.cost("total_params")), md.size(entry.cost("artifact_bytes")),
     ]
@@ -162,7 +188,8 @@ def _leaderboard(summary: Summary) -> str:
     test_name = "p vs #1" if several else "McNemar p vs #1"
     headers = [
         "#", "strategy", "family", "accuracy (95% CI)", *(["accuracy across seeds (sd; min–max)"] if several else []),
-        "macro-F1 (95% CI)", test_name, "train (s)", "predict (s)", "latency (ms/example)", "throughput (examples/s)",
+        "macro-F1 (95% CI)", test_name, "train (s)", "predict (s)", "latency (ms/example)",
+        "single request p50 / p95 (ms)", "throughput (examples/s)",
         "peak memory (MiB)", "trainable params", "total params", "artifact size",
     ] + (["prompt tokens/example"] if with_tokens else [])
     rows = [
@@ -195,7 +222,8 @@ def _leaderboard(summary: Summary) -> str:
     note = (
         f"Sorted by test accuracy. {how}; p < {SIGNIFICANCE} means the accuracy difference is unlikely to be chance "
         "(no correction for multiple comparisons). Latency is the prediction time per test example in a batch run; "
-        "peak memory includes the shared models."
+        "a single request is one text per call (a warm service answering one user at a time); peak memory includes the "
+        "shared models."
     )
     if summary.floors is not None:
         note += (
@@ -273,7 +301,7 @@ def _learning_curves(summary: Summary) -> str:
     means = {name: {size: point.mean for size, point in points.items()} for name, points in curves.items()}
     bands = {name: {size: (min(p.accuracies), max(p.accuracies)) for size, p in points.items()} for name, points in curves.items()}
     learning_curve_plot(means, bands, flat, f"{summary.task}: test accuracy against labelled train examples",
-                        summary.directory / "learning_curves.png")
+                        summary.directory / "learning_curves.png", floor=summary.floors.accuracy if summary.floors else None)
     sizes = sorted({size for points in means.values() for size in points})
     n_train = max(sizes)
     rows = [[name, *(metric(points.get(size)) for size in sizes)] for name, points in sorted(means.items())]
@@ -364,7 +392,7 @@ def _wrong_examples(summary: Summary, name: str, best: Any) -> str:
     return f"### Test examples {code(name)} gets wrong\n\n{len(rows)} of its {len(wrong)} mistakes, {order}:\n\n{table(headers, rows)}"
 
 
-# --- failures, protocol, references, environment ------------------------------------------------
+# --- failures -----------------------------------------------------------------------------------
 
 
 def _failure_line(file: TrialFile, show_seed: bool) -> str:
@@ -391,111 +419,13 @@ def _failures(summary: Summary) -> str:
     )
 
 
-def _split_tables(summary: Summary) -> list[str]:
-    """Examples per split (used, available, duplicates removed), then per class and split."""
-    splits = summary.run.splits
-    tables = []
-    names = [name for name in SPLITS if name in splits.sizes]
-    if names:
-        rows = [[name, splits.sizes[name], splits.full_sizes.get(name, MISSING), splits.duplicates_removed.get(name, MISSING)]
-                for name in names]
-        tables.append(table(["split", "examples used", "available before caps", "duplicates removed"], rows))
-    if splits.per_class:
-        columns = [name for name in SPLITS if name in splits.per_class]
-        rows = [[text(label), *(splits.per_class[split].get(label, 0) for split in columns)] for label in summary.labels]
-        tables.append(table(["class", *columns], rows))
-    return tables
-
-
-def _options_table(summary: Summary) -> str:
-    """Per variant: the options it ran with and the labelled examples it needed and saw."""
-    if not summary.entries:
-        return ""
-    rows = [
-        [entry.name, ", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING,
-         entry.labelled_examples if entry.labelled_examples is not None else MISSING,
-         number(entry.mean_of("train_examples_seen"))]
-        for entry in summary.entries
-    ]
-    return (
-        "Options each strategy ran with (set with `--set STRATEGY.OPTION=VALUE`; `slmbench show STRATEGY` lists them), "
-        "the labelled examples it needs (train and validation, or fewer) and the distinct train examples it learnt from:\n\n"
-        + table(["strategy", "options", "labelled examples", "train examples seen"], rows)
-    )
-
-
-def _data_protocol(summary: Summary) -> str:
-    run = summary.run
-    parts = [
-        "## Data and protocol",
-        "Every strategy learns from the same train split (validation is for model selection only) "
-        "and is scored once on the same test split, under the same budget.",
-    ]
-    if run is None:
-        return "\n\n".join([*parts, _options_table(summary)])
-    if run.data:
-        seeds = ", ".join(map(str, run.seeds))
-        parts.append(
-            f"Data file {code(run.data.get('file', MISSING))}: {text(run.data.get('rows', MISSING))} rows, "
-            f"SHA-256 {code(run.data.get('sha256', MISSING))}. Seed{'s' if len(run.seeds) > 1 else ''}: {seeds}."
-        )
-    parts += _split_tables(summary)
-    if run.profile:
-        rows = [[key, "no cap" if value is None else value] for key, value in run.profile.items() if key != "name"]
-        parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
-        parts.append(table(["cap", "value"], rows))
-    parts.append(_options_table(summary))
-    return "\n\n".join(part for part in parts if part)
-
-
-def _references(summary: Summary) -> str:
-    references = summary.run.references if summary.run else []
-    if not references:
-        return ""
-    rows = [[text(r.system), text(r.metric), r.value, text(r.source)] for r in references]
-    return "\n\n".join([
-        "## Published reference points",
-        "> **Reported elsewhere, not measured here.** These come from other papers or leaderboards, with other "
-        "data splits, models and budgets: a rough scale for the numbers above, not a like-for-like comparison.",
-        table(["system", "metric", "value", "source"], rows),
-    ])
-
-
-def _environment(summary: Summary) -> str:
-    if summary.run is None:
-        return ""
-    models, environment = summary.run.models, summary.run.environment
-    cores = environment.get("cpu_count")
-
-    def listed(value: Any) -> Any:
-        return ", ".join(map(str, value)) if isinstance(value, list) else value
-
-    items = [
-        ("causal language model", listed(models.get("causal_lm"))),
-        ("embedding model", listed(models.get("embedding_model"))),
-        ("device", models.get("device")),
-        ("dtype", models.get("dtype")),
-        ("Python", environment.get("python")),
-        ("platform", environment.get("platform")),
-        ("CPU", environment.get("cpu") and f"{environment['cpu']}" + (f" ({cores} cores)" if cores else "")),
-    ]
-    rows = [[name, text(value)] for name, value in items if value]
-    packages = environment.get("packages") or {}
-    parts = ["## Environment"]
-    if rows:
-        parts.append(table(["", "value"], rows))
-    if packages:
-        parts.append(table(["package", "version"], [[text(k), text(v)] for k, v in sorted(packages.items())]))
-    return "\n\n".join(parts) if len(parts) > 1 else ""
-
-
 def render_markdown(summary: Summary, constraints: Constraints = Constraints()) -> str:
     """The report's markdown (figures are written beside the run folder's records as a side effect)."""
     advice = recommend(summary, constraints)
     sections = [
         _title(summary), _introduction(summary), _recommendation(summary, advice, constraints), _leaderboard(summary),
         _tradeoffs(summary), _learning_curves(summary), _per_class(summary), _failures(summary),
-        _data_protocol(summary), _references(summary), _environment(summary),
+        *appendix.sections(summary),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 

@@ -59,6 +59,8 @@ class RunOptions:
     trial_timeout: float | None = None
     train_sizes: list[int] = field(default_factory=list)
     """Learning curve: smaller train sizes each strategy also runs at (the whole split always runs)."""
+    tuning_trials: int | None = None
+    """Option settings every strategy may try on validation (default: the profile's)."""
 
 
 @dataclass
@@ -70,6 +72,8 @@ class PlannedTrial:
     config: TrialConfig
     strategy: type[Strategy]
     run_dir: Path
+    members: list[TrialRecord] = field(default_factory=list)
+    """For a strategy that combines others: their finished records, filled in when they are done."""
 
     @property
     def file(self) -> Path:
@@ -241,6 +245,10 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
         budget = get_profile(options.profile)
     except ValueError as error:
         raise RunError(f"--profile: {error}") from None
+    if options.tuning_trials is not None:
+        if options.tuning_trials < 1:
+            raise RunError(f"--tuning-trials {options.tuning_trials}: must be 1 (defaults only) or more")
+        budget = replace(budget, tuning_trials=options.tuning_trials)
     task_path = resolve_task_path(options.task, registry).resolve()
     task = load_task(task_path)
     strategies = select_strategies(options.strategies, registry)
@@ -302,6 +310,10 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
                 "models": base.models.model_copy(update={"causal_lm": causal_lm, "embedding_model": embedder}),
             })
             trials.append(PlannedTrial(records.trial_key(variant, seed, size), variant, config, cls, run_dir))
+    for planned in trials:
+        if planned.strategy.combines_others:
+            inputs = {other.key: other.config.config_hash() for other in _members(planned, trials)}
+            planned.config = planned.config.model_copy(update={"inputs": inputs})
 
     earlier = records.read_run(run_dir) if (run_dir / "run.json").exists() else None
     command = shlex.join(["slmbench", *sys.argv[1:]])
@@ -326,6 +338,12 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
         started_at=earlier.started_at if earlier else datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     return RunPlan(run_dir, run, trials, list(splits.test.texts))
+
+
+def _members(planned: PlannedTrial, trials: list[PlannedTrial]) -> list[PlannedTrial]:
+    """The trials a combining strategy combines: every other strategy's trial of the same seed and train size."""
+    return [other for other in trials if not other.strategy.combines_others and other.config.seed == planned.config.seed
+            and other.config.train_size == planned.config.train_size]
 
 
 def finished_record(planned: PlannedTrial) -> TrialRecord | None:
@@ -453,7 +471,12 @@ def run_sweep(
     interrupted = False
     with signals_as_interrupt():
         try:
-            executor.run(pending, finish)
+            executor.run([planned for planned in pending if not planned.strategy.combines_others], finish)
+            combining = [planned for planned in pending if planned.strategy.combines_others]
+            for planned in combining:  # after the trials they combine, with their records
+                plan = next(plan for plan in plans if plan.run_dir == planned.run_dir)
+                planned.members = [record for member in _members(planned, plan.trials) if (record := finished_record(member))]
+            executor.run(combining, finish)
         except KeyboardInterrupt:
             interrupted = True
     comparison = None

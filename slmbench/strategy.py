@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
 
@@ -33,6 +33,7 @@ class Family(str, enum.Enum):
     FEATURE = "feature"
     PARAMETER_EFFICIENT = "parameter-efficient"
     FULL = "full"
+    ENSEMBLE = "ensemble"
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,22 @@ class Predictions:
 
 
 @dataclass
+class MemberPredictions:
+    """Another trial's probabilities for each validation and test text, for a strategy that combines
+    others (``Strategy.combines_others``): the run's trials of the same seed and train size."""
+
+    name: str
+    probabilities: dict[str, list[float]]
+    """text -> probability per label (one-hot of the predicted label where the member gave none)."""
+
+    def rows(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), labels) probabilities; KeyError for a text the member never predicted."""
+        import numpy as np
+
+        return np.asarray([self.probabilities[text] for text in texts], dtype=float)
+
+
+@dataclass
 class RunContext:
     """What the runner hands every strategy of a run."""
 
@@ -68,6 +85,8 @@ class RunContext:
     progress: ProgressReporter
     options: Options | None = None
     """The strategy's options (an instance of its ``Options``); None means all defaults."""
+    members: list[MemberPredictions] = field(default_factory=list)
+    """For a strategy that combines others: their predictions (empty for every other strategy)."""
     on_validation_loss: Callable[[int, float], None] = lambda step, loss: None
     """Call it with (step, validation loss) while training: the option search (``slmbench.tuning``) may
     stop a setting that falls behind by raising from it. Outside a search it does nothing."""
@@ -92,6 +111,9 @@ class Strategy(ABC):
     """Shared models the strategy needs ("causal_lm", "embedder"): loaded before its timer starts."""
     learns_from_train: ClassVar[bool] = True
     """False for a strategy that ignores the train split (zero-shot): learning curves run it once."""
+    combines_others: ClassVar[bool] = False
+    """True for a strategy built on the run's other trials (ensemble): it runs after them, receives
+    their predictions in ``context.members``, and its costs include theirs (deploying it runs them all)."""
     Options: ClassVar[type[Options]] = Options
     """The options a user may set (``--set NAME.OPTION=VALUE``); subclass ``slmbench.Options``."""
     tune: ClassVar[dict[str, tuple]] = {}

@@ -17,7 +17,7 @@ import traceback
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 from slmbench.environment import collect_environment
 from slmbench.memory import PeakMemory
@@ -29,10 +29,12 @@ from slmbench.progress import ProgressReporter
 from slmbench.records import (
     Cost, DeploymentCheck, ErrorInfo, Latency, Metrics, PredictionRecord, TrialConfig, TrialRecord, Tuning,
 )
-from slmbench.strategy import Examples, Predictions, RunContext, Strategy
+from slmbench.strategy import Examples, MemberPredictions, Predictions, RunContext, Strategy
 from slmbench.tasks import TaskSpec, load_task
 from slmbench.tuning import searched
 
+LATENCY_WARMUP = 3
+"""Single requests sent (and not timed) before the timed ones."""
 OUT_OF_MEMORY_HINT = "out of memory: try a smaller --profile or batch size, or qlora / a parameter-efficient strategy"
 
 
@@ -171,8 +173,11 @@ def run_trial(
     artifact_dir: Path,
     timeout_seconds: float | None = None,
     variant: str = "",
+    members: Sequence[TrialRecord] = (),
 ) -> TrialRecord:
     """Fit and evaluate one strategy; always return a complete trial record.
+
+    ``members``: for a strategy that combines others, the finished trials it combines.
 
     Its ``status`` is ``ok``, ``failed`` (the strategy raised), ``timeout`` (past
     ``timeout_seconds``) or ``cancelled`` (Ctrl-C or SIGTERM while it ran).
@@ -189,7 +194,7 @@ def run_trial(
     )
     try:
         with time_limit(timeout_seconds):
-            _fit_and_evaluate(config, strategy_cls, workspace, artifact_dir, record)
+            _fit_and_evaluate(config, strategy_cls, workspace, artifact_dir, record, members)
     except TrialTimeout as error:
         record.status, record.error = "timeout", _error(error)
     except KeyboardInterrupt as error:
@@ -205,7 +210,8 @@ def run_trial(
 
 
 def _fit_and_evaluate(
-    config: TrialConfig, strategy_cls: type[Strategy], workspace: Workspace, artifact_dir: Path, record: TrialRecord
+    config: TrialConfig, strategy_cls: type[Strategy], workspace: Workspace, artifact_dir: Path, record: TrialRecord,
+    members: Sequence[TrialRecord],
 ) -> None:
     """The trial itself; fills ``record`` as it goes, so that a failure keeps what was learnt."""
     from slmbench.data import nested_subset
@@ -228,6 +234,7 @@ def _fit_and_evaluate(
     record.train_examples, record.validation_examples = len(train), len(validation)
     budget = Budget(**config.profile)
     n_labels = len(task.labels)
+    member_predictions = [member_predictions_of(member, validation, test, n_labels) for member in members]
 
     def fitted(values: dict[str, Any], directory: Path, report: Any = None) -> tuple[Strategy, Predictions, float, float, int]:
         """A strategy fitted with ``values``: itself, its validation predictions, fit and validation seconds, peak bytes."""
@@ -235,7 +242,7 @@ def _fit_and_evaluate(
         directory.mkdir(parents=True, exist_ok=True)
         context = RunContext(
             task=task, models=models, device=models.device, dtype=models.dtype, seed=config.seed, budget=budget,
-            artifact_dir=directory, progress=workspace.progress,
+            artifact_dir=directory, progress=workspace.progress, members=member_predictions,
             options=build_options(config.strategy, strategy_cls.Options, values),
             **({"on_validation_loss": report} if report else {}),
         )
@@ -257,6 +264,7 @@ def _fit_and_evaluate(
         )
     else:
         strategy, validation_predictions, train_seconds, _, peak = fitted(defaults.model_dump(), artifact_dir)
+    models.forget_vectors()  # test texts are encoded by the prediction that is timed
     with PeakMemory(models.device) as memory:
         start = time.perf_counter()
         predictions = strategy.predict(test.texts)
@@ -280,12 +288,14 @@ def _fit_and_evaluate(
         predict_seconds=round(predict_seconds, 3),
         latency_ms_per_example=round(1000 * predict_seconds / len(test), 3),
         throughput_examples_per_second=round(len(test) / predict_seconds, 3) if predict_seconds else None,
-        single_request=single_request_latency(strategy.predict, test.texts, budget.latency_requests, config.seed),
+        single_request=single_request_latency(_uncached(strategy.predict, models), test.texts, budget.latency_requests, config.seed),
         peak_memory_mb=round((max(peak, memory.peak_added_bytes) + sum(models.used.values())) / 2**20, 1),
         trainable_params=int(trainable),
         total_params=int(total),
         artifact_bytes=_artifact_bytes(artifact_dir),
     )
+    if strategy_cls.combines_others:
+        record.cost = with_member_costs(record.cost, members)
     record.predictions = prediction_record(test.labels, predictions)
     record.validation_predictions = prediction_record(validation.labels, validation_predictions)
     record.deployment = deployment_checks(strategy, test, task.label_names, budget.latency_requests, config.seed)
@@ -329,6 +339,45 @@ def _tuned(
     return best, result.best.validation, seconds, max(peaks)
 
 
+def member_predictions_of(member: TrialRecord, validation: Examples, test: Examples, n_labels: int) -> MemberPredictions:
+    """A finished trial's predictions keyed by text (validation and test), for a strategy that combines it."""
+    rows: dict[str, list[float]] = {}
+    for examples, predicted in ((validation, member.validation_predictions), (test, member.predictions)):
+        if predicted is None or len(predicted.predicted) != len(examples):
+            raise ValueError(f"member {member.name} holds no predictions for the {len(examples)} texts of this split")
+        probabilities = predicted.probabilities or [[float(i == label) for i in range(n_labels)] for label in predicted.predicted]
+        rows.update(zip(examples.texts, probabilities))
+    return MemberPredictions(member.name, rows)
+
+
+def with_member_costs(cost: Cost, members: Sequence[TrialRecord]) -> Cost:
+    """A combining strategy's cost plus its members': deploying it means training and running them all
+    (their peak memories add up, as they are loaded together)."""
+    summed = {}
+    for field_name in ("train_seconds", "predict_seconds", "latency_ms_per_example", "peak_memory_mb", "trainable_params",
+                       "total_params", "artifact_bytes"):
+        values = [getattr(cost, field_name), *(getattr(member.cost, field_name) for member in members)]
+        summed[field_name] = None if any(value is None for value in values) else type(values[0])(round(sum(values), 3))
+    latencies = [cost.single_request, *(member.cost.single_request for member in members)]
+    single = None if any(latency is None for latency in latencies) else Latency(
+        p50_ms=round(sum(lat.p50_ms for lat in latencies), 3), p95_ms=round(sum(lat.p95_ms for lat in latencies), 3),
+        requests=latencies[0].requests)
+    predict_seconds = summed["predict_seconds"]
+    throughput = None if not predict_seconds or cost.throughput_examples_per_second is None else round(
+        cost.throughput_examples_per_second * cost.predict_seconds / predict_seconds, 3)
+    return Cost(**summed, single_request=single, throughput_examples_per_second=throughput)
+
+
+def _uncached(predict: Any, models: SharedModels) -> Any:
+    """``predict`` with no text's vector cached beforehand, as a service sees a new request."""
+
+    def fresh(texts: list[str]) -> Predictions:
+        models.forget_vectors()
+        return predict(texts)
+
+    return fresh
+
+
 def single_request_latency(predict: Any, texts: list[str], requests: int, seed: int) -> Latency | None:
     """p50 and p95 of ``predict([text])`` over ``requests`` test texts drawn with ``seed``: what a service
     answering one request at a time sees (called after the record took the batch run's details)."""
@@ -338,8 +387,11 @@ def single_request_latency(predict: Any, texts: list[str], requests: int, seed: 
 
     if requests < 1 or not texts:
         return None
+    drawn = random.Random(seed).sample(list(texts), min(requests + LATENCY_WARMUP, len(texts)))
+    for text in drawn[:LATENCY_WARMUP]:  # CPU kernels are prepared on the first inputs of each size: a warm service
+        predict([text])
     seconds = []
-    for text in random.Random(seed).sample(list(texts), min(requests, len(texts))):
+    for text in drawn[LATENCY_WARMUP:] or drawn:
         start = time.perf_counter()
         predict([text])
         seconds.append(time.perf_counter() - start)

@@ -11,7 +11,9 @@ import sys
 import time
 import types
 
-from slmbench import Examples, Family, Predictions, Strategy, hookimpl
+from pydantic import Field
+
+from slmbench import Examples, Family, Options, Predictions, Strategy, hookimpl
 
 
 def _log(name: str) -> None:
@@ -88,6 +90,25 @@ class DiesOnce(MajorityClass):
         super().fit(train, validation)
 
 
+class Tunable(MajorityClass):
+    """Its option k is searchable: k >= 5 predicts the majority label (good), smaller k label 0. While it
+    "trains" it reports a validation loss of 1/k, so a setting with a smaller k than an earlier one falls behind."""
+
+    name = "tunable"
+    description = "majority label for k >= 5, label 0 below"
+    tune = {"k": ("int", 1, 9)}
+
+    class Options(Options):
+        k: int = Field(3, ge=1, le=9, description="the searched knob")
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        _log(f"{self.name}:{self.options.k}")
+        for step in (1, 2, 3):
+            self.context.on_validation_loss(step, 1 / self.options.k)
+        self.label = max(set(train.labels), key=train.labels.count) if self.options.k >= 5 else 0
+        (self.context.artifact_dir / f"k{self.options.k}.txt").write_text(str(self.label))
+
+
 class Exploding(MajorityClass):
     name = "exploding"
     description = "raises while fitting"
@@ -110,7 +131,7 @@ def plugin() -> object:
 
     @hookimpl
     def register_strategies(register):
-        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, WrongLength, DiesOnce):
+        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, WrongLength, DiesOnce, Tunable):
             register(cls)
 
     module = types.ModuleType("fake_strategies_plugin")

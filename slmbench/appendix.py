@@ -1,0 +1,191 @@
+"""The report's reference sections: data and protocol (splits, budget, options, tuning, calibration),
+the deployment check, published reference points and the environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slmbench import markdown as md
+from slmbench.markdown import MISSING, code, metric, number, table, text
+from slmbench.summary import Summary
+
+SPLITS = ("train", "validation", "test")
+
+
+def _split_tables(summary: Summary) -> list[str]:
+    """Examples per split (used, available, duplicates removed), then per class and split."""
+    splits = summary.run.splits
+    tables = []
+    names = [name for name in SPLITS if name in splits.sizes]
+    if names:
+        rows = [[name, splits.sizes[name], splits.full_sizes.get(name, MISSING), splits.duplicates_removed.get(name, MISSING)]
+                for name in names]
+        tables.append(table(["split", "examples used", "available before caps", "duplicates removed"], rows))
+    if splits.per_class:
+        columns = [name for name in SPLITS if name in splits.per_class]
+        rows = [[text(label), *(splits.per_class[split].get(label, 0) for split in columns)] for label in summary.labels]
+        tables.append(table(["class", *columns], rows))
+    return tables
+
+
+def _options_table(summary: Summary) -> str:
+    """Per variant: the options it ran with and the labelled examples it needed and saw."""
+    if not summary.entries:
+        return ""
+    rows = [
+        [entry.name, ", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING,
+         entry.labelled_examples if entry.labelled_examples is not None else MISSING,
+         number(entry.mean_of("train_examples_seen"))]
+        for entry in summary.entries
+    ]
+    return (
+        "Options each strategy ran with (set with `--set STRATEGY.OPTION=VALUE`; `slmbench show STRATEGY` lists them), "
+        "the labelled examples it needs (train and validation, or fewer) and the distinct train examples it learnt from:\n\n"
+        + table(["strategy", "options", "labelled examples", "train examples seen"], rows)
+    )
+
+
+def _data_protocol(summary: Summary) -> str:
+    run = summary.run
+    parts = [
+        "## Data and protocol",
+        "Every strategy learns from the same train split (validation is for model selection only) "
+        "and is scored once on the same test split, under the same budget.",
+    ]
+    if run is None:
+        return "\n\n".join(part for part in [*parts, _options_table(summary), _tuning(summary), _calibration(summary)] if part)
+    if run.data:
+        seeds = ", ".join(map(str, run.seeds))
+        parts.append(
+            f"Data file {code(run.data.get('file', MISSING))}: {text(run.data.get('rows', MISSING))} rows, "
+            f"SHA-256 {code(run.data.get('sha256', MISSING))}. Seed{'s' if len(run.seeds) > 1 else ''}: {seeds}."
+        )
+    parts += _split_tables(summary)
+    if run.profile:
+        rows = [[key, "no cap" if value is None else value] for key, value in run.profile.items() if key != "name"]
+        parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
+        parts.append(table(["cap", "value"], rows))
+    parts += [_options_table(summary), _tuning(summary), _calibration(summary)]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _references(summary: Summary) -> str:
+    references = summary.run.references if summary.run else []
+    if not references:
+        return ""
+    rows = [[text(r.system), text(r.metric), r.value, text(r.source)] for r in references]
+    return "\n\n".join([
+        "## Published reference points",
+        "> **Reported elsewhere, not measured here.** These come from other papers or leaderboards, with other "
+        "data splits, models and budgets: a rough scale for the numbers above, not a like-for-like comparison.",
+        table(["system", "metric", "value", "source"], rows),
+    ])
+
+
+def _environment(summary: Summary) -> str:
+    if summary.run is None:
+        return ""
+    models, environment = summary.run.models, summary.run.environment
+    cores = environment.get("cpu_count")
+
+    def listed(value: Any) -> Any:
+        return ", ".join(map(str, value)) if isinstance(value, list) else value
+
+    items = [
+        ("causal language model", listed(models.get("causal_lm"))),
+        ("embedding model", listed(models.get("embedding_model"))),
+        ("device", models.get("device")),
+        ("dtype", models.get("dtype")),
+        ("Python", environment.get("python")),
+        ("platform", environment.get("platform")),
+        ("CPU", environment.get("cpu") and f"{environment['cpu']}" + (f" ({cores} cores)" if cores else "")),
+    ]
+    rows = [[name, text(value)] for name, value in items if value]
+    packages = environment.get("packages") or {}
+    parts = ["## Environment"]
+    if rows:
+        parts.append(table(["", "value"], rows))
+    if packages:
+        parts.append(table(["package", "version"], [[text(k), text(v)] for k, v in sorted(packages.items())]))
+    return "\n\n".join(parts) if len(parts) > 1 else ""
+
+
+def _settings(options: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={number(value) if isinstance(value, float) else value}" for name, value in options.items())
+
+
+def _tuning(summary: Summary) -> str:
+    """The option search of each variant: what it tried on validation and what it chose (first seed)."""
+    searched = [entry for entry in summary.entries if entry.first.tuning is not None]
+    if not searched:
+        return ""
+    budget = searched[0].first.tuning.budget
+    rows = []
+    for entry in searched:
+        tuning = entry.first.tuning
+        tried = "; ".join(
+            f"{_settings(trial.options)}: {metric(trial.validation_accuracy) if trial.validation_accuracy is not None else trial.state}"
+            for trial in tuning.tried
+        )
+        rows.append([entry.name, _settings(tuning.chosen), len(tuning.tried), tried])
+    untuned = [entry.name for entry in summary.entries if entry.first.tuning is None]
+    note = (
+        f"Equal tuning: every strategy could try up to {budget} settings of the options it declares searchable, each fitted "
+        f"on train and scored on the validation split only ({md.one_line(searched[0].first.tuning.method)}). The chosen "
+        "setting is the one scored on test; training time includes the whole search."
+    )
+    if untuned:
+        note += f" Nothing to search for {', '.join(map(code, untuned))}."
+    return f"{note}\n\n" + table(["strategy", "chosen", "settings tried", "validation accuracy of each (seed " + str(searched[0].first.seed) + ")"], rows)
+
+
+def _calibration(summary: Summary) -> str:
+    """How the prompting strategies corrected the LM's answer bias."""
+    calibrated = [(entry, entry.first.details.get("calibration")) for entry in summary.entries]
+    calibrated = [(entry, calibration) for entry, calibration in calibrated if isinstance(calibration, dict)]
+    if not calibrated:
+        return ""
+    described = []
+    for entry, calibration in calibrated:
+        method = calibration.get("method")
+        if method == "none":
+            described.append(f"{code(entry.name)}: not calibrated")
+            continue
+        source = "unlabelled train texts" if method == "batch" else "content-free inputs (N/A, empty, [MASK])"
+        prior = "the train split's label frequencies" if calibration.get("prior") else "equal label priors"
+        described.append(f"{code(entry.name)}: bias measured on {source}, replaced by {prior}")
+    return (
+        "Calibrated prompting: a small LM prefers some answers whatever the text, so the strategies that prompt it divide "
+        "that bias out of their label probabilities (batch calibration, Zhou et al. 2023; content-free calibration, Zhao "
+        "et al. 2021) and put a prior in its place. " + "; ".join(described) + "."
+    )
+
+
+def _deployment(summary: Summary) -> str:
+    """Each weight-updating strategy's model quantized for deployment, scored on the same test split."""
+    checked = [entry for entry in summary.entries if entry.first.deployment]
+    if not checked:
+        return ""
+    rows = []
+    for entry in checked:
+        rows.append([entry.name, "as trained", metric(entry.first.metrics.accuracy), metric(entry.first.metrics.macro_f1),
+                     MISSING, number(entry.first.cost.latency_ms_per_example),
+                     number(entry.first.cost.single_request.p95_ms) if entry.first.cost.single_request else MISSING])
+        for check in entry.first.deployment:
+            if check.error:
+                rows.append([entry.name, check.quantization, f"not available: {md.first_line(check.error, 120)}", "", "", "", ""])
+                continue
+            rows.append([entry.name, check.quantization, metric(check.accuracy), metric(check.macro_f1), md.size(check.size_bytes),
+                         number(check.latency_ms_per_example), number(check.single_request.p95_ms) if check.single_request else MISSING])
+    return "\n\n".join([
+        "## Deployment check",
+        "The trained models quantized for deployment and scored again on the same test examples (first seed): what a "
+        "strategy keeps of its accuracy once its weights are 8-bit or 4-bit, the model's size on disk and its latency.",
+        table(["strategy", "weights", "accuracy", "macro-F1", "size on disk", "latency (ms/example, batched)",
+               "single request p95 (ms)"], rows),
+    ])
+
+
+def sections(summary: Summary) -> list[str]:
+    """The reference sections, in report order."""
+    return [_data_protocol(summary), _deployment(summary), _references(summary), _environment(summary)]
