@@ -1,47 +1,23 @@
 """The example plugins, pip-installed as a user would, drive the real CLI in a subprocess, and their own
 tests (which use ``slmbench.testing``) pass against the installed copies.
 
-The packages are installed with ``pip --target`` into a temporary folder put on PYTHONPATH, so the
-development environment is never modified.
+The packages are installed with ``pip --target`` into a temporary folder put on PYTHONPATH (the
+``example_site`` fixture), so the development environment is never modified.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLE_PLUGINS
 
-EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 DATA_DIR = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
-PLUGINS = {"slmbench-nearest-centroid": "nearest-centroid", "slmbench-instruction-ensemble": "instruction-ensemble"}
-"""Example package -> the plugin (entry point) and strategy name it installs."""
 BROKEN = ("broken-import", "broken-hook")
-
-
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory) -> Path:
-    """Copies of the example packages: setuptools builds in the source tree and would leave build/ behind."""
-    root = tmp_path_factory.mktemp("examples")
-    ignore = shutil.ignore_patterns("build", "*.egg-info", "__pycache__")
-    for name in [*PLUGINS, "broken-plugin"]:
-        shutil.copytree(EXAMPLES / name, root / name, ignore=ignore)
-    return root
-
-
-@pytest.fixture(scope="module")
-def site(sources) -> Path:
-    """A folder with the example plugins and slmbench-broken-plugin installed in it."""
-    target = sources / "site"
-    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target)]
-    result = subprocess.run([*command, *(str(sources / name) for name in [*PLUGINS, "broken-plugin"])],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
-    return target
 
 
 def environment(site: Path, only_plugins: str | None = None) -> dict[str, str]:
@@ -58,8 +34,8 @@ def slmbench(site: Path, *args: str, only_plugins: str | None = None) -> subproc
                           capture_output=True, text=True, timeout=600)
 
 
-def test_list_shows_the_plugins_and_warns_about_broken_ones_by_name(site):
-    strategies = slmbench(site, "list", "strategies", "--format", "text")
+def test_list_shows_the_plugins_and_warns_about_broken_ones_by_name(example_site):
+    strategies = slmbench(example_site, "list", "strategies", "--format", "text")
 
     assert strategies.returncode == 0, strategies.stderr
     assert "nearest-centroid\tfeature\tslmbench-nearest-centroid 0.1.0" in strategies.stdout
@@ -68,14 +44,14 @@ def test_list_shows_the_plugins_and_warns_about_broken_ones_by_name(site):
     assert "warning: plugin broken-import was not loaded: RuntimeError:" in strategies.stderr
     assert "warning: plugin broken-hook was not loaded: PluginValidationError: unknown hook 'register_strategy'" in strategies.stderr
 
-    plugins = slmbench(site, "list", "plugins", "--format", "text")
+    plugins = slmbench(example_site, "list", "plugins", "--format", "text")
     assert plugins.returncode == 0, plugins.stderr
     for name in BROKEN:
         assert any(name in line and "failed:" in line for line in plugins.stdout.splitlines()), plugins.stdout
 
 
-def test_show_lists_the_plugin_s_typed_options(site):
-    result = slmbench(site, "show", "nearest-centroid")
+def test_show_lists_the_plugin_s_typed_options(example_site):
+    result = slmbench(example_site, "show", "nearest-centroid")
 
     assert result.returncode == 0, result.stderr
     assert "shared models: embedder" in result.stdout
@@ -83,33 +59,33 @@ def test_show_lists_the_plugin_s_typed_options(site):
 
 
 @pytest.mark.parametrize("broken", BROKEN)
-def test_strict_plugins_exits_non_zero_naming_the_broken_plugin(site, broken):
-    result = slmbench(site, "--strict-plugins", "list", "strategies", only_plugins=f"nearest-centroid,{broken}")
+def test_strict_plugins_exits_non_zero_naming_the_broken_plugin(example_site, broken):
+    result = slmbench(example_site, "--strict-plugins", "list", "strategies", only_plugins=f"nearest-centroid,{broken}")
 
     assert result.returncode != 0
     assert f"plugin '{broken}' failed" in result.stderr
     assert "nearest-centroid" not in result.stdout
 
 
-@pytest.mark.parametrize("package", PLUGINS)
-def test_the_example_s_own_tests_pass_against_the_installed_copy(site, sources, package):
+@pytest.mark.parametrize("package", EXAMPLE_PLUGINS)
+def test_the_example_s_own_tests_pass_against_the_installed_copy(example_site, example_sources, package):
     """What a plugin author runs: the package's tests, which check the strategy with ``slmbench.testing``."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(sources / package / "tests")],
-                            env=environment(site), cwd=sources / package, capture_output=True, text=True, timeout=900)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example_sources / package / "tests")],
+                            env=environment(example_site), cwd=example_sources / package, capture_output=True, text=True, timeout=900)
 
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout.splitlines()[-1]
 
 
 @pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"shared data folder not found: {DATA_DIR} (set SLMBENCH_DATA_DIR)")
-def test_run_with_the_plugins_works_beside_broken_plugins(site, tmp_path):
+def test_run_with_the_plugins_works_beside_broken_plugins(example_site, tmp_path):
     from safetensors.numpy import load_file
 
     from slmbench.testing import tiny_models
 
     causal_lm, embedder = tiny_models()
     result = slmbench(
-        site, "run", "--task", "financial_sentiment", "--strategies", ",".join(PLUGINS.values()), "--profile", "smoke",
+        example_site, "run", "--task", "financial_sentiment", "--strategies", ",".join(EXAMPLE_PLUGINS.values()), "--profile", "smoke",
         "--set", "nearest-centroid.prototypes=2", "--model", str(causal_lm), "--embedding-model", str(embedder),
         "--data-dir", str(DATA_DIR), "--output", str(tmp_path), "--run-id", "example", "--no-progress",
     )  # fmt: skip
