@@ -108,8 +108,11 @@ def trial_params(trial: TrialRecord) -> dict[str, str]:
         "device": models.device if models else None, "dtype": models.dtype if models else None,
         **{f"option.{name}": value for name, value in trial.options.items()},
     }
-    text = lambda value: value if isinstance(value, str) else json.dumps(value)  # noqa: E731
-    return {name: text(value)[:MAX_PARAM_LENGTH] for name, value in params.items() if value is not None}
+    return {name: _as_text(value)[:MAX_PARAM_LENGTH] for name, value in params.items() if value is not None}
+
+
+def _as_text(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def trial_metrics(trial: TrialRecord) -> dict[str, float]:

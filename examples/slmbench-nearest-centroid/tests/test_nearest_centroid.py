@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from safetensors.numpy import load_file
+from slmbench import Examples
 from slmbench.testing import make_context, parametrize_with_checks, toy_splits
 
 from slmbench_nearest_centroid import NearestCentroid
@@ -31,7 +32,8 @@ def test_each_label_gets_its_prototypes_and_they_are_saved(tmp_path):
 
 def test_a_label_missing_from_train_is_never_predicted(tmp_path):
     train, validation, test = toy_splits()
-    without_neutral = type(train)([t for t, y in zip(train.texts, train.labels) if y != 1], [y for y in train.labels if y != 1])
+    kept = [(text, label) for text, label in zip(train.texts, train.labels) if label != 1]  # no neutral example
+    without_neutral = Examples([text for text, _ in kept], [label for _, label in kept])
     strategy = NearestCentroid(make_context(NearestCentroid, tmp_path / "artifacts"))
 
     strategy.fit(without_neutral, validation)
