@@ -6,7 +6,8 @@ transformers): the language-model helpers below are imported on first use.
 - ``Strategy``, ``Options``, ``Examples``, ``Predictions``, ``RunContext``, ``Family``, ``hookimpl``:
   the strategy API (``docs/writing-a-strategy.md``).
 - ``classify_with_lm`` and ``Calibration`` / ``estimate_calibration``: classify texts with the shared
-  causal LM through the scoring engine (each label's answer scored by log-likelihood).
+  causal LM through the scoring engine (each label's answer scored by log-likelihood);
+  ``PromptOptions``: the calibration options of the prompting strategies, to subclass.
 - ``FineTunedCausalLM``, ``FineTuneOptions``, ``load_causal_lm``: fine-tune a copy of the causal LM with
   the shared training machinery (answer-token loss, packed batches, early stopping, best checkpoint).
 - ``TrainIndex``: the train split embedded and indexed for nearest-neighbour search (FAISS).
@@ -26,6 +27,7 @@ _LAZY = {
     "Calibration": "slmbench.prompts",
     "estimate_calibration": "slmbench.prompts",
     "LMClassification": "slmbench.prompts",
+    "PromptOptions": "slmbench.prompts",
     "FineTunedCausalLM": "slmbench.finetune",
     "FineTuneOptions": "slmbench.finetune",
     "load_causal_lm": "slmbench.finetune",

@@ -162,7 +162,9 @@ def _rows(what: str, registry) -> tuple[list[str], list[list[str]]]:
     if what == "tasks":
         return ["task", "from", "file"], [[name, _origin(item), str(item.value)] for name, item in sorted(registry.tasks.items())]
     if what == "trackers":
-        return ["tracker", "from", "description"], [[name, _origin(item), item.value] for name, item in sorted(registry.trackers.items())]
+        return ["tracker", "from", "description"], [
+            [name, _origin(item), item.value.description] for name, item in sorted(registry.trackers.items())
+        ]
     rows = [[name, distribution, "loaded"] for name, distribution in sorted(registry.plugins.items())]
     rows += [[failure.plugin, "", f"failed: {failure.error}"] for failure in registry.failures]
     return ["plugin", "distribution", "status"], rows
@@ -338,6 +340,12 @@ def _run(args, registry, console) -> int:
 
         known = sorted(registry.trackers)
         raise RunError(f"--track {unknown[0]!r}: no such tracker{did_you_mean(unknown[0], known)} (installed: {', '.join(known) or 'none'})")
+    for name in dict.fromkeys(args.track):
+        if (check := registry.trackers[name].value.check) is not None:
+            try:
+                check()
+            except Exception as error:  # noqa: BLE001 - whatever the tracker lacks, the run must not start
+                raise RunError(f"--track {name}: {error}") from error
     runs, settings = _run_options(args)
     if args.dry_run:
         _print_dry_run(runs, registry)

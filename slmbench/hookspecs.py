@@ -29,9 +29,11 @@ def register_tasks(register: Callable[[str], None]) -> None:
 
 
 @hookspec
-def register_trackers(register: Callable[[str, str], None]) -> None:
-    """Register experiment trackers: ``register(name, description)``; ``slmbench run --track NAME`` turns
-    one on, and the plugin's ``trial_finished`` / ``run_finished`` act when ``name`` is in ``track``."""
+def register_trackers(register: Callable[..., None]) -> None:
+    """Register experiment trackers: ``register(name, description, check=None)``; ``slmbench run --track
+    NAME`` turns one on, and the plugin's ``trial_finished`` / ``run_finished`` act when ``name`` is in
+    ``track``. ``check()``, if given, runs before such a run starts and raises saying what is missing
+    (the tracker's library, its store), so the run stops before any trial."""
 
 
 @hookspec

@@ -52,12 +52,21 @@ class Registered:
     distribution: str
 
 
+@dataclass(frozen=True)
+class Tracker:
+    """An experiment tracker a plugin registered (``register_trackers``)."""
+
+    description: str
+    check: Callable[[], None] | None = None
+    """Called before a run that tracks with it; raises saying what is missing (a library, a store)."""
+
+
 @dataclass
 class Registry:
     strategies: dict[str, Registered] = field(default_factory=dict)
     tasks: dict[str, Registered] = field(default_factory=dict)
     trackers: dict[str, Registered] = field(default_factory=dict)
-    """tracker name -> its description (``value``), for ``--track``."""
+    """tracker name -> its ``Tracker`` (``value``), for ``--track``."""
     plugins: dict[str, str] = field(default_factory=dict)
     """plugin name -> distribution (name and version) it came from."""
     failures: list[PluginFailure] = field(default_factory=list)
@@ -215,12 +224,14 @@ class PluginLoader:
         return self.registry
 
     def _tracker_registrar(self, plugin: str) -> Callable[..., None]:
-        def register(name: str, description: str = "") -> None:
+        def register(name: str, description: str = "", check: Callable[[], None] | None = None) -> None:
             if not isinstance(name, str) or not STRATEGY_NAME.fullmatch(name):
                 raise ValueError(f"tracker name {name!r}: use 1-64 letters, digits, '-' or '_'")
             if name in self.registry.trackers:
                 raise ValueError(f"tracker {name!r} is already registered by plugin {self.registry.trackers[name].plugin!r}")
-            self.registry.trackers[name] = Registered(name, description, plugin, self._distributions.get(plugin, ""))
+            if check is not None and not callable(check):
+                raise TypeError(f"tracker {name!r}: check must be callable, got {type(check).__name__}")
+            self.registry.trackers[name] = Registered(name, Tracker(description, check), plugin, self._distributions.get(plugin, ""))
 
         return register
 

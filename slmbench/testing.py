@@ -13,11 +13,13 @@ checks run the strategy through the real trial (``slmbench.trial.run_trial``) on
 task, with tiny models built on the spot (a 2-layer Llama and a 2-layer BERT sentence encoder with
 tokenizers trained on the task's words, no download), on the CPU, in seconds:
 
-- ``check_registration``: name, description, family, options and search space as the registry wants them;
+- ``check_registration``: name, description, family, options and search space as the registry wants
+  them, and every value the search space can reach (range ends, choices) accepted by the options;
 - ``check_light_import``: importing the strategy's module loads no heavy library (torch, transformers...);
 - ``check_protocol``: a trial finishes ``ok``: one label in range per test text, probabilities of
-  shape (texts, labels) summing to 1, plain-JSON ``details``, parameter counts;
-- ``check_reproducible``: the same seed gives the same predictions.
+  shape (texts, labels) summing to 1, plain-JSON ``details``, parameter counts, no pickle among the
+  saved artifacts;
+- ``check_reproducible``: the same seed gives the same predictions and probabilities.
 
 ``tiny_models``, ``toy_task_files`` and ``make_context`` are the same pieces, for a plugin's own tests.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -218,15 +221,55 @@ def check_registration(strategy: type[Strategy]) -> None:
         _check_strategy(strategy)
     except Exception as error:  # noqa: BLE001 - reported as the check's failure
         _fail("check_registration", strategy, str(error))
+    for name, spec in strategy.tune.items():
+        problem = _search_space_problem(strategy, name, spec)
+        if problem:
+            _fail("check_registration", strategy, f"tune[{name!r}] = {spec!r}: {problem}")
+
+
+def _search_space_problem(strategy: type[Strategy], name: str, spec: tuple) -> str | None:
+    """Why the option search could not use ``spec`` for option ``name``, or None. The search drops a
+    setting its options refuse as a failed try, silently, so a range wider than the option's is
+    caught here."""
+    from slmbench.options import OptionError, build_options
+
+    kind, *arguments = spec
+    if kind == "choice":
+        values = list(arguments[0]) if arguments and isinstance(arguments[0], (list, tuple)) else []
+        if not values:
+            return "a choice needs a non-empty list of values"
+    else:
+        if len(arguments) != 2 or not all(isinstance(v, (int, float)) for v in arguments):
+            return f"a {kind} range needs (low, high) numbers"
+        low, high = arguments
+        if not low < high:
+            return f"low {low} is not below high {high}"
+        if kind == "log" and low <= 0:
+            return f"a log range must start above 0, not at {low}"
+        if kind == "int" and not all(isinstance(v, int) for v in arguments):
+            return "an int range needs whole-number bounds"
+        values = [low, high]
+    for value in values:
+        try:
+            build_options(strategy.name, strategy.Options, {name: value})
+        except OptionError as error:
+            return f"the search would try {value!r}, which the options refuse: {error}"
+    return None
 
 
 def check_light_import(strategy: type[Strategy]) -> None:
-    """Importing the strategy's module in a fresh interpreter loads none of ``HEAVY_MODULES``."""
+    """Importing the strategy's module in a fresh interpreter loads none of ``HEAVY_MODULES``.
+
+    The interpreter gets this one's ``sys.path``, so a module pytest or a test put on the path is found.
+    """
+    if strategy.__module__ == "__main__":
+        _fail("check_light_import", strategy, "the class is defined in __main__: define it in an importable module")
     code = (
         f"import sys, importlib; importlib.import_module({strategy.__module__!r}); "
         f"print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=environment)
     if result.returncode != 0:
         _fail("check_light_import", strategy, f"importing {strategy.__module__} failed: {result.stderr.strip()[-500:]}")
     loaded = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "[]"
@@ -234,7 +277,9 @@ def check_light_import(strategy: type[Strategy]) -> None:
         _fail("check_light_import", strategy, f"importing {strategy.__module__} loads {loaded}: import them inside fit/predict")
 
 
-def _trial(strategy: type[Strategy], seed: int = 0) -> Any:
+def _trial(strategy: type[Strategy], seed: int = 0, inspect_artifacts: Callable[[Path], None] = lambda folder: None) -> Any:
+    """The record of a real trial of ``strategy`` on the toy task; ``inspect_artifacts`` sees its
+    artifact folder before the folder is deleted."""
     from slmbench import records
     from slmbench.profiles import get_profile
     from slmbench.progress import ProgressReporter
@@ -247,29 +292,66 @@ def _trial(strategy: type[Strategy], seed: int = 0) -> Any:
             strategy=strategy.name, task_path=str(task_path), data_dir=str(task_path.parent), profile=get_profile("smoke").to_dict(),
             seed=seed, models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
         )
-        return run_trial(config, strategy, Workspace(ProgressReporter(enabled=False)), Path(folder) / "artifacts")
+        record = run_trial(config, strategy, Workspace(ProgressReporter(enabled=False)), Path(folder) / "artifacts")
+        inspect_artifacts(Path(folder) / "artifacts")
+        return record
+
+
+PICKLE_OPCODE = 0x80
+"""The first byte of every pickle of protocol 2 or later (torch.save, joblib and pickle.dump files)."""
+
+
+def pickled_files(folder: Path) -> list[str]:
+    """Files under ``folder`` (relative paths) that are pickles or zip archives holding one (torch.save)."""
+    import zipfile
+
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb") as handle:
+            start = handle.read(9)
+        safetensors = start[8:9] == b"{"  # an 8-byte header length, then the JSON header
+        pickled = len(start) >= 2 and start[0] == PICKLE_OPCODE and 2 <= start[1] <= 5 and not safetensors
+        if not pickled and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                pickled = any(name.endswith(".pkl") for name in archive.namelist())
+        if pickled:
+            found.append(path.relative_to(folder).as_posix())
+    return found
 
 
 def check_protocol(strategy: type[Strategy]) -> None:
-    """A real trial on the toy task finishes ``ok`` (the trial checks labels, probabilities and details)."""
-    record = _trial(strategy)
+    """A real trial on the toy task finishes ``ok`` (the trial checks labels, probabilities and details),
+    with sensible parameter counts and no pickled artifact."""
+    pickles: list[str] = []
+    record = _trial(strategy, inspect_artifacts=lambda folder: pickles.extend(pickled_files(folder)))
     if not record.ok:
         error = record.error
         _fail("check_protocol", strategy, f"the trial ended {record.status}: {error.type}: {error.message}" if error else record.status)
     trainable, total = record.cost.trainable_params, record.cost.total_params
     if not (0 <= trainable <= total or total == 0):
         _fail("check_protocol", strategy, f"parameter_counts() gave trainable {trainable} > total {total}")
+    if pickles:
+        _fail("check_protocol", strategy, f"artifacts saved as pickles: {', '.join(pickles)}: loading a pickle runs code; "
+                                          "save tensors as safetensors and settings as JSON")
 
 
 def check_reproducible(strategy: type[Strategy]) -> None:
-    """Two trials with the same seed predict the same labels."""
+    """Two trials with the same seed predict the same labels with the same probabilities (to 1e-4)."""
+    import numpy as np
+
     first, second = _trial(strategy), _trial(strategy)
     if not (first.ok and second.ok):
         _fail("check_reproducible", strategy, "a trial did not finish ok (see check_protocol)")
+    hint = "seed every random choice with context.seed, and keep no state between instances"
     if first.predictions.predicted != second.predictions.predicted:
         different = sum(a != b for a, b in zip(first.predictions.predicted, second.predictions.predicted))
-        _fail("check_reproducible", strategy, f"{different} of {len(first.predictions.predicted)} predictions differ at the same seed: "
-                                              "seed every random choice with context.seed")
+        _fail("check_reproducible", strategy, f"{different} of {len(first.predictions.predicted)} predictions differ at the same seed: {hint}")
+    if (first.predictions.probabilities is None) != (second.predictions.probabilities is None):
+        _fail("check_reproducible", strategy, "one trial gave probabilities and the other none")
+    if first.predictions.probabilities is not None:
+        gap = float(np.abs(np.subtract(first.predictions.probabilities, second.predictions.probabilities)).max())
+        if gap > 1e-4:
+            _fail("check_reproducible", strategy, f"probabilities differ by up to {gap:.4g} at the same seed: {hint}")
 
 
 CHECKS: tuple[Callable[[type[Strategy]], None], ...] = (check_registration, check_light_import, check_protocol, check_reproducible)

@@ -82,3 +82,39 @@ def shared_data_dir():
     if not (folder / "financial_phrasebank.csv").exists():
         pytest.skip(f"shared data not found in {folder}; set SLMBENCH_DATA_DIR")
     return folder
+
+
+# --- the example plugins, pip-installed as a user would (examples/) ---------------------------
+
+
+EXAMPLE_PLUGINS = {"slmbench-nearest-centroid": "nearest-centroid", "slmbench-instruction-ensemble": "instruction-ensemble"}
+"""Example package -> the plugin (entry point) and strategy name it installs."""
+
+
+@pytest.fixture(scope="session")
+def example_sources(tmp_path_factory):
+    """Copies of the example packages and of examples/broken-plugin (setuptools builds in the source
+    tree and would leave build/ behind)."""
+    import shutil
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[1] / "examples"
+    root = tmp_path_factory.mktemp("examples")
+    for name in [*EXAMPLE_PLUGINS, "broken-plugin"]:
+        shutil.copytree(examples / name, root / name, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    return root
+
+
+@pytest.fixture(scope="session")
+def example_site(example_sources):
+    """A folder with the example plugins and slmbench-broken-plugin installed by ``pip install --target``:
+    put it on PYTHONPATH (or sys.path) to use them; the development environment is never modified."""
+    import subprocess
+    import sys
+
+    target = example_sources / "site"
+    command = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(target)]
+    packages = [str(example_sources / name) for name in [*EXAMPLE_PLUGINS, "broken-plugin"]]
+    result = subprocess.run([*command, *packages], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return target

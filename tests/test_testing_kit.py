@@ -1,0 +1,172 @@
+"""The conformance kit (``slmbench.testing``): it passes good strategies and fails broken ones with a
+message that says what is wrong."""
+
+from __future__ import annotations
+
+import random
+import textwrap
+
+import pytest
+from pydantic import Field
+
+from slmbench import Examples, Family, Options, Predictions, Strategy
+from slmbench.testing import (
+    StrategyCheckError,
+    check_light_import,
+    check_protocol,
+    check_registration,
+    check_reproducible,
+    check_strategy,
+    parametrize_with_checks,
+)
+from slmbench_plugins.knn_vote import KnnVote
+from slmbench_plugins.tfidf_linear import TfidfLinear
+from slmbench_plugins.zero_shot import ZeroShot
+
+
+@parametrize_with_checks([KnnVote, TfidfLinear, ZeroShot])
+def test_built_in_strategies_pass(strategy, check):
+    check(strategy)
+
+
+# --- deliberately broken strategies --------------------------------------------------------------
+
+
+class MajorityLabel(Strategy):
+    """A correct model-free strategy; each broken one below changes one thing."""
+
+    name = "majority-label"
+    description = "the most frequent train label"
+    family = Family.FEATURE
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        self.label = max(set(train.labels), key=train.labels.count)
+
+    def predict(self, texts):
+        return Predictions(labels=[self.label] * len(texts))
+
+
+class WrongLength(MajorityLabel):
+    name = "wrong-length"
+
+    def predict(self, texts):
+        return Predictions(labels=[self.label] * (len(texts) - 1))
+
+
+class OutOfRange(MajorityLabel):
+    name = "out-of-range"
+
+    def predict(self, texts):
+        return Predictions(labels=[len(self.context.task.labels)] * len(texts))
+
+
+class UnnormalisedProbabilities(MajorityLabel):
+    name = "unnormalised-probabilities"
+
+    def predict(self, texts):
+        import numpy as np
+
+        return Predictions(labels=[self.label] * len(texts), probabilities=np.ones((len(texts), len(self.context.task.labels))))
+
+
+class SetInDetails(MajorityLabel):
+    name = "set-in-details"
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        super().fit(train, validation)
+        self.details = {"labels_seen": set(train.labels)}
+
+
+class Unseeded(MajorityLabel):
+    name = "unseeded"
+
+    def predict(self, texts):
+        rng = random.Random()  # not seeded with context.seed
+        return Predictions(labels=[rng.randrange(len(self.context.task.labels)) for _ in texts])
+
+
+class PickledArtifact(MajorityLabel):
+    name = "pickled-artifact"
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        import pickle
+
+        super().fit(train, validation)
+        (self.context.artifact_dir / "model.pkl").write_bytes(pickle.dumps({"label": self.label}))
+
+
+class SearchBeyondOptions(MajorityLabel):
+    name = "search-beyond-options"
+    tune = {"smoothing": ("float", 0.0, 2.0)}
+
+    class Options(Options):
+        smoothing: float = Field(0.5, gt=0, le=1)
+
+
+class NoDescription(MajorityLabel):
+    name = "no-description"
+    description = ""
+
+
+@pytest.mark.parametrize(
+    ("strategy", "check", "message"),
+    [
+        (WrongLength, check_protocol, "strategy returned 14 predictions for 15 texts"),
+        (OutOfRange, check_protocol, "label indices outside 0..2: [3, 3, 3"),
+        (UnnormalisedProbabilities, check_protocol, "probabilities that are negative or whose rows do not sum to 1"),
+        (SetInDetails, check_protocol, "details are not plain JSON: details holds a set"),
+        (PickledArtifact, check_protocol, "artifacts saved as pickles: model.pkl"),
+        (Unseeded, check_reproducible, "predictions differ at the same seed: seed every random choice with context.seed"),
+        (SearchBeyondOptions, check_registration, "tune['smoothing']"),
+        (NoDescription, check_registration, "does not set 'description'"),
+    ],
+    ids=lambda value: getattr(value, "name", None) or getattr(value, "__name__", "message"),
+)
+def test_broken_strategy_fails_naming_the_problem(strategy, check, message):
+    with pytest.raises(StrategyCheckError) as failure:
+        check(strategy)
+
+    assert f"{check.__name__} failed for {strategy.__name__}" in str(failure.value)
+    assert message in str(failure.value)
+
+
+def test_a_search_space_beyond_the_options_says_which_value_is_refused():
+    with pytest.raises(StrategyCheckError, match=r"the search would try 0.0, which the options refuse: option search-beyond-options.smoothing"):
+        check_registration(SearchBeyondOptions)
+
+
+def test_heavy_import_at_module_level_fails_naming_the_library(tmp_path, monkeypatch):
+    (tmp_path / "heavy_strategy.py").write_text(textwrap.dedent('''
+        import sklearn  # at module level: every slmbench command would pay for it
+
+        from slmbench import Examples, Family, Predictions, Strategy
+
+
+        class HeavyImport(Strategy):
+            name = "heavy-import"
+            description = "imports scikit-learn at module level"
+            family = Family.FEATURE
+
+            def fit(self, train: Examples, validation: Examples) -> None:
+                pass
+
+            def predict(self, texts):
+                return Predictions(labels=[0] * len(texts))
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from heavy_strategy import HeavyImport
+
+    with pytest.raises(StrategyCheckError, match=r"importing heavy_strategy loads \[.*'sklearn'\]: import them inside fit/predict"):
+        check_light_import(HeavyImport)
+
+
+def test_check_strategy_lists_every_failing_check():
+    with pytest.raises(StrategyCheckError) as failure:
+        check_strategy(WrongLength)
+
+    failed = [line.split(" failed")[0] for line in str(failure.value).splitlines()]
+    assert failed == ["check_protocol", "check_reproducible"]
+
+
+def test_a_correct_strategy_passes_every_check():
+    check_strategy(MajorityLabel)
