@@ -26,4 +26,4 @@ run: setup
 	$(BIN)/slmbench run --task $(TASK) --strategies $(STRATEGIES) --profile $(PROFILE) --data-dir $(DATA_DIR)
 
 test: setup
-	SLMBENCH_DATA_DIR=$(DATA_DIR) $(BIN)/python -m pytest -q
+	SLMBENCH_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/python -m pytest -q

@@ -151,6 +151,7 @@ def _strategy_info(name: str, item) -> dict:
     return {
         "name": name, "family": cls.family.value, "from": _origin(item), "description": cls.description,
         "uses_models": list(cls.uses_models), "options": [option.to_dict() for option in describe_options(cls.Options)],
+        "searched": {option: list(spec) for option, spec in cls.tune.items()},
     }
 
 
@@ -203,7 +204,9 @@ def _print_options(name: str, item, indent: str = "") -> None:
     print(f"{name} options:" if info["options"] else f"{name}: no options")
     for option in info["options"]:
         allowed = f"; allowed: {option['allowed']}" if option["allowed"] else ""
-        print(f"{indent}{option['name']} ({option['type']}, default {option['default']!r}{allowed}): {option['description']}")
+        spec = info["searched"].get(option["name"])
+        searched = f"; searched on validation: {spec[0]} {', '.join(map(str, spec[1:]))}" if spec else ""
+        print(f"{indent}{option['name']} ({option['type']}, default {option['default']!r}{allowed}{searched}): {option['description']}")
 
 
 def _show(args, registry) -> None:

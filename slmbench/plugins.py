@@ -14,7 +14,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pluggy
 
@@ -115,6 +115,15 @@ def code_version(cls: type, distribution: str) -> str:
     return f"{distribution or 'unregistered'}+{digest.hexdigest()[:12]}"
 
 
+def hook_callers(manager: pluggy.PluginManager, hook_name: str) -> Iterator[tuple[str, Callable[..., Any]]]:
+    """(plugin name, a caller of the hook for that plugin alone) for each plugin implementing it: pluggy's
+    calling convention, one plugin at a time, so that a failure is that plugin's alone."""
+    implementations = getattr(manager.hook, hook_name).get_hookimpls()
+    for impl in implementations:
+        others = [other.plugin for other in implementations if other.plugin is not impl.plugin]
+        yield impl.plugin_name, manager.subset_hook_caller(hook_name, others)
+
+
 def _check_strategy(cls: Any) -> None:
     from slmbench.options import Options
 
@@ -131,7 +140,7 @@ def _check_strategy(cls: Any) -> None:
     cls.Options()  # every default must be valid
     from slmbench.tuning import check_space
 
-    check_space(cls.tune, set(cls.Options.model_fields), cls.__name__)
+    check_space(cls)
 
 
 class PluginLoader:
@@ -181,14 +190,11 @@ class PluginLoader:
             self.add(plugin, entry_point.name, distribution)
 
     def _call_each(self, hook_name: str, register_factory: Callable[[str], Callable[[Any], None]]) -> None:
-        """Call the hook through pluggy one plugin at a time, so that a failure is that plugin's alone."""
-        implementations = getattr(self.manager.hook, hook_name).get_hookimpls()
-        for impl in implementations:
-            others = [other.plugin for other in implementations if other.plugin is not impl.plugin]
+        for plugin, call in hook_callers(self.manager, hook_name):
             try:
-                self.manager.subset_hook_caller(hook_name, others)(register=register_factory(impl.plugin_name))
+                call(register=register_factory(plugin))
             except Exception as error:  # noqa: BLE001
-                self.fail(impl.plugin_name, error)
+                self.fail(plugin, error)
 
     def _registrar(self, table: dict[str, Registered], kind: str, name_of: Callable[[Any], str], check: Callable[[Any], None]):
         def factory(plugin: str) -> Callable[[Any], None]:

@@ -502,10 +502,14 @@ def dry_run(runs: list[RunOptions], registry: Registry) -> list[tuple[PlannedTri
 
 
 def _notify(registry: Registry, hook: str, track: tuple[str, ...], **arguments: Any) -> None:
-    """Call a tracking hook of every plugin; a tracker's failure is a warning, never the run's end."""
+    """Call a tracking hook of every plugin, one at a time: a tracker's failure is a warning naming it,
+    never the run's end, nor the other trackers'."""
     import warnings
 
-    try:
-        getattr(registry.manager.hook, hook)(track=track, **arguments)
-    except Exception as error:  # noqa: BLE001 - trackers are optional
-        warnings.warn(f"a tracker failed in {hook}: {type(error).__name__}: {error}", stacklevel=2)
+    from slmbench.plugins import hook_callers
+
+    for plugin, call in hook_callers(registry.manager, hook):
+        try:
+            call(track=track, **arguments)
+        except Exception as error:  # noqa: BLE001 - trackers are optional
+            warnings.warn(f"tracker plugin {plugin!r} failed in {hook}: {type(error).__name__}: {error}", stacklevel=2)

@@ -221,40 +221,6 @@ def check_registration(strategy: type[Strategy]) -> None:
         _check_strategy(strategy)
     except Exception as error:  # noqa: BLE001 - reported as the check's failure
         _fail("check_registration", strategy, str(error))
-    for name, spec in strategy.tune.items():
-        problem = _search_space_problem(strategy, name, spec)
-        if problem:
-            _fail("check_registration", strategy, f"tune[{name!r}] = {spec!r}: {problem}")
-
-
-def _search_space_problem(strategy: type[Strategy], name: str, spec: tuple) -> str | None:
-    """Why the option search could not use ``spec`` for option ``name``, or None. The search drops a
-    setting its options refuse as a failed try, silently, so a range wider than the option's is
-    caught here."""
-    from slmbench.options import OptionError, build_options
-
-    kind, *arguments = spec
-    if kind == "choice":
-        values = list(arguments[0]) if arguments and isinstance(arguments[0], (list, tuple)) else []
-        if not values:
-            return "a choice needs a non-empty list of values"
-    else:
-        if len(arguments) != 2 or not all(isinstance(v, (int, float)) for v in arguments):
-            return f"a {kind} range needs (low, high) numbers"
-        low, high = arguments
-        if not low < high:
-            return f"low {low} is not below high {high}"
-        if kind == "log" and low <= 0:
-            return f"a log range must start above 0, not at {low}"
-        if kind == "int" and not all(isinstance(v, int) for v in arguments):
-            return "an int range needs whole-number bounds"
-        values = [low, high]
-    for value in values:
-        try:
-            build_options(strategy.name, strategy.Options, {name: value})
-        except OptionError as error:
-            return f"the search would try {value!r}, which the options refuse: {error}"
-    return None
 
 
 def check_light_import(strategy: type[Strategy]) -> None:

@@ -423,11 +423,13 @@ def deployment_checks(strategy: Strategy, test: Examples, label_names: list[str]
 
 
 def _plain_json(value: Any, where: str) -> Any:
-    """``value`` as plain JSON (numpy numbers and arrays converted); anything else is the strategy's error."""
+    """``value`` as plain JSON: numpy numbers and arrays converted, NaN and infinities (a diverged loss) as
+    null; anything else that is not JSON is the strategy's error."""
     try:
-        return json.loads(json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else _refuse(v, where)))
+        plain = json.dumps(value, default=lambda v: v.tolist() if hasattr(v, "tolist") else _refuse(v, where))
     except (TypeError, ValueError) as error:
         raise TypeError(f"the strategy's {where} are not plain JSON: {error}") from None
+    return json.loads(plain, parse_constant=lambda constant: None)
 
 
 def _refuse(value: Any, where: str) -> Any:

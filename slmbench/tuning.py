@@ -35,13 +35,44 @@ def searched(space: SearchSpace, fixed: dict[str, Any]) -> SearchSpace:
     return {name: spec for name, spec in space.items() if name not in fixed}
 
 
-def check_space(space: SearchSpace, option_names: set[str], owner: str) -> None:
-    """Every searched option exists and has a known kind; raises TypeError naming ``owner`` otherwise."""
-    for name, spec in space.items():
-        if name not in option_names:
-            raise TypeError(f"{owner}.tune searches {name!r}, which is not one of its options")
-        if not (isinstance(spec, tuple) and spec and spec[0] in {"log", "float", "int", "choice"}):
-            raise TypeError(f"{owner}.tune[{name!r}] = {spec!r}: expected ('log'|'float'|'int', low, high) or ('choice', [values])")
+def check_space(strategy: type[Strategy]) -> None:
+    """Every option in ``strategy.tune`` exists, has a known kind and a range its options accept (the
+    search would otherwise waste tries on settings the options refuse); a TypeError names it otherwise."""
+    for name, spec in strategy.tune.items():
+        problem = _space_problem(strategy, name, spec)
+        if problem:
+            raise TypeError(f"{strategy.__name__}.tune[{name!r}] = {spec!r}: {problem}")
+
+
+def _space_problem(strategy: type[Strategy], name: str, spec: Any) -> str | None:
+    from slmbench.options import OptionError, build_options
+
+    if name not in strategy.Options.model_fields:
+        return "not one of its options"
+    if not (isinstance(spec, tuple) and spec and spec[0] in {"log", "float", "int", "choice"}):
+        return "expected ('log'|'float'|'int', low, high) or ('choice', [values])"
+    kind, *arguments = spec
+    if kind == "choice":
+        values = list(arguments[0]) if arguments and isinstance(arguments[0], (list, tuple)) else []
+        if not values:
+            return "a choice needs a non-empty list of values"
+    else:
+        if len(arguments) != 2 or not all(isinstance(v, (int, float)) for v in arguments):
+            return f"a {kind} range needs (low, high) numbers"
+        low, high = arguments
+        if not low < high:
+            return f"low {low} is not below high {high}"
+        if kind == "log" and low <= 0:
+            return f"a log range must start above 0, not at {low}"
+        if kind == "int" and not all(isinstance(v, int) for v in arguments):
+            return "an int range needs whole-number bounds"
+        values = [low, high]
+    for value in values:
+        try:
+            build_options(strategy.name, strategy.Options, {name: value})
+        except OptionError as error:
+            return f"the search would try {value!r}, which the options refuse: {error}"
+    return None
 
 
 def _distribution(spec: tuple) -> Any:
@@ -95,8 +126,15 @@ def search(
     distributions = {name: _distribution(spec) for name, spec in space.items()}
     best: Candidate | None = None
     tried: list[TuningTrial] = []
-    for _ in range(trials):
+    seen: list[dict[str, Any]] = []
+    for _ in range(trials * 10):  # a setting drawn again (whole numbers, choices) is skipped, not tried twice
+        if len(tried) == trials:
+            break
         trial = study.ask(distributions)
+        if trial.params in seen:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        seen.append(trial.params)
         values = {**defaults, **trial.params}
 
         def report(step: int, loss: float) -> None:

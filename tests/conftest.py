@@ -78,7 +78,7 @@ def shared_data_dir():
     import os
     from pathlib import Path
 
-    folder = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+    folder = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
     if not (folder / "financial_phrasebank.csv").exists():
         pytest.skip(f"shared data not found in {folder}; set SLMBENCH_DATA_DIR")
     return folder

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_PLUGINS
 
-DATA_DIR = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA_DIR = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
 BROKEN = ("broken-import", "broken-hook")
 
 
@@ -55,7 +55,7 @@ def test_show_lists_the_plugin_s_typed_options(example_site):
 
     assert result.returncode == 0, result.stderr
     assert "shared models: embedder" in result.stdout
-    assert "prototypes (int, default 1; allowed: ≥ 1, ≤ 32): prototypes per label" in result.stdout
+    assert "prototypes (int, default 1; allowed: ≥ 1, ≤ 32; searched on validation: int 1, 8): prototypes per label" in result.stdout
 
 
 @pytest.mark.parametrize("broken", BROKEN)
