@@ -144,8 +144,10 @@ def fast_bfloat16(device: torch.device) -> bool:
 
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # torch has no public probe; these two are the native bf16 units.
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if device.type == "cpu":
+        from slmbench.hardware import native_bfloat16_cpu
+
+        return native_bfloat16_cpu()
     return False
 
 
