@@ -14,7 +14,8 @@ examples (batch 8, the quick profile's), in this one process, one after the othe
   example, full-vocabulary logits) with ``--seed-recipe`` (slow).
 
 Tokens per second count the examples' real tokens (prompt + answer) over the time spent in training
-steps (forward, backward, optimizer). GFLOP/s count 4 x the frozen linear parameters (forward and
+steps (forward, backward, optimizer). With ``--repeats`` the set-ups run that many times, interleaved,
+and each keeps its fastest run (other jobs on the machine only ever slow a run down). GFLOP/s count 4 x the frozen linear parameters (forward and
 input-gradient backward; the vocabulary projection, attention and the small LoRA matrices are left
 out) x the tokens run through the model (a prefix shared by a batch counts once), against the bf16
 matmul peak measured at the start (``slmbench.hardware``). Afterwards every model is scored by the
@@ -32,7 +33,9 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-TODAY_SETUP = {"optimizer": "adamw_torch", "bfloat16_frozen_weights": False, "trim_memory_every_steps": 1}
+TODAY_SETUP = {
+    "optimizer": "adamw_torch", "bfloat16_frozen_weights": False, "trim_memory_every_steps": 1, "score_validation": False,
+}
 """``TrainingSetup`` fields of today's set-up (their defaults are the fast path)."""
 TODAY_DROPOUT = 0.05
 """LoRA dropout of today's set-up."""
@@ -179,6 +182,7 @@ def main() -> None:
     parser.add_argument("--ablations", action="store_true", help="also today's set-up with each change alone")
     parser.add_argument("--compile", action="store_true", help="also the fast set-up with torch.compile")
     parser.add_argument("--seed-recipe", action="store_true", help="also the seed notebooks' recipe (slow)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs of every set-up, interleaved (the fastest counts)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -231,12 +235,18 @@ def main() -> None:
     runs.append(("fast", fast, Lora.defaults["dropout"]))
     if args.compile:
         runs.append(("fast + compile", replace(fast, compile=True), Lora.defaults["dropout"]))
-    results, fast_model = [], None
-    for label, setup, dropout in runs:
-        record, model = run(label, setup, dropout, data, peak)
-        results.append(record)
-        if label == "fast":
-            fast_model = model
+    best: dict[str, dict[str, Any]] = {}
+    fast_model = None
+    for _ in range(args.repeats):
+        for label, setup, dropout in runs:
+            record, model = run(label, setup, dropout, data, peak)
+            speeds = best.get(label, {}).get("tokens_per_second_runs", []) + [record["tokens_per_second"]]
+            if label not in best or record["tokens_per_second"] > best[label]["tokens_per_second"]:
+                best[label] = record
+            best[label]["tokens_per_second_runs"] = speeds
+            if label == "fast":
+                fast_model = model
+    results = list(best.values())
     if args.seed_recipe:
         seed = replace(today, batch_size=1, gradient_accumulation_steps=4, autocast=None)
         results.append(run("seed recipe", seed, TODAY_DROPOUT, data, peak, padded=True)[0])

@@ -10,7 +10,7 @@ split), taken before training and every ``budget.eval_every_steps`` steps, drive
 (``budget.early_stopping_patience`` evaluations without improvement) and the choice of the best
 checkpoint, whose trainable weights are restored before prediction. The causal LMs' validation loss
 is computed by the scoring engine (``validation_by_scoring``): the shared prompt prefix once, every
-prompt once, instead of once per packed row.
+prompt once, instead of once per packed row (``score_validation``).
 
 **Closer to the hardware** (``TrainingSetup``'s defaults; ``benchmarks/train_throughput.py`` runs
 the earlier set-up side by side): under bf16 autocast the frozen linear weights are stored in bf16,
@@ -212,6 +212,8 @@ class TrainingSetup:
     """Hand freed heap memory back to the OS every this many steps (``release_freed_memory`` costs ~0.1 s)."""
     compile: bool = False
     """``torch.compile`` the model (inductor); eager if that fails. Off: compiling costs more than a quick trial saves."""
+    score_validation: bool = True
+    """Causal LMs: the validation loss by the scoring engine (``validation_by_scoring``), not by packed rows."""
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = EVAL_BATCH_SIZE
@@ -628,7 +630,11 @@ def fit_causal_lm(context: RunContext, model: Any, tokenizer: Any, train: Exampl
         processing_class=tokenizer,
         progress=context.progress,
         description=description,
-        validation=partial(validation_by_scoring, batch_size=setup.eval_batch_size, bfloat16=setup.autocast is not None),
+        validation=(
+            partial(validation_by_scoring, batch_size=setup.eval_batch_size, bfloat16=setup.autocast is not None)
+            if setup.score_validation
+            else None
+        ),
     )
     return result.details()
 
