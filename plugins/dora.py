@@ -2,9 +2,9 @@
 
 Each targeted weight is split into a magnitude (one trainable scale per output) and a direction,
 and LoRA's low-rank update is applied to the direction only. Same targets, training, saving
-(adapter only) and merged prediction as ``lora``, whose parameters it shares, but no dropout by
-default: with dropout peft's DoRA runs every frozen layer a second time, on the dropped-out input,
-which doubles the cost of training.
+(adapter only) and merged prediction as ``lora``, whose parameters it shares, no dropout by
+default included: with dropout peft's DoRA runs every frozen layer a second time, on the
+dropped-out input, which doubles the cost of training.
 
 Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.0), ``learning_rate`` (1e-3), ``merge`` (true).
 """
