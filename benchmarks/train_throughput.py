@@ -14,7 +14,8 @@ examples (batch 8, the quick profile's), in this one process, one after the othe
   example, full-vocabulary logits) with ``--seed-recipe`` (slow).
 
 Tokens per second count the examples' real tokens (prompt + answer) over the time spent in training
-steps (forward, backward, optimizer). With ``--repeats`` the set-ups run that many times, interleaved,
+steps (forward, backward, optimizer), and over their CPU time (every thread; steadier when other
+jobs share the cores, ``--threads 1`` steadier still). With ``--repeats`` the set-ups run that many times, interleaved,
 and each keeps its fastest run (other jobs on the machine only ever slow a run down). GFLOP/s count 4 x the frozen linear parameters (forward and
 input-gradient backward; the vocabulary projection, attention and the small LoRA matrices are left
 out) x the tokens run through the model (a prefix shared by a batch counts once), against the bf16
@@ -135,6 +136,8 @@ def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, pad
         "tokens": result.example_tokens,
         "computed_tokens": result.computed_tokens,
         "train_seconds": round(result.step_seconds, 2),
+        "train_cpu_seconds": round(result.step_cpu_seconds, 2),
+        "tokens_per_cpu_second": round(result.example_tokens / result.step_cpu_seconds, 1),
         "wall_seconds": round(wall, 2),
         "tokens_per_second": round(result.tokens_per_second, 1),
         "gflops": round(gflops, 1),
@@ -183,9 +186,11 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="also the fast set-up with torch.compile")
     parser.add_argument("--seed-recipe", action="store_true", help="also the seed notebooks' recipe (slow)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of every set-up, interleaved (the fastest counts)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args()
 
+    import torch
     from transformers import AutoTokenizer
     from transformers.utils import logging
 
@@ -202,6 +207,8 @@ def main() -> None:
     from slmbench_plugins.lora import Lora
 
     logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     hardware = hardware_info()
     peak = hardware["matmul_peak_gflops"]["bfloat16"]
     budget = get_profile("quick")
@@ -253,11 +260,13 @@ def main() -> None:
     baseline = results[0]
     for record in results:
         record["speed_up_vs_today"] = round(record["tokens_per_second"] / baseline["tokens_per_second"], 2)
+        record["cpu_speed_up_vs_today"] = round(record["tokens_per_cpu_second"] / baseline["tokens_per_cpu_second"], 2)
         record["validation_loss_change_vs_today"] = round(record["validation_loss"] / baseline["validation_loss"] - 1, 4)
     print()
     for record in results[1:]:
         print(
-            f"{record['label']}: {record['speed_up_vs_today']:.2f}x today's training throughput, "
+            f"{record['label']}: {record['speed_up_vs_today']:.2f}x today's training throughput "
+            f"({record['cpu_speed_up_vs_today']:.2f}x in CPU time), "
             f"validation loss {record['validation_loss_change_vs_today']:+.1%}"
         )
     validation_timing = time_validation(fast_model, validation, autocast)

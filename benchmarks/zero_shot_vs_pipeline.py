@@ -147,15 +147,19 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed runs of every engine set-up (median)")
     parser.add_argument("--batch-sizes", default="16,32", help="extra engine batch sizes, comma-separated")
     parser.add_argument("--pipeline", action="store_true", help="also the seed notebooks' pipeline recipe (slow)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args()
 
+    import torch
     from transformers import pipeline
     from transformers.utils import logging
 
     from slmbench.hardware import hardware_info
 
     logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     hardware = hardware_info()
     peaks = hardware["matmul_peak_gflops"]
     task, budget = load_task(TASK), get_profile("quick")

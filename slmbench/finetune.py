@@ -262,6 +262,8 @@ class TrainResult:
     example_tokens: int
     computed_tokens: int
     step_seconds: float
+    step_cpu_seconds: float
+    """CPU time of the training steps, every thread (steadier than wall time when other jobs share the cores)."""
     eval_seconds: float
     train_curve: list[tuple[int, float]]
     validation_curve: list[tuple[int, float]]
@@ -286,6 +288,7 @@ class TrainResult:
             "train_tokens_computed": self.computed_tokens,
             "train_tokens_per_second": round(self.tokens_per_second, 1),
             "train_step_seconds": round(self.step_seconds, 2),
+            "train_step_cpu_seconds": round(self.step_cpu_seconds, 2),
             "validation_seconds": round(self.eval_seconds, 2),
             "validation_examples": self.validation_examples,
             "loss_curve": {
@@ -323,16 +326,17 @@ def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Calla
             self.best_loss: float | None = None
             self.bad_evaluations = 0
             self.stopped_early = False
-            self.step_seconds = 0.0
+            self.step_seconds = self.step_cpu_seconds = 0.0
             self.snapshot = directory / "best.safetensors"
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self._started = time.perf_counter()
+            self._started, self._started_cpu = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
             if state.global_step % setup.trim_memory_every_steps == 0:
                 release_freed_memory()
             self.step_seconds += time.perf_counter() - self._started
+            self.step_cpu_seconds += time.process_time() - self._started_cpu
             advance(1)
             if state.global_step >= state.max_steps and args.eval_strategy != "no":
                 control.should_evaluate = True  # the last weights are always a candidate
@@ -590,6 +594,7 @@ def train_model(
         example_tokens=trainer.example_tokens,
         computed_tokens=trainer.computed_tokens,
         step_seconds=monitor.step_seconds,
+        step_cpu_seconds=monitor.step_cpu_seconds,
         eval_seconds=trainer.eval_seconds,
         train_curve=monitor.train_curve,
         validation_curve=monitor.validation_curve,
