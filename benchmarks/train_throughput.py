@@ -8,7 +8,8 @@ examples (batch 8, the quick profile's), in this one process, one after the othe
   0.05, fp32 frozen weights re-cast by bf16 autocast at every pass, the for-loop AdamW, heap memory
   handed back to the OS after every step, validation loss by packed rows;
 - one row per change, today's set-up with that change alone (``--ablations``);
-- ``fast``: ``TrainingSetup``'s defaults and the LoRA strategy's (every change together);
+- ``fast``: ``TrainingSetup``'s defaults and the LoRA strategy's (every change together), and the
+  same with LoRA dropout 0 (a strategy parameter, default kept at 0.05);
 - ``fast + compile``: the same with ``torch.compile`` (``--compile``; compile time counts);
 - ``seed recipe``: the seed notebooks' (batch 1, accumulation 4, fp32, padding to the longest
   example, full-vocabulary logits) with ``--seed-recipe`` (slow).
@@ -240,6 +241,8 @@ def main() -> None:
     if args.ablations:
         runs += [(label, replace(today, **fields), TODAY_DROPOUT if p is None else p) for label, (fields, p) in ABLATIONS.items()]
     runs.append(("fast", fast, Lora.defaults["dropout"]))
+    if Lora.defaults["dropout"]:
+        runs.append(("fast + LoRA dropout 0", fast, 0.0))
     if args.compile:
         runs.append(("fast + compile", replace(fast, compile=True), Lora.defaults["dropout"]))
     best: dict[str, dict[str, Any]] = {}

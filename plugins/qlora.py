@@ -4,10 +4,10 @@ The frozen base is loaded by bitsandbytes in 4-bit NF4 with double quantization 
 also runs it on CPU), its other weights are prepared by peft for k-bit training, and LoRA adapters
 go on every linear layer but the output head, as in ``lora``. Compute runs in bfloat16 where the
 hardware supports it, and on CUDA the optimizer is the paged 8-bit AdamW of the paper (elsewhere
-torch's fused AdamW). No LoRA dropout by default, as in ``lora``. The adapter
-is saved alone; prediction keeps it unmerged on the 4-bit base (merging would re-quantize).
+torch's fused AdamW). The adapter is saved alone; prediction keeps it unmerged on the 4-bit base
+(merging would re-quantize).
 
-Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.0), ``learning_rate`` (1e-3),
+Parameters: ``rank`` (16), ``alpha`` (32), ``dropout`` (0.05), ``learning_rate`` (1e-3),
 ``gradient_checkpointing`` (false).
 """
 
@@ -38,7 +38,7 @@ def set_cpu_inference_layout(model: Any, allowed: bool) -> None:
 class Qlora(FineTunedCausalLM):
     name = "qlora"
     description = "QLoRA: LoRA adapters on a 4-bit NF4 base model (bitsandbytes + peft + trl)"
-    defaults = {"rank": 16, "alpha": 32, "dropout": 0.0, "learning_rate": 1e-3, "gradient_checkpointing": False}
+    defaults = {"rank": 16, "alpha": 32, "dropout": 0.05, "learning_rate": 1e-3, "gradient_checkpointing": False}
 
     def build(self, params: dict[str, Any]) -> tuple[Any, Any]:
         import torch
