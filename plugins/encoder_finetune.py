@@ -91,6 +91,7 @@ class EncoderFinetune(Strategy):
             progress=self.context.progress,
             description=self.name,
             sft=False,
+            on_validation_loss=self.context.on_validation_loss,
         )
         self.autocast = setup.autocast
         self.details = {**result.details(), "max_input_tokens": self.max_length, "compute_scale": compute_scale}

@@ -12,6 +12,9 @@ the base model costs; predictions go through the shared scoring engine.
 a magnitude (one trained scale per output) and a direction, and the low-rank update moves the
 direction only. Its dropout defaults to 0: with dropout peft's DoRA runs every adapted layer a
 second time, on the dropped-out input, which doubles the cost of training.
+
+``dropout`` 0 trains 1.25-1.4x faster on CPU (peft draws a mask over every targeted layer's input and
+keeps a dropped-out copy), but its effect on the validation loss was mixed (README, Performance).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 The frozen base is loaded by bitsandbytes in 4-bit NF4 with double quantization (bitsandbytes 0.46+
 also runs it on CPU), its other weights are prepared by peft for k-bit training, and LoRA adapters
 go on every linear layer but the output head, as in ``lora``. Compute runs in bfloat16 where the
-hardware supports it, and on CUDA the optimizer is the paged 8-bit AdamW of the paper. The adapter
-is saved alone; prediction keeps it unmerged on the 4-bit base (merging would re-quantize).
+hardware supports it, and on CUDA the optimizer is the paged 8-bit AdamW of the paper (elsewhere
+torch's fused AdamW). The adapter is saved alone; prediction keeps it unmerged on the 4-bit base
+(merging would re-quantize).
 
 """
 
@@ -72,7 +73,7 @@ class Qlora(FineTunedCausalLM):
     def training(self) -> dict[str, Any]:
         cuda = self.context.device.startswith("cuda")
         return {
-            "optimizer": "paged_adamw_8bit" if cuda else "adamw_torch",
+            "optimizer": "paged_adamw_8bit" if cuda else "adamw_torch_fused",
             "gradient_checkpointing": self.options.gradient_checkpointing,
         }
 

@@ -82,6 +82,19 @@ def _references(summary: Summary) -> str:
     ])
 
 
+def _hardware_rows(hardware: dict[str, Any]) -> list[tuple[str, Any]]:
+    """CPU model, its bf16 matrix units and the matmul peaks measured when the run started."""
+    features = hardware.get("cpu_features") or {}
+    peaks = hardware.get("matmul_peak_gflops") or {}
+    units = [name for name, key in (("AMX", "amx"), ("AVX-512 BF16", "avx512_bf16")) if features.get(key)]
+    return [
+        ("CPU model", hardware.get("cpu_model")),
+        ("bf16 matrix units", (", ".join(units) or "none") if features else None),
+        ("matmul peak, measured at the start (GFLOP/s)",
+         peaks and ", ".join(f"{dtype} {number(value)}" for dtype, value in peaks.items())),
+    ]
+
+
 def _environment(summary: Summary) -> str:
     if summary.run is None:
         return ""
@@ -99,6 +112,7 @@ def _environment(summary: Summary) -> str:
         ("Python", environment.get("python")),
         ("platform", environment.get("platform")),
         ("CPU", environment.get("cpu") and f"{environment['cpu']}" + (f" ({cores} cores)" if cores else "")),
+        *_hardware_rows(environment.get("hardware") or {}),
     ]
     rows = [[name, text(value)] for name, value in items if value]
     packages = environment.get("packages") or {}

@@ -3,12 +3,22 @@ only says what it trains.
 
 The examples, their packed batches and their losses are in ``slmbench.sft``.
 
-**Training** runs in trl's ``SFTTrainer`` (AdamW, linear warmup and decay, gradient clipping; the
-QLoRA paged 8-bit optimizer on CUDA), under bfloat16 autocast where the hardware multiplies bfloat16
-natively (fp32 master weights). The validation loss (answer tokens, whole validation split), taken
-before training and every ``budget.eval_every_steps`` steps, drives early stopping
+**Training** runs in trl's ``SFTTrainer`` (fused AdamW, linear warmup and decay, gradient clipping;
+the QLoRA paged 8-bit optimizer on CUDA), under bfloat16 autocast where the hardware multiplies
+bfloat16 natively (fp32 master weights). The validation loss (answer tokens, whole validation
+split), taken before training and every ``budget.eval_every_steps`` steps, drives early stopping
 (``budget.early_stopping_patience`` evaluations without improvement) and the choice of the best
-checkpoint, whose trainable weights are restored before prediction.
+checkpoint, whose trainable weights are restored before prediction. The causal LMs' validation loss
+is computed by the scoring engine (``validation_by_scoring``): the shared prompt prefix once, every
+prompt once, instead of once per packed row (``score_validation``).
+
+**Closer to the hardware** (``TrainingSetup``'s defaults; ``benchmarks/train_throughput.py`` runs
+the earlier set-up side by side): under bf16 autocast the frozen linear weights are stored in bf16,
+the dtype autocast computes them in anyway, instead of being re-cast from fp32 at every pass (same
+results); the optimizer is torch's fused AdamW; freed heap memory is handed back to the OS every
+``trim_memory_every_steps`` steps, not after each one. ``torch.compile`` is opt-in (``compile``):
+on a 2-core CPU its compile time exceeds what it saves in a quick trial; a failure to compile falls
+back to eager, recorded in the trial details.
 
 **Prediction** of the causal-LM strategies goes through ``slmbench.scoring.score_choices``, the
 engine every strategy is judged by.
@@ -19,16 +29,17 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
 from pydantic import Field
 
 from slmbench.memory import release_freed_memory
 from slmbench.options import Options
-from slmbench.sft import SharedPrefixCollator, SoftPromptLM, causal_lm_loss, sft_dataset, soft_prompt
+from slmbench.sft import SharedPrefixCollator, SoftPromptLM, causal_lm_loss, sft_dataset, soft_prompt, validation_by_scoring
 from slmbench.strategy import Family, Strategy
 
 if TYPE_CHECKING:
@@ -89,6 +100,72 @@ def load_causal_lm(context: RunContext, *, dtype: str | None = None, quantizatio
     return model, tokenizer
 
 
+@contextmanager
+def frozen_linears_in(model: Any, dtype: Any) -> Iterator[int]:
+    """Within the block, the frozen fp32 linear layers (not the vocabulary projection) are stored in
+    ``dtype`` (None: left alone); yields how many. Afterwards they are fp32 again.
+
+    Under autocast to ``dtype`` they are computed in it anyway: stored so, they are not re-cast at
+    every pass, and the results are the same. Quantized (4-bit) and trainable layers are left alone.
+    """
+    import torch
+
+    head = model.get_output_embeddings()
+    layers = [
+        module
+        for module in model.modules()
+        if dtype is not None
+        and isinstance(module, torch.nn.Linear)
+        and module is not head
+        and module.weight.dtype == torch.float32
+        and not any(p.requires_grad for p in module.parameters())
+    ]
+    for module in layers:
+        module.to(dtype)
+    try:
+        yield len(layers)
+    finally:
+        for module in layers:
+            module.to(torch.float32)
+
+
+class Compilation:
+    """``torch.compile`` (inductor) of a model's transformer, undone at its first error and when the
+    ``with`` block ends (prediction runs eagerly); ``status`` says what ran."""
+
+    def __init__(self, model: Any, enabled: bool) -> None:
+        self.module = model.get_base_model() if hasattr(model, "get_base_model") else model
+        self.status = "off"
+        if enabled:
+            try:
+                import torch
+
+                self.module.forward = torch.compile(self.module.forward, backend="inductor", dynamic=True)
+                self.status = "inductor"
+            except Exception as error:  # torch without dynamo/inductor, unsupported platform
+                self._fall_back(error)
+
+    def __enter__(self) -> Compilation:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        vars(self.module).pop("forward", None)  # the class's eager forward again
+
+    def _fall_back(self, error: Exception) -> None:
+        vars(self.module).pop("forward", None)
+        self.status = f"eager: compile failed ({type(error).__name__}: {error})"[:300]
+
+    def run(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``function(*args, **kwargs)``, run again eagerly if the compiled model fails (compilation is lazy)."""
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:
+            if self.status != "inductor":
+                raise
+            self._fall_back(error)
+            return function(*args, **kwargs)
+
+
 def count_parameters(model: Any) -> tuple[int, int]:
     """(trainable, total) parameters, counting 4-bit packed weights by their logical size."""
     trainable = total = 0
@@ -128,7 +205,15 @@ class TrainingSetup:
     gradient_checkpointing: bool = False
     autocast: Any = None
     """torch.bfloat16 for bf16 autocast, or None."""
-    optimizer: str = "adamw_torch"
+    optimizer: str = "adamw_torch_fused"
+    bfloat16_frozen_weights: bool = True
+    """Under bf16 autocast, store frozen fp32 linear weights in bf16 (autocast computes them in bf16 anyway)."""
+    trim_memory_every_steps: int = 10
+    """Hand freed heap memory back to the OS every this many steps (``release_freed_memory`` costs ~0.1 s)."""
+    compile: bool = False
+    """``torch.compile`` the model (inductor); eager if that fails. Off: compiling costs more than a quick trial saves."""
+    score_validation: bool = True
+    """Causal LMs: the validation loss by the scoring engine (``validation_by_scoring``), not by packed rows."""
     seed: int = 0
     device: str = "cpu"
     eval_batch_size: int = EVAL_BATCH_SIZE
@@ -178,10 +263,15 @@ class TrainResult:
     example_tokens: int
     computed_tokens: int
     step_seconds: float
+    step_cpu_seconds: float
+    """CPU time of the training steps, every thread (steadier than wall time when other jobs share the cores)."""
     eval_seconds: float
     train_curve: list[tuple[int, float]]
     validation_curve: list[tuple[int, float]]
     setup: TrainingSetup
+    frozen_bfloat16_layers: int = 0
+    """Frozen linear layers stored in bf16 for training."""
+    compile_status: str = "off"
 
     @property
     def tokens_per_second(self) -> float:
@@ -199,6 +289,7 @@ class TrainResult:
             "train_tokens_computed": self.computed_tokens,
             "train_tokens_per_second": round(self.tokens_per_second, 1),
             "train_step_seconds": round(self.step_seconds, 2),
+            "train_step_cpu_seconds": round(self.step_cpu_seconds, 2),
             "validation_seconds": round(self.eval_seconds, 2),
             "validation_examples": self.validation_examples,
             "loss_curve": {
@@ -214,6 +305,8 @@ class TrainResult:
             "gradient_checkpointing": self.setup.gradient_checkpointing,
             "optimizer": self.setup.optimizer,
             "autocast": None if self.setup.autocast is None else str(self.setup.autocast).removeprefix("torch."),
+            "frozen_bfloat16_layers": self.frozen_bfloat16_layers,
+            "compile": self.compile_status,
         }
 
 
@@ -221,7 +314,10 @@ def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Callable[[int], None]):
+def _callbacks(
+    model: Any, setup: TrainingSetup, directory: Path, advance: Callable[[int], None],
+    on_validation_loss: Callable[[int, float], None] | None,
+):
     from transformers import TrainerCallback
 
     class Monitor(TrainerCallback):
@@ -234,15 +330,17 @@ def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Calla
             self.best_loss: float | None = None
             self.bad_evaluations = 0
             self.stopped_early = False
-            self.step_seconds = 0.0
+            self.step_seconds = self.step_cpu_seconds = 0.0
             self.snapshot = directory / "best.safetensors"
 
         def on_step_begin(self, args, state, control, **kwargs):
-            self._started = time.perf_counter()
+            self._started, self._started_cpu = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):
-            release_freed_memory()
+            if state.global_step % setup.trim_memory_every_steps == 0:
+                release_freed_memory()
             self.step_seconds += time.perf_counter() - self._started
+            self.step_cpu_seconds += time.process_time() - self._started_cpu
             advance(1)
             if state.global_step >= state.max_steps and args.eval_strategy != "no":
                 control.should_evaluate = True  # the last weights are always a candidate
@@ -266,6 +364,8 @@ def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Calla
                 if setup.patience is not None and self.bad_evaluations >= setup.patience:
                     self.stopped_early = state.global_step < state.max_steps
                     control.should_training_stop = True
+            if on_validation_loss is not None:  # an option search may stop this setting here (it raises)
+                on_validation_loss(state.global_step, loss)
 
         def restore_best(self) -> None:
             import torch
@@ -283,13 +383,19 @@ def _callbacks(model: Any, setup: TrainingSetup, directory: Path, advance: Calla
 
 
 def _trainer_class(base: type) -> type:
-    """``base`` (SFTTrainer or Trainer) with a pluggable batch loss, autocast and an exact validation loss."""
+    """``base`` (SFTTrainer or Trainer) with a pluggable batch loss, autocast, an exact validation loss
+    (by ``validation(model, dataset)`` if given, else by the batch loss) and a compilation fallback."""
     import torch
 
     class SlmbenchTrainer(base):
-        def __init__(self, *args: Any, batch_loss: Callable, autocast: Any, **kwargs: Any) -> None:
+        def __init__(
+            self, *args: Any, batch_loss: Callable, autocast: Any, validation: Callable | None,
+            compilation: Compilation, **kwargs: Any,
+        ) -> None:
             self._batch_loss = batch_loss
             self._autocast_dtype = autocast
+            self._validation = validation
+            self.compilation = compilation
             self.example_tokens = self.computed_tokens = self.examples_seen = 0
             self.eval_seconds = 0.0
             super().__init__(*args, **kwargs)
@@ -309,18 +415,28 @@ def _trainer_class(base: type) -> type:
             loss = total / max(count, 1)
             return (loss, None) if return_outputs else loss
 
+        def training_step(self, *args: Any, **kwargs: Any):
+            return self.compilation.run(super().training_step, *args, **kwargs)
+
+        def _validation_total(self, eval_dataset: Any) -> tuple[float, int]:
+            if self._validation is not None:
+                return self._validation(self.model, eval_dataset if eval_dataset is not None else self.eval_dataset)
+            total, count = 0.0, 0
+            with self._autocast():
+                for batch in self.get_eval_dataloader(eval_dataset):
+                    batch_total, batch_count = self._batch_loss(self.model, self._prepare_inputs(batch))
+                    total += float(batch_total)
+                    count += batch_count
+            return total, count
+
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             """Mean loss over every target of the validation split (not a mean of batch means)."""
             started = time.perf_counter()
             model = self.model
             was_training = model.training
             model.eval()
-            total, count = 0.0, 0
-            with torch.no_grad(), self._autocast():
-                for batch in self.get_eval_dataloader(eval_dataset):
-                    batch_total, batch_count = self._batch_loss(model, self._prepare_inputs(batch))
-                    total += float(batch_total)
-                    count += batch_count
+            with torch.no_grad():
+                total, count = self.compilation.run(self._validation_total, eval_dataset)
             model.train(was_training)
             release_freed_memory()
             metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
@@ -390,11 +506,16 @@ def train_model(
     progress: Any,
     description: str,
     sft: bool = True,
+    validation: Callable[[Any, Any], tuple[float, int]] | None = None,
+    on_validation_loss: Callable[[int, float], None] | None = None,
 ) -> TrainResult:
     """Train ``model``'s trainable parameters, then restore the weights of the best validation loss.
 
     ``sft`` uses trl's SFTTrainer (causal LMs); otherwise transformers' Trainer (classifier heads).
     Without a ``validation_dataset`` it trains for the full length and keeps the last weights.
+    ``validation(model, dataset)`` gives the validation (summed loss, count); by default ``batch_loss``
+    over the dataset's batches. ``on_validation_loss(step, loss)`` hears every validation loss (and may
+    raise to stop training: ``RunContext.on_validation_loss``).
     """
     import transformers
 
@@ -436,7 +557,12 @@ def train_model(
         seed=setup.seed,
         data_seed=setup.seed,
     )
-    with tempfile.TemporaryDirectory(prefix="slmbench-train-") as scratch:
+    frozen_dtype = setup.autocast if setup.bfloat16_frozen_weights else None
+    with (
+        tempfile.TemporaryDirectory(prefix="slmbench-train-") as scratch,
+        frozen_linears_in(model, frozen_dtype) as frozen_bf16,
+        Compilation(model, setup.compile) as compilation,
+    ):
         if sft:
             from trl import SFTConfig, SFTTrainer
 
@@ -446,7 +572,7 @@ def train_model(
             args = transformers.TrainingArguments(output_dir=scratch, **common)
             trainer_cls = _trainer_class(transformers.Trainer)
         with progress.task(f"{description}: training", max_steps) as advance:
-            monitor = _callbacks(model, setup, Path(scratch), advance)
+            monitor = _callbacks(model, setup, Path(scratch), advance, on_validation_loss)
             trainer = trainer_cls(
                 model=model,
                 args=args,
@@ -457,6 +583,8 @@ def train_model(
                 callbacks=[monitor],
                 batch_loss=batch_loss,
                 autocast=setup.autocast,
+                validation=validation,
+                compilation=compilation,
             )
             for noisy in (transformers.trainer_callback.PrinterCallback, transformers.trainer_callback.ProgressCallback):
                 trainer.remove_callback(noisy)
@@ -474,10 +602,13 @@ def train_model(
         example_tokens=trainer.example_tokens,
         computed_tokens=trainer.computed_tokens,
         step_seconds=monitor.step_seconds,
+        step_cpu_seconds=monitor.step_cpu_seconds,
         eval_seconds=trainer.eval_seconds,
         train_curve=monitor.train_curve,
         validation_curve=monitor.validation_curve,
         setup=setup,
+        frozen_bfloat16_layers=frozen_bf16,
+        compile_status=compilation.status,
     )
 
 
@@ -512,6 +643,12 @@ def fit_causal_lm(context: RunContext, model: Any, tokenizer: Any, train: Exampl
         processing_class=tokenizer,
         progress=context.progress,
         description=description,
+        validation=(
+            partial(validation_by_scoring, batch_size=setup.eval_batch_size, bfloat16=setup.autocast is not None)
+            if setup.score_validation
+            else None
+        ),
+        on_validation_loss=context.on_validation_loss,
     )
     return result.details()
 

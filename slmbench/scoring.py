@@ -43,6 +43,8 @@ class ChoiceScores:
     """Index of the most likely choice, per conversation."""
     probabilities: np.ndarray
     """(n_conversations, n_choices) softmax over the choices' summed token log-likelihoods."""
+    log_likelihoods: np.ndarray
+    """(n_conversations, n_choices) summed log-likelihood of each choice's tokens."""
     prompt_tokens: list[int]
     """Prompt length in tokens, per conversation (shared prefix included)."""
     shared_prefix_tokens: int
@@ -123,19 +125,30 @@ def _repeat(prefix: Any, n: int, config: Any) -> Any:
 
 @contextmanager
 def _bfloat16_autocast(model: Any) -> Iterator[None]:
-    """bfloat16 autocast for an fp32 model, its vocabulary projection (output embeddings) left in fp32."""
+    """bfloat16 autocast for an fp32 model, its vocabulary projection (output embeddings) left in fp32.
+
+    The projection's forward is swapped for an fp32 one for the duration (a forward hook would run
+    the bf16 projection first, then replace its output).
+    """
     import torch
 
-    def fp32_projection(module: Any, args: tuple, output: Any) -> Any:
-        with torch.autocast(model.device.type, enabled=False):
-            return module.forward(*(arg.float() for arg in args))
+    head = model.get_output_embeddings()
+    own_forward = vars(head).get("forward")
+    bf16_forward = head.forward
 
-    handle = model.get_output_embeddings().register_forward_hook(fp32_projection)
+    def fp32_forward(hidden: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(model.device.type, enabled=False):
+            return bf16_forward(hidden.float())
+
+    head.forward = fp32_forward
     try:
         with torch.autocast(model.device.type, dtype=torch.bfloat16):
             yield
     finally:
-        handle.remove()
+        if own_forward is None:
+            del head.forward
+        else:
+            head.forward = own_forward
 
 
 def fast_bfloat16(device: torch.device) -> bool:
@@ -144,8 +157,10 @@ def fast_bfloat16(device: torch.device) -> bool:
 
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":  # torch has no public probe; these two are the native bf16 units.
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if device.type == "cpu":
+        from slmbench.hardware import native_bfloat16_cpu
+
+        return native_bfloat16_cpu()
     return False
 
 
@@ -176,25 +191,46 @@ def score_choices(
     bfloat16 autocast of an fp32 model on or off; by default it is on where the hardware has native
     bfloat16.
     """
+    if not choices:
+        raise ValueError("score_choices needs at least one choice")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return score_token_choices(
+        model,
+        tokenize_prompts(tokenizer, conversations),
+        [answer_tokens(tokenizer, choice) for choice in choices],
+        pad_id=pad_id,
+        batch_size=batch_size,
+        progress=progress,
+        bfloat16=bfloat16,
+    )
+
+
+def score_token_choices(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    answers: Sequence[Sequence[int]],
+    *,
+    pad_id: int = 0,
+    batch_size: int = 8,
+    progress: ProgressReporter | None = None,
+    bfloat16: bool | None = None,
+) -> ChoiceScores:
+    """``score_choices`` on token ids: each prompt (ready for the answer) and each answer (its tokens
+    then end of turn). ``pad_id`` fills the rows' ends, which no real token sees."""
     import torch
 
     from slmbench.progress import ProgressReporter
 
-    if not choices:
-        raise ValueError("score_choices needs at least one choice")
     if model.training:
         raise ValueError("score_choices needs the model in eval mode: call model.eval() first")
     progress = progress or ProgressReporter(enabled=False)
-    prompts = tokenize_prompts(tokenizer, conversations)
-    answers = [answer_tokens(tokenizer, choice) for choice in choices]
     # Keep at least one token per prompt out of the prefix: its logits predict the first answer token.
     prefix_len = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1) if prompts else 0
     autocast = model.dtype == torch.float32 and (fast_bfloat16(model.device) if bfloat16 is None else bfloat16)
 
     branches = _Branches.of(answers)
     targets, choice_of_target = torch.tensor(branches.targets, device=model.device), torch.tensor(branches.choice)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    log_likelihoods = torch.zeros(len(prompts), len(choices))
+    log_likelihoods = torch.zeros(len(prompts), len(answers))
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     with (
         torch.no_grad(),  # not inference_mode: under it autocast re-casts the weights at every pass
@@ -212,7 +248,7 @@ def score_choices(
             logits = model(**inputs, past_key_values=_repeat(prefix, len(batch), model.config)).logits
             log_probs = torch.log_softmax(logits.float(), dim=-1)
             token_log_probs = log_probs.gather(2, targets.expand(len(batch), -1)[..., None])[..., 0].cpu()
-            per_choice = torch.zeros(len(batch), len(choices)).index_add_(1, choice_of_target, token_log_probs)
+            per_choice = torch.zeros(len(batch), len(answers)).index_add_(1, choice_of_target, token_log_probs)
             log_likelihoods[batch] = per_choice
             advance(len(batch))
 
@@ -220,6 +256,7 @@ def score_choices(
     return ChoiceScores(
         labels=probabilities.argmax(axis=1).tolist(),
         probabilities=probabilities,
+        log_likelihoods=log_likelihoods.double().numpy(),
         prompt_tokens=[len(p) for p in prompts],
         shared_prefix_tokens=prefix_len,
         compute_dtype="bfloat16" if autocast else str(model.dtype).removeprefix("torch."),

@@ -176,6 +176,28 @@ def row_logits(model: Any, row: dict[str, torch.Tensor]) -> torch.Tensor:
     return output.logits[0]
 
 
+def validation_by_scoring(model: Any, dataset: Any, *, batch_size: int, bfloat16: bool | None = None) -> tuple[float, int]:
+    """(summed cross-entropy of the answer tokens, answer tokens) of ``dataset``, by the scoring engine.
+
+    The quantity ``causal_lm_loss`` sums over the dataset's batches, computed the way predictions
+    are: every distinct answer is a choice, the prompts' shared prefix runs once and each prompt once
+    (not once per packed row), and the vocabulary projection runs in fp32. ``model`` in eval mode.
+    """
+    from slmbench.scoring import score_token_choices
+
+    prompts, answers = [], []
+    for ids, labels in zip(dataset["input_ids"], dataset["labels"]):
+        start = next(i for i, label in enumerate(labels) if label != -100)
+        prompts.append(ids[:start])
+        answers.append(tuple(ids[start:]))
+    choices = sorted(set(answers))
+    lm = SoftPromptLM(model) if soft_prompt(model) is not None else model
+    scores = score_token_choices(lm, prompts, choices, batch_size=batch_size, bfloat16=bfloat16)
+    gold = [choices.index(answer) for answer in answers]
+    total = -float(sum(scores.log_likelihoods[i, choice] for i, choice in enumerate(gold)))
+    return total, sum(map(len, answers))
+
+
 def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
     """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch."""
     import torch.nn.functional as F

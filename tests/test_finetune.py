@@ -287,7 +287,7 @@ def test_adapters_fail_clearly_on_an_unknown_architecture():
 def _lm_training(toy_task, tokenizer, **setup_fields):
     data = sft_dataset(toy_task, tokenizer, TRAIN, max_input_tokens=64)
     validation = sft_dataset(toy_task, tokenizer, VALIDATION, max_input_tokens=64)
-    setup = TrainingSetup(batch_size=4, max_steps=8, eval_every_steps=1, warmup=0.0, **setup_fields)
+    setup = TrainingSetup(**{"batch_size": 4, "max_steps": 8, "eval_every_steps": 1, "warmup": 0.0, **setup_fields})
     return data, validation, setup
 
 
@@ -386,3 +386,92 @@ def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_di
         torch.testing.assert_close(after[name], before[name], msg=name)
     set_cpu_inference_layout(model, True)
     assert all(m.support_avx512bf16_for_cpu == has_avx512bf16() for m in layers)
+
+
+# --- closer to the hardware: bf16 frozen weights, compile fallback, validation by the engine -------
+
+
+def _tiny_lora(make_tiny_causal_lm):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(make_tiny_causal_lm(), config)
+
+
+def _train(model, toy_task, tokenizer, validation=True, **setup_fields):
+    fields = {"learning_rate": 1e-2, "patience": None, **setup_fields}
+    train, validation_data, setup = _lm_training(toy_task, tokenizer, **fields)
+    return train_model(
+        model, train, validation_data if validation else None, setup, collator=SharedPrefixCollator(),
+        batch_loss=causal_lm_loss, processing_class=tokenizer, progress=None, description="test",
+    )
+
+
+def test_bf16_frozen_base_trains_fp32_lora_and_is_fp32_again_afterwards(toy_task, smollm2_tokenizer, make_tiny_causal_lm):
+    model = _tiny_lora(make_tiny_causal_lm)
+    initial = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    seen = set()
+    q_proj = model.base_model.model.model.layers[0].self_attn.q_proj
+    q_proj.base_layer.register_forward_pre_hook(lambda module, args: seen.add(module.weight.dtype))
+    result = _train(model, toy_task, smollm2_tokenizer, max_steps=3, autocast=torch.bfloat16)
+    assert seen == {torch.bfloat16}  # in training and validation
+    assert result.details()["frozen_bfloat16_layers"] == 2 * 7  # every frozen linear but the vocabulary projection
+    assert np.isfinite(result.best_validation_loss)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    moved = [n for n, p in model.named_parameters() if p.requires_grad and not torch.equal(p, initial[n])]
+    assert any("lora_B" in n for n in moved)
+
+
+def test_bf16_frozen_weights_give_the_losses_of_autocast(toy_task, smollm2_tokenizer, make_tiny_causal_lm):
+    """Autocast computes frozen fp32 weights in bf16 anyway: storing them in bf16 changes nothing."""
+    curves = [
+        _train(_tiny_lora(make_tiny_causal_lm), toy_task, smollm2_tokenizer, validation=False, max_steps=3,
+               autocast=torch.bfloat16, bfloat16_frozen_weights=stored).train_curve
+        for stored in (False, True)
+    ]
+    assert curves[0] == curves[1]
+
+
+def test_compile_failure_falls_back_to_eager_and_is_recorded(toy_task, smollm2_tokenizer, make_tiny_causal_lm, monkeypatch):
+    def broken_compile(function, **kwargs):
+        def compiled(*args, **kw):
+            raise RuntimeError("no C++ compiler")
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    model = _tiny_lora(make_tiny_causal_lm)
+    result = _train(model, toy_task, smollm2_tokenizer, max_steps=2, compile=True)
+    assert result.steps == 2 and np.isfinite(result.best_validation_loss)
+    assert result.details()["compile"].startswith("eager: compile failed (RuntimeError: no C++ compiler")
+    assert "forward" not in vars(model.get_base_model())  # eager again
+
+
+def test_compile_unavailable_is_recorded(toy_task, smollm2_tokenizer, make_tiny_causal_lm, monkeypatch):
+    def unavailable(function, **kwargs):
+        raise ImportError("torch._dynamo is not supported here")
+
+    monkeypatch.setattr(torch, "compile", unavailable)
+    result = _train(_tiny_lora(make_tiny_causal_lm), toy_task, smollm2_tokenizer, max_steps=1, compile=True)
+    assert result.details()["compile"].startswith("eager: compile failed (ImportError")
+    assert _train(make_tiny_causal_lm(), toy_task, smollm2_tokenizer, max_steps=1).details()["compile"] == "off"
+
+
+def test_validation_by_scoring_is_the_packed_validation_loss(toy_task, smollm2_tokenizer, make_tiny_causal_lm):
+    from slmbench.sft import validation_by_scoring
+
+    model = _tiny_lora(make_tiny_causal_lm).eval()
+    data = sft_dataset(toy_task, smollm2_tokenizer, VALIDATION, max_input_tokens=64)
+    total, count = validation_by_scoring(model, data, batch_size=4, bfloat16=False)
+    packed = validation_loss(model, data, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
+    assert count == sum(len(answer_tokens(smollm2_tokenizer, toy_task.labels[y].verbalizer)) for y in VALIDATION.labels)
+    assert total / count == pytest.approx(packed, rel=1e-4)
+
+
+def test_memory_is_handed_back_every_n_steps(toy_task, smollm2_tokenizer, make_tiny_causal_lm, monkeypatch):
+    import slmbench.finetune
+
+    calls = []
+    monkeypatch.setattr(slmbench.finetune, "release_freed_memory", lambda: calls.append(1))
+    _train(make_tiny_causal_lm(), toy_task, smollm2_tokenizer, validation=False, max_steps=4, trim_memory_every_steps=2)
+    assert len(calls) == 2

@@ -1,0 +1,104 @@
+"""What the hardware can do: CPU model, its bf16 matrix units, and the matmul peak measured in-process.
+
+Speed figures are only meaningful against what the machine offers at the time of the run, so the
+peak is measured, not looked up: a large square matmul, best of a few, about a second in all. The
+feature probes never raise: on another OS or torch version a probe that fails reads as "absent".
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+_CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo_field(name: str) -> str | None:
+    """The first value of ``name`` in /proc/cpuinfo (Linux), else None."""
+    try:
+        lines = _CPUINFO.read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == name:
+            return value.strip()
+    return None
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``AMD EPYC ...``) where the OS tells it, else the architecture."""
+    return _cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def _torch_probe(name: str) -> bool | None:
+    """``torch.cpu.<name>()`` (a private probe), or None when this torch has no such function or it fails."""
+    try:
+        import torch
+
+        return bool(getattr(torch.cpu, name)())
+    except Exception:
+        return None
+
+
+def cpu_features() -> dict[str, Any]:
+    """``amx`` and ``avx512_bf16`` (native bf16 matrix units) and ``avx512``, plus torch's own capability name.
+
+    The CPU flags of /proc/cpuinfo decide where they exist; elsewhere torch's probes do.
+    """
+    flags = set((_cpuinfo_field("flags") or "").split())
+    probes = {
+        "amx": ("amx_tile", "_is_amx_tile_supported"),
+        "avx512_bf16": ("avx512_bf16", "_is_avx512_bf16_supported"),
+        "avx512": ("avx512f", "_is_avx512_supported"),
+    }
+    features: dict[str, Any] = {
+        name: (flag in flags) if flags else bool(_torch_probe(probe)) for name, (flag, probe) in probes.items()
+    }
+    try:
+        import torch
+
+        features["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+    except Exception:
+        features["torch_capability"] = None
+    return features
+
+
+def matmul_peak_gflops(dtype: Any = None, size: int = 1536, repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s of one ``size`` x ``size`` matmul in ``dtype`` (default fp32) on the CPU."""
+    import torch
+
+    dtype = dtype or torch.float32
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def hardware_info(measure_peaks: bool = True) -> dict[str, Any]:
+    """CPU model, features, thread count and (unless ``measure_peaks`` is false) the fp32 and bf16 matmul peaks."""
+    import torch
+
+    info: dict[str, Any] = {
+        "cpu_model": cpu_model(),
+        "cpu_features": cpu_features(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if measure_peaks:
+        info["matmul_peak_gflops"] = {
+            "float32": round(matmul_peak_gflops(torch.float32), 1),
+            "bfloat16": round(matmul_peak_gflops(torch.bfloat16), 1),
+        }
+    return info
+
+
+def native_bfloat16_cpu() -> bool:
+    """Whether this CPU has bf16 matrix units (AVX512-BF16 or AMX): bf16 compute is then faster than fp32."""
+    features = cpu_features()
+    return bool(features["avx512_bf16"] or features["amx"])
