@@ -25,6 +25,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from slmbench.files import file_problem
+
 SCHEMA_VERSION = 2
 """Version 1: slmbench 0.1 (untyped dicts). Version 2: typed records, seeds, options, variants."""
 Status = Literal["ok", "failed", "timeout", "cancelled"]
@@ -124,6 +126,9 @@ class TrialConfig(Record):
     task_path: str
     task_sha256: str = ""
     data_dir: str | None = None
+    allow_outside_data_dir: bool = Field(False, exclude=True)
+    """The task may read a data file outside ``data_dir`` and its own folder (``--allow-outside-data-dir``):
+    never written, so every command that reads such a file opts in again."""
     data_sha256: str = ""
     profile: dict[str, Any]
     seed: int = 0
@@ -334,16 +339,11 @@ def _describe_error(error: dict[str, Any]) -> str:
 
 
 def _read_object(path: Path, what: str) -> dict[str, Any]:
+    problem = file_problem(path, MAX_RECORD_BYTES)
+    if problem:
+        raise RecordError(f"{path}: {what} {problem}")
     try:
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            raise RecordError(f"{path}: {path.stat().st_size:,} bytes, larger than any {what} ({MAX_RECORD_BYTES:,})")
-        if not path.is_file():
-            raise RecordError(f"{path}: not a regular file")
         text = path.read_text(encoding="utf-8")
-    except RecordError:
-        raise
-    except FileNotFoundError:
-        raise RecordError(f"{path}: no such file") from None
     except UnicodeDecodeError as error:
         raise RecordError(f"{path}: not UTF-8 text (invalid byte at position {error.start})") from None
     except OSError as error:
@@ -387,6 +387,8 @@ def read_run(run_dir: Path) -> RunRecord:
 def read_test_texts(run_dir: Path) -> list[str] | None:
     """The run's test texts (``test_texts.json``), or None when the file is missing or damaged."""
     path = Path(run_dir) / "test_texts.json"
+    if file_problem(path, MAX_RECORD_BYTES):
+        return None
     try:
         texts = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -425,9 +427,9 @@ def load_run_folder(run_dir: Path) -> RunFolder:
     its ``problem``. A folder with neither is not a run folder (RecordError).
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RecordError(f"{run_dir}: not a folder" if run_dir.exists() else f"{run_dir}: no such folder")
-    run = read_run(run_dir) if (run_dir / "run.json").exists() else None
+    if not os.path.isdir(run_dir):
+        raise RecordError(f"{run_dir}: not a folder" if os.path.lexists(run_dir) else f"{run_dir}: no such folder")
+    run = read_run(run_dir) if os.path.lexists(run_dir / "run.json") else None
     trials = []
     for path in sorted((run_dir / "trials").rglob("*.json")):
         file = path.relative_to(run_dir).as_posix()
