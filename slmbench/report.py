@@ -32,7 +32,7 @@ SPLITS = ("train", "validation", "test")
 
 
 def _title(summary: Summary) -> str:
-    date = md.one_line((summary.run.started_at if summary.run else None) or "")[:10]
+    date = text(md.one_line((summary.run.started_at if summary.run else None) or "")[:10])
     return f"# Decision report: {text(summary.task)}" + (f" ({date})" if date else "")
 
 
@@ -167,7 +167,7 @@ def _leaderboard(summary: Summary) -> str:
     ] + (["prompt tokens/example"] if with_tokens else [])
     rows = [
         [
-            rank, entry.name, entry.family or MISSING,
+            rank, text(entry.name), text(entry.family or MISSING),
             md.interval(entry.accuracy, _interval(entry, stats.accuracy, seed)), *([_spread(entry)] if several else []),
             md.interval(entry.macro_f1, _interval(entry, f1_metric, seed)),
             MISSING if rank == 1 else md.p_value(difference_p(leader, entry)),
@@ -276,8 +276,8 @@ def _learning_curves(summary: Summary) -> str:
                         summary.directory / "learning_curves.png")
     sizes = sorted({size for points in means.values() for size in points})
     n_train = max(sizes)
-    rows = [[name, *(metric(points.get(size)) for size in sizes)] for name, points in sorted(means.items())]
-    rows += [[f"{name} (learns from no example)", *(metric(flat[name]) for _ in sizes)] for name in sorted(flat)]
+    rows = [[text(name), *(metric(points.get(size)) for size in sizes)] for name, points in sorted(means.items())]
+    rows += [[f"{text(name)} (learns from no example)", *(metric(flat[name]) for _ in sizes)] for name in sorted(flat)]
     headers = ["strategy", *(f"{size} examples" + (" (whole split)" if size == n_train else "") for size in sizes)]
     seeds = " With several seeds each point is their mean and the band their range." if len(summary.seeds) > 1 else ""
     return "\n\n".join([
@@ -311,7 +311,7 @@ def _per_class(summary: Summary) -> str:
         "## Per-class results",
         "F1 on each class (rows) for each strategy (columns, in leaderboard order); "
         "support is the number of test examples of the class.",
-        table(["class", "support", *(entry.name for entry in ranked)], rows),
+        table(["class", "support", *(text(entry.name) for entry in ranked)], rows),
         "![F1 per class and strategy](per_class_f1.png)",
         _confusion(ranked[0].name + seed_note, best.metrics.confusion_matrix, labels),
         _wrong_examples(summary, ranked[0].name + seed_note, best),
@@ -412,7 +412,7 @@ def _options_table(summary: Summary) -> str:
     if not summary.entries:
         return ""
     rows = [
-        [entry.name, ", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING,
+        [text(entry.name), text(", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING),
          entry.labelled_examples if entry.labelled_examples is not None else MISSING,
          number(entry.mean_of("train_examples_seen"))]
         for entry in summary.entries
@@ -441,7 +441,7 @@ def _data_protocol(summary: Summary) -> str:
         )
     parts += _split_tables(summary)
     if run.profile:
-        rows = [[key, "no cap" if value is None else value] for key, value in run.profile.items() if key != "name"]
+        rows = [[text(key), "no cap" if value is None else text(value)] for key, value in run.profile.items() if key != "name"]
         parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
         parts.append(table(["cap", "value"], rows))
     parts.append(_options_table(summary))
