@@ -166,7 +166,7 @@ def default_run_id(options: RunOptions) -> str:
 def run_folder(options: RunOptions, task_name: str) -> Path:
     from slmbench.files import folder_problem
 
-    run_id = options.run_id or default_run_id(options)
+    run_id = default_run_id(options) if options.run_id is None else options.run_id
     if not RUN_ID.fullmatch(run_id) or ".." in run_id:
         raise RunError(f"--run-id {run_id[:140]!r}: use letters, digits, '_', '-' or '.' (it names a folder inside --output)")
     problem = folder_problem(Path(options.output) / task_name / run_id)
