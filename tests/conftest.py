@@ -82,3 +82,19 @@ def shared_data_dir():
     if not (folder / "financial_phrasebank.csv").exists():
         pytest.skip(f"shared data not found in {folder}; set SLMBENCH_DATA_DIR")
     return folder
+
+
+# --- hostile-input tally (tests/cli_harness.py) -----------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print what the hostile-input tests tried and how each ended (and write it to $SLMBENCH_FUZZ_TALLY)."""
+    import os
+    import sys
+
+    harness = sys.modules.get("cli_harness")
+    if harness is None or not harness.TALLY:
+        return
+    terminalreporter.write_line(harness.summary())
+    if os.environ.get("SLMBENCH_FUZZ_TALLY"):
+        harness.write_tally(os.environ["SLMBENCH_FUZZ_TALLY"])
