@@ -288,9 +288,15 @@ class RunRecord(Record):
 # --- migrations from older schema versions --------------------------------------------------------
 
 
+def _is_current(data: dict[str, Any]) -> bool:
+    """Whether a record needs no migration; a version that is no integer is left to validation to report."""
+    version = data.get("schema_version", data.get("schema", 1))
+    return not isinstance(version, int) or isinstance(version, bool) or version >= 2
+
+
 def _migrate_trial(data: dict[str, Any]) -> dict[str, Any]:
     """A version-1 trial (untyped, typed fields inside ``details``) in today's shape."""
-    if data.get("schema_version", data.get("schema", 1)) >= 2:
+    if _is_current(data):
         return data
     details = dict(data.get("details") or {})
     config = dict(data.get("config") or {})
@@ -322,7 +328,7 @@ def _migrate_trial(data: dict[str, Any]) -> dict[str, Any]:
 
 def _migrate_run(data: dict[str, Any]) -> dict[str, Any]:
     """A version-1 ``run.json`` (one seed, ``command`` before ``commands``) in today's shape."""
-    if data.get("schema_version", data.get("schema", 1)) >= 2:
+    if _is_current(data):
         return data
     commands = data.get("commands") or ([data["command"]] if data.get("command") else [])
     return {**data, "schema_version": 2, "commands": commands, "seeds": [data.get("seed", 0)]}
@@ -368,15 +374,24 @@ def _validate(model: type[Record], data: dict[str, Any], path: Path, what: str) 
         raise RecordError(f"{path}: damaged {what}: " + "; ".join(map(_describe_error, problems[:3])) + more) from None
 
 
+def _migrated(migrate: Any, data: dict[str, Any], path: Path, what: str) -> dict[str, Any]:
+    """``migrate(data)``; an old record whose fields have the wrong shapes to migrate is damaged."""
+    try:
+        return migrate(data)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise RecordError(f"{path}: damaged {what} (schema version 1): {error}") from None
+
+
 def read_trial(path: Path) -> TrialRecord:
     """The trial record at ``path`` (any schema version), or a RecordError."""
-    return _validate(TrialRecord, _migrate_trial(_read_object(path, "trial record")), path, "trial record")
+    data = _migrated(_migrate_trial, _read_object(path, "trial record"), path, "trial record")
+    return _validate(TrialRecord, data, path, "trial record")
 
 
 def read_run(run_dir: Path) -> RunRecord:
     """The run record of ``run_dir``, its paths resolved against the folder, or a RecordError."""
     path = Path(run_dir) / "run.json"
-    run = _validate(RunRecord, _migrate_run(_read_object(path, "run record")), path, "run record")
+    run = _validate(RunRecord, _migrated(_migrate_run, _read_object(path, "run record"), path, "run record"), path, "run record")
     if run.task_path:
         run.task_path = _from_run_dir(run.task_path, Path(run_dir))
     if run.options.get("data_dir"):
