@@ -178,8 +178,9 @@ def _leaderboard(summary: Summary) -> str:
     ]
     if summary.floors is not None:
         floor = summary.floors
-        cells = [metric(floor.accuracy), *([MISSING] if several else []), metric(floor.macro_f1)]
-        rows.append(["", f"*floor: always {text(floor.majority_label)}*", MISSING, *cells, *[MISSING] * (len(headers) - 6 - several)])
+        cells = ["", f"*floor: always {text(floor.majority_label)}*", MISSING, metric(floor.accuracy),
+                 *([MISSING] if several else []), metric(floor.macro_f1)]
+        rows.append([*cells, *[MISSING] * (len(headers) - len(cells))])  # as many cells as the header
     if several:
         how = (
             f"Accuracies are means over seeds. 95% confidence intervals: percentile bootstrap over the seeds and the test examples together "
