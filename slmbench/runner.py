@@ -116,6 +116,8 @@ class RunInterrupted(Exception):
 
 def resolve_task_path(name_or_path: str, registry: Registry) -> Path:
     """A YAML path as given, or the path of a task registered under that name."""
+    if "\x00" in name_or_path:  # only a file (run.json, a sweep) can hold one; no path can
+        raise RunError(f"task {name_or_path[:60]!r}: a NUL character in a file name")
     path = Path(name_or_path)
     if path.suffix in {".yaml", ".yml"} or os.sep in name_or_path or os.path.lexists(name_or_path):
         return path
