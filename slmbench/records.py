@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 from slmbench.files import file_problem
 
@@ -94,9 +94,22 @@ class Cost(Record):
 class PredictionRecord(Record):
     """Per example: gold label index, predicted index and (when the strategy gives them) probabilities."""
 
-    gold: list[int]
-    predicted: list[int]
+    gold: list[NonNegativeInt]
+    predicted: list[NonNegativeInt]
     probabilities: list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _one_per_example(self) -> PredictionRecord:
+        if len(self.predicted) != len(self.gold) or (self.probabilities is not None and len(self.probabilities) != len(self.gold)):
+            raise ValueError("gold, predicted and probabilities must have one entry per example")
+        return self
+
+    def check_labels(self, n_labels: int) -> None:
+        """A ValueError unless every index names one of ``n_labels`` labels and every row has a probability per label."""
+        if any(index >= n_labels for index in (*self.gold, *self.predicted)):
+            raise ValueError(f"a label index is not below the {n_labels} labels")
+        if self.probabilities is not None and any(len(row) != n_labels for row in self.probabilities):
+            raise ValueError(f"a row of probabilities does not have {n_labels} entries")
 
 
 class ModelsConfig(Record):
@@ -131,7 +144,7 @@ class TrialConfig(Record):
     never written, so every command that reads such a file opts in again."""
     data_sha256: str = ""
     profile: dict[str, Any]
-    seed: int = 0
+    seed: NonNegativeInt = 0
     models: ModelsConfig
     options: dict[str, Any] = Field(default_factory=dict)
     """The options set by the user or the sweep; the strategy's defaults fill in the rest."""
@@ -217,6 +230,13 @@ class TrialRecord(Record):
     started_at: str | None = None
     finished_at: str | None = None
 
+    @model_validator(mode="after")
+    def _predictions_name_labels(self) -> TrialRecord:
+        for predictions in (self.predictions, self.validation_predictions):
+            if predictions is not None and self.labels:
+                predictions.check_labels(len(self.labels))
+        return self
+
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.metrics is not None
@@ -273,7 +293,7 @@ class RunRecord(Record):
     options: dict[str, Any] = Field(default_factory=dict)
     """The run's options as last given (``slmbench run --resume`` starts from them)."""
     profile: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
     labels: list[str] = Field(default_factory=list)
     strategies: list[str] = Field(default_factory=list)
     splits: SplitSummary = Field(default_factory=SplitSummary)
@@ -394,8 +414,11 @@ def read_run(run_dir: Path) -> RunRecord:
     run = _validate(RunRecord, _migrated(_migrate_run, _read_object(path, "run record"), path, "run record"), path, "run record")
     if run.task_path:
         run.task_path = _from_run_dir(run.task_path, Path(run_dir))
-    if run.options.get("data_dir"):
-        run.options = {**run.options, "data_dir": _from_run_dir(run.options["data_dir"], Path(run_dir))}
+    data_dir = run.options.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise RecordError(f"{path}: damaged run record: field 'options.data_dir' is a {type(data_dir).__name__}, not a path")
+    if data_dir:
+        run.options = {**run.options, "data_dir": _from_run_dir(data_dir, Path(run_dir))}
     return run
 
 
