@@ -8,8 +8,8 @@ folder, with stdout and stderr captured and a watchdog against hangs, and says w
 - ``traceback``: an exception escaped, or "Traceback" / "internal error" was printed;
 - ``hang``: the watchdog fired;
 - ``wrongly accepted``: exit 0 on input known to be invalid;
-- ``wrote outside``: a file appeared or changed in the working folder outside the one folder the
-  command may write to.
+- ``wrote outside``: a file appeared, changed or vanished in the working folder outside the one
+  folder the command may write to.
 
 Every call adds to ``TALLY``, which conftest prints at the end of the session (and writes to
 ``$SLMBENCH_FUZZ_TALLY`` when set), so the counts in a report come from a real run.
@@ -42,6 +42,8 @@ TALLY: Counter[str] = Counter()
 """Outcome -> inputs; ``inputs`` and ``malformed`` count the inputs tried and those known to be invalid."""
 KINDS: Counter[str] = Counter()
 """Kind of input (task yaml, data file, cli argument, run folder, report) -> inputs tried."""
+MALFORMED: Counter[str] = Counter()
+"""Kind of input -> inputs known to be malformed."""
 STARTED = time.monotonic()
 
 
@@ -134,9 +136,10 @@ def run_cli(
     finally:
         os.chdir(previous)
     after = snapshot(cwd)
-    allowed = writes.resolve().relative_to(cwd.resolve()).as_posix() + "/" if writes else None
-    outside = sorted(path for path, stamp in after.items()
-                     if before.get(path) != stamp and not (allowed and (path + "/").startswith(allowed)))
+    allowed = writes.resolve().relative_to(cwd.resolve()).as_posix() if writes else None
+    changed = {path for path, stamp in after.items() if before.get(path) != stamp} | (before.keys() - after.keys())
+    outside = sorted(path for path in changed if not (allowed is not None and (
+        allowed == "." or (path + "/").startswith(allowed + "/") or allowed.startswith(path + "/"))))  # or a folder on the way
     err = stderr.getvalue()
     if escaped == "hang":
         outcome = "hang"
@@ -148,10 +151,7 @@ def run_cli(
         outcome = "wrongly accepted" if invalid else "accepted"
     else:
         outcome = "clean error"
-    TALLY["inputs"] += 1
-    TALLY["malformed"] += bool(invalid)
-    TALLY[outcome] += 1
-    KINDS[kind] += 1
+    count(outcome, kind, invalid)
     return Result(code, stdout.getvalue(), err, outcome, outside)
 
 
@@ -169,18 +169,19 @@ def count(outcome: str, kind: str, invalid: bool | None) -> None:
     TALLY["malformed"] += bool(invalid)
     TALLY[outcome] += 1
     KINDS[kind] += 1
+    MALFORMED[kind] += bool(invalid)
 
 
 def summary() -> str:
     """The session's counts, one line each."""
     lines = [f"hostile-input tally ({time.monotonic() - STARTED:.0f} s since the harness loaded):"]
     lines.append("  " + ", ".join(f"{name} {TALLY[name]}" for name in ("inputs", "malformed", *OUTCOMES)))
-    lines.append("  by kind: " + ", ".join(f"{kind} {n}" for kind, n in sorted(KINDS.items())))
+    lines.append("  by kind (malformed): " + ", ".join(f"{kind} {n} ({MALFORMED[kind]})" for kind, n in sorted(KINDS.items())))
     return "\n".join(lines)
 
 
 def write_tally(path: str) -> None:
-    Path(path).write_text(json.dumps({"outcomes": dict(TALLY), "kinds": dict(KINDS)}, indent=1))
+    Path(path).write_text(json.dumps({"outcomes": dict(TALLY), "kinds": dict(KINDS), "malformed": dict(MALFORMED)}, indent=1))
 
 
 # --- a tiny valid task, to break one piece at a time -------------------------------------------
