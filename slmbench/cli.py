@@ -131,7 +131,7 @@ def _error_console():
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def printable(value: object) -> str:
+def _printable(value: object) -> str:
     """``value`` as text whose control characters (ESC, BEL...; not newline or tab) are shown as escapes."""
     return _CONTROL.sub(lambda match: repr(match.group())[1:-1], str(value))
 
@@ -140,7 +140,7 @@ def _say(console, style: str, prefix: str, message: str) -> None:
     """Print ``prefix: message`` with the prefix styled and the message literal (no markup is read)."""
     from rich.text import Text
 
-    console.print(Text.assemble((prefix, style), ": ", printable(message)))
+    console.print(Text.assemble((prefix, style), ": ", _printable(message)))
 
 
 def _origin(item) -> str:
@@ -193,7 +193,7 @@ def _list(args, registry) -> None:
 
         table = Table(*headers)
         for row in rows:
-            table.add_row(*(Text(printable(cell)) for cell in row))
+            table.add_row(*(Text(_printable(cell)) for cell in row))
         Console(highlight=False).print(table)
     if args.options and args.what == "strategies":
         for name, item in sorted(registry.strategies.items()):
@@ -233,11 +233,11 @@ def _print_trial(record, reused: bool, console) -> None:
         metrics, cost = record.metrics, record.cost
         line = (f" {name}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}, "
                 f"train {cost.train_seconds:.1f} s, predict {cost.predict_seconds:.1f} s")
-        console.print(Text.assemble(("ok", "green"), " (reused)" if reused else "", printable(line)))
+        console.print(Text.assemble(("ok", "green"), " (reused)" if reused else "", _printable(line)))
     else:
         error = record.error
         first_line = error.message.splitlines()[0] if error and error.message.strip() else ""
-        console.print(Text.assemble((record.status, "red"), printable(f" {name}: {error.type if error else ''}: {first_line}")))
+        console.print(Text.assemble((record.status, "red"), _printable(f" {name}: {error.type if error else ''}: {first_line}")))
 
 
 def _summary_table(run_dir: Path):
@@ -248,14 +248,14 @@ def _summary_table(run_dir: Path):
     from slmbench.summary import load_summary
 
     summary = load_summary(run_dir)
-    table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=Text(printable(run_dir)))
+    table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=Text(_printable(run_dir)))
     for entry in summary.entries:
         cells = [entry.accuracy, entry.macro_f1, entry.cost("train_seconds"), entry.cost("latency_ms_per_example"),
                  entry.cost("peak_memory_mb")]
-        table.add_row(Text(printable(entry.name)), str(len(entry.trials)),
+        table.add_row(Text(_printable(entry.name)), str(len(entry.trials)),
                       *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells))
     for file in summary.failures:
-        table.add_row(Text(printable(file.record.name if file.record else file.file)), "",
+        table.add_row(Text(_printable(file.record.name if file.record else file.file)), "",
                       file.record.status if file.record else "unreadable")
     return table
 
@@ -375,12 +375,11 @@ def _validate(args, registry) -> None:
     import os
 
     from slmbench.data import resolve_data_dir, validate
-    from slmbench.runner import resolve_task_path
-    from slmbench.tasks import TaskError
+    from slmbench.runner import RunError, resolve_task_path
 
     data_dir = resolve_data_dir(args.data_dir)
     if data_dir is not None and not os.path.isdir(data_dir):
-        raise TaskError(f"--data-dir {data_dir}: not a folder")
+        raise RunError(f"--data-dir {data_dir}: not a folder")
     print(validate(resolve_task_path(args.task, registry), data_dir, allow_outside=args.allow_outside_data_dir))
 
 
@@ -431,7 +430,7 @@ def main(argv: list[str] | None = None, extra_plugins: dict[str, object] | None 
     except OSError as error:  # a file that cannot be written: disk full, no permission
         if debug:
             console.print_exception()
-        _say(console, "red", "error", f"{error.filename or ''}: {error.strerror or error}" if error.filename else str(error))
+        _say(console, "red", "error", f"{error.filename}: {error.strerror or error}" if error.filename else str(error))
         return EXIT_INPUT
     except Exception as error:  # noqa: BLE001 - a bug must still end with one clear line
         if debug:

@@ -233,7 +233,7 @@ def _typed(strategy: str, cls: type[Strategy], point: dict[str, Any]) -> dict[st
     return {name: typed[name] for name in point}
 
 
-def _check_models(options: RunOptions) -> None:
+def _check_device_and_models(options: RunOptions) -> None:
     """Device and model names are checked before anything loads: a device torch knows, and models that
     are embedded, a local folder, or a hub id (``name`` or ``namespace/name``)."""
     if options.device != "auto":
@@ -290,7 +290,7 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     data_dir = resolve_data_dir(options.data_dir)
     if data_dir is not None and not os.path.isdir(data_dir):
         raise RunError(f"--data-dir {data_dir}: not a folder")
-    _check_models(options)
+    _check_device_and_models(options)
     device = choose_device(options.device)
     dtype = choose_dtype(options.dtype, device)
     run_dir = run_folder(options, task.name)
