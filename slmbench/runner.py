@@ -182,6 +182,10 @@ def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
     from pydantic import TypeAdapter, ValidationError
 
     run = records.read_run(Path(run_dir))
+    folder = Path(run_dir).resolve()  # `--resume .` names the folder too
+    if folder.parent.name != run.task:  # the run would go to <output>/<task>/<run id>, not here
+        raise RunError(f"--resume {run_dir}: a run folder of task {run.task[:60]!r} must sit in a folder named after "
+                       "the task (<output>/<task>/<run id>); move it back there")
     saved = {key: value for key, value in run.options.items() if key in RunOptions.__dataclass_fields__}
     saved.pop("allow_outside_data_dir", None)  # an opt-in is never taken from a file
     if run.task_path:
@@ -193,7 +197,7 @@ def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
         where = ".".join(["options", *map(str, problem["loc"])])
         raise records.RecordError(f"{Path(run_dir) / 'run.json'}: damaged run record: field {where!r}: {problem['msg']}") from None
     options = replace(saved_options, **{k: v for k, v in overrides.items() if v is not None})
-    options.output, options.run_id = str(Path(run_dir).parent.parent), Path(run_dir).name
+    options.output, options.run_id = str(folder.parent.parent), folder.name
     return options
 
 

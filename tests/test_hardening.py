@@ -193,6 +193,24 @@ def test_resume_with_a_damaged_run_json(wd: Path, finished_run: Path, damage: ob
     check(result, "run.json", "nowhere.yaml", "--profile", accept=False)
 
 
+def test_resume_of_a_moved_run_folder_is_refused(wd: Path, finished_run: Path) -> None:
+    """Resuming writes to <output>/<task>/<run id>: a folder moved elsewhere would be resumed somewhere new."""
+    moved = wd / "out" / "elsewhere" / "smoke"
+    moved.parent.mkdir()
+    finished_run.rename(moved)
+    result = run_cli(["run", "--resume", str(moved), "--no-progress"], cwd=wd, kind="run folder", invalid=True, writes=moved)
+    check(result, "--resume", accept=False)
+    assert not finished_run.exists()
+
+
+def test_resume_dot_from_inside_the_run_folder(wd: Path, finished_run: Path) -> None:
+    (finished_run / "trials" / "majority.seed0.json").unlink()
+    result = run_cli(["run", "--resume", ".", "--no-progress"], cwd=finished_run, kind="run folder", invalid=None,
+                     writes=finished_run)
+    assert result.code == 0, str(result)
+    assert (finished_run / "trials" / "majority.seed0.json").exists()
+
+
 @pytest.mark.parametrize("content", ["[]", "null", '"a string"', "{" * 100_000,
                                      '{"strategy": "x", "status": "ok", "metrics": {"accuracy": "high", "macro_f1": 0.5}}'],
                          ids=["list", "null", "string", "deep", "string for a number"])
