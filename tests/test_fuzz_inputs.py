@@ -229,7 +229,7 @@ def _with(argv: list[str], option: str, value: str) -> list[str]:
     return [*argv, option, value]
 
 
-@fuzz(110)
+@fuzz(80)
 @given(option=st.sampled_from(OPTIONS), value=HOSTILE_TEXT)
 def test_hostile_run_argument(option, value):
     assume(not (option == "--strategies" and value.strip() == "all"))  # valid, and runs every real model
@@ -311,7 +311,7 @@ def damaged_folders(draw) -> tuple[str, str, Any, bool | None]:
     return file, how, draw(st.binary(max_size=200)), True if file == "run.json" else None
 
 
-@fuzz(90)
+@fuzz(70)
 @given(damage=damaged_folders(), form=st.sampled_from(["md", "md", "md", "json", "csv", "compare"]))
 def test_report_on_a_damaged_run_folder(damage, form):
     file, how, content, invalid = damage
