@@ -511,4 +511,3 @@ def test_summary_table_with_a_hostile_trial_name_in_the_run_folder(wd: Path, fin
 def test_valid_task_is_still_accepted(wd: Path) -> None:
     result = _validate(wd, invalid=None)
     assert result.code == 0 and "task fuzz" in result.stdout, str(result)
-    assert VALID_TASK["name"] == "fuzz"
