@@ -33,7 +33,7 @@ def _options_table(summary: Summary) -> str:
     if not summary.entries:
         return ""
     rows = [
-        [entry.name, ", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING,
+        [text(entry.name), text(", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING),
          entry.labelled_examples if entry.labelled_examples is not None else MISSING,
          number(entry.mean_of("train_examples_seen"))]
         for entry in summary.entries
@@ -62,7 +62,7 @@ def _data_protocol(summary: Summary) -> str:
         )
     parts += _split_tables(summary)
     if run.profile:
-        rows = [[key, "no cap" if value is None else value] for key, value in run.profile.items() if key != "name"]
+        rows = [[text(key), "no cap" if value is None else text(value)] for key, value in run.profile.items() if key != "name"]
         parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
         parts.append(table(["cap", "value"], rows))
     parts += [_options_table(summary), _tuning(summary), _calibration(summary)]

@@ -3,12 +3,14 @@
 Exit codes: 0 every trial ok (or the command succeeded); 1 the run finished but some trials failed;
 2 bad input (nothing was run); 3 every trial of the run failed; 130 interrupted (finished trials and
 the report are kept). Errors are one line naming the file or argument at fault; ``--debug`` adds the
-traceback.
+traceback. Text from files and arguments is printed literally: no rich markup is read in it, and
+control characters are shown as escapes.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -43,6 +45,10 @@ def _positive(kind: type):
     return parse
 
 
+_OUTSIDE_HELP = ("let the task read a data file outside --data-dir and the task file's folder "
+                 "(an absolute or '..' source.file, a local folder as source.hub.path)")
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--strict-plugins", action="store_true", default=argparse.SUPPRESS,
@@ -73,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="set a strategy option, e.g. --set lora.r=8 (repeatable; `slmbench show STRATEGY` lists them)")
     run.add_argument("--profile", choices=list(PROFILES), help="budget (default: quick)")
     run.add_argument("--data-dir", help="folder of task data files (default: $SLMBENCH_DATA_DIR)")
+    run.add_argument("--allow-outside-data-dir", action="store_true", help=_OUTSIDE_HELP)
     run.add_argument("--output", help="output folder (default: runs)")
     run.add_argument("--seeds", type=_int_list("--seeds"), metavar="N,N,...",
                      help="run every trial once per seed, e.g. 0,1,2 (default: 0)")
@@ -114,6 +121,7 @@ def _parser() -> argparse.ArgumentParser:
     validate = add_command("validate", "check a task YAML and its data without running anything")
     validate.add_argument("task", help="a task YAML path or a registered task name")
     validate.add_argument("--data-dir", help="folder of task data files (default: $SLMBENCH_DATA_DIR)")
+    validate.add_argument("--allow-outside-data-dir", action="store_true", help=_OUTSIDE_HELP)
     validate.add_argument("--model", default=EMBEDDED_CAUSAL_LM,
                           help="check the verbalizers against this causal LM's tokenizer ('' to skip)")
 
@@ -132,11 +140,19 @@ def _error_console():
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(value: object) -> str:
+    """``value`` as text whose control characters (ESC, BEL...; not newline or tab) are shown as escapes."""
+    return _CONTROL.sub(lambda match: repr(match.group())[1:-1], str(value))
+
+
 def _say(console, style: str, prefix: str, message: str) -> None:
     """Print ``prefix: message`` with the prefix styled and the message literal (no markup is read)."""
     from rich.text import Text
 
-    console.print(Text.assemble((prefix, style), ": ", str(message)))
+    console.print(Text.assemble((prefix, style), ": ", _printable(message)))
 
 
 def _origin(item) -> str:
@@ -188,10 +204,11 @@ def _list(args, registry) -> None:
     else:
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(*headers)
         for row in rows:
-            table.add_row(*(str(cell) for cell in row))
+            table.add_row(*(Text(_printable(cell)) for cell in row))
         Console(highlight=False).print(table)
     if args.options and args.what == "strategies":
         for name, item in sorted(registry.strategies.items()):
@@ -233,28 +250,31 @@ def _print_trial(record, reused: bool, console) -> None:
         metrics, cost = record.metrics, record.cost
         line = (f" {name}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}, "
                 f"train {cost.train_seconds:.1f} s, predict {cost.predict_seconds:.1f} s")
-        console.print(Text.assemble(("ok", "green"), " (reused)" if reused else "", line))
+        console.print(Text.assemble(("ok", "green"), " (reused)" if reused else "", _printable(line)))
     else:
         error = record.error
         first_line = error.message.splitlines()[0] if error and error.message.strip() else ""
-        console.print(Text.assemble((record.status, "red"), f" {name}: {error.type if error else ''}: {first_line}"))
+        console.print(Text.assemble((record.status, "red"), _printable(f" {name}: {error.type if error else ''}: {first_line}")))
 
 
 def _summary_table(run_dir: Path):
     """The run's leaderboard entries as a rich table, read back from the records."""
     from rich.table import Table
+    from rich.text import Text
 
     from slmbench.summary import load_summary
 
     summary = load_summary(run_dir)
-    table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=str(run_dir))
+    table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=Text(_printable(run_dir)))
     table.columns[0].overflow = "fold"  # a name is folded onto more lines, never cut
     for entry in summary.entries:
         cells = [entry.accuracy, entry.macro_f1, entry.cost("train_seconds"), entry.cost("latency_ms_per_example"),
                  entry.cost("peak_memory_mb")]
-        table.add_row(entry.name, str(len(entry.trials)), *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells))
+        table.add_row(Text(_printable(entry.name)), str(len(entry.trials)),
+                      *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells))
     for file in summary.failures:
-        table.add_row(file.record.name if file.record else file.file, "", file.record.status if file.record else "unreadable")
+        table.add_row(Text(_printable(file.record.name if file.record else file.file)), "",
+                      file.record.status if file.record else "unreadable")
     return table
 
 
@@ -283,6 +303,7 @@ def _run_options(args) -> tuple[list, object]:
         "tuning_trials": args.tuning_trials,
         "models": [args.model] if args.model else None,
         "embedding_models": [args.embedding_model] if args.embedding_model else None,
+        "allow_outside_data_dir": args.allow_outside_data_dir,
     }
     settings = {strategy: {name: [value] for name, value in values.items()} for strategy, values in group_assignments(args.settings).items()}
     if args.resume and (args.config or args.task):
@@ -373,9 +394,28 @@ def _run(args, registry, console) -> int:
     failed = sum(len(result.failed) for result in results)
     if failed:
         done = sum(len(result.ran) + len(result.reused) for result in results)
+        if not done:
+            _say(console, "red", "every trial failed", f"{failed} of {failed} trials failed: see the reports' Failures sections")
+            return EXIT_ALL_FAILED
         _say(console, "red", "finished with failures", f"{failed} of {failed + done} trials failed: see the reports' Failures sections")
-        return EXIT_ALL_FAILED if not done else EXIT_SOME_FAILED
+        return EXIT_SOME_FAILED
     return EXIT_OK
+
+
+def _check_report_output(args) -> None:
+    """``--output`` names a file to write, for what goes to stdout otherwise."""
+    import os
+
+    from slmbench.files import folder_problem
+    from slmbench.runner import RunError
+
+    if args.output is None:
+        return
+    if args.format == "md" and not args.compare:
+        raise RunError("--output: a markdown report is written into its run folder; --output is for --format json or csv, or --compare")
+    problem = "is a folder" if os.path.isdir(args.output) else folder_problem(args.output.parent)
+    if problem:
+        raise RunError(f"--output {args.output}: {problem}")
 
 
 def _report(args) -> None:
@@ -383,6 +423,7 @@ def _report(args) -> None:
     from slmbench.records import write_text
     from slmbench.report import render_report
 
+    _check_report_output(args)
     if args.compare:
         from slmbench.compare import render_comparison
 
@@ -401,12 +442,17 @@ def _report(args) -> None:
 
 
 def _validate(args, registry, console) -> None:
+    import os
+
     from slmbench.data import resolve_data_dir, validate
-    from slmbench.runner import resolve_task_path
+    from slmbench.runner import RunError, resolve_task_path
     from slmbench.tasks import load_task
 
+    data_dir = resolve_data_dir(args.data_dir)
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise RunError(f"--data-dir {data_dir}: not a folder")
     path = resolve_task_path(args.task, registry)
-    print(validate(path, resolve_data_dir(args.data_dir)))
+    print(validate(path, data_dir, allow_outside=args.allow_outside_data_dir))
     if args.model:
         from transformers import AutoTokenizer
 
@@ -463,6 +509,11 @@ def main(argv: list[str] | None = None, extra_plugins: dict[str, object] | None 
             console.print_exception()
         message = error.args[0] if error.args else str(error)
         _say(console, "red", "error", str(message))
+        return EXIT_INPUT
+    except OSError as error:  # a file that cannot be written: disk full, no permission
+        if debug:
+            console.print_exception()
+        _say(console, "red", "error", f"{error.filename}: {error.strerror or error}" if error.filename else str(error))
         return EXIT_INPUT
     except Exception as error:  # noqa: BLE001 - a bug must still end with one clear line
         if debug:

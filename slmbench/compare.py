@@ -11,7 +11,7 @@ import statistics
 from pathlib import Path
 from typing import Sequence
 
-from slmbench.markdown import MISSING, code, metric, table
+from slmbench.markdown import MISSING, code, metric, table, text
 from slmbench.summary import Summary, load_summary
 
 
@@ -51,12 +51,12 @@ def render_comparison(run_dirs: Sequence[Path]) -> str:
     for summary in summaries:
         best = summary.entries[0] if summary.entries else None
         best_rows.append([
-            summary.name, len(best.gold) if best else MISSING, best.name if best else "none succeeded",
+            text(summary.name), len(best.gold) if best else MISSING, text(best.name) if best else "none succeeded",
             metric(best.accuracy) if best else MISSING, metric(best.macro_f1) if best else MISSING,
             len(summary.entries), len(summary.failures),
         ])
     rows = [
-        [name, *(_cell(summary, name, ranking.get(name)) for summary, ranking in zip(summaries, run_ranks)),
+        [text(name), *(_cell(summary, name, ranking.get(name)) for summary, ranking in zip(summaries, run_ranks)),
          f"{mean_rank[name]:.2f}" if name in mean_rank else MISSING]
         for name in order
     ]
@@ -74,5 +74,5 @@ def render_comparison(run_dirs: Sequence[Path]) -> str:
         f"Wins: {where or 'none'}.{overall} Each cell is the test accuracy (± its sd over seeds) and, after #, the rank "
         "within that run (1 = best); bold is each run's best. Accuracies on different tasks or test sets are not "
         "comparable, ranks are: the last column is the mean rank over the runs the strategy ran in.",
-        table(["strategy", *(summary.name for summary in summaries), "mean rank"], rows),
+        table(["strategy", *(text(summary.name) for summary in summaries), "mean rank"], rows),
     ]) + "\n"

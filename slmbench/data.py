@@ -11,13 +11,15 @@ import hashlib
 import json
 import math
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slmbench.files import file_problem, is_inside
 from slmbench.strategy import Examples
-from slmbench.tasks import TaskError, TaskSpec, did_you_mean, load_task, value_key
+from slmbench.tasks import TaskError, TaskSpec, brief, did_you_mean, load_task, value_key
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 DATA_DIR_ENV = "SLMBENCH_DATA_DIR"
 FORMATS = {".csv": "CSV", ".tsv": "TSV", ".jsonl": "JSONL", ".parquet": "Parquet"}
 SPLIT_NAMES = ("train", "validation", "test")
+MAX_DATA_BYTES = 1 << 30
+"""A data file larger than this (1 GiB) is refused unread: it would not fit in memory as a table."""
+OUTSIDE_FLAG = "--allow-outside-data-dir"
 _SHOWN = 5
 """How many offending rows or values an error message lists."""
 
@@ -80,6 +85,11 @@ def resolve_data_dir(option: str | None) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def _roots(task: TaskSpec, data_dir: Path | None) -> list[Path]:
+    """The folders a task may read from: the data dir, then the task file's folder."""
+    return [data_dir, task.path.parent] if data_dir else [task.path.parent]
+
+
 def candidate_files(task: TaskSpec, data_dir: Path | None) -> list[Path]:
     """Where the task's file may be: as given if absolute, else in the data dir, then beside the YAML."""
     if task.source.file is None:
@@ -87,8 +97,26 @@ def candidate_files(task: TaskSpec, data_dir: Path | None) -> list[Path]:
     file = Path(task.source.file).expanduser()
     if file.is_absolute():
         return [file]
-    roots = [data_dir, task.path.parent] if data_dir else [task.path.parent]
-    return list(dict.fromkeys(root / file for root in roots))
+    return list(dict.fromkeys(root / file for root in _roots(task, data_dir)))
+
+
+def _find_file(task: TaskSpec, looked_in: list[Path], data_dir: Path | None, allow_outside: bool) -> Path | None:
+    """The first candidate that exists, or None; a TaskError if it lies outside the task's folders
+    (unless ``allow_outside``) or is not a readable regular file."""
+    roots = _roots(task, data_dir)
+    for path in looked_in:
+        if not allow_outside and not any(is_inside(path, root) for root in roots):
+            folders = " or ".join(str(root) for root in roots)
+            raise TaskError(
+                f"{task.path}: field 'source.file' {brief(task.source.file)} is outside {folders}; "
+                f"pass {OUTSIDE_FLAG} to read it"
+            )
+        problem = file_problem(path, MAX_DATA_BYTES)
+        if problem != "not found":
+            if problem:
+                raise TaskError(f"{path}: data file {problem}")
+            return path
+    return None
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -125,9 +153,22 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_hub(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> pd.DataFrame:
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _hub_reads_local_files(path: str) -> bool:
+    """Whether ``load_dataset(path)`` may read this machine's files: a local folder or script, or a
+    name without a namespace such as datasets' packaged builders (csv, json...), which read local
+    folders. A hub dataset is ``namespace/name``."""
+    return os.path.exists(os.path.expanduser(path)) or not _HUB_ID.fullmatch(path) or ".." in path
+
+
+def _load_hub(task: TaskSpec, looked_in: list[Path], data_dir: Path | None, allow_outside: bool) -> pd.DataFrame:
     """The task's hub dataset as a DataFrame; the error says where local files were looked for."""
     hub = task.source.hub
+    if not allow_outside and _hub_reads_local_files(hub.path):
+        raise TaskError(f"{task.path}: field 'source.hub.path' {brief(hub.path)} reads local files, not a hub dataset; "
+                        f"put the file in the data folder as 'source.file', or pass {OUTSIDE_FLAG}")
     try:
         from datasets import load_dataset
 
@@ -141,7 +182,7 @@ def _load_hub(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> p
 def _not_found(task: TaskSpec, looked_in: list[Path], data_dir: Path | None) -> str:
     if not looked_in:
         return f"{task.path}: task {task.name!r} names no local file (source.file)"
-    lines = [f"{task.path}: data file {task.source.file!r} not found; looked for:"]
+    lines = [f"{task.path}: data file {brief(task.source.file)} not found; looked for:"]
     lines += [f"  - {path}" for path in looked_in]
     if data_dir is None:
         lines.append(f"no data directory given: pass --data-dir DIR or set {DATA_DIR_ENV}")
@@ -169,26 +210,42 @@ def _check_rows(
     task: TaskSpec, frame: pd.DataFrame, origin: str, text_column: str, label_column: str
 ) -> tuple[list[str], list[int]]:
     """Texts and label indices of a table, or a TaskError naming the column and rows at fault."""
+    import pandas as pd
+
     columns = [str(column) for column in frame.columns]
     for role, column in (("text_column", text_column), ("label_column", label_column)):
         if column not in columns:
+            found = ", ".join(name[:40] for name in columns[:_SHOWN * 2]) or "none"
+            more = f" and {len(columns) - _SHOWN * 2} more" if len(columns) > _SHOWN * 2 else ""
             raise TaskError(
                 f"{origin}: no column {column!r} (the task's {role}){did_you_mean(column, columns)}; "
-                f"columns found: {', '.join(columns) or 'none'}"
+                f"columns found: {found}{more}"
             )
+    if frame.columns.tolist().count(text_column) > 1 or frame.columns.tolist().count(label_column) > 1:
+        raise TaskError(f"{origin}: more than one column named {text_column!r} or {label_column!r}")
     texts, raw_labels = frame[text_column], frame[label_column]
     for what, column, values in (("text", text_column, texts), ("label", label_column, raw_labels)):
         blank = _blank(values)
         if blank.any():
             count = _plural(int(blank.sum()), "row")
             raise TaskError(f"{origin}: {count} with an empty or missing {what} in column {column!r}: {_row_list(blank)}")
+    # JSONL and Parquet cells may be numbers, objects or lists: a text must be text, a label a scalar.
+    for column, values, fits, expected in (
+        (text_column, texts, lambda value: isinstance(value, str), "text"),
+        (label_column, raw_labels, pd.api.types.is_scalar, "a string or a number"),
+    ):
+        wrong = ~values.map(fits).astype(bool)
+        if wrong.any():
+            raise TaskError(f"{origin}: column {column!r} holds {_plural(int(wrong.sum()), 'value')} that "
+                            f"{'is' if int(wrong.sum()) == 1 else 'are'} not {expected} (such as {brief(values[wrong].iloc[0])}): "
+                            f"{_row_list(wrong)}")
     keys = raw_labels.map(value_key)
     index = task.label_index()
     labels = keys.map(index)
     unknown = labels.isna()
     if unknown.any():
         counts = Counter(keys[unknown]).most_common()
-        shown = ", ".join(f"{value!r} ({_plural(count, 'row')})" for value, count in counts[:_SHOWN])
+        shown = ", ".join(f"{brief(value)} ({_plural(count, 'row')})" for value, count in counts[:_SHOWN])
         more = f" and {len(counts) - _SHOWN} more" if len(counts) > _SHOWN else ""
         values_of = {n: ", ".join(key for key, i in index.items() if i == n) for n in range(len(task.labels))}
         declared = "; ".join(f"{name}: {values_of[n]}" for n, name in enumerate(task.label_names))
@@ -224,10 +281,13 @@ def _conflicting_texts(texts: list[str], labels: list[int]) -> int:
     return sum(len(found) > 1 for found in seen.values())
 
 
-def load_rows(task: TaskSpec, data_dir: Path | None) -> LoadedData:
-    """Read the task's local file (or, when there is none, its hub dataset) and check every row."""
+def load_rows(task: TaskSpec, data_dir: Path | None, allow_outside: bool = False) -> LoadedData:
+    """Read the task's local file (or, when there is none, its hub dataset) and check every row.
+
+    Only files inside ``data_dir`` or the task file's folder are read, unless ``allow_outside``.
+    """
     looked_in = candidate_files(task, data_dir)
-    found = next((path for path in looked_in if path.is_file()), None)
+    found = _find_file(task, looked_in, data_dir, allow_outside)
     if found is not None:
         frame = read_table(found)
         origin = str(found)
@@ -235,8 +295,8 @@ def load_rows(task: TaskSpec, data_dir: Path | None) -> LoadedData:
         provenance: dict[str, Any] = {"source": "file", "file": str(found.resolve()), "sha256": _sha256(found)}
     elif task.source.hub is not None:
         hub = task.source.hub
-        frame = _load_hub(task, looked_in, data_dir)
-        origin = f"{task.path}: hub dataset {hub.path!r}"
+        frame = _load_hub(task, looked_in, data_dir, allow_outside)
+        origin = f"{task.path}: hub dataset {brief(hub.path)}"
         text_column, label_column = hub.text_column or task.text_column, hub.label_column or task.label_column
         provenance = {"source": "hub", "hub": {k: v for k, v in vars(hub).items() if v is not None}}
     else:
@@ -282,6 +342,7 @@ def make_splits(task: TaskSpec, data: LoadedData) -> Splits:
                 seen.add(key)
                 kept[name].append(i)
     examples = {name: _subset(data, kept[name]) for name in SPLIT_NAMES}
+    _check_deduplicated(task, examples)
     return Splits(
         **examples,
         label_names=tuple(task.label_names),
@@ -289,6 +350,14 @@ def make_splits(task: TaskSpec, data: LoadedData) -> Splits:
         duplicates_removed={name: len(parts[name]) - len(kept[name]) for name in SPLIT_NAMES},
         full_sizes={name: len(examples[name]) for name in SPLIT_NAMES},
     )
+
+
+def _check_deduplicated(task: TaskSpec, examples: dict[str, Examples]) -> None:
+    """After duplicates are dropped, every split must still hold examples."""
+    empty = [name for name in SPLIT_NAMES if not len(examples[name])]
+    if empty:
+        raise TaskError(f"{task.path}: the {' and '.join(empty)} split is empty once duplicate texts are removed "
+                        "(a text is kept in one split only); add distinct texts or remove duplicates from the data")
 
 
 def _quotas(counts: list[int], n: int) -> list[int]:
@@ -337,9 +406,9 @@ def nested_subset(examples: Examples, n: int, seed: int) -> Examples:
     return _subset(examples, sorted(order[:n].tolist()))
 
 
-def load_splits(task: TaskSpec, data_dir: Path | None, budget: Budget) -> Splits:
+def load_splits(task: TaskSpec, data_dir: Path | None, budget: Budget, allow_outside: bool = False) -> Splits:
     """The task's splits with the profile's caps applied to each split on its own."""
-    splits = make_splits(task, load_rows(task, data_dir))
+    splits = make_splits(task, load_rows(task, data_dir, allow_outside))
     seed = task.split.seed
     return replace(
         splits,
@@ -349,10 +418,10 @@ def load_splits(task: TaskSpec, data_dir: Path | None, budget: Budget) -> Splits
     )
 
 
-def validate(task_path: str | Path, data_dir: Path | None) -> str:
+def validate(task_path: str | Path, data_dir: Path | None, allow_outside: bool = False) -> str:
     """Check a task YAML and its data; a short human summary, or a TaskError."""
     task = load_task(task_path)
-    data = load_rows(task, data_dir)
+    data = load_rows(task, data_dir, allow_outside)
     splits = make_splits(task, data)
     provenance = data.provenance
     where = provenance["file"] if provenance["source"] == "file" else f"hub dataset {provenance['hub']['path']}"

@@ -1,6 +1,7 @@
 """PNG figures of the decision report, drawn with matplotlib's object API (no pyplot global state).
 
-Text from data or users (strategy and label names) is drawn literally: math (``$...$``) is off.
+Text from data or users (strategy and label names) is drawn literally: math (``$...$``) is off, and
+control characters are removed (no font has a glyph for ESC).
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 from typing import Sequence
+
+from slmbench.markdown import one_line
 
 
 def _figure(width: float, height: float):
@@ -39,6 +42,7 @@ def tradeoff_plot(
     A zero cost (a strategy that trains nothing) switches the axis to symlog so the point stays visible;
     ``floor`` (the majority-class accuracy) is drawn as a grey line.
     """
+    names, title = [one_line(name) for name in names], one_line(title)
     figure = _figure(6.4, 4.2)
     axes = figure.add_subplot()
     _floor_line(axes, floor)
@@ -67,6 +71,7 @@ def tradeoff_plot(
 
 def f1_heatmap(strategies: Sequence[str], labels: Sequence[str], f1: Sequence[Sequence[float]], path: Path) -> Path:
     """Heatmap of per-class F1 (``f1[label][strategy]``, NaN when missing), values written in."""
+    strategies, labels = [one_line(name) for name in strategies], [one_line(label) for label in labels]
     figure = _figure(1.6 + 1.1 * len(strategies), 1.2 + 0.35 * len(labels))
     axes = figure.add_subplot()
     image = axes.imshow(f1, cmap="viridis", vmin=0, vmax=1, aspect="auto")
@@ -93,6 +98,8 @@ def learning_curve_plot(
 ) -> Path:
     """Accuracy against train examples (log axis), one line per strategy with its (min, max) band over
     seeds where it has one; ``flat`` ones as dashed levels; ``floor`` (majority class) as a grey line."""
+    curves, bands = {one_line(name): points for name, points in curves.items()}, {one_line(name): b for name, b in bands.items()}
+    flat, title = {one_line(name): accuracy for name, accuracy in flat.items()}, one_line(title)
     figure = _figure(6.4, 4.2)
     axes = figure.add_subplot()
     _floor_line(axes, floor)

@@ -32,7 +32,7 @@ class ProgressReporter:
         )
 
         columns = (
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),  # descriptions name strategies: text, not markup
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
+
+from slmbench.files import file_problem
 
 SCHEMA_VERSION = 2
 """Version 1: slmbench 0.1 (untyped dicts). Version 2: typed records, seeds, options, variants."""
@@ -92,9 +94,22 @@ class Cost(Record):
 class PredictionRecord(Record):
     """Per example: gold label index, predicted index and (when the strategy gives them) probabilities."""
 
-    gold: list[int]
-    predicted: list[int]
+    gold: list[NonNegativeInt]
+    predicted: list[NonNegativeInt]
     probabilities: list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _one_per_example(self) -> PredictionRecord:
+        if len(self.predicted) != len(self.gold) or (self.probabilities is not None and len(self.probabilities) != len(self.gold)):
+            raise ValueError("gold, predicted and probabilities must have one entry per example")
+        return self
+
+    def check_labels(self, n_labels: int) -> None:
+        """A ValueError unless every index names one of ``n_labels`` labels and every row has a probability per label."""
+        if any(index >= n_labels for index in (*self.gold, *self.predicted)):
+            raise ValueError(f"a label index is not below the {n_labels} labels")
+        if self.probabilities is not None and any(len(row) != n_labels for row in self.probabilities):
+            raise ValueError(f"a row of probabilities does not have {n_labels} entries")
 
 
 class ModelsConfig(Record):
@@ -124,9 +139,12 @@ class TrialConfig(Record):
     task_path: str
     task_sha256: str = ""
     data_dir: str | None = None
+    allow_outside_data_dir: bool = Field(False, exclude=True)
+    """The task may read a data file outside ``data_dir`` and its own folder (``--allow-outside-data-dir``):
+    never written, so every command that reads such a file opts in again."""
     data_sha256: str = ""
     profile: dict[str, Any]
-    seed: int = 0
+    seed: NonNegativeInt = 0
     models: ModelsConfig
     options: dict[str, Any] = Field(default_factory=dict)
     """The options set by the user or the sweep; the strategy's defaults fill in the rest."""
@@ -214,6 +232,13 @@ class TrialRecord(Record):
     started_at: str | None = None
     finished_at: str | None = None
 
+    @model_validator(mode="after")
+    def _predictions_name_labels(self) -> TrialRecord:
+        for predictions in (self.predictions, self.validation_predictions):
+            if predictions is not None and self.labels:
+                predictions.check_labels(len(self.labels))
+        return self
+
     @property
     def ok(self) -> bool:
         return self.status == "ok" and self.metrics is not None
@@ -270,7 +295,7 @@ class RunRecord(Record):
     options: dict[str, Any] = Field(default_factory=dict)
     """The run's options as last given (``slmbench run --resume`` starts from them)."""
     profile: dict[str, Any] = Field(default_factory=dict)
-    seeds: list[int] = Field(default_factory=lambda: [0])
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
     labels: list[str] = Field(default_factory=list)
     strategies: list[str] = Field(default_factory=list)
     splits: SplitSummary = Field(default_factory=SplitSummary)
@@ -285,9 +310,15 @@ class RunRecord(Record):
 # --- migrations from older schema versions --------------------------------------------------------
 
 
+def _is_current(data: dict[str, Any]) -> bool:
+    """Whether a record needs no migration; a version that is no integer is left to validation to report."""
+    version = data.get("schema_version", data.get("schema", 1))
+    return not isinstance(version, int) or isinstance(version, bool) or version >= 2
+
+
 def _migrate_trial(data: dict[str, Any]) -> dict[str, Any]:
     """A version-1 trial (untyped, typed fields inside ``details``) in today's shape."""
-    if data.get("schema_version", data.get("schema", 1)) >= 2:
+    if _is_current(data):
         return data
     details = dict(data.get("details") or {})
     config = dict(data.get("config") or {})
@@ -319,7 +350,7 @@ def _migrate_trial(data: dict[str, Any]) -> dict[str, Any]:
 
 def _migrate_run(data: dict[str, Any]) -> dict[str, Any]:
     """A version-1 ``run.json`` (one seed, ``command`` before ``commands``) in today's shape."""
-    if data.get("schema_version", data.get("schema", 1)) >= 2:
+    if _is_current(data):
         return data
     commands = data.get("commands") or ([data["command"]] if data.get("command") else [])
     return {**data, "schema_version": 2, "commands": commands, "seeds": [data.get("seed", 0)]}
@@ -336,16 +367,11 @@ def _describe_error(error: dict[str, Any]) -> str:
 
 
 def _read_object(path: Path, what: str) -> dict[str, Any]:
+    problem = file_problem(path, MAX_RECORD_BYTES)
+    if problem:
+        raise RecordError(f"{path}: {what} {problem}")
     try:
-        if path.stat().st_size > MAX_RECORD_BYTES:
-            raise RecordError(f"{path}: {path.stat().st_size:,} bytes, larger than any {what} ({MAX_RECORD_BYTES:,})")
-        if not path.is_file():
-            raise RecordError(f"{path}: not a regular file")
         text = path.read_text(encoding="utf-8")
-    except RecordError:
-        raise
-    except FileNotFoundError:
-        raise RecordError(f"{path}: no such file") from None
     except UnicodeDecodeError as error:
         raise RecordError(f"{path}: not UTF-8 text (invalid byte at position {error.start})") from None
     except OSError as error:
@@ -370,25 +396,39 @@ def _validate(model: type[Record], data: dict[str, Any], path: Path, what: str) 
         raise RecordError(f"{path}: damaged {what}: " + "; ".join(map(_describe_error, problems[:3])) + more) from None
 
 
+def _migrated(migrate: Any, data: dict[str, Any], path: Path, what: str) -> dict[str, Any]:
+    """``migrate(data)``; an old record whose fields have the wrong shapes to migrate is damaged."""
+    try:
+        return migrate(data)
+    except (AttributeError, TypeError, ValueError) as error:
+        raise RecordError(f"{path}: damaged {what} (schema version 1): {error}") from None
+
+
 def read_trial(path: Path) -> TrialRecord:
     """The trial record at ``path`` (any schema version), or a RecordError."""
-    return _validate(TrialRecord, _migrate_trial(_read_object(path, "trial record")), path, "trial record")
+    data = _migrated(_migrate_trial, _read_object(path, "trial record"), path, "trial record")
+    return _validate(TrialRecord, data, path, "trial record")
 
 
 def read_run(run_dir: Path) -> RunRecord:
     """The run record of ``run_dir``, its paths resolved against the folder, or a RecordError."""
     path = Path(run_dir) / "run.json"
-    run = _validate(RunRecord, _migrate_run(_read_object(path, "run record")), path, "run record")
+    run = _validate(RunRecord, _migrated(_migrate_run, _read_object(path, "run record"), path, "run record"), path, "run record")
     if run.task_path:
         run.task_path = _from_run_dir(run.task_path, Path(run_dir))
-    if run.options.get("data_dir"):
-        run.options = {**run.options, "data_dir": _from_run_dir(run.options["data_dir"], Path(run_dir))}
+    data_dir = run.options.get("data_dir")
+    if data_dir is not None and not isinstance(data_dir, str):
+        raise RecordError(f"{path}: damaged run record: field 'options.data_dir' is a {type(data_dir).__name__}, not a path")
+    if data_dir:
+        run.options = {**run.options, "data_dir": _from_run_dir(data_dir, Path(run_dir))}
     return run
 
 
 def read_test_texts(run_dir: Path) -> list[str] | None:
     """The run's test texts (``test_texts.json``), or None when the file is missing or damaged."""
     path = Path(run_dir) / "test_texts.json"
+    if file_problem(path, MAX_RECORD_BYTES):
+        return None
     try:
         texts = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
@@ -427,9 +467,9 @@ def load_run_folder(run_dir: Path) -> RunFolder:
     its ``problem``. A folder with neither is not a run folder (RecordError).
     """
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RecordError(f"{run_dir}: not a folder" if run_dir.exists() else f"{run_dir}: no such folder")
-    run = read_run(run_dir) if (run_dir / "run.json").exists() else None
+    if not os.path.isdir(run_dir):
+        raise RecordError(f"{run_dir}: not a folder" if os.path.lexists(run_dir) else f"{run_dir}: no such folder")
+    run = read_run(run_dir) if os.path.lexists(run_dir / "run.json") else None
     trials = []
     for path in sorted((run_dir / "trials").rglob("*.json")):
         file = path.relative_to(run_dir).as_posix()

@@ -31,7 +31,7 @@ MAX_TEXT_CHARS = 160
 
 
 def _title(summary: Summary) -> str:
-    date = md.one_line((summary.run.started_at if summary.run else None) or "")[:10]
+    date = text(md.one_line((summary.run.started_at if summary.run else None) or "")[:10])
     return f"# Decision report: {text(summary.task)}" + (f" ({date})" if date else "")
 
 
@@ -194,7 +194,7 @@ def _leaderboard(summary: Summary) -> str:
     ] + (["prompt tokens/example"] if with_tokens else [])
     rows = [
         [
-            rank, entry.name, entry.family or MISSING,
+            rank, text(entry.name), text(entry.family or MISSING),
             md.interval(entry.accuracy, _interval(entry, stats.accuracy, seed)), *([_spread(entry)] if several else []),
             md.interval(entry.macro_f1, _interval(entry, f1_metric, seed)),
             MISSING if rank == 1 else md.p_value(difference_p(leader, entry)),
@@ -205,8 +205,9 @@ def _leaderboard(summary: Summary) -> str:
     ]
     if summary.floors is not None:
         floor = summary.floors
-        cells = [metric(floor.accuracy), *([MISSING] if several else []), metric(floor.macro_f1)]
-        rows.append(["", f"*floor: always {text(floor.majority_label)}*", MISSING, *cells, *[MISSING] * (len(headers) - 6 - several)])
+        cells = ["", f"*floor: always {text(floor.majority_label)}*", MISSING, metric(floor.accuracy),
+                 *([MISSING] if several else []), metric(floor.macro_f1)]
+        rows.append([*cells, *[MISSING] * (len(headers) - len(cells))])  # as many cells as the header
     if several:
         how = (
             f"Accuracies are means over seeds. 95% confidence intervals: percentile bootstrap over the seeds and the test examples together "
@@ -304,8 +305,8 @@ def _learning_curves(summary: Summary) -> str:
                         summary.directory / "learning_curves.png", floor=summary.floors.accuracy if summary.floors else None)
     sizes = sorted({size for points in means.values() for size in points})
     n_train = max(sizes)
-    rows = [[name, *(metric(points.get(size)) for size in sizes)] for name, points in sorted(means.items())]
-    rows += [[f"{name} (learns from no example)", *(metric(flat[name]) for _ in sizes)] for name in sorted(flat)]
+    rows = [[text(name), *(metric(points.get(size)) for size in sizes)] for name, points in sorted(means.items())]
+    rows += [[f"{text(name)} (learns from no example)", *(metric(flat[name]) for _ in sizes)] for name in sorted(flat)]
     headers = ["strategy", *(f"{size} examples" + (" (whole split)" if size == n_train else "") for size in sizes)]
     seeds = " With several seeds each point is their mean and the band their range." if len(summary.seeds) > 1 else ""
     return "\n\n".join([
@@ -339,7 +340,7 @@ def _per_class(summary: Summary) -> str:
         "## Per-class results",
         "F1 on each class (rows) for each strategy (columns, in leaderboard order); "
         "support is the number of test examples of the class.",
-        table(["class", "support", *(entry.name for entry in ranked)], rows),
+        table(["class", "support", *(text(entry.name) for entry in ranked)], rows),
         "![F1 per class and strategy](per_class_f1.png)",
         _confusion(ranked[0].name + seed_note, best.metrics.confusion_matrix, labels),
         _wrong_examples(summary, ranked[0].name + seed_note, best),

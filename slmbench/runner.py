@@ -61,6 +61,8 @@ class RunOptions:
     """Learning curve: smaller train sizes each strategy also runs at (the whole split always runs)."""
     tuning_trials: int | None = None
     """Option settings every strategy may try on validation (default: the profile's)."""
+    allow_outside_data_dir: bool = False
+    """Let the task read a data file outside the data folder and its own folder (not stored: ``--resume`` asks again)."""
 
 
 @dataclass
@@ -118,8 +120,10 @@ class RunInterrupted(Exception):
 
 def resolve_task_path(name_or_path: str, registry: Registry) -> Path:
     """A YAML path as given, or the path of a task registered under that name."""
+    if "\x00" in name_or_path:  # only a file (run.json, a sweep) can hold one; no path can
+        raise RunError(f"task {name_or_path[:60]!r}: a NUL character in a file name")
     path = Path(name_or_path)
-    if path.suffix in {".yaml", ".yml"} or os.sep in name_or_path or path.exists():
+    if path.suffix in {".yaml", ".yml"} or os.sep in name_or_path or os.path.lexists(name_or_path):
         return path
     return registry.task_path(name_or_path)
 
@@ -143,8 +147,10 @@ def parse_int_list(spec: str, what: str, allow_all: bool = False) -> list[int]:
         item = item.strip().lower()
         if allow_all and item == "all":
             continue
-        if not item.isdigit():
-            raise RunError(f"{what} {item!r} is not a whole number" + (" or 'all'" if allow_all else ""))
+        if not (item.isascii() and item.isdigit()):
+            raise RunError(f"{what} {item[:40]!r} is not a whole number" + (" or 'all'" if allow_all else ""))
+        if len(item) > 10 or int(item) >= 2**32:
+            raise RunError(f"{what} {item[:40]}: too large (the largest is {2**32 - 1})")
         values.add(int(item))
     if not values and not allow_all:
         raise RunError(f"{what}: give at least one number")
@@ -164,26 +170,38 @@ def default_run_id(options: RunOptions) -> str:
 
 
 def run_folder(options: RunOptions, task_name: str) -> Path:
-    run_id = options.run_id or default_run_id(options)
+    from slmbench.files import folder_problem
+
+    run_id = default_run_id(options) if options.run_id is None else options.run_id
     if not RUN_ID.fullmatch(run_id) or ".." in run_id:
-        raise RunError(f"--run-id {run_id!r}: use letters, digits, '_', '-' or '.' (it names a folder inside --output)")
-    output = Path(options.output)
-    if output.exists() and not output.is_dir():
-        raise RunError(f"--output {options.output}: exists and is not a folder")
-    return output / task_name / run_id
+        raise RunError(f"--run-id {run_id[:140]!r}: use letters, digits, '_', '-' or '.' (it names a folder inside --output)")
+    problem = folder_problem(Path(options.output) / task_name / run_id)
+    if problem:
+        raise RunError(f"--output {options.output}: {problem}")
+    return Path(options.output) / task_name / run_id
 
 
 def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
     """The options a run was started with, read back from its run.json (for ``--resume``)."""
+    from pydantic import TypeAdapter, ValidationError
+
     run = records.read_run(Path(run_dir))
+    folder = Path(run_dir).resolve()  # `--resume .` names the folder too
+    if folder.parent.name != run.task:  # the run would go to <output>/<task>/<run id>, not here
+        raise RunError(f"--resume {run_dir}: a run folder of task {run.task[:60]!r} must sit in a folder named after "
+                       "the task (<output>/<task>/<run id>); move it back there")
     saved = {key: value for key, value in run.options.items() if key in RunOptions.__dataclass_fields__}
+    saved.pop("allow_outside_data_dir", None)  # an opt-in is never taken from a file
     if run.task_path:
         saved["task"] = run.task_path
     try:
-        options = RunOptions(**{**saved, **{k: v for k, v in overrides.items() if v is not None}})
-    except TypeError as error:
-        raise records.RecordError(f"{Path(run_dir) / 'run.json'}: damaged run record: {error}") from None
-    options.output, options.run_id = str(Path(run_dir).parent.parent), Path(run_dir).name
+        saved_options = TypeAdapter(RunOptions).validate_python(saved)
+    except ValidationError as error:
+        problem = error.errors(include_url=False)[0]
+        where = ".".join(["options", *map(str, problem["loc"])])
+        raise records.RecordError(f"{Path(run_dir) / 'run.json'}: damaged run record: field {where!r}: {problem['msg']}") from None
+    options = replace(saved_options, **{k: v for k, v in overrides.items() if v is not None})
+    options.output, options.run_id = str(folder.parent.parent), folder.name
     return options
 
 
@@ -223,6 +241,30 @@ def _typed(strategy: str, cls: type[Strategy], point: dict[str, Any]) -> dict[st
     return {name: typed[name] for name in point}
 
 
+def _check_device_and_models(options: RunOptions) -> None:
+    """Device and model names are checked before anything loads: a device torch knows, and models that
+    are embedded, a local folder, or a hub id (``name`` or ``namespace/name``)."""
+    if options.device != "auto":
+        import torch
+
+        try:
+            torch.device(options.device)
+        except (RuntimeError, TypeError, ValueError):
+            raise RunError(f"--device {options.device[:60]!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    for option, names, embedded in (("--model", options.models, EMBEDDED_CAUSAL_LM),
+                                    ("--embedding-model", options.embedding_models, EMBEDDED_EMBEDDING_MODEL)):
+        for name in names:
+            if name == embedded or os.path.isdir(os.path.expanduser(name)):
+                continue
+            from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+            try:
+                validate_repo_id(name)
+            except HFValidationError:
+                raise RunError(f"{option} {name[:80]!r}: no such folder, and not a hub model id "
+                               f"('name' or 'namespace/name'; the default is {embedded!r})") from None
+
+
 def majority_floor(splits: Any, label_names: list[str]) -> records.Floors:
     """Accuracy and macro-F1 on test of always answering the train split's most frequent label."""
     from collections import Counter
@@ -258,8 +300,9 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     if options.trial_timeout is not None and options.trial_timeout <= 0:
         raise RunError(f"--trial-timeout {options.trial_timeout:g}: must be a positive number of seconds")
     data_dir = resolve_data_dir(options.data_dir)
-    if data_dir is not None and not data_dir.is_dir():
+    if data_dir is not None and not os.path.isdir(data_dir):
         raise RunError(f"--data-dir {data_dir}: not a folder")
+    _check_device_and_models(options)
     device = choose_device(options.device)
     dtype = choose_dtype(options.dtype, device)
     run_dir = run_folder(options, task.name)
@@ -270,12 +313,16 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
         task_path=str(task_path),
         task_sha256=hashlib.sha256(task_path.read_bytes()).hexdigest(),
         data_dir=str(data_dir.resolve()) if data_dir else None,
+        allow_outside_data_dir=options.allow_outside_data_dir,
         profile=budget.to_dict(),
         models=ModelsConfig(causal_lm="", embedding_model="", device=device, dtype=dtype, trust_remote_code=options.trust_remote_code),
     )
     splits = Workspace(progress=None).splits(task, base)  # validates the data before anything runs
     base = base.model_copy(update={"data_sha256": splits.provenance["content_sha256"]})
     n_train = len(splits.train)
+    too_small = [size for size in options.train_sizes if size < len(task.labels)]
+    if too_small:
+        raise RunError(f"--train-sizes {too_small[0]}: fewer examples than the task's {len(task.labels)} labels")
     too_large = [size for size in options.train_sizes if size >= n_train]
     if too_large:
         raise RunError(f"--train-sizes {', '.join(map(str, too_large))}: the train split has only {n_train} examples "
@@ -319,6 +366,7 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     command = shlex.join(["slmbench", *sys.argv[1:]])
     stored_options = {**asdict(options), "task": str(task_path), "run_id": run_dir.name,
                       "data_dir": str(data_dir.resolve()) if data_dir else None}
+    del stored_options["allow_outside_data_dir"]
     run = RunRecord(
         run_id=run_dir.name,
         task=task.name,
@@ -480,15 +528,18 @@ def run_sweep(
         except KeyboardInterrupt:
             interrupted = True
     comparison = None
-    with interrupts_deferred():
-        for plan in plans:
-            report = render_report(plan.run_dir, constraints or Constraints())
-            _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)
-        if len(plans) > 1:
-            from slmbench.compare import render_comparison
+    for plan in plans:
+        try:
+            with interrupts_deferred():
+                report = render_report(plan.run_dir, constraints or Constraints())
+        except KeyboardInterrupt:  # an interrupt held while the report was written: the report is whole
+            interrupted = True
+        _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)
+    if len(plans) > 1:
+        from slmbench.compare import render_comparison
 
-            comparison = Path(runs[0].output) / "comparison.md"
-            records.write_text(comparison, render_comparison([plan.run_dir for plan in plans]))
+        comparison = Path(runs[0].output) / "comparison.md"
+        records.write_text(comparison, render_comparison([plan.run_dir for plan in plans]))
     for result in results.values():
         result.interrupted = interrupted
     if interrupted:

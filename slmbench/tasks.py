@@ -7,9 +7,12 @@ Every schema error is a ``TaskError`` whose message starts with the YAML path, n
 from __future__ import annotations
 
 import difflib
+import functools
+import math
 import numbers
-from collections import Counter
 import re
+import reprlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +20,14 @@ from typing import Any, NoReturn
 
 class TaskError(ValueError):
     """A task YAML or its data is wrong; the message names the file and the problem."""
+
+
+MAX_TASK_BYTES = 1 << 20
+"""A task YAML is a page of text; anything larger is refused unread."""
+MAX_YAML_DEPTH = 16
+"""Nesting a task YAML may use (a label's values are 4 levels deep)."""
+MAX_YAML_ALIASES = 64
+"""Aliases (``*name``) a task YAML may use: enough to share values, too few for an alias bomb."""
 
 
 @dataclass(frozen=True)
@@ -118,16 +129,33 @@ _REFERENCE_KEYS = ("system", "metric", "value", "source")
 # kind -> (type check, what the message says was expected)
 _KINDS: dict[str, tuple[Any, str]] = {
     "text": (lambda v: isinstance(v, str) and v.strip() != "", "a non-empty string"),
-    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v), "a number"),
     "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
     "boolean": (lambda v: isinstance(v, bool), "true or false"),
     "list": (lambda v: isinstance(v, list), "a list"),
 }
 
 
+_BRIEF = reprlib.Repr()  # keyword arguments only from Python 3.12
+_BRIEF.maxlevel, _BRIEF.maxstring, _BRIEF.maxother, _BRIEF.maxlong = 2, 36, 36, 36
+_BRIEF.maxdict = _BRIEF.maxlist = _BRIEF.maxtuple = _BRIEF.maxset = 3
+"""Bounded repr: a value from a file is shown in a message, never expanded in full (an alias bomb)."""
+
+
+def brief(value: Any) -> str:
+    """``repr(value)`` cut to a few dozen characters, however large or deep ``value`` is."""
+    return _BRIEF.repr(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 def _describe(value: Any) -> str:
-    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
-    return f"{shown} ({type(value).__name__})"
+    return f"{brief(value)} ({type(value).__name__})"
 
 
 @dataclass(frozen=True)
@@ -142,11 +170,13 @@ class _Section:
     def read(cls, file: Path, where: str, value: Any, keys: tuple[str, ...]) -> _Section:
         if not isinstance(value, dict):
             found = "is missing" if value is None else f"is {_describe(value)}"
-            _fail(file, where, "is empty" if value is None and not where else found, f"a mapping with keys {', '.join(keys)}")
+            if not where:  # the whole file: say what it holds, never echo it (it may be any file)
+                found = "is empty" if value is None else f"holds a {type(value).__name__}, not a mapping"
+            _fail(file, where, found, f"a mapping with keys {', '.join(keys)}")
         for key in value:
             if key not in keys:
                 hint = did_you_mean(str(key), list(keys))
-                _fail(file, _join(where, str(key)), f"is not a known key{hint}", f"one of {', '.join(keys)}")
+                _fail(file, _join(where, str(key)[:40]), f"is not a known key{hint}", f"one of {', '.join(keys)}")
         return cls(file, where, value)
 
     def path_of(self, key: str) -> str:
@@ -180,24 +210,79 @@ def _fail(file: Path, where: str, problem: str, expected: str | None = None) -> 
     raise TaskError(f"{file}: {subject}{problem}" + (f"; expected {expected}" if expected else ""))
 
 
+@functools.cache
+def _loader() -> type:
+    """PyYAML's safe loader with limits on nesting and aliases, and duplicate keys refused.
+
+    A subclass, because PyYAML has no option for either: its composer recurses once per level (a
+    deep file ends in RecursionError), and an alias bomb is cheap to load but explodes wherever the
+    value is walked.
+    """
+    import yaml
+    from yaml.composer import ComposerError
+    from yaml.constructor import ConstructorError
+
+    class TaskLoader(yaml.SafeLoader):
+        def __init__(self, stream: str) -> None:
+            super().__init__(stream)
+            self.depth, self.aliases = 0, 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_YAML_ALIASES:
+                    raise ComposerError(None, None, f"more than {MAX_YAML_ALIASES} aliases", self.peek_event().start_mark)
+            self.depth += 1
+            try:
+                if self.depth > MAX_YAML_DEPTH:
+                    raise ComposerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark)
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    repeated = key in seen
+                except TypeError:  # unhashable: the base class says so
+                    continue
+                if repeated:
+                    raise ConstructorError(None, None, f"duplicate key {brief(key)}", key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep)
+
+    return TaskLoader
+
+
 def _read_yaml(path: Path) -> Any:
     import yaml
 
+    from slmbench.files import file_problem
+
+    problem = file_problem(path, MAX_TASK_BYTES)
+    if problem == "not found":
+        raise TaskError(f"{path}: task file not found")
+    if problem:
+        raise TaskError(f"{path}: task file {problem}")
     try:
         text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise TaskError(f"{path}: task file not found") from None
     except UnicodeDecodeError as error:
         raise TaskError(f"{path}: not UTF-8 text (invalid byte at position {error.start})") from None
     except OSError as error:
         raise TaskError(f"{path}: cannot read the task file: {error.strerror or error}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
         raise TaskError(f"{path}: not valid YAML{where}: {problem}") from None
+    except ValueError as error:  # an integer of more digits than Python converts
+        raise TaskError(f"{path}: not a valid task file: {error}") from None
 
 
 def _hub(file: Path, value: Any) -> HubSource:
@@ -209,6 +294,8 @@ def _hub(file: Path, value: Any) -> HubSource:
 def _source(file: Path, value: Any) -> DataSource:
     source = _Section.read(file, "source", value, _SOURCE_KEYS)
     data_file = source.get("file", "text", None)
+    if data_file is not None and "\x00" in data_file:
+        _fail(file, source.path_of("file"), "contains a NUL character", "a file name")
     hub = _hub(file, source.data["hub"]) if source.data.get("hub") is not None else None
     if data_file is None and hub is None:
         _fail(file, "source", "names no data", "'file' (a CSV, JSONL or Parquet file), 'hub' (a Hugging Face dataset) or both")
@@ -246,14 +333,14 @@ def _labels(file: Path, value: Any) -> tuple[Label, ...]:
     for what, items in (("name", [label.name for label in labels]), ("verbalizer", [label.verbalizer for label in labels])):
         for repeated in [item for item, count in Counter(items).items() if count > 1]:
             positions = [i for i, item in enumerate(items) if item == repeated]
-            problem = f"has label {what} {repeated!r} more than once (labels {positions})"
+            problem = f"has label {what} {brief(repeated)} more than once (labels {brief(positions)})"
             _fail(file, "labels", problem, f"a distinct {what} per label")
     owners: dict[str, str] = {}
     for label in labels:
         for raw in label.values:
             owner = owners.setdefault(value_key(raw), label.name)
             if owner != label.name:
-                problem = f"has data value {raw!r} listed for both {owner!r} and {label.name!r}"
+                problem = f"has data value {brief(raw)} listed for both {brief(owner)} and {brief(label.name)}"
                 _fail(file, "labels", problem, "each data value to mean one label")
     return labels
 
@@ -293,7 +380,7 @@ def load_task(path: str | Path) -> TaskSpec:
     top = _Section.read(file, "", _read_yaml(file), _TOP_KEYS)
     name = top.get("name", "text")
     if not _NAME_PATTERN.fullmatch(name):
-        _fail(file, "name", f"is {name!r}", "letters, digits, '_', '-' or '.' (it names the run folder)")
+        _fail(file, "name", f"is {brief(name)}", "letters, digits, '_', '-' or '.' (it names the run folder)")
     return TaskSpec(
         name=name,
         description=top.get("description", "text", ""),

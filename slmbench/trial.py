@@ -80,10 +80,10 @@ class Workspace:
     def splits(self, task: TaskSpec, config: TrialConfig) -> Any:
         from slmbench.data import load_splits
 
-        key = json.dumps([config.task_path, config.data_dir, config.profile], sort_keys=True)
+        key = json.dumps([config.task_path, config.data_dir, config.allow_outside_data_dir, config.profile], sort_keys=True)
         if key not in self._splits:
             data_dir = Path(config.data_dir) if config.data_dir else None
-            self._splits[key] = load_splits(task, data_dir, Budget(**config.profile))
+            self._splits[key] = load_splits(task, data_dir, Budget(**config.profile), config.allow_outside_data_dir)
         return self._splits[key]
 
     def models(self, config: TrialConfig) -> SharedModels:

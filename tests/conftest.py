@@ -118,3 +118,19 @@ def example_site(example_sources):
     result = subprocess.run([*command, *packages], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return target
+
+
+# --- hostile-input tally (tests/cli_harness.py) -----------------------------------------------
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Print what the hostile-input tests tried and how each ended (and write it to $SLMBENCH_FUZZ_TALLY)."""
+    import os
+    import sys
+
+    harness = sys.modules.get("cli_harness")
+    if harness is None or not harness.TALLY:
+        return
+    terminalreporter.write_line(harness.summary())
+    if os.environ.get("SLMBENCH_FUZZ_TALLY"):
+        harness.write_tally(os.environ["SLMBENCH_FUZZ_TALLY"])

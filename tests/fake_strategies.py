@@ -118,6 +118,21 @@ class Exploding(MajorityClass):
         raise MemoryError("pretend the model did not fit")
 
 
+class Interrupting(MajorityClass):
+    """Presses Ctrl-C (sends itself SIGINT) while fitting, as a user stopping the run would."""
+
+    name = "interrupting"
+    description = "sends its own process SIGINT in fit"
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        import signal
+
+        _log(self.name)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5)  # the signal arrives during this sleep
+        _log(f"{self.name}:woke")
+
+
 class WrongLength(MajorityClass):
     name = "wrong-length"
     description = "returns one prediction too few"
@@ -131,7 +146,7 @@ def plugin() -> object:
 
     @hookimpl
     def register_strategies(register):
-        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, WrongLength, DiesOnce, Tunable):
+        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, Interrupting, WrongLength, DiesOnce, Tunable):
             register(cls)
 
     module = types.ModuleType("fake_strategies_plugin")

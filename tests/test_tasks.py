@@ -147,7 +147,7 @@ def test_schema_errors_name_file_field_and_expectation(tmp_path: Path, change: t
     ("content", "expected"),
     [
         ("", "the task file is empty; expected a mapping"),
-        ("- a\n- b\n", "the task file is ['a', 'b'] (list)"),
+        ("- a\n- b\n", "the task file holds a list, not a mapping"),
         ("name: [unclosed\n", "not valid YAML at line 2"),
         (b"name: caf\xe9\n", "not UTF-8 text"),
     ],
