@@ -393,11 +393,12 @@ def _run(args, registry, console) -> int:
         print(comparison)
     failed = sum(len(result.failed) for result in results)
     if failed:
-        done = sum(len(result.ran) + len(result.reused) for result in results)
-        if not done:
-            _say(console, "red", "every trial failed", f"{failed} of {failed} trials failed: see the reports' Failures sections")
+        total = failed + sum(len(result.ran) for result in results)
+        where = "the report's Failures" if len(results) == 1 else "the reports' Failures"
+        if total == failed and not any(result.reused for result in results):
+            _say(console, "red", "every trial failed", f"{failed} of {total} trials failed: see {where}")
             return EXIT_ALL_FAILED
-        _say(console, "red", "finished with failures", f"{failed} of {failed + done} trials failed: see the reports' Failures sections")
+        _say(console, "red", "finished with failures", f"{failed} of {total} trials run now failed: see {where}")
         return EXIT_SOME_FAILED
     return EXIT_OK
 

@@ -119,7 +119,9 @@ def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_
                               "--ray-address", ray_address, "--no-progress"],
                              env={**env, "SLMBENCH_TEST_SLEEP_SECONDS": "0"}, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    assert log.read_text().split() == ["majority", "sleeper", "sleeper", "sleeper:woke", "last-label"]
+    first, resumed = log.read_text().split()[:2], log.read_text().split()[2:]
+    assert first == ["majority", "sleeper"]  # majority finished: not rerun; the trials resumed run in parallel
+    assert sorted(resumed) == ["last-label", "sleeper", "sleeper:woke"]
 
 
 @ray.remote(num_cpus=0)
