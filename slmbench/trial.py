@@ -288,7 +288,8 @@ def _fit_and_evaluate(
     )
     record.predictions = prediction_record(test.labels, predictions)
     record.validation_predictions = prediction_record(validation.labels, validation_predictions)
-    record.deployment = deployment_checks(strategy, test, task.label_names, budget.latency_requests, config.seed)
+    if config.train_size is None:  # a learning-curve point's model is never the one deployed
+        record.deployment = deployment_checks(strategy, test, task.label_names, budget.latency_requests, config.seed)
     record.models = config.models
     record.status = "ok"
 
