@@ -291,6 +291,55 @@ def _learning_curves(summary: Summary) -> str:
     ])
 
 
+# --- deployment check ---------------------------------------------------------------------------
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _deployment(summary: Summary) -> str:
+    """Each weight-updating strategy's model rebuilt unquantized and quantized, scored on the same test split."""
+    rows = []
+    for entry in summary.entries:
+        by_quantization: dict[str, list[Any]] = {}
+        for trial in entry.trials:
+            for check in trial.deployment:
+                by_quantization.setdefault(check.quantization, []).append(check)
+        for quantization, checks in by_quantization.items():
+            done = [check for check in checks if check.error is None]
+            if not done:
+                rows.append([entry.name, code(quantization), *[MISSING] * 6, text(md.first_line(checks[0].error))])
+                continue
+            accuracy = _mean([check.accuracy for check in done])
+            rows.append([
+                entry.name, code(quantization), metric(accuracy),
+                MISSING if accuracy is None else f"{accuracy - entry.accuracy:+.3f}",
+                metric(_mean([check.macro_f1 for check in done])), md.size(_mean([check.size_bytes for check in done])),
+                number(_mean([check.latency_ms_per_example for check in done])),
+                number(_mean([check.single_request.p95_ms if check.single_request else None for check in done])), "",
+            ])
+    if not rows:
+        return ""
+    headers = ["strategy", "weights", "accuracy", "vs trained", "macro-F1", "size on disk", "latency (ms/example)",
+               "single request p95 (ms)", "error"]
+    return "\n\n".join([
+        "## Deployment check",
+        "Each weight-updating strategy's trained model rebuilt from its checkpoint, unquantized (the run's dtype: "
+        "the reference, measured alongside) and quantized, and scored on the same test split through the same "
+        "prediction path. `int8`: on CPU torchao's dynamic int8 (int8 weights, activations quantized per token), on "
+        "CUDA bitsandbytes' LLM.int8; `nf4`: bitsandbytes' 4-bit NormalFloat with double quantization. Embeddings, "
+        "norms and output heads stay unquantized; an unmerged adapter, a soft prompt or bottleneck adapters are put "
+        "back in full precision. Size on disk: the copy saved as safetensors, those parts included. qlora is checked "
+        "in its own 4-bit form only.",
+        table(headers, rows),
+        "No GGUF export: no maintained PyPI package converts a transformers model to GGUF here (`gguf` reads and "
+        "writes the file format but has no model converter; llama.cpp's `convert_hf_to_gguf.py` is not packaged "
+        "by its authors).",
+    ])
+
+
 # --- per class ----------------------------------------------------------------------------------
 
 
@@ -494,7 +543,7 @@ def render_markdown(summary: Summary, constraints: Constraints = Constraints()) 
     advice = recommend(summary, constraints)
     sections = [
         _title(summary), _introduction(summary), _recommendation(summary, advice, constraints), _leaderboard(summary),
-        _tradeoffs(summary), _learning_curves(summary), _per_class(summary), _failures(summary),
+        _tradeoffs(summary), _learning_curves(summary), _per_class(summary), _deployment(summary), _failures(summary),
         _data_protocol(summary), _references(summary), _environment(summary),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
