@@ -100,10 +100,6 @@ class Deployed:
     size_bytes: int
 
 
-def folder_bytes(folder: Path) -> int:
-    return sum(path.stat().st_size for path in folder.rglob("*") if path.is_file())
-
-
 class QuantizedCopy:
     """A context manager: ``rebuild`` (given a scratch folder for a checkpoint it may write) says how
     the model is put together; on entry the copy is loaded quantized and saved to measure its size,
@@ -119,6 +115,7 @@ class QuantizedCopy:
 
     def __enter__(self) -> Deployed:
         from slmbench.models import torch_dtype
+        from slmbench.trial import folder_bytes
 
         quantization_config(self.quantization, self.device)  # unsupported: fail before any work
         self._scratch = Path(tempfile.mkdtemp(prefix="slmbench-deploy-"))
@@ -139,19 +136,14 @@ class QuantizedCopy:
         return Deployed(lambda texts: recipe.predict(self._model, texts), size)
 
     def __exit__(self, *exc: object) -> None:
-        import gc
-
-        import torch
-
         from slmbench.memory import release_freed_memory
+        from slmbench.trial import free_accelerator_memory
 
         self._model = None
         if self._scratch is not None:
             shutil.rmtree(self._scratch, ignore_errors=True)
-        gc.collect()
+        free_accelerator_memory()
         release_freed_memory()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 def quantized_copies(
