@@ -4,9 +4,9 @@ A copy is the trained model loaded from a transformers checkpoint through transf
 ``quantization_config``, so the quantization is the library's own, the same call on CPU and GPU:
 
 - ``int8``: on CPU, torchao's dynamic int8 (int8 weights, activations quantized per token at run
-  time: the successor of ``torch.ao.quantization.quantize_dynamic``, deprecated in torch 2.10+),
-  which also runs under the scoring engine's bfloat16 autocast; on CUDA, bitsandbytes' LLM.int8.
-  (bitsandbytes' int8 runs on CPU too, but 2-3 times slower than the fp32 model here.)
+  time: the successor of ``torch.ao.quantization.quantize_dynamic``, which torch 2.13 marks deprecated
+  and whose layers fail under bfloat16 autocast), runs under the scoring engine's autocast; on CUDA,
+  bitsandbytes' LLM.int8. (bitsandbytes' int8 runs on CPU too, but 2-3 times slower than fp32 here.)
 - ``nf4``: bitsandbytes' 4-bit NormalFloat with double quantization, QLoRA's format (CPU and CUDA).
 - the run's dtype (``float32``...): the unquantized model, rebuilt the same way, as the reference
   the others are compared with (its accuracy is the trial's own, its size and latency measured alike).
