@@ -4,7 +4,8 @@ Each adapter is a down-projection to ``bottleneck`` dimensions, a non-linearity 
 up-projection added back to its input; the up-projection starts at zero, so training starts from
 the base model exactly. The base stays frozen (``slmbench.adapters``: hand-written, as the
 ``adapters`` library needs transformers 4). Training and prediction are those of every fine-tuning
-strategy (``slmbench.finetune``). Only the adapters are saved (``adapters.safetensors``).
+strategy (``slmbench.finetune``). Only the adapters are saved (``adapters.safetensors``). The
+deployment check quantizes the frozen base and puts the adapters back on it in full precision.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from pydantic import Field
 
 from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
 from slmbench.hookspecs import hookimpl
+
+ADAPTERS_FILE = "adapters.safetensors"
 
 
 class Adapters(FineTunedCausalLM):
@@ -39,7 +42,23 @@ class Adapters(FineTunedCausalLM):
         from slmbench.adapters import save_adapters
 
         metadata = {"bottleneck": str(self.options.bottleneck), "activation": self.options.activation}
-        save_adapters(self.model, directory / "adapters.safetensors", metadata)
+        save_adapters(self.model, directory / ADAPTERS_FILE, metadata)
+
+    def deployment_rebuild(self, scratch: Path) -> Any:
+        """The frozen base checkpoint quantized, the saved adapters put back on it in full precision."""
+        from transformers import AutoModelForCausalLM
+
+        from slmbench.adapters import add_bottleneck_adapters, load_adapters
+        from slmbench.deployment import Rebuild
+
+        path = self.context.artifact_dir / ADAPTERS_FILE
+
+        def attach(base: Any) -> Any:
+            add_bottleneck_adapters(base, self.options.bottleneck, self.options.activation)
+            load_adapters(base, path)
+            return base
+
+        return Rebuild(self.context.models.causal_lm_path(), AutoModelForCausalLM, self.predict_with, attach, [path])
 
 
 @hookimpl

@@ -6,7 +6,8 @@ a fresh head) is trained with cross-entropy on the labels. Texts are truncated t
 ``max_input_tokens`` (and the encoder's own limit); batches are padded dynamically and grouped by
 length. Validation loss, early stopping, best checkpoint and bfloat16 autocast are those of the
 other fine-tuning strategies (``slmbench.finetune``). It predicts with its own head, not the LM
-scoring engine. The artifact is the whole fine-tuned encoder (``model.safetensors``).
+scoring engine. The artifact is the whole fine-tuned encoder (``model.safetensors``); the deployment
+check quantizes it (``slmbench.deployment``) and predicts with the same loop.
 
 The profile's step and token caps are set for the causal LM. Training compute is about 6 x
 parameters x tokens, so an encoder k times smaller than the causal LM (all-MiniLM-L6-v2: 23M
@@ -99,6 +100,10 @@ class EncoderFinetune(Strategy):
         self.model.save_pretrained(str(self.context.artifact_dir), safe_serialization=True)
 
     def predict(self, texts: Sequence[str]) -> Predictions:
+        return self.predict_with(self.model, texts)
+
+    def predict_with(self, model: Any, texts: Sequence[str]) -> Predictions:
+        """``model``'s predictions (this strategy's model or a quantized copy of it)."""
         import numpy as np
         import torch
 
@@ -111,17 +116,27 @@ class EncoderFinetune(Strategy):
         batches = [order[i : i + PREDICT_BATCH] for i in range(0, len(order), PREDICT_BATCH)]
         device = self.context.device
         autocast = torch.autocast(torch.device(device).type, dtype=self.autocast, enabled=self.autocast is not None)
-        self.model.eval()
+        model.eval()
         with torch.inference_mode(), autocast:
             for batch in self.context.progress.track(batches, f"{self.name}: predicting"):
                 inputs = collate([data[int(i)] for i in batch])["inputs"]
-                logits = self.model(**{k: v.to(device) for k, v in inputs.items()}).logits
+                logits = model(**{k: v.to(device) for k, v in inputs.items()}).logits
                 probabilities[batch] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
         n = sum(p.numel() for p in self.model.parameters())
         return n, n
+
+    def deployment_variants(self) -> list[Any]:
+        from transformers import AutoModelForSequenceClassification
+
+        from slmbench.deployment import Rebuild, quantized_copies
+
+        def rebuild(scratch: Path) -> Rebuild:  # the artifact is the whole model, saved by fit; its new head stays as trained
+            return Rebuild(str(self.context.artifact_dir), AutoModelForSequenceClassification, self.predict_with, keep=["classifier"])
+
+        return quantized_copies(rebuild, self.context.device, self.context.dtype)
 
 
 @hookimpl

@@ -7,6 +7,9 @@ hardware supports it, and on CUDA the optimizer is the paged 8-bit AdamW of the 
 torch's fused AdamW). The adapter is saved alone; prediction keeps it unmerged on the 4-bit base
 (merging would re-quantize).
 
+Its deployment check is that form only (``nf4``): the base reloaded in 4-bit as in training, the
+adapter put back, saved and measured. An int8 or unquantized base would not be the model the
+adapter was trained on.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ class Qlora(FineTunedCausalLM):
     name = "qlora"
     description = "QLoRA: LoRA adapters on a 4-bit NF4 base model (bitsandbytes + peft + trl)"
     tune = {"learning_rate": ("log", 2e-4, 3e-3)}
+    deployment_reference = False
+    deployment_quantizations = ("nf4",)
 
     class Options(LoraOptions):
         gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")

@@ -1,5 +1,5 @@
-"""The report's reference sections: data and protocol (splits, budget, options, tuning, calibration),
-the deployment check, published reference points and the environment."""
+"""The report's later sections: the deployment check, then the reference sections (data and protocol:
+splits, budget, options, tuning, calibration; published reference points; environment)."""
 
 from __future__ import annotations
 
@@ -175,31 +175,52 @@ def _calibration(summary: Summary) -> str:
     )
 
 
-def _deployment(summary: Summary) -> str:
-    """Each weight-updating strategy's model quantized for deployment, scored on the same test split."""
-    checked = [entry for entry in summary.entries if entry.first.deployment]
-    if not checked:
-        return ""
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def deployment(summary: Summary) -> str:
+    """Each weight-updating strategy's model rebuilt unquantized and quantized, scored on the same test split."""
     rows = []
-    for entry in checked:
-        rows.append([entry.name, "as trained", metric(entry.first.metrics.accuracy), metric(entry.first.metrics.macro_f1),
-                     MISSING, number(entry.first.cost.latency_ms_per_example),
-                     number(entry.first.cost.single_request.p95_ms) if entry.first.cost.single_request else MISSING])
-        for check in entry.first.deployment:
-            if check.error:
-                rows.append([entry.name, check.quantization, f"not available: {md.first_line(check.error, 120)}", "", "", "", ""])
+    for entry in summary.entries:
+        by_quantization: dict[str, list[Any]] = {}
+        for trial in entry.trials:
+            for check in trial.deployment:
+                by_quantization.setdefault(check.quantization, []).append(check)
+        for quantization, checks in by_quantization.items():
+            done = [check for check in checks if check.error is None]
+            if not done:
+                rows.append([entry.name, code(quantization), *[MISSING] * 6, text(md.first_line(checks[0].error))])
                 continue
-            rows.append([entry.name, check.quantization, metric(check.accuracy), metric(check.macro_f1), md.size(check.size_bytes),
-                         number(check.latency_ms_per_example), number(check.single_request.p95_ms) if check.single_request else MISSING])
+            accuracy = _mean([check.accuracy for check in done])
+            rows.append([
+                entry.name, code(quantization), metric(accuracy),
+                MISSING if accuracy is None else f"{accuracy - entry.accuracy:+.3f}",
+                metric(_mean([check.macro_f1 for check in done])), md.size(_mean([check.size_bytes for check in done])),
+                number(_mean([check.latency_ms_per_example for check in done])),
+                number(_mean([check.single_request.p95_ms if check.single_request else None for check in done])), "",
+            ])
+    if not rows:
+        return ""
+    headers = ["strategy", "weights", "accuracy", "vs trained", "macro-F1", "size on disk", "latency (ms/example)",
+               "single request p95 (ms)", "error"]
     return "\n\n".join([
         "## Deployment check",
-        "The trained models quantized for deployment and scored again on the same test examples (first seed): what a "
-        "strategy keeps of its accuracy once its weights are 8-bit or 4-bit, the model's size on disk and its latency.",
-        table(["strategy", "weights", "accuracy", "macro-F1", "size on disk", "latency (ms/example, batched)",
-               "single request p95 (ms)"], rows),
+        "Each weight-updating strategy's trained model rebuilt from its checkpoint, unquantized (the run's dtype: "
+        "the reference, measured alongside) and quantized, and scored on the same test split through the same "
+        "prediction path. `int8`: on CPU torchao's dynamic int8 (int8 weights, activations quantized per token), on "
+        "CUDA bitsandbytes' LLM.int8; `nf4`: bitsandbytes' 4-bit NormalFloat with double quantization. Embeddings, "
+        "norms and output heads stay unquantized; an unmerged adapter, a soft prompt or bottleneck adapters are put "
+        "back in full precision. Size on disk: the copy saved as safetensors, those parts included. qlora is checked "
+        "in its own 4-bit form only.",
+        table(headers, rows),
+        "No GGUF export: no maintained PyPI package converts a transformers model to GGUF here (`gguf` reads and "
+        "writes the file format but has no model converter; llama.cpp's `convert_hf_to_gguf.py` is not packaged "
+        "by its authors).",
     ])
 
 
 def sections(summary: Summary) -> list[str]:
     """The reference sections, in report order."""
-    return [_data_protocol(summary), _deployment(summary), _references(summary), _environment(summary)]
+    return [_data_protocol(summary), _references(summary), _environment(summary)]

@@ -45,6 +45,7 @@ from slmbench.strategy import Family, Strategy
 if TYPE_CHECKING:
     import torch
 
+    from slmbench.deployment import QuantizedCopy, Rebuild
     from slmbench.prompts import LMClassification
     from slmbench.strategy import Examples, Predictions, RunContext
 
@@ -683,12 +684,17 @@ class FineTunedCausalLM(Strategy):
 
     ``fit``: ``build`` a trainable model, train it (``fit_causal_lm``), ``save`` the artifact, then
     ``for_prediction`` (e.g. merge an adapter). ``predict``: the shared scoring engine.
+    ``deployment_variants``: the predicting model quantized (``slmbench.deployment``), rebuilt by
+    ``deployment_rebuild``.
     """
 
     family: ClassVar[Family] = Family.PARAMETER_EFFICIENT
     uses_models: ClassVar[tuple[str, ...]] = ("causal_lm",)
     """Trains its own copy of the causal LM (``load_causal_lm``); the shared one only fixes which model."""
     Options: ClassVar[type[Options]] = FineTuneOptions
+    deployment_reference: ClassVar[bool] = True
+    """Whether the deployment check includes the unquantized model as its reference."""
+    deployment_quantizations: ClassVar[tuple[str, ...]] = ("int8", "nf4")
 
     def build(self) -> tuple[Any, Any]:
         """(trainable model, tokenizer), built from ``self.options``."""
@@ -723,3 +729,31 @@ class FineTunedCausalLM(Strategy):
 
     def parameter_counts(self) -> tuple[int, int]:
         return self.trainable, self.total
+
+    def predict_with(self, model: Any, texts: Sequence[str]) -> Predictions:
+        """``model``'s predictions through the scoring engine, the trial's details untouched (deployment check)."""
+        return predict_causal_lm(self.context, model, self.tokenizer, texts).predictions
+
+    def deployment_rebuild(self, scratch: Path) -> Rebuild:
+        """A peft model: its adapter (or soft prompt) back on the quantized base model; any other
+        model (merged adapter, fully trained): saved whole to ``scratch`` and quantized."""
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        from slmbench.deployment import Rebuild
+
+        if not isinstance(self.model, PeftModel):
+            self.model.save_pretrained(str(scratch), safe_serialization=True)
+            return Rebuild(str(scratch), AutoModelForCausalLM, self.predict_with)
+        directory = self.context.artifact_dir
+        return Rebuild(
+            self.context.models.causal_lm_path(), AutoModelForCausalLM, self.predict_with,
+            attach=lambda base: PeftModel.from_pretrained(base, str(directory)),
+            attached_files=[path for path in directory.iterdir() if path.name.startswith("adapter_")],
+        )
+
+    def deployment_variants(self) -> list[QuantizedCopy]:
+        from slmbench.deployment import quantized_copies
+
+        return quantized_copies(self.deployment_rebuild, self.context.device, self.context.dtype,
+                                self.deployment_quantizations, self.deployment_reference)

@@ -57,10 +57,12 @@ def quiet_libraries(progress_bars: bool) -> None:
 
     Without ``progress_bars`` the libraries' own bars go too (transformers' "Loading weights",
     datasets', the hub's), through the switches they read when first imported. bitsandbytes warns at
-    import about an optional CPU kernel package even in runs that use no 4-bit model: its warnings
-    are dropped, its errors kept.
+    import about an optional CPU kernel package even in runs that use no 4-bit model, and torchao
+    (imported by peft) about its CUDA kernels on a CPU build and, through torch's pytree, about its
+    own enum registrations: their warnings are dropped, their errors kept.
     """
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    for name in ("bitsandbytes", "torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     if not progress_bars:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub, datasets and transformers
         os.environ["TQDM_DISABLE"] = "1"

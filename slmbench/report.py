@@ -425,8 +425,8 @@ def render_markdown(summary: Summary, constraints: Constraints = Constraints()) 
     advice = recommend(summary, constraints)
     sections = [
         _title(summary), _introduction(summary), _recommendation(summary, advice, constraints), _leaderboard(summary),
-        _tradeoffs(summary), _learning_curves(summary), _per_class(summary), _failures(summary),
-        *appendix.sections(summary),
+        _tradeoffs(summary), _learning_curves(summary), _per_class(summary), appendix.deployment(summary),
+        _failures(summary), *appendix.sections(summary),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 

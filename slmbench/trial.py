@@ -116,7 +116,8 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _artifact_bytes(directory: Path) -> int:
+def folder_bytes(directory: Path) -> int:
+    """Bytes of every file under ``directory``."""
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
@@ -149,7 +150,7 @@ def _error(error: BaseException, hint: str | None = None) -> ErrorInfo:
     )
 
 
-def _free_accelerator_memory() -> None:
+def free_accelerator_memory() -> None:
     gc.collect()
     import torch
 
@@ -202,7 +203,7 @@ def run_trial(
     except Exception as error:  # noqa: BLE001 - one failing strategy never takes down a run
         out_of_memory = isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
         if out_of_memory:
-            _free_accelerator_memory()
+            free_accelerator_memory()
         record.status, record.error = "failed", _error(error, OUT_OF_MEMORY_HINT if out_of_memory else None)
     record.environment = workspace.environment
     record.finished_at = _now()
@@ -292,13 +293,14 @@ def _fit_and_evaluate(
         peak_memory_mb=round((max(peak, memory.peak_added_bytes) + sum(models.used.values())) / 2**20, 1),
         trainable_params=int(trainable),
         total_params=int(total),
-        artifact_bytes=_artifact_bytes(artifact_dir),
+        artifact_bytes=folder_bytes(artifact_dir),
     )
     if strategy_cls.combines_others:
         record.cost = with_member_costs(record.cost, members)
     record.predictions = prediction_record(test.labels, predictions)
     record.validation_predictions = prediction_record(validation.labels, validation_predictions)
-    record.deployment = deployment_checks(strategy, test, task.label_names, budget.latency_requests, config.seed)
+    if config.train_size is None:  # a learning-curve point's model is never the one deployed
+        record.deployment = deployment_checks(strategy, test, task.label_names, budget.latency_requests, config.seed)
     record.models = config.models
     record.status = "ok"
 

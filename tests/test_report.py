@@ -420,3 +420,28 @@ def test_comparison_lists_the_best_strategy_of_each_run_and_mean_ranks(run_dir: 
     assert rows["small"] == ["—", "**0.900 (#1)**", "1.00"]
     assert list(rows)[:2] == ["small", "lora"]  # ordered by mean rank
     assert "Wins: `lora` on `sentiment`; `small` on `toy`." in section
+
+
+# --- Deployment check -----------------------------------------------------------------------------
+
+
+def test_deployment_check_shows_each_copy_against_the_trained_model_and_errors_in_place(tmp_path: Path) -> None:
+    latency = records.Latency(p50_ms=40.0, p95_ms=55.0, requests=20)
+    deployment = [
+        records.DeploymentCheck(quantization="float32", accuracy=0.9, macro_f1=0.9, size_bytes=540 * 2**20,
+                                latency_ms_per_example=80.0, single_request=latency),
+        records.DeploymentCheck(quantization="nf4", accuracy=0.86, macro_f1=0.85, size_bytes=170 * 2**20,
+                                latency_ms_per_example=120.0, single_request=latency),
+        records.DeploymentCheck(quantization="int8", error="UnsupportedQuantization: int8 is not supported on mps here"),
+    ]
+    run_dir = _write_run(tmp_path, [
+        _trial("lora", GOLD, set(range(10)), train_seconds=60, memory_mb=1000, deployment=deployment),
+        _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000),
+    ])
+    section = _section(render_report(run_dir).read_text(), "Deployment check")
+    assert _table_rows(section) == [
+        ["lora", "`float32`", "0.900", "+0.000", "0.900", "540.0 MiB", "80", "55", ""],
+        ["lora", "`nf4`", "0.860", "-0.040", "0.850", "170.0 MiB", "120", "55", ""],
+        ["lora", "`int8`", "—", "—", "—", "—", "—", "—", "UnsupportedQuantization: int8 is not supported on mps here"],
+    ]
+    assert "No GGUF export" in section
