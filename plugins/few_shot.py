@@ -46,6 +46,7 @@ class FewShot(Strategy):
     description = "Instruction prompt with k fixed, class-balanced labelled demonstrations; no training"
     family = Family.PROMPTING
     uses_models = ("causal_lm",)
+    tune = {"shots_per_class": ("int", 1, 4)}
 
     class Options(DemonstrationOptions):
         shots_per_class: int = Field(2, ge=1, le=64, description="demonstrations of each label")

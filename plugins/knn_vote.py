@@ -39,6 +39,7 @@ class KnnVote(Strategy):
     description = "Similarity-weighted vote of the k most similar train examples (FAISS), no language model"
     family = Family.RETRIEVAL
     uses_models = ("embedder",)
+    tune = {"k": ("int", 1, 32)}
 
     class Options(Options):
         k: int = Field(DEFAULT_K, ge=1, le=1024, description="neighbours that vote for each text")

@@ -27,6 +27,7 @@ class Rag(Strategy):
     description = "Prompt with the k most similar train examples (FAISS over sentence embeddings) as demonstrations"
     family = Family.RETRIEVAL
     uses_models = ("causal_lm", "embedder")
+    tune = {"k": ("int", 1, 8)}
 
     class Options(DemonstrationOptions):
         k: int = Field(DEFAULT_K, ge=1, le=64, description="retrieved demonstrations per text (fewer if the prompt would not fit)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, TypeVar
 
@@ -52,6 +53,14 @@ class ProgressReporter:
                 advance(1)
 
 
+LIBRARY_DEPRECATIONS = (
+    (r"`past_key_values` is deprecated", FutureWarning),  # transformers 5.2x, for calls inside trl and peft too
+    (r"`is_gradient_checkpointing` is deprecated", FutureWarning),  # raised inside trl's trainer
+    (r"QMCSampler is experimental", Warning),  # optuna: chosen on purpose for the option search
+)
+"""Warnings about libraries' internals that a user cannot act on (regexes of their messages)."""
+
+
 def quiet_libraries(progress_bars: bool) -> None:
     """Keep a run's output to what the run causes.
 
@@ -63,6 +72,8 @@ def quiet_libraries(progress_bars: bool) -> None:
     """
     for name in ("bitsandbytes", "torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    for message, category in LIBRARY_DEPRECATIONS:
+        warnings.filterwarnings("ignore", message=message, category=category)
     if not progress_bars:
         os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # read by huggingface_hub, datasets and transformers
         os.environ["TQDM_DISABLE"] = "1"
