@@ -240,12 +240,12 @@ def score_token_choices(
         prefix = None
         if prefix_len:
             prefix_ids = torch.tensor([prompts[0][:prefix_len]], device=model.device)
-            prefix = model(prefix_ids, use_cache=True, logits_to_keep=1).past_key_values
+            prefix = model(prefix_ids, use_cache=True, logits_to_keep=1).cache
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
             inputs = _batch_inputs([prompts[i][prefix_len:] for i in batch], branches, prefix_len, pad_id, model.dtype)
             inputs = {name: tensor.to(model.device) for name, tensor in inputs.items()}
-            logits = model(**inputs, past_key_values=_repeat(prefix, len(batch), model.config)).logits
+            logits = model(**inputs, cache=_repeat(prefix, len(batch), model.config)).logits
             log_probs = torch.log_softmax(logits.float(), dim=-1)
             token_log_probs = log_probs.gather(2, targets.expand(len(batch), -1)[..., None])[..., 0].cpu()
             per_choice = torch.zeros(len(batch), len(answers)).index_add_(1, choice_of_target, token_log_probs)

@@ -276,15 +276,15 @@ class SoftPromptLM:
     def get_output_embeddings(self):
         return self.lm.get_output_embeddings()
 
-    def __call__(self, input_ids, *, past_key_values=None, position_ids=None, attention_mask=None, **kwargs):
+    def __call__(self, input_ids, *, cache=None, position_ids=None, attention_mask=None, **kwargs):
         import torch
         from transformers import DynamicCache
 
         n_virtual = self.prompt.shape[1]
-        if past_key_values is None or past_key_values.get_seq_length() == 0:
-            past_key_values = past_key_values if past_key_values is not None else DynamicCache(config=self.config)
+        if cache is None or cache.get_seq_length() == 0:
+            cache = cache if cache is not None else DynamicCache(config=self.config)
             prompt = self.prompt.to(self.lm.dtype).expand(input_ids.shape[0], -1, -1)
-            self.lm(inputs_embeds=prompt, past_key_values=past_key_values, use_cache=True, logits_to_keep=1)
+            self.lm(inputs_embeds=prompt, cache=cache, use_cache=True, logits_to_keep=1)
         # The cache now starts with the virtual tokens, which the caller's positions and mask don't count.
         if position_ids is not None:
             position_ids = position_ids + n_virtual
@@ -296,5 +296,5 @@ class SoftPromptLM:
                 shown = torch.ones(shape, dtype=attention_mask.dtype, device=attention_mask.device)
             attention_mask = torch.cat([shown, attention_mask], dim=-1)
         return self.lm(
-            input_ids, past_key_values=past_key_values, position_ids=position_ids, attention_mask=attention_mask, **kwargs
+            input_ids, cache=cache, position_ids=position_ids, attention_mask=attention_mask, **kwargs
         )
