@@ -49,3 +49,20 @@ def folder_problem(folder: str | Path) -> str | None:
             return f"cannot be used: {getattr(error, 'strerror', None) or error}"
         return None if stat.S_ISDIR(status.st_mode) else f"{part} is not a folder"
     return None
+
+
+class InputFileError(ValueError):
+    """An input file cannot be read; the message says why (the caller names the file and what it is)."""
+
+
+def read_input_text(path: str | Path, max_bytes: int) -> str:
+    """The UTF-8 text of a checked input file (``file_problem``), or an InputFileError saying why not."""
+    problem = file_problem(path, max_bytes)
+    if problem:
+        raise InputFileError(problem)
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise InputFileError(f"not UTF-8 text (invalid byte at position {error.start})") from None
+    except OSError as error:
+        raise InputFileError(f"cannot be read: {error.strerror or error}") from None

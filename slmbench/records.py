@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
-from slmbench.files import file_problem
+from slmbench.files import InputFileError, file_problem, read_input_text
 
 SCHEMA_VERSION = 2
 """Version 1: slmbench 0.1 (untyped dicts). Version 2: typed records, seeds, options, variants."""
@@ -367,15 +367,10 @@ def _describe_error(error: dict[str, Any]) -> str:
 
 
 def _read_object(path: Path, what: str) -> dict[str, Any]:
-    problem = file_problem(path, MAX_RECORD_BYTES)
-    if problem:
-        raise RecordError(f"{path}: {what} {problem}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise RecordError(f"{path}: not UTF-8 text (invalid byte at position {error.start})") from None
-    except OSError as error:
-        raise RecordError(f"{path}: cannot be read: {error.strerror or error}") from None
+        text = read_input_text(path, MAX_RECORD_BYTES)
+    except InputFileError as error:
+        raise RecordError(f"{path}: {what} {error}") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:

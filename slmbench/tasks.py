@@ -261,19 +261,12 @@ def _loader() -> type:
 def _read_yaml(path: Path) -> Any:
     import yaml
 
-    from slmbench.files import file_problem
+    from slmbench.files import InputFileError, read_input_text
 
-    problem = file_problem(path, MAX_TASK_BYTES)
-    if problem == "not found":
-        raise TaskError(f"{path}: task file not found")
-    if problem:
-        raise TaskError(f"{path}: task file {problem}")
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise TaskError(f"{path}: not UTF-8 text (invalid byte at position {error.start})") from None
-    except OSError as error:
-        raise TaskError(f"{path}: cannot read the task file: {error.strerror or error}") from None
+        text = read_input_text(path, MAX_TASK_BYTES)
+    except InputFileError as error:
+        raise TaskError(f"{path}: task file {error}") from None
     try:
         return yaml.load(text, Loader=_loader())  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as error:
