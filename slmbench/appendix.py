@@ -3,10 +3,12 @@ splits, budget, options, tuning, calibration; published reference points; enviro
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from slmbench import markdown as md
 from slmbench.markdown import MISSING, code, metric, number, table, text
+from slmbench.records import TrialRecord
 from slmbench.summary import Summary
 
 SPLITS = ("train", "validation", "test")
@@ -65,8 +67,45 @@ def _data_protocol(summary: Summary) -> str:
         rows = [[text(key), "no cap" if value is None else text(value)] for key, value in run.profile.items() if key != "name"]
         parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
         parts.append(table(["cap", "value"], rows))
-    parts += [_options_table(summary), _tuning(summary), _calibration(summary)]
+    parts += [_options_table(summary), _tuning(summary), _calibration(summary), _decision_cost(summary)]
     return "\n\n".join(part for part in parts if part)
+
+
+def _seconds_between(started_at: str | None, finished_at: str | None) -> float | None:
+    try:
+        return (datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+def _search_beyond_chosen(trial: TrialRecord) -> float:
+    """Seconds the option search spent on the settings it did not choose (the chosen one's fit is training proper)."""
+    if trial.tuning is None:
+        return 0.0
+    spent = [tried.seconds or 0.0 for tried in trial.tuning.tried]
+    chosen = next((i for i, tried in enumerate(trial.tuning.tried) if tried.options == trial.tuning.chosen), None)
+    return sum(spent) - (spent[chosen] if chosen is not None else 0.0)
+
+
+def _decision_cost(summary: Summary) -> str:
+    """What the whole decision cost in time: each trial's wall time summed, split into its parts."""
+    trials = summary.latest_trials
+    walls = [_seconds_between(trial.started_at, trial.finished_at) for trial in trials]
+    if not trials or None in walls:
+        return ""
+    wall = sum(walls)
+    train = sum(trial.cost.train_seconds or 0.0 for trial in trials)
+    predict = sum(trial.cost.predict_seconds or 0.0 for trial in trials)
+    search = sum(_search_beyond_chosen(trial) for trial in trials)
+    seeds = len(summary.seeds) or 1
+    return (
+        f"What this decision cost: {md.plural(len(trials), 'trial')}, {number(wall)} s of trial wall time "
+        f"({number(wall / seeds)} s per seed), each trial from its start to its record. Training {number(train)} s, "
+        f"of which {number(search)} s went to the option settings the search tried and did not choose; prediction "
+        f"on the test split {number(predict)} s; the remaining {number(max(wall - train - predict, 0.0))} s loaded "
+        f"models and data and measured single-request latency and the deployment check. One fit per trial "
+        f"(training without the unchosen settings, plus prediction): {number(train - search + predict)} s."
+    )
 
 
 def _references(summary: Summary) -> str:

@@ -156,6 +156,11 @@ class Summary:
     def entry(self, name: str) -> Entry | None:
         return next((entry for entry in self.entries if entry.name == name), None)
 
+    @property
+    def latest_trials(self) -> list[TrialRecord]:
+        """Every readable trial of the run, one per (variant, seed, train size), failed ones included."""
+        return _latest(self.folder.records)
+
 
 def _latest(trials: list[TrialRecord]) -> list[TrialRecord]:
     """One record per (variant, seed, train size): an older file naming the same trial is superseded."""
