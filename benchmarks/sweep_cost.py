@@ -1,7 +1,8 @@
 """What a sweep costs, computed from the measured trials of run folders (no model runs).
 
-For every strategy in the given run folders (one per task), a trial's cost is its measured train +
-predict seconds (the mean over the seeds present). A sweep of ``--seeds`` seeds and the learning
+For every strategy in the given run folders (one per task), a trial's cost is its measured wall time,
+start to record: loading, option search, training, prediction and checks (the mean over the seeds
+present; train + predict seconds for records without timestamps). A sweep of ``--seeds`` seeds and the learning
 curve's ``--train-sizes`` repeats every trial once per seed and size; a learning-curve point is
 estimated at the whole-split cost scaled by its share of the train split (fitting costs grow with the
 examples; measured points are used where the run folder has them). The sweep's wall time is then
@@ -22,17 +23,20 @@ from pathlib import Path
 
 
 def trial_seconds(run_dir: Path) -> tuple[dict[str, float], dict[tuple[str, int], float], int, set[str]]:
-    """Per variant: mean train + predict seconds on the whole split; per (variant, size) where measured; the
+    """Per variant: mean trial seconds on the whole split; per (variant, size) where measured; the
     train size; the variants that learn from no train example (run once per seed, whatever the sizes)."""
+    from slmbench.records import TrialRecord
     from slmbench.summary import load_summary
 
+    def seconds(trial: TrialRecord) -> float:
+        return trial.wall_seconds or (trial.cost.train_seconds or 0.0) + (trial.cost.predict_seconds or 0.0)
+
     summary = load_summary(run_dir)
-    whole = {entry.name: statistics.fmean(t.cost.train_seconds + t.cost.predict_seconds for t in entry.trials)
-             for entry in summary.entries}
+    whole = {entry.name: statistics.fmean(map(seconds, entry.trials)) for entry in summary.entries}
     points: dict[tuple[str, int], list[float]] = {}
-    for record in summary.folder.records:
+    for record in summary.latest_trials:
         if record.ok and record.train_size is not None:
-            points.setdefault((record.name, record.train_size), []).append(record.cost.train_seconds + record.cost.predict_seconds)
+            points.setdefault((record.name, record.train_size), []).append(seconds(record))
     n_train = summary.run.splits.sizes.get("train", 0) if summary.run else 0
     flat = {entry.name for entry in summary.entries if not entry.first.learns_from_train}
     return whole, {key: statistics.fmean(values) for key, values in points.items()}, n_train, flat

@@ -3,7 +3,6 @@ splits, budget, options, tuning, calibration; published reference points; enviro
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from slmbench import markdown as md
@@ -71,13 +70,6 @@ def _data_protocol(summary: Summary) -> str:
     return "\n\n".join(part for part in parts if part)
 
 
-def _seconds_between(started_at: str | None, finished_at: str | None) -> float | None:
-    try:
-        return (datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds()
-    except (TypeError, ValueError):
-        return None
-
-
 def _search_beyond_chosen(trial: TrialRecord) -> float:
     """Seconds the option search spent on the settings it did not choose (the chosen one's fit is training proper)."""
     if trial.tuning is None:
@@ -90,7 +82,7 @@ def _search_beyond_chosen(trial: TrialRecord) -> float:
 def _decision_cost(summary: Summary) -> str:
     """What the whole decision cost in time: each trial's wall time summed, split into its parts."""
     trials = summary.latest_trials
-    walls = [_seconds_between(trial.started_at, trial.finished_at) for trial in trials]
+    walls = [trial.wall_seconds for trial in trials]
     if not trials or None in walls:
         return ""
     wall = sum(walls)

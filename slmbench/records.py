@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -255,6 +256,14 @@ class TrialRecord(Record):
     def name(self) -> str:
         """The variant's name (the strategy's when no option varies)."""
         return self.variant or self.strategy
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """Seconds from the trial's start to its record (loading, search, training, prediction, checks)."""
+        try:
+            return (datetime.fromisoformat(self.finished_at) - datetime.fromisoformat(self.started_at)).total_seconds()
+        except (TypeError, ValueError):
+            return None
 
 
 # --- run records ----------------------------------------------------------------------------------

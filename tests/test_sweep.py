@@ -89,3 +89,27 @@ def test_a_bad_sweep_file_names_the_file_and_field(tmp_path, content, problem):
     with pytest.raises(RunError, match=problem) as error:
         read_sweep(path)
     assert str(error.value).startswith(str(path))
+
+
+def _sweep_cost_module():
+    """benchmarks/sweep_cost.py, which is a script, not part of the package."""
+    import importlib.util
+
+    path = Path(__file__).parents[1] / "benchmarks" / "sweep_cost.py"
+    spec = importlib.util.spec_from_file_location("sweep_cost", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_sweep_cost_schedules_the_longest_trials_first() -> None:
+    makespan = _sweep_cost_module().makespan
+    assert makespan([5, 4, 3, 3, 3], 2) == 10  # LPT: {5, 3} and {4, 3, 3}; the optimum 9 needs a search
+    assert makespan([1.0] * 6, 3) == 2.0
+    assert makespan([10, 1, 1], 8) == 10
+
+
+def test_sweep_cost_reads_trial_wall_time_from_a_run_folder() -> None:
+    whole, measured, n_train, flat = _sweep_cost_module().trial_seconds(Path(__file__).parent / "fixtures" / "run_small")
+    assert whole == {"lora": 423.0, "embedding-classifier": 5.0, "zero-shot": 25.0}  # started_at to finished_at
+    assert (measured, n_train, flat) == ({}, 280, set())
