@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from slmbench.prompts import LMClassification
     from slmbench.strategy import Examples, Predictions, RunContext
 
-CODE_VERSION_INCLUDES = ("slmbench.training",)
+CODE_VERSION_INCLUDES = ("slmbench.training", "slmbench.trainer")
 """Modules ``slmbench.plugins.code_version`` hashes with this one: the training code its strategies run."""
 
 

@@ -469,9 +469,9 @@ def test_validation_by_scoring_is_the_packed_validation_loss(toy_task, smollm2_t
 
 
 def test_memory_is_handed_back_every_n_steps(toy_task, smollm2_tokenizer, make_tiny_causal_lm, monkeypatch):
-    import slmbench.training
+    import slmbench.trainer
 
     calls = []
-    monkeypatch.setattr(slmbench.training, "release_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(slmbench.trainer, "release_freed_memory", lambda: calls.append(1))
     _train(make_tiny_causal_lm(), toy_task, smollm2_tokenizer, validation=False, max_steps=4, trim_memory_every_steps=2)
     assert len(calls) == 2
