@@ -20,15 +20,18 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from slmbench import records
 from slmbench.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
 from slmbench.plugins import Registry
-from slmbench.profiles import get_profile
+from slmbench.profiles import Budget, get_profile
 from slmbench.records import ModelsConfig, RunRecord, TrialConfig, TrialRecord
 from slmbench.strategy import Strategy
-from slmbench.tasks import load_task
+from slmbench.tasks import TaskSpec, load_task
+
+if TYPE_CHECKING:
+    from slmbench.data import Splits
 
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 """What a run id may be: it names a folder inside ``--output`` (no separators, no ``..``)."""
@@ -265,7 +268,7 @@ def _check_device_and_models(options: RunOptions) -> None:
                                f"('name' or 'namespace/name'; the default is {embedded!r})") from None
 
 
-def majority_floor(splits: Any, label_names: list[str]) -> records.Floors:
+def majority_floor(splits: Splits, label_names: list[str]) -> records.Floors:
     """Accuracy and macro-F1 on test of always answering the train split's most frequent label."""
     from collections import Counter
 
@@ -278,30 +281,16 @@ def majority_floor(splits: Any, label_names: list[str]) -> records.Floors:
 
 def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     """Validate the run's arguments, task and data, and list its trials; no model is loaded."""
-    from slmbench.data import resolve_data_dir
-    from slmbench.environment import collect_environment
     from slmbench.models import choose_device, choose_dtype
     from slmbench.trial import Workspace
 
-    try:
-        budget = get_profile(options.profile)
-    except ValueError as error:
-        raise RunError(f"--profile: {error}") from None
-    if options.tuning_trials is not None:
-        if options.tuning_trials < 1:
-            raise RunError(f"--tuning-trials {options.tuning_trials}: must be 1 (defaults only) or more")
-        budget = replace(budget, tuning_trials=options.tuning_trials)
+    budget = _budget(options)
     task_path = resolve_task_path(options.task, registry).resolve()
     task = load_task(task_path)
     strategies = select_strategies(options.strategies, registry)
     _check_option_grid(options.options, strategies, registry)
-    if not options.seeds:
-        raise RunError("--seeds: give at least one seed")
-    if options.trial_timeout is not None and options.trial_timeout <= 0:
-        raise RunError(f"--trial-timeout {options.trial_timeout:g}: must be a positive number of seconds")
-    data_dir = resolve_data_dir(options.data_dir)
-    if data_dir is not None and not os.path.isdir(data_dir):
-        raise RunError(f"--data-dir {data_dir}: not a folder")
+    _check_seeds_and_timeout(options)
+    data_dir = _data_dir(options)
     _check_device_and_models(options)
     device = choose_device(options.device)
     dtype = choose_dtype(options.dtype, device)
@@ -319,76 +308,130 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     )
     splits = Workspace(progress=None).splits(task, base)  # validates the data before anything runs
     base = base.model_copy(update={"data_sha256": splits.provenance["content_sha256"]})
-    n_train = len(splits.train)
-    too_small = [size for size in options.train_sizes if size < len(task.labels)]
+    _check_train_sizes(options.train_sizes, len(task.labels), len(splits.train), budget.name)
+    trials = _plan_trials(options, registry, strategies, base, run_dir)
+    return RunPlan(run_dir, _run_record(options, task, base, run_dir, strategies, splits), trials, list(splits.test.texts))
+
+
+def _budget(options: RunOptions) -> Budget:
+    """The profile's budget, with ``--tuning-trials`` in place of its own if given."""
+    try:
+        budget = get_profile(options.profile)
+    except ValueError as error:
+        raise RunError(f"--profile: {error}") from None
+    if options.tuning_trials is not None:
+        if options.tuning_trials < 1:
+            raise RunError(f"--tuning-trials {options.tuning_trials}: must be 1 (defaults only) or more")
+        budget = replace(budget, tuning_trials=options.tuning_trials)
+    return budget
+
+
+def _check_seeds_and_timeout(options: RunOptions) -> None:
+    """At least one seed, and a time limit per trial (if any) above zero."""
+    if not options.seeds:
+        raise RunError("--seeds: give at least one seed")
+    if options.trial_timeout is not None and options.trial_timeout <= 0:
+        raise RunError(f"--trial-timeout {options.trial_timeout:g}: must be a positive number of seconds")
+
+
+def _data_dir(options: RunOptions) -> Path | None:
+    """The data folder (``--data-dir``, else ``$SLMBENCH_DATA_DIR``), which must be a folder; None if neither is set."""
+    from slmbench.data import resolve_data_dir
+
+    data_dir = resolve_data_dir(options.data_dir)
+    if data_dir is not None and not os.path.isdir(data_dir):
+        raise RunError(f"--data-dir {data_dir}: not a folder")
+    return data_dir
+
+
+def _check_train_sizes(sizes: list[int], n_labels: int, n_train: int, profile: str) -> None:
+    """Every learning-curve size must allow an example per label and be smaller than the train split."""
+    too_small = [size for size in sizes if size < n_labels]
     if too_small:
-        raise RunError(f"--train-sizes {too_small[0]}: fewer examples than the task's {len(task.labels)} labels")
-    too_large = [size for size in options.train_sizes if size >= n_train]
+        raise RunError(f"--train-sizes {too_small[0]}: fewer examples than the task's {n_labels} labels")
+    too_large = [size for size in sizes if size >= n_train]
     if too_large:
         raise RunError(f"--train-sizes {', '.join(map(str, too_large))}: the train split has only {n_train} examples "
-                       f"(profile {budget.name}); use smaller sizes ('all' always runs the whole split)")
+                       f"(profile {profile}); use smaller sizes ('all' always runs the whole split)")
 
-    trials = []
-    for name in strategies:
-        cls = registry.strategy(name)
-        grid = options.options.get(name, {})
-        varying = {option for option, values in grid.items() if len(values) > 1}
-        model_axes = {
-            "model": options.models if "causal_lm" in cls.uses_models else [""],
-            "embedding_model": options.embedding_models if "embedder" in cls.uses_models else [""],
-        }
-        sizes = [None, *options.train_sizes] if cls.learns_from_train else [None]
-        points = [_typed(name, cls, point) for point in _grid(grid)]
-        for point, causal_lm, embedder, seed, size in itertools.product(
-            points, model_axes["model"], model_axes["embedding_model"], options.seeds, sizes
-        ):
-            label = {key: point[key] for key in varying}
-            if len(options.models) > 1 and causal_lm:
-                label["model"] = causal_lm
-            if len(options.embedding_models) > 1 and embedder:
-                label["embedding_model"] = embedder
-            variant = variant_name(name, label)
-            config = base.model_copy(update={
-                "strategy": name,
-                "seed": seed,
-                "options": point,
-                "train_size": size,
-                "code_version": registry.code_version(name),
-                "models": base.models.model_copy(update={"causal_lm": causal_lm, "embedding_model": embedder}),
-            })
-            trials.append(PlannedTrial(records.trial_key(variant, seed, size), variant, config, cls, run_dir))
+
+def _plan_trials(
+    options: RunOptions, registry: Registry, strategies: list[str], base: TrialConfig, run_dir: Path
+) -> list[PlannedTrial]:
+    """Every trial of the run, strategy by strategy; a combining strategy's config holds its members' hashes."""
+    trials = [planned for name in strategies for planned in _strategy_trials(name, options, registry, base, run_dir)]
     for planned in trials:
         if planned.strategy.combines_others:
-            inputs = {other.key: other.config.config_hash() for other in _members(planned, trials)}
+            inputs = {other.key: other.config.config_hash() for other in member_trials(planned, trials)}
             planned.config = planned.config.model_copy(update={"inputs": inputs})
+    return trials
+
+
+def _strategy_trials(name: str, options: RunOptions, registry: Registry, base: TrialConfig, run_dir: Path) -> list[PlannedTrial]:
+    """One strategy's trials: its option settings x the models it uses x seeds x train sizes."""
+    cls = registry.strategy(name)
+    grid = options.options.get(name, {})
+    varying = {option for option, values in grid.items() if len(values) > 1}
+    model_axes = {
+        "model": options.models if "causal_lm" in cls.uses_models else [""],
+        "embedding_model": options.embedding_models if "embedder" in cls.uses_models else [""],
+    }
+    sizes = [None, *options.train_sizes] if cls.learns_from_train else [None]
+    points = [_typed(name, cls, point) for point in _grid(grid)]
+    trials = []
+    for point, causal_lm, embedder, seed, size in itertools.product(
+        points, model_axes["model"], model_axes["embedding_model"], options.seeds, sizes
+    ):
+        label = {key: point[key] for key in varying}
+        if len(options.models) > 1 and causal_lm:
+            label["model"] = causal_lm
+        if len(options.embedding_models) > 1 and embedder:
+            label["embedding_model"] = embedder
+        variant = variant_name(name, label)
+        config = base.model_copy(update={
+            "strategy": name,
+            "seed": seed,
+            "options": point,
+            "train_size": size,
+            "code_version": registry.code_version(name),
+            "models": base.models.model_copy(update={"causal_lm": causal_lm, "embedding_model": embedder}),
+        })
+        trials.append(PlannedTrial(records.trial_key(variant, seed, size), variant, config, cls, run_dir))
+    return trials
+
+
+def _run_record(
+    options: RunOptions, task: TaskSpec, base: TrialConfig, run_dir: Path, strategies: list[str], splits: Splits
+) -> RunRecord:
+    """``run.json``: what the run's trials share (``base``), added to the record of an earlier run in ``run_dir``."""
+    from slmbench.environment import collect_environment
 
     earlier = records.read_run(run_dir) if (run_dir / "run.json").exists() else None
     command = shlex.join(["slmbench", *sys.argv[1:]])
-    stored_options = {**asdict(options), "task": str(task_path), "run_id": run_dir.name,
-                      "data_dir": str(data_dir.resolve()) if data_dir else None}
+    stored_options = {**asdict(options), "task": base.task_path, "run_id": run_dir.name, "data_dir": base.data_dir}
     del stored_options["allow_outside_data_dir"]
-    run = RunRecord(
+    return RunRecord(
         run_id=run_dir.name,
         task=task.name,
-        task_path=str(task_path),
+        task_path=base.task_path,
         commands=list(dict.fromkeys([*(earlier.commands if earlier else []), command])),  # in first-run order
         options=stored_options,
-        profile=budget.to_dict(),
+        profile=base.profile,
         seeds=sorted({*(earlier.seeds if earlier else []), *options.seeds}),
         labels=task.label_names,
         strategies=list(dict.fromkeys([*(earlier.strategies if earlier else []), *strategies])),
         splits=records.SplitSummary(**splits.summary()),
         data={**splits.provenance, **({"file": Path(splits.provenance["file"]).name} if "file" in splits.provenance else {})},
         floors=majority_floor(splits, task.label_names),
-        models={"causal_lm": options.models, "embedding_model": options.embedding_models, "device": device, "dtype": dtype},
+        models={"causal_lm": options.models, "embedding_model": options.embedding_models,
+                "device": base.models.device, "dtype": base.models.dtype},
         references=[records.Reference(**vars(reference)) for reference in task.references],
         environment=collect_environment(),
         started_at=earlier.started_at if earlier else datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
-    return RunPlan(run_dir, run, trials, list(splits.test.texts))
 
 
-def _members(planned: PlannedTrial, trials: list[PlannedTrial]) -> list[PlannedTrial]:
+def member_trials(planned: PlannedTrial, trials: list[PlannedTrial]) -> list[PlannedTrial]:
     """The trials a combining strategy combines: every other strategy's trial of the same seed and train size."""
     return [other for other in trials if not other.strategy.combines_others and other.config.seed == planned.config.seed
             and other.config.train_size == planned.config.train_size]
@@ -523,7 +566,7 @@ def run_sweep(
             combining = [planned for planned in pending if planned.strategy.combines_others]
             for planned in combining:  # after the trials they combine, with their records
                 plan = next(plan for plan in plans if plan.run_dir == planned.run_dir)
-                planned.members = [record for member in _members(planned, plan.trials) if (record := finished_record(member))]
+                planned.members = [record for member in member_trials(planned, plan.trials) if (record := finished_record(member))]
             executor.run(combining, finish)
         except KeyboardInterrupt:
             interrupted = True
