@@ -198,9 +198,9 @@ def main() -> None:
     from slmbench.data import load_splits, resolve_data_dir
     from slmbench.hardware import hardware_info
     from slmbench.models import resolve_causal_lm
+    from slmbench.planning import resolve_task_path
     from slmbench.plugins import load_registry
     from slmbench.profiles import get_profile
-    from slmbench.runner import resolve_task_path
     from slmbench.sft import sft_dataset
     from slmbench.strategy import Examples
     from slmbench.tasks import load_task
