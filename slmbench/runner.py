@@ -1,7 +1,7 @@
-"""Running a run: ``run_benchmark`` (or ``run_sweep``, several tasks) plans it (``slmbench.planning``),
-writes ``run.json``, hands the trials that are not finished yet to an executor
-(``slmbench.executors``), writes each record as it arrives (this process is the only writer), then
-renders the report.
+"""Carrying out a run: ``run_benchmark`` (``run_sweep`` for several tasks) plans it
+(``slmbench.planning``), writes ``run.json``, hands the trials that are not finished yet to an
+executor (``slmbench.executors``), writes each record as it arrives (this process is the only
+writer), then renders the report.
 """
 
 from __future__ import annotations
