@@ -22,10 +22,11 @@ from pathlib import Path
 
 def run(executor: object, options: dict, output: Path) -> tuple[float, dict[str, float | None]]:
     """Wall seconds of the sweep and each trial's accuracy (None for a failed trial)."""
+    from slmbench.planning import RunOptions
     from slmbench.plugins import load_registry
     from slmbench.progress import ProgressReporter
     from slmbench.records import load_run_folder
-    from slmbench.runner import RunOptions, run_benchmark
+    from slmbench.runner import run_benchmark
 
     started = time.perf_counter()
     result = run_benchmark(RunOptions(output=str(output), **options), load_registry(), ProgressReporter(False), executor=executor)

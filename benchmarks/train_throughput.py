@@ -109,9 +109,9 @@ def frozen_linear_parameters(model: Any) -> int:
 def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, padded: bool = False) -> tuple[dict[str, Any], Any]:
     import gc
 
-    from slmbench.finetune import train_model, validation_loss
     from slmbench.memory import PeakMemory
     from slmbench.sft import SharedPrefixCollator, causal_lm_loss
+    from slmbench.training import train_model, validation_loss
 
     train, validation, tokenizer, path = data
     model = lora_model(path, dropout)
@@ -157,8 +157,8 @@ def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, pad
 
 def time_validation(model: Any, validation: Any, autocast: Any) -> dict[str, Any]:
     """One validation pass of ``model`` by packed rows (today) and by the scoring engine, back to back."""
-    from slmbench.finetune import EVAL_BATCH_SIZE, validation_loss
     from slmbench.sft import SharedPrefixCollator, causal_lm_loss, validation_by_scoring
+    from slmbench.training import EVAL_BATCH_SIZE, validation_loss
 
     model.eval()
     started = time.perf_counter()
@@ -196,15 +196,15 @@ def main() -> None:
     from transformers.utils import logging
 
     from slmbench.data import load_splits, resolve_data_dir
-    from slmbench.finetune import TrainingSetup, autocast_dtype
     from slmbench.hardware import hardware_info
     from slmbench.models import resolve_causal_lm
+    from slmbench.planning import resolve_task_path
     from slmbench.plugins import load_registry
     from slmbench.profiles import get_profile
-    from slmbench.runner import resolve_task_path
     from slmbench.sft import sft_dataset
     from slmbench.strategy import Examples
     from slmbench.tasks import load_task
+    from slmbench.training import TrainingSetup, autocast_dtype
     from slmbench_plugins.lora import Lora
 
     logging.set_verbosity_error()

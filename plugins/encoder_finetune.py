@@ -5,7 +5,7 @@ The classic recipe the decoder strategies are measured against: every weight of 
 a fresh head) is trained with cross-entropy on the labels. Texts are truncated to the budget's
 ``max_input_tokens`` (and the encoder's own limit); batches are padded dynamically and grouped by
 length. Validation loss, early stopping, best checkpoint and bfloat16 autocast are those of the
-other fine-tuning strategies (``slmbench.finetune``). It predicts with its own head, not the LM
+other fine-tuning strategies (``slmbench.training``). It predicts with its own head, not the LM
 scoring engine. The artifact is the whole fine-tuned encoder (``model.safetensors``); the deployment
 check quantizes it (``slmbench.deployment``) and predicts with the same loop.
 
@@ -52,7 +52,7 @@ class EncoderFinetune(Strategy):
     def fit(self, train: Examples, validation: Examples) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from slmbench.finetune import TrainingSetup, train_model
+        from slmbench.training import TrainingSetup, train_model
         from slmbench.models import param_count, stored_param_count
         from slmbench.sft import PaddingCollator, sequence_classification_loss
 

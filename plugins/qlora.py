@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import Field
 
-from slmbench.finetune import FineTunedCausalLM, autocast_dtype, load_causal_lm
+from slmbench.finetune import FineTunedCausalLM, load_causal_lm
 from slmbench.hookspecs import hookimpl
+from slmbench.training import autocast_dtype
 from slmbench_plugins.lora import LoraOptions, lora_config, target_module_names
 
 

@@ -22,7 +22,7 @@ EXIT_OK, EXIT_SOME_FAILED, EXIT_INPUT, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1,
 
 def _int_list(what: str, allow_all: bool = False):
     def parse(value: str) -> list[int]:
-        from slmbench.runner import RunError, parse_int_list
+        from slmbench.planning import RunError, parse_int_list
 
         try:
             return parse_int_list(value, what, allow_all)
@@ -293,7 +293,7 @@ def _run_options(args) -> tuple[list, object]:
     """The runs to do (one RunOptions per task) and the executor settings, from the arguments, a sweep
     file (``--config``) or a run folder (``--resume``); arguments given override the others."""
     from slmbench.options import group_assignments
-    from slmbench.runner import RunError, RunOptions, options_from_run_dir
+    from slmbench.planning import RunError, RunOptions, options_from_run_dir
     from slmbench.sweep import ExecutorSettings, SweepFile, read_sweep
 
     given = {
@@ -355,8 +355,9 @@ def _print_dry_run(runs, registry) -> None:
 
 
 def _run(args, registry, console) -> int:
+    from slmbench.planning import RunError
     from slmbench.progress import ProgressReporter
-    from slmbench.runner import RunError, RunInterrupted, run_sweep
+    from slmbench.runner import RunInterrupted, run_sweep
 
     unknown = [name for name in args.track if name not in registry.trackers]
     if unknown:
@@ -408,7 +409,7 @@ def _check_report_output(args) -> None:
     import os
 
     from slmbench.files import folder_problem
-    from slmbench.runner import RunError
+    from slmbench.planning import RunError
 
     if args.output is None:
         return
@@ -446,7 +447,7 @@ def _validate(args, registry, console) -> None:
     import os
 
     from slmbench.data import resolve_data_dir, validate
-    from slmbench.runner import RunError, resolve_task_path
+    from slmbench.planning import RunError, resolve_task_path
     from slmbench.tasks import load_task
 
     data_dir = resolve_data_dir(args.data_dir)
@@ -468,9 +469,9 @@ def _validate(args, registry, console) -> None:
 def _known_errors() -> tuple[type[BaseException], ...]:
     from slmbench.models import ModelError
     from slmbench.options import OptionError
+    from slmbench.planning import RunError
     from slmbench.plugins import UnknownName
     from slmbench.records import RecordError
-    from slmbench.runner import RunError
     from slmbench.tasks import TaskError
 
     return TaskError, UnknownName, RecordError, RunError, OptionError, ModelError

@@ -47,7 +47,7 @@ def quantization_config(quantization: str, device: str, keep: list[str] | None =
     """
     import torch
 
-    from slmbench.finetune import autocast_dtype
+    from slmbench.training import autocast_dtype
 
     kind = torch.device(device).type
     if quantization in DTYPES:

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 if TYPE_CHECKING:
+    from slmbench.planning import PlannedTrial
     from slmbench.records import TrialRecord
-    from slmbench.runner import PlannedTrial
 
 OnDone = Callable[["PlannedTrial", "TrialRecord"], None]
 
@@ -51,7 +51,7 @@ trials Ray sends to the same worker, so parallel runs do not pay the model loadi
 
 def import_ray() -> Any:
     """``ray``, or a RunError saying how to install it."""
-    from slmbench.runner import RunError
+    from slmbench.planning import RunError
 
     try:
         import ray
@@ -142,7 +142,7 @@ class RayExecutor:
         """Join the cluster at ``address``, or start a local instance sized for the trials."""
         import os
 
-        from slmbench.runner import RunError
+        from slmbench.planning import RunError
 
         environment = {"env_vars": {key: value for key, value in os.environ.items() if key.startswith(FORWARDED_ENVIRONMENT)}}
         try:

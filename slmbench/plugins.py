@@ -100,13 +100,17 @@ def _describe_error(error: BaseException) -> str:
 
 
 def code_version(cls: type, distribution: str) -> str:
-    """``distribution`` plus a hash of the source files of ``cls`` and its base classes.
+    """``distribution`` plus a hash of the source files of ``cls`` and its base classes, and of the
+    modules those files name in ``CODE_VERSION_INCLUDES`` (``slmbench.finetune``: the training code).
 
     Editing a strategy (or the slmbench base it builds on) in an editable install changes it, so a
     resumed run reruns that strategy's trials. Helpers the strategy only calls are not covered.
     """
     digest = hashlib.sha256()
-    for module_name in dict.fromkeys(klass.__module__ for klass in cls.__mro__):
+    module_names = dict.fromkeys(klass.__module__ for klass in cls.__mro__)
+    for module_name in list(module_names):
+        module_names.update(dict.fromkeys(getattr(sys.modules.get(module_name), "CODE_VERSION_INCLUDES", ())))
+    for module_name in module_names:
         if module_name.split(".")[0] in sys.stdlib_module_names:
             continue
         file = getattr(sys.modules.get(module_name), "__file__", None)

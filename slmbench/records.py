@@ -5,9 +5,10 @@ A run folder holds ``run.json`` (a ``RunRecord``), one JSON file per trial under
 
 - **Writing** is atomic: a temporary file in the same folder, flushed and fsynced, then renamed over
   the target; the temporary file is removed if anything fails, so a crash never leaves half a file.
-- **Reading** accepts every older schema version (migrated on read) and ignores unknown fields, so
-  records of older and newer slmbench versions load. A damaged file (not JSON, not an object, a
-  string where a number belongs) raises ``RecordError`` naming the file and the field.
+- **Reading** accepts every older schema version (migrated on read by ``slmbench.migrations``) and
+  ignores unknown fields, so records of older and newer slmbench versions load. A damaged file (not
+  JSON, not an object, a string where a number belongs) raises ``RecordError`` naming the file and
+  the field.
 - **Paths** in records (task file, data folder) are stored relative to the run folder, so a run
   folder names no machine's absolute paths and can be moved together with its data.
 """
@@ -27,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
 from slmbench.files import InputFileError, file_problem, read_input_text
+from slmbench.migrations import migrate_run, migrate_trial
 
 SCHEMA_VERSION = 2
 """Version 1: slmbench 0.1 (untyped dicts). Version 2: typed records, seeds, options, variants."""
@@ -316,55 +318,6 @@ class RunRecord(Record):
     started_at: str | None = None
 
 
-# --- migrations from older schema versions --------------------------------------------------------
-
-
-def _is_current(data: dict[str, Any]) -> bool:
-    """Whether a record needs no migration; a version that is no integer is left to validation to report."""
-    version = data.get("schema_version", data.get("schema", 1))
-    return not isinstance(version, int) or isinstance(version, bool) or version >= 2
-
-
-def _migrate_trial(data: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 trial (untyped, typed fields inside ``details``) in today's shape."""
-    if _is_current(data):
-        return data
-    details = dict(data.get("details") or {})
-    config = dict(data.get("config") or {})
-    if config:
-        models = config.get("models") or {}
-        config["models"] = {
-            "causal_lm": models.get("causal_lm_name", models.get("causal_lm", "")),
-            "embedding_model": models.get("embedding_model_name", models.get("embedding_model", "")),
-            **{key: models[key] for key in ("device", "dtype", "trust_remote_code") if key in models},
-        }
-        config["options"] = config.pop("params", None) or {}
-        config.setdefault("task", data.get("task") or "")
-    migrated = {
-        **data,
-        "schema_version": 2,
-        "config": config or None,
-        "options": details.pop("params", None) or {},
-        "labelled_examples": details.pop("labelled_examples", data.get("labelled_examples")),
-        "prompt_tokens_per_example": details.pop("prompt_tokens_per_example", None),
-        "details": details,
-        "cost": data.get("cost") or {},
-        "metrics": data.get("metrics") or None,
-        "environment": data.get("environment") or {},
-    }
-    if "learns_from_train" not in data:
-        migrated["learns_from_train"] = migrated["labelled_examples"] != 0
-    return migrated
-
-
-def _migrate_run(data: dict[str, Any]) -> dict[str, Any]:
-    """A version-1 ``run.json`` (one seed, ``command`` before ``commands``) in today's shape."""
-    if _is_current(data):
-        return data
-    commands = data.get("commands") or ([data["command"]] if data.get("command") else [])
-    return {**data, "schema_version": 2, "commands": commands, "seeds": [data.get("seed", 0)]}
-
-
 # --- reading --------------------------------------------------------------------------------------
 
 
@@ -410,14 +363,14 @@ def _migrated(migrate: Any, data: dict[str, Any], path: Path, what: str) -> dict
 
 def read_trial(path: Path) -> TrialRecord:
     """The trial record at ``path`` (any schema version), or a RecordError."""
-    data = _migrated(_migrate_trial, _read_object(path, "trial record"), path, "trial record")
+    data = _migrated(migrate_trial, _read_object(path, "trial record"), path, "trial record")
     return _validate(TrialRecord, data, path, "trial record")
 
 
 def read_run(run_dir: Path) -> RunRecord:
     """The run record of ``run_dir``, its paths resolved against the folder, or a RecordError."""
     path = Path(run_dir) / "run.json"
-    run = _validate(RunRecord, _migrated(_migrate_run, _read_object(path, "run record"), path, "run record"), path, "run record")
+    run = _validate(RunRecord, _migrated(migrate_run, _read_object(path, "run record"), path, "run record"), path, "run record")
     if run.task_path:
         run.task_path = _from_run_dir(run.task_path, Path(run_dir))
     data_dir = run.options.get("data_dir")

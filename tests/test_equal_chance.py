@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 import fake_strategies
+from slmbench.planning import RunOptions
 from slmbench.plugins import load_registry
 from slmbench.progress import ProgressReporter
-from slmbench.runner import RunOptions, run_benchmark
+from slmbench.runner import run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from slmbench.finetune import TrainingSetup, train_model, validation_loss
 from slmbench.models import SharedModels, stored_param_count
 from slmbench.profiles import Budget
 from slmbench.scoring import answer_tokens, score_choices, tokenize_prompts
 from slmbench.sft import SharedPrefixCollator, causal_lm_loss, row_logits, sft_dataset
 from slmbench.strategy import Examples, RunContext
+from slmbench.training import TrainingSetup, train_model, validation_loss
 from slmbench.plugins import load_registry
 from slmbench.testing import make_context as kit_context
 
@@ -148,7 +148,7 @@ def test_packing_leaves_no_padding_and_computes_the_prefix_once_per_row(toy_task
 
 
 def test_token_budgets_shorten_training_and_validation(toy_task, smollm2_tokenizer):
-    from slmbench.finetune import planned_steps, validation_subset
+    from slmbench.training import planned_steps, validation_subset
 
     data = sft_dataset(toy_task, smollm2_tokenizer, TRAIN, max_input_tokens=64)
     collator = SharedPrefixCollator()
@@ -469,9 +469,9 @@ def test_validation_by_scoring_is_the_packed_validation_loss(toy_task, smollm2_t
 
 
 def test_memory_is_handed_back_every_n_steps(toy_task, smollm2_tokenizer, make_tiny_causal_lm, monkeypatch):
-    import slmbench.finetune
+    import slmbench.trainer
 
     calls = []
-    monkeypatch.setattr(slmbench.finetune, "release_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(slmbench.trainer, "release_freed_memory", lambda: calls.append(1))
     _train(make_tiny_causal_lm(), toy_task, smollm2_tokenizer, validation=False, max_steps=4, trim_memory_every_steps=2)
     assert len(calls) == 2

@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from cli_harness import GOOD_ROWS, VALID_TASK, check, make_workdir, run_cli, write_rows
-from slmbench.runner import RUN_ID
+from slmbench.planning import RUN_ID
 
 SCALE = float(os.environ.get("SLMBENCH_FUZZ_SCALE", "1"))
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"

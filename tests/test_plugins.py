@@ -172,6 +172,15 @@ def test_slmbench_plugins_restricts_entry_points(monkeypatch):
     assert "no installed plugin has this name" in failures_by_plugin(load_registry())["embeding-classifier"]
 
 
+def test_code_version_of_a_fine_tuning_strategy_covers_the_training_code(monkeypatch):
+    import slmbench.finetune
+
+    registry = load_registry()
+    with_training = registry.code_version("lora")
+    monkeypatch.setattr(slmbench.finetune, "CODE_VERSION_INCLUDES", ())
+    assert registry.code_version("lora") != with_training
+
+
 def test_help_exits_zero():
     result = subprocess.run(
         [Path(sys.executable).with_name("slmbench"), "--help"], capture_output=True, text=True, timeout=60

@@ -10,7 +10,7 @@ import yaml
 
 import fake_strategies
 from slmbench.cli import main
-from slmbench.runner import RunError
+from slmbench.planning import RunError
 from slmbench.sweep import read_sweep
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
