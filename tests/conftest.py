@@ -134,3 +134,24 @@ def pytest_terminal_summary(terminalreporter) -> None:
     terminalreporter.write_line(harness.summary())
     if os.environ.get("SLMBENCH_FUZZ_TALLY"):
         harness.write_tally(os.environ["SLMBENCH_FUZZ_TALLY"])
+
+
+# --- fake strategies (runner, sweeps, Ray, equal chance) ------------------------------------------
+
+
+@pytest.fixture()
+def registry():
+    """The installed strategies plus the fake ones of ``tests/fake_strategies.py``."""
+    import fake_strategies
+
+    from slmbench.plugins import load_registry
+
+    return load_registry(extra_plugins={"fake-strategies": fake_strategies.plugin()})
+
+
+@pytest.fixture()
+def fit_log(tmp_path, monkeypatch):
+    """A file each fake strategy's fit appends its name to: counts the trials that really ran."""
+    log = tmp_path / "fits.log"
+    monkeypatch.setenv("SLMBENCH_TEST_LOG", str(log))
+    return lambda: log.read_text().split() if log.exists() else []

@@ -6,27 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
-import fake_strategies
 from slmbench.planning import RunOptions
-from slmbench.plugins import load_registry
 from slmbench.progress import ProgressReporter
 from slmbench.runner import run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
-
-
-@pytest.fixture()
-def registry():
-    return load_registry(extra_plugins={"fake-strategies": fake_strategies.plugin()})
-
-
-@pytest.fixture()
-def fit_log(tmp_path, monkeypatch):
-    log = tmp_path / "fits.log"
-    monkeypatch.setenv("SLMBENCH_TEST_LOG", str(log))
-    return lambda: log.read_text().split() if log.exists() else []
 
 
 def _run(registry, shared_data_dir, tmp_path, strategies: str, **extra):

@@ -18,7 +18,6 @@ import pytest
 
 import fake_strategies
 from slmbench.planning import RunOptions
-from slmbench.plugins import load_registry
 from slmbench.progress import ProgressReporter
 from slmbench.runner import run_benchmark
 
@@ -35,11 +34,6 @@ def ray_address():
                        runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "HF_HUB_OFFLINE": "1"}})
     yield context.address_info["address"]
     ray.shutdown()
-
-
-@pytest.fixture()
-def registry():
-    return load_registry(extra_plugins={"fake-strategies": fake_strategies.plugin()})
 
 
 def _options(shared_data_dir, output: Path, strategies: str, **extra) -> RunOptions:

@@ -14,25 +14,11 @@ import pytest
 
 import fake_strategies
 from slmbench.planning import RunError, RunOptions
-from slmbench.plugins import load_registry
 from slmbench.progress import ProgressReporter
 from slmbench.runner import run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 FAKES_SCRIPT = Path(fake_strategies.__file__)
-
-
-@pytest.fixture()
-def registry():
-    return load_registry(extra_plugins={"fake-strategies": fake_strategies.plugin()})
-
-
-@pytest.fixture()
-def fit_log(tmp_path, monkeypatch):
-    """A file each fake strategy's fit appends its name to: counts the trials that really ran."""
-    log = tmp_path / "fits.log"
-    monkeypatch.setenv("SLMBENCH_TEST_LOG", str(log))
-    return lambda: log.read_text().split() if log.exists() else []
 
 
 def _options(shared_data_dir, tmp_path, strategies, **extra) -> RunOptions:
@@ -132,12 +118,12 @@ def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
     registry, shared_data_dir, tmp_path, monkeypatch, fit_log
 ):
     monkeypatch.setenv("SLMBENCH_TEST_SLEEP_SECONDS", "300")
-    options = _options(shared_data_dir, tmp_path, "sleeper,majority", trial_timeout=1)
+    options = _options(shared_data_dir, tmp_path, "sleeper,majority", trial_timeout=5)  # majority needs ~0.1 s, unloaded
     result = run_benchmark(options, registry, ProgressReporter(False))
     assert "sleeper:woke" not in fit_log() and "majority" in fit_log()  # stopped before its sleep ended
     trials = _trials(result.run_dir)
     assert trials["sleeper"]["status"] == "timeout"
-    assert "1 s trial time limit" in trials["sleeper"]["error"]["message"]
+    assert "5 s trial time limit" in trials["sleeper"]["error"]["message"]
     assert trials["majority"]["status"] == "ok"
 
 
