@@ -53,6 +53,9 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(signum: int, frame: object) -> None:
+        # Raised wherever the main thread is, it can be swallowed (a finaliser or a callback whose errors
+        # are printed and ignored): so it is raised again every second until the trial is left.
+        signal.setitimer(signal.ITIMER_REAL, 1.0)
         raise TrialTimeout(f"stopped after the {seconds:g} s trial time limit")
 
     previous = signal.signal(signal.SIGALRM, expire)

@@ -127,6 +127,21 @@ def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
     assert trials["majority"]["status"] == "ok"
 
 
+def test_a_time_limit_swallowed_inside_the_trial_is_raised_again() -> None:
+    import time
+
+    from slmbench.trial import TrialTimeout, time_limit
+
+    started = time.monotonic()
+    with pytest.raises(TrialTimeout), time_limit(0.1):
+        try:
+            time.sleep(5)
+        except TrialTimeout:
+            pass  # as a finaliser or a callback that prints and ignores errors would
+        time.sleep(5)
+    assert time.monotonic() - started < 3
+
+
 def _comparable(trials: dict[str, dict]) -> dict:
     return {name: (t["status"], t["metrics"], t["predictions"]) for name, t in trials.items()}
 
