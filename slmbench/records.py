@@ -367,17 +367,22 @@ def read_trial(path: Path) -> TrialRecord:
     return _validate(TrialRecord, data, path, "trial record")
 
 
+RUN_OPTION_PATHS = ("task", "data_dir")
+"""Run options that are paths (the task file is stored resolved): written relative to the run folder."""
+
+
 def read_run(run_dir: Path) -> RunRecord:
     """The run record of ``run_dir``, its paths resolved against the folder, or a RecordError."""
     path = Path(run_dir) / "run.json"
     run = _validate(RunRecord, _migrated(migrate_run, _read_object(path, "run record"), path, "run record"), path, "run record")
     if run.task_path:
         run.task_path = _from_run_dir(run.task_path, Path(run_dir))
-    data_dir = run.options.get("data_dir")
-    if data_dir is not None and not isinstance(data_dir, str):
-        raise RecordError(f"{path}: damaged run record: field 'options.data_dir' is a {type(data_dir).__name__}, not a path")
-    if data_dir:
-        run.options = {**run.options, "data_dir": _from_run_dir(data_dir, Path(run_dir))}
+    for key in RUN_OPTION_PATHS:
+        value = run.options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RecordError(f"{path}: damaged run record: field 'options.{key}' is a {type(value).__name__}, not a path")
+        if value:
+            run.options = {**run.options, key: _from_run_dir(value, Path(run_dir))}
     return run
 
 
@@ -507,9 +512,7 @@ def write_trial(path: Path, record: TrialRecord, run_dir: Path) -> None:
 
 def write_run(run_dir: Path, run: RunRecord) -> None:
     """Write ``run.json``, its paths made relative to the run folder."""
-    options = dict(run.options)
-    if options.get("data_dir"):
-        options["data_dir"] = _to_run_dir(options["data_dir"], run_dir)
+    options = {key: _to_run_dir(value, run_dir) if key in RUN_OPTION_PATHS else value for key, value in run.options.items()}
     stored = run.model_copy(update={"task_path": _to_run_dir(run.task_path, run_dir), "options": options})
     write_json(Path(run_dir) / "run.json", stored.model_dump(mode="json"))
 

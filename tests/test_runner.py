@@ -63,7 +63,7 @@ def test_failures_are_isolated_and_every_trial_is_written(registry, shared_data_
     run = json.loads((run_dir / "run.json").read_text())
     assert run["task"] == "financial_sentiment" and run["profile"]["max_test_examples"] == len(gold)
     assert run["floors"]["majority_label"] == "neutral" and run["floors"]["accuracy"] == majority["metrics"]["accuracy"]
-    assert not any(Path(value).is_absolute() for value in (run["task_path"], run["options"]["data_dir"]))
+    assert not any(Path(value).is_absolute() for value in (run["task_path"], run["options"]["task"], run["options"]["data_dir"]))
     assert (run_dir / "report.md").exists()
 
 
