@@ -7,7 +7,7 @@ from typing import Any
 
 from slmbench import markdown as md
 from slmbench.markdown import MISSING, code, metric, number, table, text
-from slmbench.records import TrialRecord
+from slmbench.records import TrialRecord, seconds_between
 from slmbench.summary import Summary
 
 SPLITS = ("train", "validation", "test")
@@ -80,23 +80,31 @@ def _search_beyond_chosen(trial: TrialRecord) -> float:
 
 
 def _decision_cost(summary: Summary) -> str:
-    """What the whole decision cost in time: each trial's wall time summed, split into its parts."""
+    """What the whole decision cost in time: each trial's wall time summed, split into its parts.
+
+    A strategy that combines others (its config names them as inputs) reports costs that include theirs:
+    only its own wall time counts here, so nothing is counted twice.
+    """
     trials = summary.latest_trials
     walls = [trial.wall_seconds for trial in trials]
     if not trials or None in walls:
         return ""
+    own = [trial for trial in trials if not (trial.config and trial.config.inputs)]
     wall = sum(walls)
-    train = sum(trial.cost.train_seconds or 0.0 for trial in trials)
-    predict = sum(trial.cost.predict_seconds or 0.0 for trial in trials)
-    search = sum(_search_beyond_chosen(trial) for trial in trials)
+    train = sum(trial.cost.train_seconds or 0.0 for trial in own)
+    predict = sum(trial.cost.predict_seconds or 0.0 for trial in own)
+    search = sum(_search_beyond_chosen(trial) for trial in own)
+    span = seconds_between(min(trial.started_at for trial in trials), max(trial.finished_at for trial in trials))
     seeds = len(summary.seeds) or 1
     return (
         f"What this decision cost: {md.plural(len(trials), 'trial')}, {number(wall)} s of trial wall time "
-        f"({number(wall / seeds)} s per seed), each trial from its start to its record. Training {number(train)} s, "
-        f"of which {number(search)} s went to the option settings the search tried and did not choose; prediction "
-        f"on the test split {number(predict)} s; the remaining {number(max(wall - train - predict, 0.0))} s loaded "
-        f"models and data and measured single-request latency and the deployment check. One fit per trial "
-        f"(training without the unchosen settings, plus prediction): {number(train - search + predict)} s."
+        f"({number(wall / seeds)} s per seed), each trial from its start to its record; {number(span)} s from the "
+        f"first trial's start to the last one's end (trials run in parallel shorten it, pauses between resumed "
+        f"commands lengthen it). Training {number(train)} s, of which {number(search)} s went to the option settings "
+        f"the search tried and did not choose; prediction on the test split {number(predict)} s; the remaining "
+        f"{number(max(wall - train - predict, 0.0))} s loaded models and data and measured single-request latency "
+        f"and the deployment check. One fit per trial (training without the unchosen settings, plus prediction): "
+        f"{number(train - search + predict)} s. A strategy that combines others counts with its own time only."
     )
 
 

@@ -195,6 +195,14 @@ class DeploymentCheck(Record):
     error: str | None = None
 
 
+def seconds_between(started_at: str | None, finished_at: str | None) -> float | None:
+    """Seconds between two ISO timestamps of records, or None when either is missing or not one."""
+    try:
+        return (datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
 class TrialRecord(Record):
     """One strategy, fitted and evaluated once: ``trials/<variant>.seed<seed>.json``."""
 
@@ -262,10 +270,7 @@ class TrialRecord(Record):
     @property
     def wall_seconds(self) -> float | None:
         """Seconds from the trial's start to its record (loading, search, training, prediction, checks)."""
-        try:
-            return (datetime.fromisoformat(self.finished_at) - datetime.fromisoformat(self.started_at)).total_seconds()
-        except (TypeError, ValueError):
-            return None
+        return seconds_between(self.started_at, self.finished_at)
 
 
 # --- run records ----------------------------------------------------------------------------------

@@ -453,14 +453,19 @@ def test_decision_cost_sums_trial_wall_time_and_separates_the_unchosen_search(tm
         records.TuningTrial(options={"learning_rate": 1e-4}, validation_accuracy=0.8, seconds=40.0),
         records.TuningTrial(options={"learning_rate": 1e-2}, validation_accuracy=None, state="pruned", seconds=10.0),
     ])
+    ensemble = _trial("ensemble", GOLD, set(range(5)), train_seconds=80, memory_mb=2000,
+                      started_at="2026-01-01T10:02:30+00:00", finished_at="2026-01-01T10:02:32+00:00")
+    ensemble.config = ensemble.config.model_copy(update={"inputs": {"lora.seed0": "abc", "zero-shot.seed0": "def"}})
     run_dir = _write_run(tmp_path, [
         _trial("lora", GOLD, set(range(10)), train_seconds=80, memory_mb=1000, tuning=tuning,
                started_at="2026-01-01T10:00:00+00:00", finished_at="2026-01-01T10:02:00+00:00"),
         _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000,
                started_at="2026-01-01T10:02:00+00:00", finished_at="2026-01-01T10:02:30+00:00"),
+        ensemble,
     ])
     section = _section(render_report(run_dir).read_text(), "Data and protocol")
-    assert ("What this decision cost: 2 trials, 150 s of trial wall time (150 s per seed), each trial from its start "
-            "to its record. Training 80 s, of which 40 s went to the option settings the search tried and did not "
-            "choose; prediction on the test split 2 s; the remaining 68 s") in section
+    assert ("What this decision cost: 3 trials, 152 s of trial wall time (152 s per seed), each trial from its start "
+            "to its record; 152 s from the first trial's start to the last one's end") in section
+    assert ("Training 80 s, of which 40 s went to the option settings the search tried and did not choose; prediction "
+            "on the test split 2 s; the remaining 70 s") in section  # the ensemble's costs include its members'
     assert "One fit per trial (training without the unchosen settings, plus prediction): 42 s." in section
