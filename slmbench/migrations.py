@@ -7,6 +7,7 @@ named the options ``params`` and a run's one command ``command``; version 2 is t
 
 from __future__ import annotations
 
+from pathlib import PurePath
 from typing import Any
 
 
@@ -53,4 +54,7 @@ def migrate_run(data: dict[str, Any]) -> dict[str, Any]:
     if _is_current(data):
         return data
     commands = data.get("commands") or ([data["command"]] if data.get("command") else [])
-    return {**data, "schema_version": 2, "commands": commands, "seeds": [data.get("seed", 0)]}
+    provenance = dict(data.get("data") or {})
+    if isinstance(provenance.get("file"), str):  # version 1 kept the machine's absolute path; today: the name
+        provenance["file"] = PurePath(provenance["file"]).name
+    return {**data, "schema_version": 2, "commands": commands, "seeds": [data.get("seed", 0)], "data": provenance}

@@ -173,11 +173,13 @@ def test_a_version_1_run_folder_renders_as_it_did(tmp_path: Path) -> None:
                                                   "models": {"causal_lm_name": "a", "embedding_model_name": "b"}, "params": {"k": 3}})
     (run_dir / "trials" / "knn.json").write_text(json.dumps(old))
     (run_dir / "run.json").write_text(json.dumps({"schema": 1, "run_id": "quick-seed0", "task": "toy", "seed": 0,
-                                                  "command": "slmbench run --task toy", "labels": LABELS}))
+                                                  "command": "slmbench run --task toy", "labels": LABELS,
+                                                  "data": {"source": "file", "file": "/home/someone/data/toy.csv"}}))
     summary = load_summary(run_dir)
     (entry,) = summary.entries
     assert (entry.labelled_examples, entry.first.options, entry.first.config.options) == (7, {"k": 3}, {"k": 3})
     assert entry.first.prompt_tokens_per_example == 12.5 and summary.run.commands == ["slmbench run --task toy"]
+    assert summary.run.data["file"] == "toy.csv"  # the file's name, as today, not the machine's path
     assert "```sh\nslmbench run --task toy\n```" in render_report(run_dir).read_text()
 
 
