@@ -86,10 +86,21 @@ def _problem(error: dict[str, Any], strategy: str, options: type[Options]) -> st
     return f"option {strategy}.{name} = {shown[:60]}: {error['msg']}" + (f" (allowed: {allowed})" if allowed else "")
 
 
+def _none_from_text(info: FieldInfo | None, value: Any) -> Any:
+    """``none``/``null`` given as text: the option's own choice ``"none"`` if it has one, else None where allowed."""
+    if info is None or not isinstance(value, str) or value.lower() not in {"none", "null"}:
+        return value
+    arguments = get_args(info.annotation)
+    choices = {choice for kind in (info.annotation, *arguments) if get_origin(kind) is Literal for choice in get_args(kind)}
+    if value in choices:
+        return value
+    return None if type(None) in arguments else value
+
+
 def build_options(strategy: str, options: type[Options], values: dict[str, Any]) -> Options:
     """``options`` with ``values`` set; an OptionError naming the strategy's option and its range otherwise."""
     try:
-        return options(**values)
+        return options(**{name: _none_from_text(options.model_fields.get(name), value) for name, value in values.items()})
     except ValidationError as error:
         raise OptionError("; ".join(_problem(e, strategy, options) for e in error.errors(include_url=False))) from None
     except TypeError as error:  # a non-string key
@@ -109,16 +120,16 @@ def with_defaults(options: type[Options], defaults: dict[str, Any]) -> type[Opti
 
 
 def parse_assignment(text: str) -> tuple[str, str, Any]:
-    """``STRATEGY.OPTION=VALUE`` -> (strategy, option, value); ``none``/``null`` is None, other values stay text.
+    """``STRATEGY.OPTION=VALUE`` -> (strategy, option, value as text).
 
-    The strategy's Options model converts the text to its type (``"8"`` to 8, ``"true"`` to True).
+    The strategy's Options model converts the text to its type (``"8"`` to 8, ``"true"`` to True; ``none``
+    to None where the option allows None and has no choice of that name).
     """
     target, equals, value = text.partition("=")
     strategy, dot, option = target.strip().rpartition(".")
     if not equals or not dot or not strategy or not option:
         raise OptionError(f"--set {text!r}: expected STRATEGY.OPTION=VALUE, e.g. --set lora.r=8")
-    value = value.strip()
-    return strategy, option, None if value.lower() in {"none", "null"} else value
+    return strategy, option, value.strip()
 
 
 def group_assignments(assignments: list[str]) -> dict[str, dict[str, Any]]:

@@ -188,3 +188,14 @@ def test_help_exits_zero():
 
     assert result.returncode == 0, result.stderr
     assert "usage: slmbench" in result.stdout
+
+
+def test_none_on_the_command_line_is_a_choice_named_none_or_none_itself():
+    from slmbench.options import OptionError, build_options, group_assignments
+
+    registry = load_registry()
+    values = group_assignments(["few-shot.calibration=none", "few-shot.max_prompt_tokens=None", "few-shot.shots_per_class=3"])
+    options = build_options("few-shot", registry.strategy("few-shot").Options, values["few-shot"])
+    assert (options.calibration, options.max_prompt_tokens, options.shots_per_class) == ("none", None, 3)
+    with pytest.raises(OptionError, match="shots_per_class"):  # an int option that allows no None
+        build_options("few-shot", registry.strategy("few-shot").Options, group_assignments(["few-shot.shots_per_class=none"])["few-shot"])
