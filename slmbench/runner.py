@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import shutil
 import signal
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from slmbench import records
-from slmbench.planning import PlannedTrial, RunError, RunOptions, member_trials, plan_run
+from slmbench.planning import PlannedTrial, RunError, RunOptions, RunPlan, member_trials, plan_run
 from slmbench.plugins import Registry
 from slmbench.records import TrialRecord
+
+LOCK_FILE = ".slmbench.lock"
+"""Held by the process that writes a run folder (``slmbench run``), in that folder."""
 
 
 @dataclass
@@ -131,13 +134,48 @@ def run_sweep(
     exists, and RunInterrupted is raised. Several runs also get a comparison, ``<output>/comparison.md``;
     its path is returned with the results.
     """
-    from slmbench.executors import LocalExecutor
-    from slmbench.report import Constraints, render_report
-
     plans = [plan_run(options, registry) for options in runs]
     folders = [plan.run_dir.resolve() for plan in plans]
     if len(set(folders)) < len(folders):
         raise RunError("two runs of the sweep would write the same run folder: list each task once")
+    with ExitStack() as locks:
+        for plan in plans:
+            locks.enter_context(_only_writer(plan.run_dir))
+        return _run_plans(plans, runs, registry, progress, on_trial, constraints, executor, track)
+
+
+@contextmanager
+def _only_writer(run_dir: Path) -> Iterator[None]:
+    """Hold a lock on ``run_dir`` while this process writes it: a second run of the same folder fails at
+    once instead of overwriting the trials the first one finishes (the OS releases it if the process dies)."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(f"{run_dir}: another slmbench run is writing this run folder; wait for it to finish or choose another --run-id") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_plans(
+    plans: list[RunPlan],
+    runs: list[RunOptions],
+    registry: Registry,
+    progress: Any,
+    on_trial: Callable[[TrialRecord, bool], None],
+    constraints: Any,
+    executor: Any,
+    track: tuple[str, ...],
+) -> tuple[list[RunResult], Path | None]:
+    """``run_sweep``'s work, with every run folder locked."""
+    from slmbench.executors import LocalExecutor
+    from slmbench.report import Constraints, render_report
+
     results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
     pending = []
     for plan in plans:

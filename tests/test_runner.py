@@ -127,6 +127,22 @@ def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
     assert trials["majority"]["status"] == "ok"
 
 
+def test_a_second_run_of_a_folder_being_written_fails_at_once_and_writes_nothing(registry, shared_data_dir, tmp_path, fit_log):
+    from filelock import FileLock
+
+    from slmbench.runner import LOCK_FILE
+
+    first = run_benchmark(_options(shared_data_dir, tmp_path, "majority"), registry, ProgressReporter(False))
+    before = {path: path.read_bytes() for path in first.run_dir.rglob("*.json")}
+    with FileLock(first.run_dir / LOCK_FILE):  # another process writing it
+        with pytest.raises(RunError, match="another slmbench run is writing this run folder"):
+            run_benchmark(_options(shared_data_dir, tmp_path, "majority,last-label"), registry, ProgressReporter(False))
+    assert {path: path.read_bytes() for path in first.run_dir.rglob("*.json")} == before
+    assert fit_log() == ["majority"]
+    again = run_benchmark(_options(shared_data_dir, tmp_path, "majority,last-label"), registry, ProgressReporter(False))
+    assert again.reused == ["majority.seed0"] and again.ran == ["last-label.seed0"]  # the lock was released
+
+
 def test_a_time_limit_swallowed_inside_the_trial_is_raised_again() -> None:
     import time
 
