@@ -107,8 +107,6 @@ def frozen_linear_parameters(model: Any) -> int:
 
 
 def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, padded: bool = False) -> tuple[dict[str, Any], Any]:
-    import gc
-
     from slmbench.memory import PeakMemory
     from slmbench.sft import SharedPrefixCollator, causal_lm_loss
     from slmbench.training import train_model, validation_loss
