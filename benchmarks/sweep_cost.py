@@ -34,7 +34,7 @@ def trial_seconds(run_dir: Path) -> tuple[dict[str, float], dict[tuple[str, int]
     summary = load_summary(run_dir)
     whole = {entry.name: statistics.fmean(map(seconds, entry.trials)) for entry in summary.entries}
     points: dict[tuple[str, int], list[float]] = {}
-    for record in summary.latest_trials:
+    for record in summary.trials:
         if record.ok and record.train_size is not None:
             points.setdefault((record.name, record.train_size), []).append(seconds(record))
     n_train = summary.run.splits.sizes.get("train", 0) if summary.run else 0

@@ -85,7 +85,7 @@ def _decision_cost(summary: Summary) -> str:
     A strategy that combines others (its config names them as inputs) reports costs that include theirs:
     only its own wall time counts here, so nothing is counted twice.
     """
-    trials = summary.latest_trials
+    trials = summary.trials
     walls = [trial.wall_seconds for trial in trials]
     if not trials or None in walls:
         return ""

@@ -110,6 +110,8 @@ class Summary:
     """A run folder read back and grouped: what every view of a run starts from."""
 
     folder: RunFolder
+    trials: list[TrialRecord]
+    """Every readable trial of the run, one per (variant, seed, train size), failed ones included."""
     entries: list[Entry]
     """Variants on the whole train split with at least one ``ok`` seed, most accurate first."""
     failures: list[TrialFile]
@@ -156,11 +158,6 @@ class Summary:
     def entry(self, name: str) -> Entry | None:
         return next((entry for entry in self.entries if entry.name == name), None)
 
-    @property
-    def latest_trials(self) -> list[TrialRecord]:
-        """Every readable trial of the run, one per (variant, seed, train size), failed ones included."""
-        return _latest(self.folder.records)
-
 
 def _latest(trials: list[TrialRecord]) -> list[TrialRecord]:
     """One record per (variant, seed, train size): an older file naming the same trial is superseded."""
@@ -201,7 +198,7 @@ def summarize(folder: RunFolder) -> Summary:
         elif entry.name in grouped and entry.first.train_examples:
             grouped[entry.name][entry.first.train_examples] = entry.accuracies
     curves = {name: {size: CurvePoint(size, values) for size, values in points.items()} for name, points in grouped.items()}
-    return Summary(folder, entries, failures, curves, flat)
+    return Summary(folder, trials, entries, failures, curves, flat)
 
 
 def load_summary(run_dir: Path) -> Summary:
