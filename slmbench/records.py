@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError, model_validator
 
-from slmbench.files import InputFileError, file_problem, read_input_text
+from slmbench.files import InputFileError, read_input_text
 from slmbench.migrations import migrate_run, migrate_trial
 
 SCHEMA_VERSION = 2
@@ -393,12 +393,9 @@ def read_run(run_dir: Path) -> RunRecord:
 
 def read_test_texts(run_dir: Path) -> list[str] | None:
     """The run's test texts (``test_texts.json``), or None when the file is missing or damaged."""
-    path = Path(run_dir) / "test_texts.json"
-    if file_problem(path, MAX_RECORD_BYTES):
-        return None
     try:
-        texts = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        texts = json.loads(read_input_text(Path(run_dir) / "test_texts.json", MAX_RECORD_BYTES))
+    except (InputFileError, ValueError, RecursionError):
         return None
     return texts if isinstance(texts, list) and all(isinstance(text, str) for text in texts) else None
 
