@@ -7,7 +7,7 @@ here, explicitly and by tokens, so no strategy relies on silent truncation elsew
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence, get_args
 
 from pydantic import Field
 
@@ -70,13 +70,14 @@ class LMClassification:
     details: dict[str, Any]
 
 
-CALIBRATIONS = ("batch", "content-free", "none")
+CalibrationMethod = Literal["batch", "content-free", "none"]
+CALIBRATIONS: tuple[str, ...] = get_args(CalibrationMethod)
 
 
 class PromptOptions(Options):
     """Options of every strategy that prompts the shared LM (zero-shot, few-shot, rag)."""
 
-    calibration: Literal["batch", "content-free", "none"] = Field(
+    calibration: CalibrationMethod = Field(
         "batch",
         description="remove the LM's answer bias measured on unlabelled train texts (batch), on content-free "
         "inputs such as 'N/A' (content-free), or not at all (none)",
