@@ -22,11 +22,11 @@ from pathlib import Path
 
 def run(executor: object, options: dict, output: Path) -> tuple[float, dict[str, float | None]]:
     """Wall seconds of the sweep and each trial's accuracy (None for a failed trial)."""
-    from slmbench.planning import RunOptions
-    from slmbench.plugins import load_registry
-    from slmbench.progress import ProgressReporter
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.planning import RunOptions
+    from slmbench.engine.runner import run_benchmark
     from slmbench.records import load_run_folder
-    from slmbench.runner import run_benchmark
+    from slmbench.strategy.registry import load_registry
 
     started = time.perf_counter()
     result = run_benchmark(RunOptions(output=str(output), **options), load_registry(), ProgressReporter(False), executor=executor)
@@ -48,8 +48,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
 
-    from slmbench.executors import LocalExecutor, RayExecutor
-    from slmbench.progress import ProgressReporter
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.executors import LocalExecutor, RayExecutor
 
     options = {
         "task": args.task, "strategies": args.strategies, "profile": args.profile, "data_dir": args.data_dir,

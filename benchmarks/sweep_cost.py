@@ -26,7 +26,7 @@ def trial_seconds(run_dir: Path) -> tuple[dict[str, float], dict[tuple[str, int]
     """Per variant: mean trial seconds on the whole split; per (variant, size) where measured; the
     train size; the variants that learn from no train example (run once per seed, whatever the sizes)."""
     from slmbench.records import TrialRecord
-    from slmbench.summary import load_summary
+    from slmbench.report.summary import load_summary
 
     def seconds(trial: TrialRecord) -> float:
         return trial.wall_seconds or (trial.cost.train_seconds or 0.0) + (trial.cost.predict_seconds or 0.0)

@@ -20,7 +20,7 @@ jobs share the cores, ``--threads 1`` steadier still). With ``--repeats`` the se
 and each keeps its fastest run (other jobs on the machine only ever slow a run down). GFLOP/s count 4 x the frozen linear parameters (forward and
 input-gradient backward; the vocabulary projection, attention and the small LoRA matrices are left
 out) x the tokens run through the model (a prefix shared by a batch counts once), against the bf16
-matmul peak measured at the start (``slmbench.hardware``). Afterwards every model is scored by the
+matmul peak measured at the start (``slmbench.lm.hardware``). Afterwards every model is scored by the
 same function, in fp32, on the same validation examples (mean loss of the answer tokens). Then one
 validation pass of a trained model is timed both ways: packed rows (today) and the scoring engine.
 
@@ -83,6 +83,27 @@ def full_logits_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     return model(**batch["inputs"]).loss * count, count
 
 
+def packed_validation_loss(model: Any, dataset: Any, *, collator: Callable, batch_loss: Callable, autocast: Any = None) -> float:
+    """Mean answer-token loss of ``model`` over ``dataset`` by packed rows, outside any trainer: the
+    validation pass before the scoring engine took it over (``validation_by_scoring``)."""
+    from contextlib import nullcontext
+
+    import torch
+
+    from slmbench.lm.finetuning.setup import EVAL_BATCH_SIZE
+
+    total, count = 0.0, 0
+    context = torch.autocast(str(next(model.parameters()).device.type), dtype=autocast) if autocast else nullcontext()
+    model.eval()
+    with torch.no_grad(), context:
+        for start in range(0, len(dataset), EVAL_BATCH_SIZE):
+            batch = collator([dataset[i] for i in range(start, min(start + EVAL_BATCH_SIZE, len(dataset)))])
+            batch_total, batch_count = batch_loss(model, batch)
+            total += float(batch_total)
+            count += batch_count
+    return total / max(count, 1)
+
+
 def lora_model(path: str, dropout: float) -> Any:
     import torch
     from peft import LoraConfig, get_peft_model
@@ -107,9 +128,9 @@ def frozen_linear_parameters(model: Any) -> int:
 
 
 def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, padded: bool = False) -> tuple[dict[str, Any], Any]:
-    from slmbench.memory import PeakMemory
-    from slmbench.sft import SharedPrefixCollator, causal_lm_loss
-    from slmbench.training import train_model, validation_loss
+    from slmbench.lm.finetuning.batches import SharedPrefixCollator, causal_lm_loss
+    from slmbench.lm.finetuning.train_loop import train_model
+    from slmbench.lm.memory import PeakMemory
 
     train, validation, tokenizer, path = data
     model = lora_model(path, dropout)
@@ -125,7 +146,7 @@ def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, pad
         )
     wall = time.perf_counter() - started
     gflops = 4 * frozen_linear_parameters(model) * result.computed_tokens / result.step_seconds / 1e9
-    loss = validation_loss(model, validation, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
+    loss = packed_validation_loss(model, validation, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
     record = {
         "label": label,
         "lora_dropout": dropout,
@@ -155,12 +176,16 @@ def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, pad
 
 def time_validation(model: Any, validation: Any, autocast: Any) -> dict[str, Any]:
     """One validation pass of ``model`` by packed rows (today) and by the scoring engine, back to back."""
-    from slmbench.sft import SharedPrefixCollator, causal_lm_loss, validation_by_scoring
-    from slmbench.training import EVAL_BATCH_SIZE, validation_loss
+    from slmbench.lm.finetuning.batches import (
+        SharedPrefixCollator,
+        causal_lm_loss,
+        validation_by_scoring,
+    )
+    from slmbench.lm.finetuning.setup import EVAL_BATCH_SIZE
 
     model.eval()
     started = time.perf_counter()
-    packed = validation_loss(model, validation, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss, autocast=autocast)
+    packed = packed_validation_loss(model, validation, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss, autocast=autocast)
     packed_seconds = time.perf_counter() - started
     started = time.perf_counter()
     total, count = validation_by_scoring(model, validation, batch_size=EVAL_BATCH_SIZE, bfloat16=autocast is not None)
@@ -190,20 +215,20 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
+    from slmbench_plugins.lora import Lora
     from transformers import AutoTokenizer
     from transformers.utils import logging
 
-    from slmbench.data import load_splits, resolve_data_dir
-    from slmbench.hardware import hardware_info
-    from slmbench.models import resolve_causal_lm
-    from slmbench.planning import resolve_task_path
-    from slmbench.plugins import load_registry
-    from slmbench.profiles import get_profile
-    from slmbench.sft import sft_dataset
-    from slmbench.strategy import Examples
-    from slmbench.tasks import load_task
-    from slmbench.training import TrainingSetup, autocast_dtype
-    from slmbench_plugins.lora import Lora
+    from slmbench.engine.planning import resolve_task_path
+    from slmbench.lm.finetuning.batches import sft_dataset
+    from slmbench.lm.finetuning.setup import TrainingSetup, autocast_dtype
+    from slmbench.lm.hardware import hardware_info
+    from slmbench.lm.models import resolve_causal_lm
+    from slmbench.strategy.registry import load_registry
+    from slmbench.tasks.examples import Examples
+    from slmbench.tasks.profiles import get_profile
+    from slmbench.tasks.spec import load_task
+    from slmbench.tasks.splits import load_splits, resolve_data_dir
 
     logging.set_verbosity_error()
     if args.threads:

@@ -1,7 +1,7 @@
 """Scoring engine throughput, zero-shot and few-shot, on financial_sentiment: today's engine as the named baseline.
 
-Every engine set-up is ``slmbench.scoring.score_choices`` on the same chat messages
-(``slmbench.prompts.build_messages``) for the same test texts: the quick profile's stratified
+Every engine set-up is ``slmbench.lm.scoring.score_choices`` on the same chat messages
+(``slmbench.lm.prompts.build_messages``) for the same test texts: the quick profile's stratified
 200-example test split (seed 13), or a stratified ``--limit``. In one process, interleaved, each
 ``--repeats`` times (the median counts):
 
@@ -17,7 +17,7 @@ Speed-ups are on wall time and on the process's CPU time (steadier when other jo
 cores). Labels are compared with today's engine's, example by example. GFLOP/s count 2 x the
 linear layers' parameters (the vocabulary projection, run at a few positions only, and attention
 left out) x the tokens run through the model per wall second, against the matmul peak of the
-set-up's dtype measured at the start (``slmbench.hardware``).
+set-up's dtype measured at the start (``slmbench.lm.hardware``).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/zero_shot_vs_pipeline.py --data-dir ../shared/data --json scoring.json
 """
@@ -33,12 +33,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from slmbench.data import cap_examples, load_splits
-from slmbench.models import SharedModels
-from slmbench.profiles import get_profile
-from slmbench.prompts import build_messages
-from slmbench.scoring import answer_tokens, score_choices, tokenize_prompts
-from slmbench.tasks import load_task
+from slmbench.lm.models import SharedModels
+from slmbench.lm.prompts import build_messages
+from slmbench.lm.scoring import answer_tokens, score_choices, tokenize_prompts
+from slmbench.tasks.profiles import get_profile
+from slmbench.tasks.spec import load_task
+from slmbench.tasks.splits import cap_examples, load_splits
 
 REPO = Path(__file__).resolve().parents[1]
 TASK = REPO / "tasks" / "financial_sentiment.yaml"
@@ -155,7 +155,7 @@ def main() -> None:
     from transformers import pipeline
     from transformers.utils import logging
 
-    from slmbench.hardware import hardware_info
+    from slmbench.lm.hardware import hardware_info
 
     logging.set_verbosity_error()
     if args.threads:

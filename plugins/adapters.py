@@ -2,9 +2,9 @@
 
 Each adapter is a down-projection to ``bottleneck`` dimensions, a non-linearity and an
 up-projection added back to its input; the up-projection starts at zero, so training starts from
-the base model exactly. The base stays frozen (``slmbench.adapters``: hand-written, as the
+the base model exactly. The base stays frozen (``slmbench.lm.bottleneck``: hand-written, as the
 ``adapters`` library needs transformers 4). Training and prediction are those of every fine-tuning
-strategy (``slmbench.finetune``). Only the adapters are saved (``adapters.safetensors``). The
+strategy (``slmbench.strategy.finetuned_lm``). Only the adapters are saved (``adapters.safetensors``). The
 deployment check quantizes the frozen base and puts the adapters back on it in full precision.
 """
 
@@ -15,8 +15,12 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
-from slmbench.hookspecs import hookimpl
+from slmbench.strategy.finetuned_lm import (
+    FineTunedCausalLM,
+    FineTuneOptions,
+    load_causal_lm,
+)
+from slmbench.strategy.hookspecs import hookimpl
 
 ADAPTERS_FILE = "adapters.safetensors"
 
@@ -31,7 +35,7 @@ class Adapters(FineTunedCausalLM):
         activation: Literal["gelu", "relu", "silu"] = Field("gelu", description="non-linearity inside each adapter")
 
     def build(self) -> tuple[Any, Any]:
-        from slmbench.adapters import add_bottleneck_adapters
+        from slmbench.lm.bottleneck import add_bottleneck_adapters
 
         model, tokenizer = load_causal_lm(self.context)
         adapted = add_bottleneck_adapters(model, self.options.bottleneck, self.options.activation)
@@ -39,7 +43,7 @@ class Adapters(FineTunedCausalLM):
         return model, tokenizer
 
     def save(self, directory: Path) -> None:
-        from slmbench.adapters import save_adapters
+        from slmbench.lm.bottleneck import save_adapters
 
         metadata = {"bottleneck": str(self.options.bottleneck), "activation": self.options.activation}
         save_adapters(self.model, directory / ADAPTERS_FILE, metadata)
@@ -48,8 +52,8 @@ class Adapters(FineTunedCausalLM):
         """The frozen base checkpoint quantized, the saved adapters put back on it in full precision."""
         from transformers import AutoModelForCausalLM
 
-        from slmbench.adapters import add_bottleneck_adapters, load_adapters
-        from slmbench.deployment import Rebuild
+        from slmbench.lm.bottleneck import add_bottleneck_adapters, load_adapters
+        from slmbench.lm.deployment import Rebuild
 
         path = self.context.artifact_dir / ADAPTERS_FILE
 

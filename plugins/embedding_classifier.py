@@ -2,7 +2,7 @@
 
 The feature-based approach: the embedding model stays frozen and only a linear classifier is
 trained. Its regularisation strength ``C`` is an option, searched on the validation split like
-every strategy's (``slmbench.tuning``). The trained classifier is saved as safetensors (never pickled).
+every strategy's (``slmbench.engine.tuning``). The trained classifier is saved as safetensors (never pickled).
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from typing import Sequence
 
 from pydantic import Field
 
-from slmbench.hookspecs import hookimpl
-from slmbench.options import Options
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.common.options import Options
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 
 class EmbeddingClassifier(Strategy):
@@ -48,7 +49,7 @@ class EmbeddingClassifier(Strategy):
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.models import param_count
+        from slmbench.lm.models import param_count
 
         trainable = self.classifier.coef_.size + self.classifier.intercept_.size
         return trainable, trainable + param_count(self.context.models.embedder())

@@ -5,9 +5,9 @@ The classic recipe the decoder strategies are measured against: every weight of 
 a fresh head) is trained with cross-entropy on the labels. Texts are truncated to the budget's
 ``max_input_tokens`` (and the encoder's own limit); batches are padded dynamically and grouped by
 length. Validation loss, early stopping, best checkpoint and bfloat16 autocast are those of the
-other fine-tuning strategies (``slmbench.training``). It predicts with its own head, not the LM
+other fine-tuning strategies (``slmbench.lm.finetuning.train_loop``). It predicts with its own head, not the LM
 scoring engine. The artifact is the whole fine-tuned encoder (``model.safetensors``); the deployment
-check quantizes it (``slmbench.deployment``) and predicts with the same loop.
+check quantizes it (``slmbench.lm.deployment``) and predicts with the same loop.
 
 The profile's step and token caps are set for the causal LM. Training compute is about 6 x
 parameters x tokens, so an encoder k times smaller than the causal LM (all-MiniLM-L6-v2: 23M
@@ -22,9 +22,10 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from slmbench.finetune import FineTuneOptions
-from slmbench.hookspecs import hookimpl
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.finetuned_lm import FineTuneOptions
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 PREDICT_BATCH = 64
 
@@ -52,9 +53,13 @@ class EncoderFinetune(Strategy):
     def fit(self, train: Examples, validation: Examples) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from slmbench.training import TrainingSetup, train_model
-        from slmbench.models import param_count, stored_param_count
-        from slmbench.sft import PaddingCollator, sequence_classification_loss
+        from slmbench.lm.finetuning.batches import (
+            PaddingCollator,
+            sequence_classification_loss,
+        )
+        from slmbench.lm.finetuning.setup import TrainingSetup
+        from slmbench.lm.finetuning.train_loop import train_model
+        from slmbench.lm.models import param_count, stored_param_count
 
         path = self.context.models.embedding_model_path()
         names = self.context.task.label_names
@@ -74,8 +79,10 @@ class EncoderFinetune(Strategy):
         )
         causal_lm_params = stored_param_count(Path(self.context.models.causal_lm_path()))
         compute_scale = max(1, round((causal_lm_params or 0) / param_count(self.model)))
-        setup = TrainingSetup.from_context(
-            self.context,
+        setup = TrainingSetup.from_budget(
+            self.context.budget,
+            device=self.context.device,
+            seed=self.context.seed,
             learning_rate=self.options.learning_rate,
             compute_scale=compute_scale,
             weight_decay=self.options.weight_decay,
@@ -107,7 +114,7 @@ class EncoderFinetune(Strategy):
         import numpy as np
         import torch
 
-        from slmbench.sft import PaddingCollator
+        from slmbench.lm.finetuning.batches import PaddingCollator
 
         data = self._dataset(texts)
         order = np.argsort(data["length"])
@@ -131,7 +138,7 @@ class EncoderFinetune(Strategy):
     def deployment_variants(self) -> list[Any]:
         from transformers import AutoModelForSequenceClassification
 
-        from slmbench.deployment import Rebuild, quantized_copies
+        from slmbench.lm.deployment import Rebuild, quantized_copies
 
         def rebuild(scratch: Path) -> Rebuild:  # the artifact is the whole model, saved by fit; its new head stays as trained
             return Rebuild(str(self.context.artifact_dir), AutoModelForSequenceClassification, self.predict_with, keep=["classifier"])

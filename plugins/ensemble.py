@@ -16,9 +16,10 @@ from typing import Sequence
 
 from pydantic import Field
 
-from slmbench.hookspecs import hookimpl
-from slmbench.options import Options
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.common.options import Options
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 
 class Ensemble(Strategy):

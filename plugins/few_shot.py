@@ -3,10 +3,10 @@
 ``shots_per_class`` train examples of each label (all of a rarer label) are drawn once per seed,
 labels interleaved, and placed before the text as earlier turns of the conversation (user: example,
 assistant: its label). As every prompt starts with the same demonstrations, the scoring engine
-computes them once and reuses their cache (see ``slmbench.scoring``). Demonstrations are
-shortened, then dropped, if the prompt could exceed ``max_prompt_tokens`` (``slmbench.retrieval``).
+computes them once and reuses their cache (see ``slmbench.lm.scoring``). Demonstrations are
+shortened, then dropped, if the prompt could exceed ``max_prompt_tokens`` (``slmbench.lm.retrieval``).
 
-Calibration (``slmbench.prompts.Calibration``): the LM's answer bias, measured with the same
+Calibration (``slmbench.lm.prompts.Calibration``): the LM's answer bias, measured with the same
 demonstrations on unlabelled train texts, is divided out, and the train split's label frequencies
 put in its place (``label_prior``); the trial then counts the whole train split as labelled examples.
 """
@@ -17,9 +17,10 @@ from typing import Sequence
 
 from pydantic import Field
 
-from slmbench.hookspecs import hookimpl
-from slmbench.retrieval import DemonstrationOptions
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.lm.retrieval import DemonstrationOptions
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 
 def choose_demonstrations(labels: Sequence[int], n_labels: int, shots_per_class: int, seed: int) -> list[int]:
@@ -53,8 +54,9 @@ class FewShot(Strategy):
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Choose the demonstrations, cut them to what the context window allows, calibrate."""
-        from slmbench.prompts import estimate_calibration, label_frequencies, truncate_text
-        from slmbench.retrieval import plan_demonstrations
+        from slmbench.lm.prompts import label_frequencies, truncate_text
+        from slmbench.lm.retrieval import plan_demonstrations
+        from slmbench.strategy.prompting import estimate_calibration
 
         model, tokenizer = self.context.models.causal_lm()
         task, options = self.context.task, self.options
@@ -85,7 +87,7 @@ class FewShot(Strategy):
         }
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        from slmbench.prompts import classify_with_lm
+        from slmbench.strategy.prompting import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
         result = classify_with_lm(self.context, model, tokenizer, texts, [self.demonstrations] * len(texts), self.calibration)
@@ -94,7 +96,7 @@ class FewShot(Strategy):
         return result.predictions
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.models import param_count
+        from slmbench.lm.models import param_count
 
         return 0, param_count(self.context.models.causal_lm()[0])
 

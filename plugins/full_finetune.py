@@ -1,7 +1,7 @@
 """full-finetune: every weight of the causal LM trained on the task.
 
 The same examples, answer-only loss, validation-driven early stopping and scoring engine as the
-parameter-efficient strategies (``slmbench.finetune``), with all weights trainable: fp32 master
+parameter-efficient strategies (``slmbench.strategy.finetuned_lm``), with all weights trainable: fp32 master
 weights, bfloat16 autocast where the hardware supports it, AdamW. Gradient checkpointing trades
 compute for activation memory. The artifact is the whole model (``model.safetensors``).
 """
@@ -13,9 +13,13 @@ from typing import Any
 
 from pydantic import Field
 
-from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
-from slmbench.hookspecs import hookimpl
-from slmbench.strategy import Family
+from slmbench.strategy.base import Family
+from slmbench.strategy.finetuned_lm import (
+    FineTunedCausalLM,
+    FineTuneOptions,
+    load_causal_lm,
+)
+from slmbench.strategy.hookspecs import hookimpl
 
 
 class FullFinetune(FineTunedCausalLM):

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Sequence
 
 from pydantic import Field
 
-from slmbench.hookspecs import hookimpl
-from slmbench.options import Options
-from slmbench.retrieval import DEFAULT_K
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.common.options import Options
+from slmbench.lm.retrieval import DEFAULT_K
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +47,7 @@ class KnnVote(Strategy):
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Index the train split."""
-        from slmbench.retrieval import TrainIndex
+        from slmbench.lm.retrieval import TrainIndex
 
         self.labels = train.labels
         self.index = TrainIndex(self.context.models.encode, train)
@@ -61,7 +62,7 @@ class KnnVote(Strategy):
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.models import param_count
+        from slmbench.lm.models import param_count
 
         return 0, param_count(self.context.models.embedder())
 

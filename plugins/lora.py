@@ -3,7 +3,7 @@
 The base weights stay frozen. Each targeted linear layer W becomes W + (alpha / r) * B A, with A
 (r x inputs) and B (outputs x r, zero at the start) trained on the task: the instruction and text
 in the chat template, the label's verbalizer as the assistant's answer, the loss on the answer only
-(``slmbench.finetune``). The targets are found by peft (``all-linear``: every linear layer except
+(``slmbench.strategy.finetuned_lm``). The targets are found by peft (``all-linear``: every linear layer except
 the output head) and listed in the trial details. Only the adapter is saved
 (``adapter_model.safetensors``). For prediction it is merged into the base weights, so it costs what
 the base model costs; predictions go through the shared scoring engine.
@@ -23,8 +23,12 @@ from typing import Any
 
 from pydantic import Field
 
-from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
-from slmbench.hookspecs import hookimpl
+from slmbench.strategy.finetuned_lm import (
+    FineTunedCausalLM,
+    FineTuneOptions,
+    load_causal_lm,
+)
+from slmbench.strategy.hookspecs import hookimpl
 
 
 class LoraOptions(FineTuneOptions):

@@ -29,7 +29,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from slmbench.hookspecs import hookimpl
+from slmbench.strategy.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

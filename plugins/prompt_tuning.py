@@ -3,7 +3,7 @@
 A few embedding vectors are put before every prompt and trained; the whole model stays frozen.
 They start as the embeddings of the task instruction's first tokens. The rest of the prompt (chat
 template, instruction, allowed answers, text) and the answer-only loss are those of every
-fine-tuning strategy (``slmbench.finetune``). Only the virtual tokens are saved
+fine-tuning strategy (``slmbench.strategy.finetuned_lm``). Only the virtual tokens are saved
 (``adapter_model.safetensors``); at prediction they enter the scoring engine's key/value cache
 before the prompt, where training put them.
 """
@@ -14,8 +14,12 @@ from typing import Any
 
 from pydantic import Field
 
-from slmbench.finetune import FineTunedCausalLM, FineTuneOptions, load_causal_lm
-from slmbench.hookspecs import hookimpl
+from slmbench.strategy.finetuned_lm import (
+    FineTunedCausalLM,
+    FineTuneOptions,
+    load_causal_lm,
+)
+from slmbench.strategy.hookspecs import hookimpl
 
 
 class PromptTuning(FineTunedCausalLM):

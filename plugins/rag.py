@@ -1,12 +1,12 @@
 """rag: each text's prompt shows its k most similar labelled train examples, then the text itself.
 
 The train split is embedded with the shared embedding model into a FAISS index (exact, or HNSW for
-large train splits; see ``slmbench.retrieval``). For each text, its k nearest train examples become
+large train splits; see ``slmbench.lm.retrieval``). For each text, its k nearest train examples become
 the demonstrations, the most similar last, next to the text. The index never holds a test text and
 a search never returns the query's own text, so no demonstration can give the answer away.
 Demonstrations are shortened, then dropped, if the prompt could exceed ``max_prompt_tokens``.
 
-Calibration (``slmbench.prompts.Calibration``): the LM's answer bias is measured on train texts
+Calibration (``slmbench.lm.prompts.Calibration``): the LM's answer bias is measured on train texts
 with their own retrieved neighbours, divided out, and the train split's label frequencies put in
 its place (``label_prior``).
 """
@@ -17,9 +17,10 @@ from typing import Sequence
 
 from pydantic import Field
 
-from slmbench.hookspecs import hookimpl
-from slmbench.retrieval import DEFAULT_K, DemonstrationOptions
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.lm.retrieval import DEFAULT_K, DemonstrationOptions
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 
 class Rag(Strategy):
@@ -34,8 +35,9 @@ class Rag(Strategy):
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Index the train split, plan the prompt's demonstrations to fit the context window, calibrate."""
-        from slmbench.prompts import estimate_calibration, label_frequencies
-        from slmbench.retrieval import TrainIndex, plan_demonstrations
+        from slmbench.lm.prompts import label_frequencies
+        from slmbench.lm.retrieval import TrainIndex, plan_demonstrations
+        from slmbench.strategy.prompting import estimate_calibration
 
         model, tokenizer = self.context.models.causal_lm()
         task, options = self.context.task, self.options
@@ -60,7 +62,7 @@ class Rag(Strategy):
 
     def _demonstrations(self, texts: Sequence[str]) -> tuple[list[list[tuple[str, int]]], object]:
         """Each text's nearest train examples as (text, label) demonstrations, the most similar last."""
-        from slmbench.prompts import truncate_text
+        from slmbench.lm.prompts import truncate_text
 
         _, tokenizer = self.context.models.causal_lm()
         neighbours = self.index.search(texts, self.plan.demonstrations)
@@ -72,7 +74,7 @@ class Rag(Strategy):
         return demonstrations, neighbours
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        from slmbench.prompts import classify_with_lm
+        from slmbench.strategy.prompting import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
         demonstrations, neighbours = self._demonstrations(texts)
@@ -82,7 +84,7 @@ class Rag(Strategy):
         return result.predictions
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.models import param_count
+        from slmbench.lm.models import param_count
 
         return 0, param_count(self.context.models.causal_lm()[0]) + param_count(self.context.models.embedder())
 

@@ -3,7 +3,7 @@
 No language model is involved and it trains in seconds: every report shows what a strategy costing
 a thousand times more must beat. Terms are lowercased word unigrams and bigrams with sublinear tf
 (1 + log tf) and the idf of the train split; ``C`` is searched on the validation split like every
-strategy's option (``slmbench.tuning``). The artifact is the vocabulary as JSON and the numbers
+strategy's option (``slmbench.engine.tuning``). The artifact is the vocabulary as JSON and the numbers
 (idf, weights, intercepts) as safetensors: nothing is pickled.
 """
 
@@ -14,9 +14,10 @@ from typing import Sequence
 
 from pydantic import Field
 
-from slmbench.hookspecs import hookimpl
-from slmbench.options import Options
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.common.options import Options
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 
 class TfidfLinear(Strategy):

@@ -1,9 +1,9 @@
 """zero-shot: ask the instruction-tuned LM to classify each text, with no example and no training.
 
 The prompt is the task instruction, the list of allowed answers and the text (see
-``slmbench.prompts``). The model does not generate: each label's verbalizer is scored as the
+``slmbench.lm.prompts``). The model does not generate: each label's verbalizer is scored as the
 assistant's answer by log-likelihood, so every text gets a valid label and a probability per label
-(see ``slmbench.scoring``).
+(see ``slmbench.lm.scoring``).
 
 Small LMs prefer some answers whatever the text. By default that bias is measured on unlabelled
 train texts and divided out (batch calibration, Zhou et al. 2023; ``calibration``): zero-shot reads
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from slmbench.hookspecs import hookimpl
-from slmbench.prompts import PromptOptions
-from slmbench.strategy import Examples, Family, Predictions, Strategy
+from slmbench.lm.prompts import PromptOptions
+from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 
 class ZeroShot(Strategy):
@@ -29,7 +30,7 @@ class ZeroShot(Strategy):
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Measure the LM's answer bias; no label is read."""
-        from slmbench.prompts import estimate_calibration
+        from slmbench.strategy.prompting import estimate_calibration
 
         model, tokenizer = self.context.models.causal_lm()
         self.calibration = estimate_calibration(
@@ -38,7 +39,7 @@ class ZeroShot(Strategy):
         self.labelled_examples = 0
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        from slmbench.prompts import classify_with_lm
+        from slmbench.strategy.prompting import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
         result = classify_with_lm(self.context, model, tokenizer, texts, calibration=self.calibration)
@@ -47,7 +48,7 @@ class ZeroShot(Strategy):
         return result.predictions
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.models import param_count
+        from slmbench.lm.models import param_count
 
         return 0, param_count(self.context.models.causal_lm()[0])
 

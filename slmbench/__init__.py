@@ -18,20 +18,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from slmbench.hookspecs import hookimpl
-from slmbench.options import Options
-from slmbench.strategy import Examples, Family, Predictions, RunContext, Strategy
+from slmbench.common.options import Options
+from slmbench.strategy.base import Family, RunContext, Strategy
+from slmbench.strategy.hookspecs import hookimpl
+from slmbench.tasks.examples import Examples, Predictions
 
 _LAZY = {
-    "classify_with_lm": "slmbench.prompts",
-    "Calibration": "slmbench.prompts",
-    "estimate_calibration": "slmbench.prompts",
-    "LMClassification": "slmbench.prompts",
-    "PromptOptions": "slmbench.prompts",
-    "FineTunedCausalLM": "slmbench.finetune",
-    "FineTuneOptions": "slmbench.finetune",
-    "load_causal_lm": "slmbench.finetune",
-    "TrainIndex": "slmbench.retrieval",
+    "classify_with_lm": "slmbench.strategy.prompting",
+    "Calibration": "slmbench.lm.prompts",
+    "estimate_calibration": "slmbench.strategy.prompting",
+    "LMClassification": "slmbench.strategy.prompting",
+    "PromptOptions": "slmbench.lm.prompts",
+    "FineTunedCausalLM": "slmbench.strategy.finetuned_lm",
+    "FineTuneOptions": "slmbench.strategy.finetuned_lm",
+    "load_causal_lm": "slmbench.strategy.finetuned_lm",
+    "TrainIndex": "slmbench.lm.retrieval",
+    "param_count": "slmbench.lm.models",
 }
 
 __all__ = ["Examples", "Family", "Options", "Predictions", "RunContext", "Strategy", "hookimpl", *_LAZY]

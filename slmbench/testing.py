@@ -9,7 +9,7 @@ Two lines in a plugin's tests::
         check(strategy)
 
 (or ``check_strategy(MyStrategy)``, which runs every check and raises ``StrategyCheckError``). The
-checks run the strategy through the real trial (``slmbench.trial.run_trial``) on a tiny built-in
+checks run the strategy through the real trial (``slmbench.engine.trial.run_trial``) on a tiny built-in
 task, with tiny models built on the spot (a 2-layer Llama and a 2-layer BERT sentence encoder with
 tokenizers trained on the task's words, no download), on the CPU, in seconds:
 
@@ -35,7 +35,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from slmbench.strategy import Examples, RunContext, Strategy
+from slmbench.strategy.base import RunContext, Strategy
+from slmbench.tasks.examples import Examples
 
 HEAVY_MODULES = ("torch", "transformers", "sklearn", "scipy", "matplotlib", "sentence_transformers", "peft", "faiss", "pandas")
 """What importing a strategy's module must not import: every slmbench command imports every plugin."""
@@ -92,7 +93,7 @@ def toy_task_files(directory: Path) -> Path:
 
 
 def _corpus() -> list[str]:
-    from slmbench.tasks import load_task
+    from slmbench.tasks.spec import load_task
 
     with tempfile.TemporaryDirectory() as folder:
         task = load_task(toy_task_files(Path(folder)))
@@ -104,7 +105,14 @@ def _corpus() -> list[str]:
 def _causal_lm(directory: Path) -> None:
     """A 2-layer Llama with a byte-level BPE tokenizer (and a chat template) trained on the toy task's words."""
     import torch
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -133,8 +141,20 @@ def _embedder(directory: Path) -> None:
     (mean pooling, unit length), loadable as an encoder with a classification head too."""
     import torch
     from sentence_transformers import SentenceTransformer
-    from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from sentence_transformers.sentence_transformer.modules import (
+        Normalize,
+        Pooling,
+        Transformer,
+    )
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import BertConfig, BertModel, BertTokenizerFast
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -175,11 +195,11 @@ def make_context(
 ) -> RunContext:
     """A RunContext for calling a strategy by hand: the toy task and tiny models unless given, the smoke
     profile, CPU, fp32, no progress bars; ``options`` set the strategy's options (validated)."""
-    from slmbench.models import SharedModels
-    from slmbench.options import build_options
-    from slmbench.profiles import get_profile
-    from slmbench.progress import ProgressReporter
-    from slmbench.tasks import load_task
+    from slmbench.common.options import build_options
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.lm.models import SharedModels
+    from slmbench.tasks.profiles import get_profile
+    from slmbench.tasks.spec import load_task
 
     if models is None:
         causal_lm, embedder = tiny_models()
@@ -196,9 +216,9 @@ def make_context(
 
 def toy_splits() -> tuple[Examples, Examples, Examples]:
     """The toy task's train, validation and test examples (as the smoke profile splits them)."""
-    from slmbench.data import load_splits
-    from slmbench.profiles import get_profile
-    from slmbench.tasks import load_task
+    from slmbench.tasks.profiles import get_profile
+    from slmbench.tasks.spec import load_task
+    from slmbench.tasks.splits import load_splits
 
     with tempfile.TemporaryDirectory() as folder:
         path = toy_task_files(Path(folder))
@@ -215,7 +235,7 @@ def _fail(check: str, strategy: type[Strategy], problem: str) -> None:
 
 def check_registration(strategy: type[Strategy]) -> None:
     """The class is what ``register`` accepts: a Strategy with name, description, family, valid options."""
-    from slmbench.plugins import _check_strategy
+    from slmbench.strategy.registry import _check_strategy
 
     try:
         _check_strategy(strategy)
@@ -247,9 +267,10 @@ def _trial(strategy: type[Strategy], seed: int = 0, inspect_artifacts: Callable[
     """The record of a real trial of ``strategy`` on the toy task; ``inspect_artifacts`` sees its
     artifact folder before the folder is deleted."""
     from slmbench import records
-    from slmbench.profiles import get_profile
-    from slmbench.progress import ProgressReporter
-    from slmbench.trial import Workspace, run_trial
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.model_cache import ModelCache
+    from slmbench.engine.trial import run_trial
+    from slmbench.tasks.profiles import get_profile
 
     causal_lm, embedder = tiny_models()
     with tempfile.TemporaryDirectory(prefix="slmbench-check-") as folder:
@@ -258,7 +279,7 @@ def _trial(strategy: type[Strategy], seed: int = 0, inspect_artifacts: Callable[
             strategy=strategy.name, task_path=str(task_path), data_dir=str(task_path.parent), profile=get_profile("smoke").to_dict(),
             seed=seed, models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
         )
-        record = run_trial(config, strategy, Workspace(ProgressReporter(enabled=False)), Path(folder) / "artifacts")
+        record = run_trial(config, strategy, ModelCache(ProgressReporter(enabled=False)), Path(folder) / "artifacts")
         inspect_artifacts(Path(folder) / "artifacts")
         return record
 

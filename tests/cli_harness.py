@@ -1,6 +1,6 @@
 """The CLI run in-process on hostile input, each outcome classified and counted.
 
-``run_cli`` runs ``slmbench.cli.main`` with the fake strategies registered, in a given working
+``run_cli`` runs ``slmbench.cli.main.main`` with the fake strategies registered, in a given working
 folder, with stdout and stderr captured and a watchdog against hangs, and says what happened:
 
 - ``clean error``: a non-zero exit with a one-line error, no traceback;
@@ -33,7 +33,8 @@ from typing import Iterator, Sequence
 from unittest import mock
 
 import fake_strategies
-from slmbench.plugins import load_registry
+
+from slmbench.strategy.registry import load_registry
 
 HANG_SECONDS = 120.0
 """Watchdog of one command: far above any command here, so only a real hang reaches it."""
@@ -100,10 +101,10 @@ def _registry(strict: bool = False, extra_plugins: object = None):
 
 def _call_main(argv: Sequence[str]) -> tuple[int | None, str | None]:
     """(exit code, traceback text if an exception escaped ``main``)."""
-    from slmbench.cli import main
+    from slmbench.cli.main import main
 
     try:
-        with mock.patch("slmbench.plugins.load_registry", _registry):
+        with mock.patch("slmbench.strategy.registry.load_registry", _registry):
             return main(list(argv)), None
     except SystemExit as stop:  # argparse
         return stop.code if isinstance(stop.code, int) else 2, None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-
 # --- tiny causal LM (scoring engine, prompting strategies) ------------------------------------
 
 
@@ -13,7 +12,7 @@ def smollm2_tokenizer():
     """The real SmolLM2 tokenizer and chat template (no weights loaded)."""
     from transformers import AutoTokenizer
 
-    from slmbench.models import smollm2_dir
+    from slmbench.lm.models import smollm2_dir
 
     return AutoTokenizer.from_pretrained(smollm2_dir())
 
@@ -55,7 +54,7 @@ def toy_task():
     """A three-label sentiment TaskSpec (no data file behind it) for prompt and strategy tests."""
     from pathlib import Path
 
-    from slmbench.tasks import DataSource, Label, TaskSpec
+    from slmbench.tasks.spec import DataSource, Label, TaskSpec
 
     return TaskSpec(
         name="toy-sentiment",
@@ -144,7 +143,7 @@ def registry():
     """The installed strategies plus the fake ones of ``tests/fake_strategies.py``."""
     import fake_strategies
 
-    from slmbench.plugins import load_registry
+    from slmbench.strategy.registry import load_registry
 
     return load_registry(extra_plugins={"fake-strategies": fake_strategies.plugin()})
 

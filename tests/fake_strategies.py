@@ -155,6 +155,6 @@ def plugin() -> object:
 
 
 if __name__ == "__main__":
-    from slmbench.cli import main
+    from slmbench.cli.main import main
 
     sys.exit(main(sys.argv[1:], extra_plugins={"fake-strategies": plugin()}))

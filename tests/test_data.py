@@ -12,7 +12,18 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from slmbench.data import (
+from slmbench.tasks.examples import Examples
+from slmbench.tasks.profiles import Budget
+from slmbench.tasks.spec import (
+    DataSource,
+    HubSource,
+    Label,
+    SplitProtocol,
+    TaskError,
+    TaskSpec,
+    load_task,
+)
+from slmbench.tasks.splits import (
     DATA_DIR_ENV,
     LoadedData,
     cap_examples,
@@ -23,9 +34,6 @@ from slmbench.data import (
     resolve_data_dir,
     validate,
 )
-from slmbench.profiles import Budget
-from slmbench.strategy import Examples
-from slmbench.tasks import DataSource, HubSource, Label, SplitProtocol, TaskError, TaskSpec, load_task
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")

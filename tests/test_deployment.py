@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 
 from slmbench import records
-from slmbench.deployment import quantized_copies
-from slmbench.plugins import load_registry
-from slmbench.profiles import get_profile
-from slmbench.progress import ProgressReporter
-from slmbench.strategy import Examples
+from slmbench.common.progress import ProgressReporter
+from slmbench.engine.model_cache import ModelCache
+from slmbench.engine.trial import deployment_checks, run_trial
+from slmbench.lm.deployment import quantized_copies
+from slmbench.strategy.registry import load_registry
+from slmbench.tasks.examples import Examples
+from slmbench.tasks.profiles import get_profile
 from slmbench.testing import make_context, tiny_models, toy_splits, toy_task_files
-from slmbench.trial import Workspace, deployment_checks, run_trial
 
 REGISTRY = load_registry()
 LABELS = ["negative", "neutral", "positive"]
@@ -30,7 +31,7 @@ def lora_record(tmp_path_factory: pytest.TempPathFactory) -> records.TrialRecord
         strategy="lora", task_path=str(task_path), data_dir=str(task_path.parent), profile=get_profile("smoke").to_dict(),
         models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
     )
-    return run_trial(config, REGISTRY.strategy("lora"), Workspace(ProgressReporter(enabled=False)), folder / "artifacts")
+    return run_trial(config, REGISTRY.strategy("lora"), ModelCache(ProgressReporter(enabled=False)), folder / "artifacts")
 
 
 def test_lora_trial_records_its_model_unquantized_int8_and_nf4(lora_record: records.TrialRecord) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from slmbench.planning import RunOptions
-from slmbench.progress import ProgressReporter
-from slmbench.runner import run_benchmark
+from slmbench.common.progress import ProgressReporter
+from slmbench.engine.planning import RunOptions
+from slmbench.engine.runner import run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 
@@ -88,9 +88,9 @@ def test_every_trial_records_the_floor_single_request_latency_and_validation_pre
 
 
 def test_max_latency_limits_the_single_request_p95(tmp_path):
-    from slmbench.recommend import latency_ms
     from slmbench.records import Cost, Latency, Metrics, TrialRecord
-    from slmbench.summary import Entry
+    from slmbench.report.recommend import latency_ms
+    from slmbench.report.summary import Entry
 
     trial = TrialRecord(strategy="x", status="ok", metrics=Metrics(accuracy=1, macro_f1=1),
                         cost=Cost(latency_ms_per_example=2.0, single_request=Latency(p50_ms=5, p95_ms=9, requests=20)))
@@ -102,7 +102,7 @@ def test_max_latency_limits_the_single_request_p95(tmp_path):
 def test_validate_warns_about_verbalizers_the_model_does_not_say(smollm2_tokenizer, toy_task):
     from dataclasses import replace
 
-    from slmbench.prompts import verbalizer_warnings
+    from slmbench.lm.prompts import verbalizer_warnings
 
     assert verbalizer_warnings(toy_task, smollm2_tokenizer) == []  # negative, neutral, positive: one token each
     odd = replace(toy_task, labels=(replace(toy_task.labels[0], verbalizer="pessimistically"), *toy_task.labels[1:]))

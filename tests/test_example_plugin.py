@@ -30,7 +30,7 @@ def environment(site: Path, only_plugins: str | None = None) -> dict[str, str]:
 
 
 def slmbench(site: Path, *args: str, only_plugins: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slmbench.cli", *args], env=environment(site, only_plugins),
+    return subprocess.run([sys.executable, "-m", "slmbench.cli.main", *args], env=environment(site, only_plugins),
                           capture_output=True, text=True, timeout=600)
 
 

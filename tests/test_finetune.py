@@ -8,13 +8,21 @@ import numpy as np
 import pytest
 import torch
 
-from slmbench.models import SharedModels, stored_param_count
-from slmbench.profiles import Budget
-from slmbench.scoring import answer_tokens, score_choices, tokenize_prompts
-from slmbench.sft import SharedPrefixCollator, causal_lm_loss, row_logits, sft_dataset
-from slmbench.strategy import Examples, RunContext
-from slmbench.training import TrainingSetup, train_model, validation_loss
-from slmbench.plugins import load_registry
+from benchmarks.train_throughput import packed_validation_loss
+from slmbench.lm.finetuning.batches import (
+    SharedPrefixCollator,
+    causal_lm_loss,
+    row_logits,
+    sft_dataset,
+)
+from slmbench.lm.finetuning.setup import TrainingSetup
+from slmbench.lm.finetuning.train_loop import train_model
+from slmbench.lm.models import SharedModels, stored_param_count
+from slmbench.lm.scoring import answer_tokens, score_choices, tokenize_prompts
+from slmbench.strategy.base import RunContext
+from slmbench.strategy.registry import load_registry
+from slmbench.tasks.examples import Examples
+from slmbench.tasks.profiles import Budget
 from slmbench.testing import make_context as kit_context
 
 TEXTS = [
@@ -53,7 +61,7 @@ def tiny_model_dirs(tmp_path_factory, smollm2_tokenizer, make_tiny_causal_lm):
     """(causal LM folder, BERT encoder folder): a 2-layer Llama with the SmolLM2 tokenizer and a 2-layer BERT."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from slmbench.models import minilm_dir
+    from slmbench.lm.models import minilm_dir
 
     root = tmp_path_factory.mktemp("tiny-models")
     make_tiny_causal_lm().save_pretrained(root / "llama")
@@ -89,7 +97,7 @@ def strategy_class(name: str):
 
 
 def test_loss_is_on_the_answer_tokens_only(toy_task, smollm2_tokenizer):
-    from slmbench.prompts import build_messages
+    from slmbench.lm.prompts import build_messages
 
     data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS[:3], LABELS[:3]), max_input_tokens=64)
     prompts = tokenize_prompts(
@@ -145,7 +153,7 @@ def test_packing_leaves_no_padding_and_computes_the_prefix_once_per_row(toy_task
 
 
 def test_token_budgets_shorten_training_and_validation(toy_task, smollm2_tokenizer):
-    from slmbench.training import planned_steps, validation_subset
+    from slmbench.lm.finetuning.train_loop import planned_steps, validation_subset
 
     data = sft_dataset(toy_task, smollm2_tokenizer, TRAIN, max_input_tokens=64)
     collator = SharedPrefixCollator()
@@ -205,7 +213,7 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, tiny_mode
 
 
 def test_unknown_options_are_rejected_with_a_suggestion(tiny_model_dirs, toy_task, tmp_path):
-    from slmbench.options import OptionError
+    from slmbench.common.options import OptionError
 
     with pytest.raises(OptionError, match="lora has no option 'alhpa'; did you mean 'alpha'?"):
         make_context("lora", tiny_model_dirs, toy_task, tmp_path / "lora", alhpa=8)
@@ -223,8 +231,8 @@ def test_lora_options_reach_peft(tiny_model_dirs, toy_task, tmp_path):
 
 def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, tmp_path, smollm2_tokenizer):
     """The scoring engine (prefix cache, packing) sees a prompt-tuned model exactly as training does."""
-    from slmbench.sft import SoftPromptLM
-    from slmbench.prompts import build_messages
+    from slmbench.lm.finetuning.batches import SoftPromptLM
+    from slmbench.lm.prompts import build_messages
 
     context = make_context("prompt-tuning", tiny_model_dirs, toy_task, tmp_path / "pt", learning_rate=0.5)
     strategy = strategy_class("prompt-tuning")(context)
@@ -250,7 +258,12 @@ def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, t
 
 
 def test_adapters_start_as_the_identity_and_only_they_train(smollm2_tokenizer, make_tiny_causal_lm):
-    from slmbench.adapters import AdaptedOutput, BottleneckAdapter, add_bottleneck_adapters, adapter_state_dict
+    from slmbench.lm.bottleneck import (
+        AdaptedOutput,
+        BottleneckAdapter,
+        adapter_state_dict,
+        add_bottleneck_adapters,
+    )
 
     adapter = BottleneckAdapter(hidden_size=64, bottleneck=8)
     hidden = torch.randn(3, 5, 64)
@@ -272,7 +285,7 @@ def test_adapters_start_as_the_identity_and_only_they_train(smollm2_tokenizer, m
 
 
 def test_adapters_fail_clearly_on_an_unknown_architecture():
-    from slmbench.adapters import add_bottleneck_adapters
+    from slmbench.lm.bottleneck import add_bottleneck_adapters
 
     with pytest.raises(ValueError, match="no transformer block"):
         add_bottleneck_adapters(torch.nn.Sequential(torch.nn.Linear(4, 4)))
@@ -303,7 +316,7 @@ def test_early_stopping_restores_the_best_checkpoint(toy_task, smollm2_tokenizer
     assert losses[1] > losses[0] and losses[2] > losses[0]
     for name, parameter in model.named_parameters():
         torch.testing.assert_close(parameter, initial[name])
-    restored = validation_loss(model, validation, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
+    restored = packed_validation_loss(model, validation, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
     assert restored == pytest.approx(result.best_validation_loss, rel=1e-4)
 
 
@@ -338,9 +351,9 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, sm
 
 
 def test_every_weight_updating_strategy_is_registered_and_dora_is_lora_configured():
-    from slmbench.strategy import Family
-
     from slmbench_plugins.lora import Lora
+
+    from slmbench.strategy.base import Family
 
     classes = {name: strategy_class(name) for name in WEIGHT_UPDATING}
     assert all(cls.name == name for name, cls in classes.items())
@@ -356,7 +369,6 @@ def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_di
     must equal those before it."""
     from bitsandbytes.functional import has_avx512bf16
     from bitsandbytes.nn import Linear4bit
-
     from slmbench_plugins.qlora import set_cpu_inference_layout
 
     context = make_context("qlora", tiny_model_dirs, toy_task, tmp_path / "qlora", dropout=0.0)  # deterministic gradients
@@ -455,20 +467,20 @@ def test_compile_unavailable_is_recorded(toy_task, smollm2_tokenizer, make_tiny_
 
 
 def test_validation_by_scoring_is_the_packed_validation_loss(toy_task, smollm2_tokenizer, make_tiny_causal_lm):
-    from slmbench.sft import validation_by_scoring
+    from slmbench.lm.finetuning.batches import validation_by_scoring
 
     model = _tiny_lora(make_tiny_causal_lm).eval()
     data = sft_dataset(toy_task, smollm2_tokenizer, VALIDATION, max_input_tokens=64)
     total, count = validation_by_scoring(model, data, batch_size=4, bfloat16=False)
-    packed = validation_loss(model, data, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
+    packed = packed_validation_loss(model, data, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss)
     assert count == sum(len(answer_tokens(smollm2_tokenizer, toy_task.labels[y].verbalizer)) for y in VALIDATION.labels)
     assert total / count == pytest.approx(packed, rel=1e-4)
 
 
 def test_memory_is_handed_back_every_n_steps(toy_task, smollm2_tokenizer, make_tiny_causal_lm, monkeypatch):
-    import slmbench.trainer
+    import slmbench.lm.finetuning.hf_trainer
 
     calls = []
-    monkeypatch.setattr(slmbench.trainer, "release_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr(slmbench.lm.finetuning.hf_trainer, "release_freed_memory", lambda: calls.append(1))
     _train(make_tiny_causal_lm(), toy_task, smollm2_tokenizer, validation=False, max_steps=4, trim_memory_every_steps=2)
     assert len(calls) == 2

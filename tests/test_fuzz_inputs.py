@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+from cli_harness import GOOD_ROWS, VALID_TASK, check, make_workdir, run_cli, write_rows
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from cli_harness import GOOD_ROWS, VALID_TASK, check, make_workdir, run_cli, write_rows
-from slmbench.planning import RUN_ID
+from slmbench.engine.planning import RUN_ID
 
 SCALE = float(os.environ.get("SLMBENCH_FUZZ_SCALE", "1"))
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"

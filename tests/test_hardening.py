@@ -17,11 +17,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fake_strategies
 import pytest
 import yaml
+from cli_harness import (
+    GOOD_ROWS,
+    VALID_TASK,
+    check,
+    count,
+    make_workdir,
+    run_cli,
+    write_rows,
+    write_task,
+)
 
-import fake_strategies
-from cli_harness import GOOD_ROWS, VALID_TASK, check, count, make_workdir, run_cli, write_rows, write_task
 from slmbench import records
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
@@ -245,16 +254,16 @@ def test_dollar_signs_in_labels_never_reach_mathtext(wd: Path) -> None:
 
 def test_a_second_ctrl_c_while_the_report_renders(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Ctrl-C in a trial, then twice more while the report is written: the report is whole, the exit 130."""
-    import slmbench.report
+    import slmbench.report.render
 
-    real = slmbench.report.render_report
+    real = slmbench.report.render.render_report
 
     def pressed_twice(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(slmbench.report, "render_report", pressed_twice)
+    monkeypatch.setattr(slmbench.report.render, "render_report", pressed_twice)
     result = _run(wd, "--strategies", "majority,interrupting,last-label", invalid=None)
     assert result.code == 130 and result.outcome == "clean error", str(result)
     assert result.stderr.strip().splitlines()[-1].startswith("interrupted: run interrupted; resume with")
@@ -265,15 +274,15 @@ def test_a_second_ctrl_c_while_the_report_renders(wd: Path, monkeypatch: pytest.
 
 
 def test_second_interrupt_during_the_report_alone(wd: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import slmbench.report
+    import slmbench.report.render
 
-    real = slmbench.report.render_report
+    real = slmbench.report.render.render_report
 
     def pressed(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGINT)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(slmbench.report, "render_report", pressed)
+    monkeypatch.setattr(slmbench.report.render, "render_report", pressed)
     result = _run(wd, invalid=None)
     assert result.code == 130 and "Traceback" not in result.stderr
     assert (wd / "out" / "fuzz" / "smoke" / "report.md").read_text().startswith("# Decision report")
@@ -493,7 +502,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: py
 
 
 def test_progress_bar_descriptions_are_not_markup() -> None:
-    from slmbench.progress import ProgressReporter
+    from slmbench.common.progress import ProgressReporter
 
     with ProgressReporter(enabled=True).task("lora[/red] [bold]x", 2) as advance:
         advance(2)

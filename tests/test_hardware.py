@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from slmbench import hardware
+from slmbench.lm import hardware
 
 
 def test_hardware_info_is_a_plain_dict_of_sane_values():

@@ -6,16 +6,17 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from test_retrieval import BagOfWordsEmbedder
-
-import slmbench.scoring
-from slmbench.models import SharedModels, param_count
-from slmbench.strategy import Examples, Family, RunContext
-from slmbench.testing import make_context as kit_context
 from slmbench_plugins import few_shot, knn_vote, rag
 from slmbench_plugins.few_shot import FewShot, choose_demonstrations
 from slmbench_plugins.knn_vote import KnnVote, vote
 from slmbench_plugins.rag import Rag
+from test_retrieval import BagOfWordsEmbedder
+
+import slmbench.lm.scoring
+from slmbench.lm.models import SharedModels, param_count
+from slmbench.strategy.base import Family, RunContext
+from slmbench.tasks.examples import Examples
+from slmbench.testing import make_context as kit_context
 
 TRAIN = Examples(
     texts=[
@@ -49,13 +50,13 @@ def make_context(strategy, toy_task, tiny_causal_lm, tmp_path, **options) -> Run
 def captured_conversations(monkeypatch):
     """The conversations the strategies hand to the scoring engine."""
     captured = []
-    score_choices = slmbench.scoring.score_choices
+    score_choices = slmbench.lm.scoring.score_choices
 
     def capture(model, tokenizer, conversations, *args, **kwargs):
         captured.extend(conversations)
         return score_choices(model, tokenizer, conversations, *args, **kwargs)
 
-    monkeypatch.setattr(slmbench.scoring, "score_choices", capture)
+    monkeypatch.setattr(slmbench.lm.scoring, "score_choices", capture)
     return captured
 
 
@@ -164,7 +165,7 @@ def test_calibration_divides_out_the_answer_bias_and_restores_the_train_prior(
 ):
     """The bias is the mean answer distribution over unlabelled train texts (batch) or content-free inputs,
     scored with the strategy's own demonstrations; the train split's label frequencies replace it."""
-    from slmbench.prompts import CONTENT_FREE_TEXTS, label_frequencies
+    from slmbench.lm.prompts import CONTENT_FREE_TEXTS, label_frequencies
 
     raw = FewShot(make_context(FewShot, toy_task, tiny_causal_lm, tmp_path / "raw", calibration="none"))
     raw.fit(TRAIN, Examples([], []))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 
 import pytest
-
 from fake_strategies import plugin as fake_strategies
+
 from slmbench import hookimpl
-from slmbench.cli import EXIT_INPUT, EXIT_SOME_FAILED, main
+from slmbench.cli.main import EXIT_INPUT, EXIT_SOME_FAILED, main
 
 
 def run(shared_data_dir, output, *extra: str, plugins: dict | None = None, strategies: str = "majority,last-label,exploding") -> int:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slmbench import models
-from slmbench.models import (
+from slmbench.lm import models
+from slmbench.lm.models import (
     EMBEDDED_CAUSAL_LM,
     ModelError,
     SharedModels,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from slmbench import Examples, Family, Predictions, Strategy, hookimpl
-from slmbench.plugins import PluginError, load_registry
+from slmbench.strategy.registry import PluginError, load_registry
 
 
 class Dummy(Strategy):
@@ -173,11 +172,11 @@ def test_slmbench_plugins_restricts_entry_points(monkeypatch):
 
 
 def test_code_version_of_a_fine_tuning_strategy_covers_the_training_code(monkeypatch):
-    import slmbench.finetune
+    import slmbench.strategy.finetuned_lm
 
     registry = load_registry()
     with_training = registry.code_version("lora")
-    monkeypatch.setattr(slmbench.finetune, "CODE_VERSION_INCLUDES", ())
+    monkeypatch.setattr(slmbench.strategy.finetuned_lm, "CODE_VERSION_INCLUDES", ())
     assert registry.code_version("lora") != with_training
 
 
@@ -191,7 +190,7 @@ def test_help_exits_zero():
 
 
 def test_none_on_the_command_line_is_a_choice_named_none_or_none_itself():
-    from slmbench.options import OptionError, build_options, group_assignments
+    from slmbench.common.options import OptionError, build_options, group_assignments
 
     registry = load_registry()
     values = group_assignments(["few-shot.calibration=none", "few-shot.max_prompt_tokens=None", "few-shot.shots_per_class=3"])

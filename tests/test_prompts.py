@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from slmbench.prompts import build_messages, system_prompt, truncate_text
+from slmbench.lm.prompts import build_messages, system_prompt, truncate_text
 
 
 def test_truncate_text_keeps_short_texts_and_cuts_long_ones_by_tokens(smollm2_tokenizer):

@@ -14,12 +14,12 @@ import sys
 import time
 from pathlib import Path
 
+import fake_strategies
 import pytest
 
-import fake_strategies
-from slmbench.planning import RunOptions
-from slmbench.progress import ProgressReporter
-from slmbench.runner import run_benchmark
+from slmbench.common.progress import ProgressReporter
+from slmbench.engine.planning import RunOptions
+from slmbench.engine.runner import run_benchmark
 
 ray = pytest.importorskip("ray")
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
@@ -46,7 +46,7 @@ def _records(run_dir: Path) -> dict[str, dict]:
 
 
 def _executor(**settings):
-    from slmbench.executors import RayExecutor
+    from slmbench.engine.executors import RayExecutor
 
     return RayExecutor(**{"workers": 2, "threads_per_trial": 1, **settings})
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from slmbench import records, stats
-from slmbench.compare import render_comparison
-from slmbench.metrics import classification_metrics
-from slmbench.recommend import Constraints, recommend
-from slmbench.report import leader_changes, render_report
-from slmbench.summary import load_summary
+from slmbench import records
+from slmbench.engine.metrics import classification_metrics
+from slmbench.report import stats
+from slmbench.report.compare import render_comparison
+from slmbench.report.recommend import Constraints, recommend
+from slmbench.report.render import leader_changes, render_report
+from slmbench.report.summary import load_summary
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 LABELS = ["no", "yes"]

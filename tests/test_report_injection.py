@@ -13,13 +13,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from cli_harness import count
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
-from cli_harness import count
-from slmbench.markdown import first_line, one_line, shorten, strip_control
-from slmbench.report import MAX_TEXT_CHARS, render_report
+from slmbench.report.markdown import first_line, one_line, shorten, strip_control
+from slmbench.report.render import MAX_TEXT_CHARS, render_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 OK_TRIALS = ("zero-shot", "embedding-classifier", "lora")

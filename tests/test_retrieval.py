@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from slmbench.progress import ProgressReporter
-from slmbench.prompts import build_messages, truncate_text
-from slmbench.retrieval import TrainIndex, build_index, encode, plan_demonstrations
-from slmbench.scoring import answer_tokens, tokenize_prompts
-from slmbench.strategy import Examples
+from slmbench.common.progress import ProgressReporter
+from slmbench.lm.prompts import build_messages, truncate_text
+from slmbench.lm.retrieval import TrainIndex, build_index, encode, plan_demonstrations
+from slmbench.lm.scoring import answer_tokens, tokenize_prompts
+from slmbench.tasks.examples import Examples
 
 TRAIN = Examples(
     texts=[

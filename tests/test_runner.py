@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+import fake_strategies
 import pytest
 
-import fake_strategies
-from slmbench.planning import RunError, RunOptions
-from slmbench.progress import ProgressReporter
-from slmbench.runner import run_benchmark
+from slmbench.common.progress import ProgressReporter
+from slmbench.engine.planning import RunError, RunOptions
+from slmbench.engine.runner import run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 FAKES_SCRIPT = Path(fake_strategies.__file__)
@@ -130,7 +130,7 @@ def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
 def test_a_second_run_of_a_folder_being_written_fails_at_once_and_writes_nothing(registry, shared_data_dir, tmp_path, fit_log):
     from filelock import FileLock
 
-    from slmbench.runner import LOCK_FILE
+    from slmbench.engine.runner import LOCK_FILE
 
     first = run_benchmark(_options(shared_data_dir, tmp_path, "majority"), registry, ProgressReporter(False))
     before = {path: path.read_bytes() for path in first.run_dir.rglob("*.json")}
@@ -146,7 +146,7 @@ def test_a_second_run_of_a_folder_being_written_fails_at_once_and_writes_nothing
 def test_a_time_limit_swallowed_inside_the_trial_is_raised_again() -> None:
     import time
 
-    from slmbench.trial import TrialTimeout, time_limit
+    from slmbench.engine.trial import TrialTimeout, time_limit
 
     started = time.monotonic()
     with pytest.raises(TrialTimeout), time_limit(0.1):
@@ -198,7 +198,7 @@ def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_pat
 @pytest.mark.integration
 def test_cli_runs_the_embedded_models_reproducibly(shared_data_dir, tmp_path):
     """zero-shot and embedding-classifier on the real embedded models, twice: identical results."""
-    from slmbench.cli import main
+    from slmbench.cli.main import main
 
     runs = {}
     for run_id in ("first", "second"):

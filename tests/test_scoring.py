@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from slmbench.scoring import score_choices
+from slmbench.lm.scoring import score_choices
 
 SYSTEM = {"role": "system", "content": "Classify the news article. Answer with one of the topics."}
 DEMOS = [
@@ -135,7 +135,7 @@ def test_real_model_on_financial_sentences_matches_naive():
     import os
     from pathlib import Path
 
-    from slmbench.models import SharedModels
+    from slmbench.lm.models import SharedModels
 
     data_dir = Path(os.environ.get("SLMBENCH_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
     path = data_dir / "financial_phrasebank.csv"

@@ -86,7 +86,7 @@ def test_console_commands_run(command, output, example_site, shared_data_dir, tm
     if arguments[0] == "run":
         causal_lm, embedder = tiny_models()
         arguments += ["--output", str(tmp_path / "runs"), "--no-progress", "--model", str(causal_lm), "--embedding-model", str(embedder)]
-    result = subprocess.run([sys.executable, "-m", "slmbench.cli", *arguments], env=environment, cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", "slmbench.cli.main", *arguments], env=environment, cwd=tmp_path,
                             capture_output=True, text=True, timeout=900)
 
     assert result.returncode == 0, result.stderr[-3000:]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fake_strategies
 import pytest
 import yaml
 
-import fake_strategies
-from slmbench.cli import main
-from slmbench.planning import RunError
-from slmbench.sweep import read_sweep
+from slmbench.cli.main import main
+from slmbench.engine.planning import RunError
+from slmbench.engine.sweep import read_sweep
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
 

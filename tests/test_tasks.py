@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from slmbench.tasks import Label, TaskError, load_task, value_key
+from slmbench.tasks.spec import Label, TaskError, load_task, value_key
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 

@@ -8,6 +8,9 @@ import textwrap
 
 import pytest
 from pydantic import Field
+from slmbench_plugins.knn_vote import KnnVote
+from slmbench_plugins.tfidf_linear import TfidfLinear
+from slmbench_plugins.zero_shot import ZeroShot
 
 from slmbench import Examples, Family, Options, Predictions, Strategy
 from slmbench.testing import (
@@ -19,9 +22,6 @@ from slmbench.testing import (
     check_strategy,
     parametrize_with_checks,
 )
-from slmbench_plugins.knn_vote import KnnVote
-from slmbench_plugins.tfidf_linear import TfidfLinear
-from slmbench_plugins.zero_shot import ZeroShot
 
 
 @parametrize_with_checks([KnnVote, TfidfLinear, ZeroShot])

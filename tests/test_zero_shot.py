@@ -5,15 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from slmbench.models import SharedModels
-from slmbench.profiles import get_profile
-from slmbench.prompts import build_messages
-from slmbench.scoring import score_choices
-from slmbench.strategy import Examples, Family
-from slmbench.testing import make_context
 from slmbench_plugins import zero_shot
 from slmbench_plugins.zero_shot import ZeroShot
+
+from slmbench.lm.models import SharedModels
+from slmbench.lm.prompts import build_messages
+from slmbench.lm.scoring import score_choices
+from slmbench.strategy.base import Family
+from slmbench.tasks.examples import Examples
+from slmbench.tasks.profiles import get_profile
+from slmbench.testing import make_context
 
 TEXTS = ["Operating profit rose sharply.", "The company cut 200 jobs after losses.", "The meeting is on Tuesday."]
 

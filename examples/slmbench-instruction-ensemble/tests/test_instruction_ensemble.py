@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
+from slmbench_instruction_ensemble import PHRASINGS, InstructionEnsemble
+
 from slmbench import classify_with_lm
 from slmbench.testing import make_context, parametrize_with_checks, toy_splits
-
-from slmbench_instruction_ensemble import PHRASINGS, InstructionEnsemble
 
 
 @parametrize_with_checks([InstructionEnsemble])

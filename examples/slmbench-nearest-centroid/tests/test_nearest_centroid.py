@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 from safetensors.numpy import load_file
+from slmbench_nearest_centroid import NearestCentroid
+
 from slmbench import Examples
 from slmbench.testing import make_context, parametrize_with_checks, toy_splits
-
-from slmbench_nearest_centroid import NearestCentroid
 
 
 @parametrize_with_checks([NearestCentroid])

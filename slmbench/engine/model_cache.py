@@ -1,0 +1,53 @@
+"""The shared models of each configuration, loaded once per process and kept between trials."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slmbench.engine.environment import collect_environment
+from slmbench.lm.models import SharedModels
+from slmbench.tasks.profiles import Budget
+
+if TYPE_CHECKING:
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.records import TrialConfig
+    from slmbench.tasks.spec import TaskSpec
+
+
+class ModelCache:
+    """Per-process cache of what every trial of a run shares: the shared models of each models
+    configuration, the task's splits and the environment, each loaded once."""
+
+    def __init__(self, progress: ProgressReporter | None) -> None:
+        from slmbench.common.progress import quiet_libraries
+
+        if progress is not None:
+            quiet_libraries(progress.enabled)
+        self.progress = progress
+        self._splits: dict[str, Any] = {}
+        self._models: dict[str, SharedModels] = {}
+        self._environment: dict[str, Any] | None = None
+
+    def splits(self, task: TaskSpec, config: TrialConfig) -> Any:
+        from slmbench.tasks.splits import load_splits
+
+        key = json.dumps([config.task_path, config.data_dir, config.allow_outside_data_dir, config.profile], sort_keys=True)
+        if key not in self._splits:
+            data_dir = Path(config.data_dir) if config.data_dir else None
+            self._splits[key] = load_splits(task, data_dir, Budget(**config.profile), config.allow_outside_data_dir)
+        return self._splits[key]
+
+    def models(self, config: TrialConfig) -> SharedModels:
+        key = config.models.model_dump_json()
+        if key not in self._models:
+            self._models[key] = SharedModels.from_config(config.models)
+            self._models[key].progress = self.progress
+        return self._models[key]
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        if self._environment is None:
+            self._environment = collect_environment()
+        return self._environment

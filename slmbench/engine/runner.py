@@ -1,0 +1,255 @@
+"""Carrying out a run: ``run_benchmark`` (``run_sweep`` for several tasks) plans it
+(``slmbench.engine.planning``), writes ``run.json``, hands the trials that are not finished yet to an
+executor (``slmbench.engine.executors``), writes each record as it arrives (this process is the only
+writer), then renders the report.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from slmbench import records
+from slmbench.engine.planning import (
+    PlannedTrial,
+    RunError,
+    RunOptions,
+    RunPlan,
+    member_trials,
+    plan_run,
+)
+from slmbench.records import TrialRecord
+from slmbench.strategy.registry import Registry
+
+LOCK_FILE = ".slmbench.lock"
+"""Held by the process that writes a run folder (``slmbench run``), in that folder."""
+
+
+@dataclass
+class RunResult:
+    """Where a run went and which trials it ran now or reused from an earlier, matching run."""
+
+    run_dir: Path
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    interrupted: bool = False
+
+
+class RunInterrupted(Exception):
+    """Ctrl-C or SIGTERM stopped the run; finished trials and the report are on disk."""
+
+    def __init__(self, result: RunResult) -> None:
+        super().__init__(f"run interrupted; resume with: slmbench run --resume {result.run_dir}")
+        self.result = result
+
+
+# --- running --------------------------------------------------------------------------------------
+
+
+def finished_record(planned: PlannedTrial) -> TrialRecord | None:
+    """The trial's record on disk if it finished ``ok`` with exactly this config, else None."""
+    if not planned.file.exists():
+        return None
+    try:
+        record = records.read_trial(planned.file)
+    except records.RecordError:
+        return None
+    return record if record.ok and record.config_hash == planned.config.config_hash() else None
+
+
+@contextmanager
+def signals_as_interrupt() -> Iterator[None]:
+    """Make SIGINT and SIGTERM raise KeyboardInterrupt for the duration of a run.
+
+    SIGINT included: a process started in the background by a non-interactive shell inherits SIGINT
+    ignored, and Python then leaves it ignored, so Ctrl-C (or ``kill -INT``) would not stop the run.
+    """
+    stopping = (signal.SIGINT, signal.SIGTERM)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    try:
+        previous = {signum: signal.signal(signum, interrupt) for signum in stopping}
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while the report is written (a second interrupt must not leave half a
+    report); a signal that arrived meanwhile is raised as KeyboardInterrupt at the end."""
+    received: list[int] = []
+
+    def remember(signum: int, frame: object) -> None:
+        received.append(signum)
+
+    try:
+        previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        raise KeyboardInterrupt(signal.Signals(received[0]).name)
+
+
+def run_benchmark(
+    options: RunOptions,
+    registry: Registry,
+    progress: Any,
+    on_trial: Callable[[TrialRecord, bool], None] = lambda record, reused: None,
+    constraints: Any = None,
+    executor: Any = None,
+    track: tuple[str, ...] = (),
+) -> RunResult:
+    """One run (one task): ``run_sweep`` with a single set of options."""
+    results, _ = run_sweep([options], registry, progress, on_trial, constraints, executor, track)
+    return results[0]
+
+
+def run_sweep(
+    runs: list[RunOptions],
+    registry: Registry,
+    progress: Any,
+    on_trial: Callable[[TrialRecord, bool], None] = lambda record, reused: None,
+    constraints: Any = None,
+    executor: Any = None,
+    track: tuple[str, ...] = (),
+) -> tuple[list[RunResult], Path | None]:
+    """Run every planned trial of every run (task) that has not finished yet; write records and reports.
+
+    Every run is planned (validated) before any trial starts. Trials already in a run folder with
+    status ``ok`` and the same config are reused. All pending trials go to one executor (by default
+    this process, one trial at a time), so a parallel executor overlaps the runs. On Ctrl-C or
+    SIGTERM the running trials are recorded as ``cancelled``, the reports are rendered from what
+    exists, and RunInterrupted is raised. Several runs also get a comparison, ``<output>/comparison.md``;
+    its path is returned with the results.
+    """
+    plans = [plan_run(options, registry) for options in runs]
+    folders = [plan.run_dir.resolve() for plan in plans]
+    if len(set(folders)) < len(folders):
+        raise RunError("two runs of the sweep would write the same run folder: list each task once")
+    with ExitStack() as locks:
+        for plan in plans:
+            locks.enter_context(_only_writer(plan.run_dir))
+        return _run_plans(plans, runs, registry, progress, on_trial, constraints, executor, track)
+
+
+@contextmanager
+def _only_writer(run_dir: Path) -> Iterator[None]:
+    """Hold a lock on ``run_dir`` while this process writes it: a second run of the same folder fails at
+    once instead of overwriting the trials the first one finishes (the OS releases it if the process dies)."""
+    from filelock import FileLock, Timeout
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(run_dir / LOCK_FILE, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise RunError(f"{run_dir}: another slmbench run is writing this run folder; wait for it to finish or choose another --run-id") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _run_plans(
+    plans: list[RunPlan],
+    runs: list[RunOptions],
+    registry: Registry,
+    progress: Any,
+    on_trial: Callable[[TrialRecord, bool], None],
+    constraints: Any,
+    executor: Any,
+    track: tuple[str, ...],
+) -> tuple[list[RunResult], Path | None]:
+    """``run_sweep``'s work, with every run folder locked."""
+    from slmbench.engine.executors import LocalExecutor
+    from slmbench.report.render import Constraints, render_report
+
+    results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
+    pending = []
+    for plan in plans:
+        records.write_run(plan.run_dir, plan.run)
+        records.write_test_texts(plan.run_dir, plan.test_texts)
+        for planned in plan.trials:
+            if (record := finished_record(planned)) is not None:
+                results[plan.run_dir].reused.append(planned.key)
+                on_trial(record, True)
+            else:
+                pending.append(planned)
+
+    def finish(planned: PlannedTrial, record: TrialRecord) -> None:
+        records.write_trial(planned.file, record, planned.run_dir)
+        if planned.config.train_size is not None:  # learning-curve points keep measurements, not models
+            shutil.rmtree(planned.artifact_dir, ignore_errors=True)
+        result = results[planned.run_dir]
+        (result.ran if record.ok else result.failed).append(planned.key)
+        on_trial(record, False)
+        _notify(registry, "trial_finished", track, trial=record, run_dir=planned.run_dir)
+
+    executor = executor or LocalExecutor(progress, runs[0].trial_timeout)
+    interrupted = False
+    with signals_as_interrupt():
+        try:
+            executor.run([planned for planned in pending if not planned.strategy.combines_others], finish)
+            combining = [planned for planned in pending if planned.strategy.combines_others]
+            for planned in combining:  # after the trials they combine, with their records
+                plan = next(plan for plan in plans if plan.run_dir == planned.run_dir)
+                planned.members = [record for member in member_trials(planned, plan.trials) if (record := finished_record(member))]
+            executor.run(combining, finish)
+        except KeyboardInterrupt:
+            interrupted = True
+    comparison = None
+    for plan in plans:
+        try:
+            with interrupts_deferred():
+                report = render_report(plan.run_dir, constraints or Constraints())
+        except KeyboardInterrupt:  # an interrupt held while the report was written: the report is whole
+            interrupted = True
+        _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)
+    if len(plans) > 1:
+        from slmbench.report.compare import render_comparison
+
+        comparison = Path(runs[0].output) / "comparison.md"
+        records.write_text(comparison, render_comparison([plan.run_dir for plan in plans]))
+    for result in results.values():
+        result.interrupted = interrupted
+    if interrupted:
+        raise RunInterrupted(next(iter(results.values())))
+    return list(results.values()), comparison
+
+
+def dry_run(runs: list[RunOptions], registry: Registry) -> list[tuple[PlannedTrial, bool]]:
+    """Every trial the runs would run, with whether it is already done (reused); nothing is written."""
+    return [(planned, finished_record(planned) is not None) for options in runs for planned in plan_run(options, registry).trials]
+
+
+def _notify(registry: Registry, hook: str, track: tuple[str, ...], **arguments: Any) -> None:
+    """Call a tracking hook of every plugin, one at a time: a tracker's failure is a warning naming it,
+    never the run's end, nor the other trackers'."""
+    import warnings
+
+    from slmbench.strategy.registry import hook_callers
+
+    for plugin, call in hook_callers(registry.manager, hook):
+        try:
+            call(track=track, **arguments)
+        except Exception as error:  # noqa: BLE001 - trackers are optional
+            warnings.warn(f"tracker plugin {plugin!r} failed in {hook}: {type(error).__name__}: {error}", stacklevel=2)

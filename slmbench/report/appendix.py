@@ -1,0 +1,265 @@
+"""The report's later sections: the deployment check, then the reference sections (data and protocol:
+splits, budget, options, tuning, calibration; published reference points; environment)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slmbench.records import TrialRecord, seconds_between
+from slmbench.report import markdown as md
+from slmbench.report.markdown import MISSING, code, metric, number, table, text
+from slmbench.report.summary import Summary
+
+SPLITS = ("train", "validation", "test")
+
+
+def _split_tables(summary: Summary) -> list[str]:
+    """Examples per split (used, available, duplicates removed), then per class and split."""
+    splits = summary.run.splits
+    tables = []
+    names = [name for name in SPLITS if name in splits.sizes]
+    if names:
+        rows = [[name, splits.sizes[name], splits.full_sizes.get(name, MISSING), splits.duplicates_removed.get(name, MISSING)]
+                for name in names]
+        tables.append(table(["split", "examples used", "available before caps", "duplicates removed"], rows))
+    if splits.per_class:
+        columns = [name for name in SPLITS if name in splits.per_class]
+        rows = [[text(label), *(splits.per_class[split].get(label, 0) for split in columns)] for label in summary.labels]
+        tables.append(table(["class", *columns], rows))
+    return tables
+
+
+def _options_table(summary: Summary) -> str:
+    """Per variant: the options it ran with and the labelled examples it needed and saw."""
+    if not summary.entries:
+        return ""
+    rows = [
+        [text(entry.name), text(", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING),
+         entry.labelled_examples if entry.labelled_examples is not None else MISSING,
+         number(entry.mean_of("train_examples_seen"))]
+        for entry in summary.entries
+    ]
+    return (
+        "Options each strategy ran with (set with `--set STRATEGY.OPTION=VALUE`; `slmbench show STRATEGY` lists them), "
+        "the labelled examples it needs (train and validation, or fewer) and the distinct train examples it learnt from:\n\n"
+        + table(["strategy", "options", "labelled examples", "train examples seen"], rows)
+    )
+
+
+def _data_protocol(summary: Summary) -> str:
+    run = summary.run
+    parts = [
+        "## Data and protocol",
+        "Every strategy learns from the same train split (validation is for model selection only) "
+        "and is scored once on the same test split, under the same budget.",
+    ]
+    if run is None:
+        return "\n\n".join(part for part in [*parts, _options_table(summary), _tuning(summary), _calibration(summary)] if part)
+    if run.data:
+        seeds = ", ".join(map(str, run.seeds))
+        parts.append(
+            f"Data file {code(run.data.get('file', MISSING))}: {text(run.data.get('rows', MISSING))} rows, "
+            f"SHA-256 {code(run.data.get('sha256', MISSING))}. Seed{'s' if len(run.seeds) > 1 else ''}: {seeds}."
+        )
+    parts += _split_tables(summary)
+    if run.profile:
+        rows = [[text(key), "no cap" if value is None else text(value)] for key, value in run.profile.items() if key != "name"]
+        parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
+        parts.append(table(["cap", "value"], rows))
+    parts += [_options_table(summary), _tuning(summary), _calibration(summary), _decision_cost(summary)]
+    return "\n\n".join(part for part in parts if part)
+
+
+def _search_beyond_chosen(trial: TrialRecord) -> float:
+    """Seconds the option search spent on the settings it did not choose (the chosen one's fit is training proper)."""
+    if trial.tuning is None:
+        return 0.0
+    spent = [tried.seconds or 0.0 for tried in trial.tuning.tried]
+    chosen = next((i for i, tried in enumerate(trial.tuning.tried) if tried.options == trial.tuning.chosen), None)
+    return sum(spent) - (spent[chosen] if chosen is not None else 0.0)
+
+
+def _decision_cost(summary: Summary) -> str:
+    """What the whole decision cost in time: each trial's wall time summed, split into its parts.
+
+    A strategy that combines others (its config names them as inputs) reports costs that include theirs:
+    only its own wall time counts here, so nothing is counted twice.
+    """
+    trials = summary.trials
+    walls = [trial.wall_seconds for trial in trials]
+    if not trials or None in walls:
+        return ""
+    own = [trial for trial in trials if not (trial.config and trial.config.inputs)]
+    wall = sum(walls)
+    train = sum(trial.cost.train_seconds or 0.0 for trial in own)
+    predict = sum(trial.cost.predict_seconds or 0.0 for trial in own)
+    search = sum(_search_beyond_chosen(trial) for trial in own)
+    span = seconds_between(min(trial.started_at for trial in trials), max(trial.finished_at for trial in trials))
+    seeds = len(summary.seeds) or 1
+    return (
+        f"What this decision cost: {md.plural(len(trials), 'trial')}, {number(wall)} s of trial wall time "
+        f"({number(wall / seeds)} s per seed), each trial from its start to its record; {number(span)} s from the "
+        f"first trial's start to the last one's end (trials run in parallel shorten it, pauses between resumed "
+        f"commands lengthen it). Training {number(train)} s, of which {number(search)} s went to the option settings "
+        f"the search tried and did not choose; prediction on the test split {number(predict)} s; the remaining "
+        f"{number(max(wall - train - predict, 0.0))} s loaded models and data and measured single-request latency "
+        f"and the deployment check. One fit per trial (training without the unchosen settings, plus prediction): "
+        f"{number(train - search + predict)} s. A strategy that combines others counts with its own time only."
+    )
+
+
+def _references(summary: Summary) -> str:
+    references = summary.run.references if summary.run else []
+    if not references:
+        return ""
+    rows = [[text(r.system), text(r.metric), r.value, text(r.source)] for r in references]
+    return "\n\n".join([
+        "## Published reference points",
+        "> **Reported elsewhere, not measured here.** These come from other papers or leaderboards, with other "
+        "data splits, models and budgets: a rough scale for the numbers above, not a like-for-like comparison.",
+        table(["system", "metric", "value", "source"], rows),
+    ])
+
+
+def _hardware_rows(hardware: dict[str, Any]) -> list[tuple[str, Any]]:
+    """CPU model, its bf16 matrix units and the matmul peaks measured when the run started."""
+    features = hardware.get("cpu_features") or {}
+    peaks = hardware.get("matmul_peak_gflops") or {}
+    units = [name for name, key in (("AMX", "amx"), ("AVX-512 BF16", "avx512_bf16")) if features.get(key)]
+    return [
+        ("CPU model", hardware.get("cpu_model")),
+        ("bf16 matrix units", (", ".join(units) or "none") if features else None),
+        ("matmul peak, measured at the start (GFLOP/s)",
+         peaks and ", ".join(f"{dtype} {number(value)}" for dtype, value in peaks.items())),
+    ]
+
+
+def _environment(summary: Summary) -> str:
+    if summary.run is None:
+        return ""
+    models, environment = summary.run.models, summary.run.environment
+    cores = environment.get("cpu_count")
+
+    def listed(value: Any) -> Any:
+        return ", ".join(map(str, value)) if isinstance(value, list) else value
+
+    items = [
+        ("causal language model", listed(models.get("causal_lm"))),
+        ("embedding model", listed(models.get("embedding_model"))),
+        ("device", models.get("device")),
+        ("dtype", models.get("dtype")),
+        ("Python", environment.get("python")),
+        ("platform", environment.get("platform")),
+        ("CPU", environment.get("cpu") and f"{environment['cpu']}" + (f" ({cores} cores)" if cores else "")),
+        *_hardware_rows(environment.get("hardware") or {}),
+    ]
+    rows = [[name, text(value)] for name, value in items if value]
+    packages = environment.get("packages") or {}
+    parts = ["## Environment"]
+    if rows:
+        parts.append(table(["", "value"], rows))
+    if packages:
+        parts.append(table(["package", "version"], [[text(k), text(v)] for k, v in sorted(packages.items())]))
+    return "\n\n".join(parts) if len(parts) > 1 else ""
+
+
+def _settings(options: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={number(value) if isinstance(value, float) else value}" for name, value in options.items())
+
+
+def _tuning(summary: Summary) -> str:
+    """The option search of each variant: what it tried on validation and what it chose (first seed)."""
+    searched = [entry for entry in summary.entries if entry.first.tuning is not None]
+    if not searched:
+        return ""
+    budget = searched[0].first.tuning.budget
+    rows = []
+    for entry in searched:
+        tuning = entry.first.tuning
+        tried = "; ".join(
+            f"{_settings(trial.options)}: {metric(trial.validation_accuracy) if trial.validation_accuracy is not None else trial.state}"
+            for trial in tuning.tried
+        )
+        rows.append([entry.name, _settings(tuning.chosen), len(tuning.tried), tried])
+    untuned = [entry.name for entry in summary.entries if entry.first.tuning is None]
+    note = (
+        f"Equal tuning: every strategy could try up to {budget} settings of the options it declares searchable, each fitted "
+        f"on train and scored on the validation split only ({md.one_line(searched[0].first.tuning.method)}). The chosen "
+        "setting is the one scored on test; training time includes the whole search."
+    )
+    if untuned:
+        note += f" Nothing to search for {', '.join(map(code, untuned))}."
+    return f"{note}\n\n" + table(["strategy", "chosen", "settings tried", "validation accuracy of each (seed " + str(searched[0].first.seed) + ")"], rows)
+
+
+def _calibration(summary: Summary) -> str:
+    """How the prompting strategies corrected the LM's answer bias."""
+    calibrated = [(entry, entry.first.details.get("calibration")) for entry in summary.entries]
+    calibrated = [(entry, calibration) for entry, calibration in calibrated if isinstance(calibration, dict)]
+    if not calibrated:
+        return ""
+    described = []
+    for entry, calibration in calibrated:
+        method = calibration.get("method")
+        if method == "none":
+            described.append(f"{code(entry.name)}: not calibrated")
+            continue
+        source = "unlabelled train texts" if method == "batch" else "content-free inputs (N/A, empty, [MASK])"
+        prior = "the train split's label frequencies" if calibration.get("prior") else "equal label priors"
+        described.append(f"{code(entry.name)}: bias measured on {source}, replaced by {prior}")
+    return (
+        "Calibrated prompting: a small LM prefers some answers whatever the text, so the strategies that prompt it divide "
+        "that bias out of their label probabilities (batch calibration, Zhou et al. 2023; content-free calibration, Zhao "
+        "et al. 2021) and put a prior in its place. " + "; ".join(described) + "."
+    )
+
+
+def _mean(values: list[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return sum(present) / len(present) if present else None
+
+
+def deployment(summary: Summary) -> str:
+    """Each weight-updating strategy's model rebuilt unquantized and quantized, scored on the same test split."""
+    rows = []
+    for entry in summary.entries:
+        by_quantization: dict[str, list[Any]] = {}
+        for trial in entry.trials:
+            for check in trial.deployment:
+                by_quantization.setdefault(check.quantization, []).append(check)
+        for quantization, checks in by_quantization.items():
+            done = [check for check in checks if check.error is None]
+            if not done:
+                rows.append([entry.name, code(quantization), *[MISSING] * 6, text(md.first_line(checks[0].error))])
+                continue
+            accuracy = _mean([check.accuracy for check in done])
+            rows.append([
+                entry.name, code(quantization), metric(accuracy),
+                MISSING if accuracy is None else f"{accuracy - entry.accuracy:+.3f}",
+                metric(_mean([check.macro_f1 for check in done])), md.size(_mean([check.size_bytes for check in done])),
+                number(_mean([check.latency_ms_per_example for check in done])),
+                number(_mean([check.single_request.p95_ms if check.single_request else None for check in done])), "",
+            ])
+    if not rows:
+        return ""
+    headers = ["strategy", "weights", "accuracy", "vs trained", "macro-F1", "size on disk", "latency (ms/example)",
+               "single request p95 (ms)", "error"]
+    return "\n\n".join([
+        "## Deployment check",
+        "Each weight-updating strategy's trained model rebuilt from its checkpoint, unquantized (the run's dtype: "
+        "the reference, measured alongside) and quantized, and scored on the same test split through the same "
+        "prediction path. `int8`: on CPU torchao's dynamic int8 (int8 weights, activations quantized per token), on "
+        "CUDA bitsandbytes' LLM.int8; `nf4`: bitsandbytes' 4-bit NormalFloat with double quantization. Embeddings, "
+        "norms and output heads stay unquantized; an unmerged adapter, a soft prompt or bottleneck adapters are put "
+        "back in full precision. Size on disk: the copy saved as safetensors, those parts included. qlora is checked "
+        "in its own 4-bit form only.",
+        table(headers, rows),
+        "No GGUF export: no maintained PyPI package converts a transformers model to GGUF here (`gguf` reads and "
+        "writes the file format but has no model converter; llama.cpp's `convert_hf_to_gguf.py` is not packaged "
+        "by its authors).",
+    ])
+
+
+def sections(summary: Summary) -> list[str]:
+    """The reference sections, in report order."""
+    return [_data_protocol(summary), _references(summary), _environment(summary)]

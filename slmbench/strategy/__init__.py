@@ -1,0 +1,10 @@
+"""The strategy API: what a plugin implements (``base``), the hooks it answers (``hookspecs``), how
+plugins are found and checked (``registry``), and the building blocks a strategy may use on top of
+the language-model toolkit (``prompting``: classify with the causal LM; ``finetuned_lm``: a
+fine-tuned copy of it; ``search_space``: the options the equal-tuning search may vary)."""
+
+from slmbench.common.options import Options
+from slmbench.strategy.base import Family, RunContext, Strategy
+from slmbench.tasks.examples import Examples, MemberPredictions, Predictions
+
+__all__ = ["Examples", "Family", "MemberPredictions", "Options", "Predictions", "RunContext", "Strategy"]

@@ -1,0 +1,229 @@
+"""Fine-tuning the causal LM, shared by the weight-updating strategies: a trainable copy of the model
+(``load_causal_lm``), fitting and predicting (``fit_causal_lm``, ``predict_causal_lm``) and their base
+class ``FineTunedCausalLM``, so each strategy file only says what it trains.
+
+The examples, their packed batches and their losses are in ``slmbench.lm.finetuning.batches``.
+
+**Training** is ``slmbench.lm.finetuning.train_loop``'s (``train_model``): trl's ``SFTTrainer``, early stopping on
+the validation loss, the best checkpoint restored. ``fit_causal_lm`` hands it the task's packed
+examples and, for the validation loss, the scoring engine (``validation_by_scoring``).
+
+**Prediction** of the causal-LM strategies goes through ``slmbench.lm.scoring.score_choices``, the
+engine every strategy is judged by.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+
+from pydantic import Field
+
+from slmbench.common.options import Options
+from slmbench.lm.finetuning.batches import (
+    SharedPrefixCollator,
+    SoftPromptLM,
+    causal_lm_loss,
+    sft_dataset,
+    soft_prompt,
+    validation_by_scoring,
+)
+from slmbench.lm.finetuning.setup import TrainingSetup
+from slmbench.lm.finetuning.train_loop import train_model
+from slmbench.strategy.base import Family, Strategy
+
+if TYPE_CHECKING:
+    from slmbench.lm.deployment import QuantizedCopy, Rebuild
+    from slmbench.strategy.base import RunContext
+    from slmbench.strategy.prompting import LMClassification
+    from slmbench.tasks.examples import Examples, Predictions
+
+CODE_VERSION_INCLUDES = ("slmbench.lm.finetuning.train_loop", "slmbench.lm.finetuning.hf_trainer")
+"""Modules ``slmbench.strategy.registry.code_version`` hashes with this one: the training code its strategies run."""
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+class FineTuneOptions(Options):
+    """Options of every strategy that trains weights with ``train_model``."""
+
+    learning_rate: float = Field(1e-3, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+
+
+# --- model loading -----------------------------------------------------------------------------
+
+
+def load_causal_lm(context: RunContext, *, dtype: str | None = None, quantization_config: Any = None) -> tuple[Any, Any]:
+    """A trainable copy of the run's causal LM and its tokenizer, loaded by the strategy itself.
+
+    Fine-tuning strategies never touch ``context.models.causal_lm()``: the shared model must stay
+    frozen for the other strategies, and the copy loaded here is charged to this trial's memory.
+    Half-precision runs load fp32 weights for training unless ``dtype`` says otherwise.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slmbench.lm.models import torch_dtype
+
+    path = context.models.causal_lm_path()
+    trust = context.models.trust_remote_code
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    dtype = dtype or ("float32" if context.dtype == "float16" else context.dtype)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), "trust_remote_code": trust}
+    if quantization_config is not None:
+        kwargs.update(quantization_config=quantization_config, device_map=context.device)
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantization_config is None:
+        model.to(context.device)
+    return model, tokenizer
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    """(trainable, total) parameters, counting 4-bit packed weights by their logical size."""
+    trainable = total = 0
+    for parameter in model.parameters():
+        n = parameter.numel()
+        if parameter.__class__.__name__ == "Params4bit":
+            n *= 2  # two 4-bit values per stored byte
+        total += n
+        trainable += n if parameter.requires_grad else 0
+    return trainable, total
+
+
+# --- training ----------------------------------------------------------------------------------
+
+
+def fit_causal_lm(context: RunContext, model: Any, tokenizer: Any, train: Examples, validation: Examples, setup: TrainingSetup, *, description: str) -> dict[str, Any]:
+    """Fine-tune ``model`` on the task (answer-token loss, shared-prefix packing); return the trial details."""
+    budget = context.budget
+    train_data = sft_dataset(context.task, tokenizer, train, budget.max_input_tokens)
+    validation_data = sft_dataset(context.task, tokenizer, validation, budget.max_input_tokens)
+    result = train_model(
+        model,
+        train_data,
+        validation_data,
+        setup,
+        collator=SharedPrefixCollator(),
+        batch_loss=causal_lm_loss,
+        processing_class=tokenizer,
+        progress=context.progress,
+        description=description,
+        validation=(
+            partial(validation_by_scoring, batch_size=setup.eval_batch_size, bfloat16=setup.autocast is not None)
+            if setup.score_validation
+            else None
+        ),
+        on_validation_loss=context.on_validation_loss,
+    )
+    return result.details()
+
+
+# --- prediction --------------------------------------------------------------------------------
+
+
+def predict_causal_lm(context: RunContext, model: Any, tokenizer: Any, texts: Sequence[str]) -> LMClassification:
+    """Classify ``texts`` with the shared scoring engine (a prompt-tuned model through ``SoftPromptLM``)."""
+    from slmbench.strategy.prompting import classify_with_lm
+
+    model.eval()
+    return classify_with_lm(context, SoftPromptLM(model) if soft_prompt(model) is not None else model, tokenizer, texts)
+
+
+# --- artifacts ---------------------------------------------------------------------------------
+
+
+def save_peft_adapter(model: Any, directory: Path) -> None:
+    """The adapter weights only (``adapter_model.safetensors``) and their config, never the base model."""
+    model.save_pretrained(str(directory), safe_serialization=True)
+    readme = directory / "README.md"  # peft's model-card stub: not part of the trained artifact
+    if readme.exists():
+        readme.unlink()
+
+
+# --- the causal-LM fine-tuning strategies ------------------------------------------------------
+
+
+class FineTunedCausalLM(Strategy):
+    """Base of the strategies that fine-tune (part of) the causal LM; subclasses say what is trained.
+
+    ``fit``: ``build`` a trainable model, train it (``fit_causal_lm``), ``save`` the artifact, then
+    ``for_prediction`` (e.g. merge an adapter). ``predict``: the shared scoring engine.
+    ``deployment_variants``: the predicting model quantized (``slmbench.lm.deployment``), rebuilt by
+    ``deployment_rebuild``.
+    """
+
+    family: ClassVar[Family] = Family.PARAMETER_EFFICIENT
+    uses_models: ClassVar[tuple[str, ...]] = ("causal_lm",)
+    """Trains its own copy of the causal LM (``load_causal_lm``); the shared one only fixes which model."""
+    Options: ClassVar[type[Options]] = FineTuneOptions
+    deployment_reference: ClassVar[bool] = True
+    """Whether the deployment check includes the unquantized model as its reference."""
+    deployment_quantizations: ClassVar[tuple[str, ...]] = ("int8", "nf4")
+
+    def build(self) -> tuple[Any, Any]:
+        """(trainable model, tokenizer), built from ``self.options``."""
+        raise NotImplementedError
+
+    def training(self) -> dict[str, Any]:
+        """TrainingSetup fields other than the learning rate (optimizer, gradient checkpointing...)."""
+        return {}
+
+    def save(self, directory: Path) -> None:
+        """Write the trained artifact (adapter weights only for PEFT methods) as safetensors."""
+        save_peft_adapter(self.model, directory)
+
+    def for_prediction(self, model: Any) -> Any:
+        return model
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        self.model, self.tokenizer = self.build()
+        self.trainable, self.total = count_parameters(self.model)
+        context = self.context
+        setup = TrainingSetup.from_budget(
+            context.budget, device=context.device, seed=context.seed, learning_rate=self.options.learning_rate, **self.training()
+        )
+        details = fit_causal_lm(self.context, self.model, self.tokenizer, train, validation, setup, description=self.name)
+        self.details = {**details, **self.details}
+        self.train_examples_seen = min(details["train_examples_seen"], len(train))
+        self.save(self.context.artifact_dir)
+        self.model = self.for_prediction(self.model)
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        result = predict_causal_lm(self.context, self.model, self.tokenizer, texts)
+        self.prompt_tokens_per_example = result.prompt_tokens_per_example
+        self.details.update(result.details)
+        return result.predictions
+
+    def parameter_counts(self) -> tuple[int, int]:
+        return self.trainable, self.total
+
+    def predict_with(self, model: Any, texts: Sequence[str]) -> Predictions:
+        """``model``'s predictions through the scoring engine, the trial's details untouched (deployment check)."""
+        return predict_causal_lm(self.context, model, self.tokenizer, texts).predictions
+
+    def deployment_rebuild(self, scratch: Path) -> Rebuild:
+        """A peft model: its adapter (or soft prompt) back on the quantized base model; any other
+        model (merged adapter, fully trained): saved whole to ``scratch`` and quantized."""
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        from slmbench.lm.deployment import Rebuild
+
+        if not isinstance(self.model, PeftModel):
+            self.model.save_pretrained(str(scratch), safe_serialization=True)
+            return Rebuild(str(scratch), AutoModelForCausalLM, self.predict_with)
+        directory = self.context.artifact_dir
+        return Rebuild(
+            self.context.models.causal_lm_path(), AutoModelForCausalLM, self.predict_with,
+            attach=lambda base: PeftModel.from_pretrained(base, str(directory)),
+            attached_files=[path for path in directory.iterdir() if path.name.startswith("adapter_")],
+        )
+
+    def deployment_variants(self) -> list[QuantizedCopy]:
+        from slmbench.lm.deployment import quantized_copies
+
+        return quantized_copies(self.deployment_rebuild, self.context.device, self.context.dtype,
+                                self.deployment_quantizations, self.deployment_reference)
