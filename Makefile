@@ -7,7 +7,7 @@ TASK ?= financial_sentiment
 STRATEGIES ?= all
 PROFILE ?= quick
 
-.PHONY: setup run test
+.PHONY: setup run test check
 
 $(BIN)/slmbench: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +27,10 @@ run: setup
 
 test: setup
 	SLMBENCH_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/python -m pytest -q
+
+# Static checks (what .ci/run runs before the tests): the layer contracts, lint, format, types.
+check: setup
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy

@@ -16,32 +16,46 @@ examples (batch 8, the quick profile's), in this one process, one after the othe
 
 Tokens per second count the examples' real tokens (prompt + answer) over the time spent in training
 steps (forward, backward, optimizer), and over their CPU time (every thread; steadier when other
-jobs share the cores, ``--threads 1`` steadier still). With ``--repeats`` the set-ups run that many times, interleaved,
-and each keeps its fastest run (other jobs on the machine only ever slow a run down). GFLOP/s count 4 x the frozen linear parameters (forward and
-input-gradient backward; the vocabulary projection, attention and the small LoRA matrices are left
-out) x the tokens run through the model (a prefix shared by a batch counts once), against the bf16
-matmul peak measured at the start (``slmbench.lm.hardware``). Afterwards every model is scored by the
-same function, in fp32, on the same validation examples (mean loss of the answer tokens). Then one
-validation pass of a trained model is timed both ways: packed rows (today) and the scoring engine.
+jobs share the cores, ``--threads 1`` steadier still). With ``--repeats`` the set-ups run that many
+times, interleaved, and each keeps its fastest run (other jobs on the machine only ever slow a run
+down). GFLOP/s count 4 x the frozen linear parameters (forward and input-gradient backward; the
+vocabulary projection, attention and the small LoRA matrices are left out) x the tokens run through
+the model (a prefix shared by a batch counts once), against the bf16 matmul peak measured at the
+start (``slmbench.lm.hardware``). Afterwards every model is scored by the same function, in fp32, on
+the same validation examples (mean loss of the answer tokens). Then one validation pass of a trained
+model is timed both ways: packed rows (today) and the scoring engine.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_throughput.py --data-dir ../shared/data --json train.json
+
+``--small`` (``SMALL``: one step per set-up) checks that it runs (``tests/test_benchmarks.py``)::
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/train_throughput.py --data-dir ../shared/data --small --json /tmp/train.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-TODAY_SETUP = {
-    "optimizer": "adamw_torch", "bfloat16_frozen_weights": False, "trim_memory_every_steps": 1, "score_validation": False,
+TASKS = Path(__file__).resolve().parents[1] / "tasks"
+"""The built-in task YAMLs."""
+
+TODAY_SETUP: dict[str, Any] = {
+    "optimizer": "adamw_torch",
+    "bfloat16_frozen_weights": False,
+    "trim_memory_every_steps": 1,
+    "score_validation": False,
 }
 """``TrainingSetup`` fields of today's set-up (their defaults are the fast path)."""
 TODAY_DROPOUT = 0.05
 """LoRA dropout of today's set-up."""
-ABLATIONS = {
+ABLATIONS: dict[str, tuple[dict[str, Any], float | None]] = {
     "today + LoRA dropout 0": ({}, 0.0),
     "today + bf16 frozen weights": ({"bfloat16_frozen_weights": True}, None),
     "today + fused AdamW": ({"optimizer": "adamw_torch_fused"}, None),
@@ -120,11 +134,7 @@ def frozen_linear_parameters(model: Any) -> int:
     import torch
 
     head = model.get_output_embeddings()
-    return sum(
-        m.weight.numel()
-        for m in model.modules()
-        if isinstance(m, torch.nn.Linear) and m is not head and not m.weight.requires_grad
-    )
+    return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head and not m.weight.requires_grad)
 
 
 def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, padded: bool = False) -> tuple[dict[str, Any], Any]:
@@ -134,6 +144,7 @@ def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, pad
 
     train, validation, tokenizer, path = data
     model = lora_model(path, dropout)
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
     if padded:
         collator, batch_loss = PadToMaxLength(max(map(len, train["input_ids"])), tokenizer.pad_token_id), full_logits_loss
     else:
@@ -141,8 +152,15 @@ def run(label: str, setup: Any, dropout: float, data: tuple, peak: float, *, pad
     started = time.perf_counter()
     with PeakMemory() as memory:
         result = train_model(
-            model, train, None, setup, collator=collator, batch_loss=batch_loss,
-            processing_class=tokenizer, progress=None, description=label,
+            model,
+            train,
+            None,
+            setup,
+            collator=collator,
+            batch_loss=batch_loss,
+            processing_class=tokenizer,
+            progress=None,
+            description=label,
         )
     wall = time.perf_counter() - started
     gflops = 4 * frozen_linear_parameters(model) * result.computed_tokens / result.step_seconds / 1e9
@@ -199,10 +217,15 @@ def time_validation(model: Any, validation: Any, autocast: Any) -> dict[str, Any
     }
 
 
-def main() -> None:
+SMALL = {"examples": 8, "validation_examples": 8, "repeats": 1, "threads": 1}
+"""``--small``: one training step per set-up (8 examples), 8 validation examples, one run each, one
+thread (a check that the benchmark runs, in about a minute; its figures mean little)."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--task", default="financial_sentiment")
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--task", default=str(TASKS / "financial_sentiment.yaml"), help="task YAML or registered name")
+    parser.add_argument("--data-dir", default=os.environ.get("SLMBENCH_DATA_DIR", "../shared/data"))
     parser.add_argument("--examples", type=int, default=240, help="training examples each set-up sees (default 240)")
     parser.add_argument("--validation-examples", type=int, default=100)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -211,66 +234,74 @@ def main() -> None:
     parser.add_argument("--seed-recipe", action="store_true", help="also the seed notebooks' recipe (slow)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of every set-up, interleaved (the fastest counts)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--small", action="store_true", help=f"a quick check that it runs: {SMALL}")
     parser.add_argument("--json", help="write the figures to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.small:  # the small values, unless given
+        parser.set_defaults(**SMALL)
+        args = parser.parse_args(argv)
+    return args
 
-    import torch
-    from slmbench_plugins.lora import Lora
+
+def load_data(args: argparse.Namespace, budget: Any) -> tuple[Any, tuple]:
+    """The task and (train, validation, tokenizer, model path): the first ``--examples`` and
+    ``--validation-examples`` of the quick profile's splits, as SFT datasets of the embedded causal LM."""
     from transformers import AutoTokenizer
-    from transformers.utils import logging
 
-    from slmbench.engine.planning import resolve_task_path
+    from slmbench.engine.run_options import resolve_task_path
     from slmbench.lm.finetuning.batches import sft_dataset
-    from slmbench.lm.finetuning.setup import TrainingSetup, autocast_dtype
-    from slmbench.lm.hardware import hardware_info
-    from slmbench.lm.models import resolve_causal_lm
+    from slmbench.lm.models import EMBEDDED_CAUSAL_LM, resolve_causal_lm
     from slmbench.strategy.registry import load_registry
     from slmbench.tasks.examples import Examples
-    from slmbench.tasks.profiles import get_profile
+    from slmbench.tasks.sources import resolve_data_dir
     from slmbench.tasks.spec import load_task
-    from slmbench.tasks.splits import load_splits, resolve_data_dir
+    from slmbench.tasks.splits import load_splits
 
-    logging.set_verbosity_error()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    hardware = hardware_info()
-    peak = hardware["matmul_peak_gflops"]["bfloat16"]
-    budget = get_profile("quick")
     task = load_task(resolve_task_path(args.task, load_registry()))
     splits = load_splits(task, resolve_data_dir(args.data_dir), budget)
-    path = resolve_causal_lm("smollm2-135m-instruct")
+    path = resolve_causal_lm(EMBEDDED_CAUSAL_LM)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    n, m = args.examples, args.validation_examples
-    train = sft_dataset(task, tokenizer, Examples(splits.train.texts[:n], splits.train.labels[:n]), budget.max_input_tokens)
-    validation = sft_dataset(
-        task, tokenizer, Examples(splits.validation.texts[:m], splits.validation.labels[:m]), budget.max_input_tokens
-    )
-    data = (train, validation, tokenizer, path)
-    print(f"{hardware['cpu_model']}, {hardware['cpu_features']}, {hardware['torch_threads']} torch threads")
-    print("matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in hardware["matmul_peak_gflops"].items()))
-    print(
-        f"{task.name}: {n} training examples ({sum(map(len, train['input_ids'])) / n:.0f} tokens on average), "
-        f"{m} validation examples; LoRA r=16 on {path}, batch {budget.batch_size}"
-    )
-    print(f"\n{'set-up':<38} {'steps':>5} {'train s':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'of bf16':>7} {'+MB RSS':>8} {'val loss':>9}")
 
-    autocast = autocast_dtype("cpu")
+    def dataset(split: Any, n: int) -> Any:
+        return sft_dataset(task, tokenizer, Examples(split.texts[:n], split.labels[:n]), budget.max_input_tokens)
+
+    return task, (dataset(splits.train, args.examples), dataset(splits.validation, args.validation_examples), tokenizer, path)
+
+
+def set_ups(args: argparse.Namespace, budget: Any, autocast: Any) -> tuple[list[tuple[str, Any, float]], Any]:
+    """(label, TrainingSetup, LoRA dropout) of every set-up that runs ``--repeats`` times, today's first;
+    and today's TrainingSetup (the seed recipe starts from it)."""
+    from slmbench.lm.finetuning.setup import TrainingSetup
+    from slmbench_plugins.lora import Lora
+
+    dropout = Lora.Options().dropout
     fast = TrainingSetup(
-        learning_rate=args.learning_rate, batch_size=budget.batch_size, max_steps=None, eval_every_steps=None,
-        patience=None, epochs=1, autocast=autocast,
+        learning_rate=args.learning_rate,
+        batch_size=budget.batch_size,
+        max_steps=None,
+        eval_every_steps=None,
+        patience=None,
+        epochs=1,
+        autocast=autocast,
     )
     today = replace(fast, **TODAY_SETUP)
     runs = [("today", today, TODAY_DROPOUT)]
     if args.ablations:
         runs += [(label, replace(today, **fields), TODAY_DROPOUT if p is None else p) for label, (fields, p) in ABLATIONS.items()]
-    runs.append(("fast", fast, Lora.defaults["dropout"]))
-    if Lora.defaults["dropout"]:
+    runs.append(("fast", fast, dropout))
+    if dropout:
         runs.append(("fast + LoRA dropout 0", fast, 0.0))
     if args.compile:
-        runs.append(("fast + compile", replace(fast, compile=True), Lora.defaults["dropout"]))
+        runs.append(("fast + compile", replace(fast, compile=True), dropout))
+    return runs, today
+
+
+def run_interleaved(runs: list[tuple[str, Any, float]], repeats: int, data: tuple, peak: float) -> tuple[list[dict[str, Any]], Any]:
+    """Every set-up ``repeats`` times, interleaved; each keeps its fastest run (with every run's
+    tokens/s). Also the model the last ``fast`` run trained."""
     best: dict[str, dict[str, Any]] = {}
     fast_model = None
-    for _ in range(args.repeats):
+    for _ in range(repeats):
         for label, setup, dropout in runs:
             record, model = run(label, setup, dropout, data, peak)
             speeds = best.get(label, {}).get("tokens_per_second_runs", []) + [record["tokens_per_second"]]
@@ -279,10 +310,11 @@ def main() -> None:
             best[label]["tokens_per_second_runs"] = speeds
             if label == "fast":
                 fast_model = model
-    results = list(best.values())
-    if args.seed_recipe:
-        seed = replace(today, batch_size=1, gradient_accumulation_steps=4, autocast=None)
-        results.append(run("seed recipe", seed, TODAY_DROPOUT, data, peak, padded=True)[0])
+    return list(best.values()), fast_model
+
+
+def compare_to_today(results: list[dict[str, Any]]) -> None:
+    """Add each set-up's ratios to the first (today's) and print them."""
     baseline = results[0]
     for record in results:
         record["speed_up_vs_today"] = round(record["tokens_per_second"] / baseline["tokens_per_second"], 2)
@@ -295,18 +327,64 @@ def main() -> None:
             f"({record['cpu_speed_up_vs_today']:.2f}x in CPU time), "
             f"validation loss {record['validation_loss_change_vs_today']:+.1%}"
         )
-    validation_timing = time_validation(fast_model, validation, autocast)
+
+
+def print_header(hardware: dict[str, Any], task: Any, data: tuple, budget: Any) -> None:
+    train, validation, _, path = data
+    print(f"{hardware['cpu_model']}, {hardware['cpu_features']}, {hardware['torch_threads']} torch threads")
+    print("matmul peak: " + ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in hardware["matmul_peak_gflops"].items()))
     print(
-        f"\none validation pass ({m} examples): packed rows {validation_timing['packed_rows_seconds']:.2f} s, "
+        f"{task.name}: {len(train)} training examples ({sum(map(len, train['input_ids'])) / max(len(train), 1):.0f} tokens on average), "
+        f"{len(validation)} validation examples; LoRA r=16 on {path}, batch {budget.batch_size}"
+    )
+    print(f"\n{'set-up':<38} {'steps':>5} {'train s':>8} {'tokens/s':>9} {'GFLOP/s':>8} {'of bf16':>7} {'+MB RSS':>8} {'val loss':>9}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the figures (also written to ``--json``)."""
+    args = parse_args(argv)
+
+    import torch
+    from transformers.utils import logging
+
+    from slmbench.lm.finetuning.setup import autocast_dtype
+    from slmbench.lm.hardware import hardware_info
+    from slmbench.tasks.profiles import get_profile
+
+    logging.set_verbosity_error()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hardware = hardware_info()
+    peak = hardware["matmul_peak_gflops"]["bfloat16"]
+    budget = get_profile("quick")
+    task, data = load_data(args, budget)
+    print_header(hardware, task, data, budget)
+
+    autocast = autocast_dtype("cpu")
+    runs, today = set_ups(args, budget, autocast)
+    results, fast_model = run_interleaved(runs, args.repeats, data, peak)
+    if args.seed_recipe:
+        seed = replace(today, batch_size=1, gradient_accumulation_steps=4, autocast=None)
+        results.append(run("seed recipe", seed, TODAY_DROPOUT, data, peak, padded=True)[0])
+    compare_to_today(results)
+    validation_timing = time_validation(fast_model, data[1], autocast)
+    print(
+        f"\none validation pass ({len(data[1])} examples): packed rows {validation_timing['packed_rows_seconds']:.2f} s, "
         f"scoring engine {validation_timing['scoring_engine_seconds']:.2f} s ({validation_timing['speed_up']:.2f}x); "
         f"loss {validation_timing['packed_rows_loss']:.4f} vs {validation_timing['scoring_engine_loss']:.4f}"
     )
+    summary = {
+        "benchmark": "train_throughput",
+        "args": vars(args),
+        "hardware": hardware,
+        "runs": results,
+        "validation_pass": validation_timing,
+    }
     if args.json:
-        summary = {"benchmark": "train_throughput", "args": vars(args), "hardware": hardware, "runs": results,
-                   "validation_pass": validation_timing}
         with open(args.json, "w") as file:
             json.dump(summary, file, indent=2)
         print(f"figures written to {args.json}")
+    return summary
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ left out) x the tokens run through the model per wall second, against the matmul
 set-up's dtype measured at the start (``slmbench.lm.hardware``).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/zero_shot_vs_pipeline.py --data-dir ../shared/data --json scoring.json
+
+``--small`` (``SMALL``: 6 test texts, one timed run) checks that it runs (``tests/test_benchmarks.py``)::
+
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/zero_shot_vs_pipeline.py --data-dir ../shared/data --small --json /tmp/scoring.json
 """
 
 from __future__ import annotations
@@ -29,9 +33,10 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from slmbench.lm.models import SharedModels
 from slmbench.lm.prompts import build_messages
@@ -76,9 +81,7 @@ def _timed(function: Callable[[], Any]) -> tuple[Any, float, float]:
     return result, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def demonstrations(
-    texts: Sequence[str], labels: Sequence[int], n: int, n_labels: int, seed: int
-) -> list[tuple[str, int]]:
+def demonstrations(texts: Sequence[str], labels: Sequence[int], n: int, n_labels: int, seed: int) -> list[tuple[str, int]]:
     """``n`` (text, label) pairs, balanced across labels as far as ``n`` allows, drawn and shuffled with ``seed``.
 
     Shuffled because a label order that cycles is a pattern small models continue instead of reading the text.
@@ -95,15 +98,14 @@ def matched_label(output: str, verbalizers: Sequence[str]) -> int | None:
     """The label whose verbalizer appears first in ``output`` (case-insensitive), else None."""
     found = {i: output.lower().find(word.lower()) for i, word in enumerate(verbalizers)}
     found = {i: at for i, at in found.items() if at >= 0}
-    return min(found, key=found.get) if found else None
+    return min(found, key=lambda i: found[i]) if found else None
 
 
 def run_recipe(pipe: Any, tokenizer: Any, conversations: list, verbalizers: Sequence[str], measure: Measure) -> None:
     """The notebooks' loop: generate, then look for a label word in the generated text."""
     outputs, seconds, cpu_seconds = _timed(
         lambda: [
-            pipe(c, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_full_text=False)[0]["generated_text"]
-            for c in conversations
+            pipe(c, max_new_tokens=MAX_NEW_TOKENS, do_sample=False, return_full_text=False)[0]["generated_text"] for c in conversations
         ]
     )
     measure.seconds.append(seconds)
@@ -115,9 +117,7 @@ def run_recipe(pipe: Any, tokenizer: Any, conversations: list, verbalizers: Sequ
     measure.note = f"no label word in {sum(p is None for p in measure.labels)}/{len(outputs)} outputs"
 
 
-def run_engine(
-    model: Any, tokenizer: Any, conversations: list, verbalizers: Sequence[str], measure: Measure, options: dict
-) -> None:
+def run_engine(model: Any, tokenizer: Any, conversations: list, verbalizers: Sequence[str], measure: Measure, options: dict) -> None:
     """One ``score_choices`` call over every conversation with ``options``."""
     scores, seconds, cpu_seconds = _timed(lambda: score_choices(model, tokenizer, conversations, verbalizers, **options))
     measure.seconds.append(seconds)
@@ -138,7 +138,12 @@ def linear_parameters(model: Any) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not head)
 
 
-def main() -> None:
+SMALL = {"limit": 6, "shots": 2, "repeats": 1, "batch_sizes": "4", "threads": 1}
+"""``--small``: 6 test texts, 2 demonstrations, one timed run, one extra batch size, one thread (a
+check that the benchmark runs, in well under a minute; its figures mean little)."""
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("SLMBENCH_DATA_DIR", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--limit", type=int, default=None, help="stratified subsample of the 200 test texts")
@@ -148,11 +153,71 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="16,32", help="extra engine batch sizes, comma-separated")
     parser.add_argument("--pipeline", action="store_true", help="also the seed notebooks' pipeline recipe (slow)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--small", action="store_true", help=f"a quick check that it runs: {SMALL}")
     parser.add_argument("--json", help="write the figures to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.small:  # the small values, unless given
+        parser.set_defaults(**SMALL)
+        args = parser.parse_args(argv)
+    return args
+
+
+def engine_set_ups(batch_size: int, extra_batch_sizes: str) -> dict[str, dict[str, Any]]:
+    """Engine set-up name -> ``score_choices`` arguments; today's engine first (the baseline)."""
+    return {
+        "today's engine": TODAY_ENGINE,
+        "engine": {"batch_size": batch_size},
+        **{f"engine, batch {n}": {"batch_size": int(n)} for n in extra_batch_sizes.split(",") if n},
+        "engine, fp32": {"batch_size": batch_size, "bfloat16": False},
+    }
+
+
+def measure_setting(
+    setting: str, conversations: list, engines: dict[str, dict[str, Any]], args: argparse.Namespace, lm: tuple, verbalizers: list[str]
+) -> dict[str, Measure]:
+    """Every engine set-up on ``conversations``, ``--repeats`` times interleaved after a warm-up; the
+    pipeline recipe once with ``--pipeline``."""
+    model, tokenizer = lm
+    run_engine(model, tokenizer, conversations[:8], verbalizers, Measure(setting, "warm-up", ""), TODAY_ENGINE)
+    measures = {name: Measure(setting, name, "") for name in engines}
+    for _ in range(args.repeats):
+        for name, options in engines.items():
+            run_engine(model, tokenizer, conversations, verbalizers, measures[name], options)
+    if args.pipeline:
+        from transformers import pipeline
+
+        pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
+        measures["pipeline recipe"] = Measure(setting, "pipeline recipe", "float32")
+        run_recipe(pipe, tokenizer, conversations, verbalizers, measures["pipeline recipe"])
+    return measures
+
+
+def print_header(hardware: dict[str, Any], task: Any, n_test: int, shots: int) -> None:
+    print(f"task {task.name}: {n_test} test texts, {shots} demonstrations from the train split")
+    print(f"{hardware['cpu_model']}, {hardware['cpu_features']}, {hardware['torch_threads']} torch threads")
+    print("matmul peak: " + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in hardware["matmul_peak_gflops"].items()))
+    print(
+        f"\n{'setting':<9} {'method':<20} {'dtype':<8} {'ex/s':>6} {'speed-up':>8} {'(CPU)':>6} {'same':>6} "
+        f"{'accuracy':>8} {'GFLOP/s':>7} {'of peak':>7}  notes",
+        flush=True,
+    )
+
+
+def print_summary(rows: list[dict[str, Any]]) -> None:
+    print()
+    for row in rows:
+        if row["method"] == "engine":
+            print(
+                f"{row['setting']}: engine {row['speed_up']:.2f}x today's engine ({row['cpu_speed_up']:.2f}x in CPU time), "
+                f"same labels on {row['same_labels']:.1%} of examples, {row['fraction_of_peak']:.0%} of the {row['dtype']} peak"
+            )
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the figures (also written to ``--json``)."""
+    args = parse_args(argv)
 
     import torch
-    from transformers import pipeline
     from transformers.utils import logging
 
     from slmbench.lm.hardware import hardware_info
@@ -161,7 +226,6 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     hardware = hardware_info()
-    peaks = hardware["matmul_peak_gflops"]
     task, budget = load_task(TASK), get_profile("quick")
     splits = load_splits(task, Path(args.data_dir), budget)
     test = cap_examples(splits.test, args.limit, task.split.seed)
@@ -169,52 +233,27 @@ def main() -> None:
     verbalizers = [label.verbalizer for label in task.labels]
     model, tokenizer = SharedModels().causal_lm()
     flops_per_token = 2 * linear_parameters(model)
-    engines = {
-        "today's engine": TODAY_ENGINE,
-        "engine": {"batch_size": budget.batch_size},
-        **{f"engine, batch {n}": {"batch_size": int(n)} for n in args.batch_sizes.split(",") if n},
-        "engine, fp32": {"batch_size": budget.batch_size, "bfloat16": False},
-    }
-    print(f"task {task.name}: {len(test)} test texts, {args.shots} demonstrations from the train split")
-    print(f"{hardware['cpu_model']}, {hardware['cpu_features']}, {hardware['torch_threads']} torch threads")
-    print("matmul peak: " + ", ".join(f"{dtype} {gflops:.0f} GFLOP/s" for dtype, gflops in peaks.items()))
-    print(
-        f"\n{'setting':<9} {'method':<20} {'dtype':<8} {'ex/s':>6} {'speed-up':>8} {'(CPU)':>6} {'same':>6} "
-        f"{'accuracy':>8} {'GFLOP/s':>7} {'of peak':>7}  notes",
-        flush=True,
-    )
+    engines = engine_set_ups(budget.batch_size, args.batch_sizes)
+    print_header(hardware, task, len(test), args.shots)
     rows = []
     for setting, shots in (("zero-shot", ()), ("few-shot", demos)):
         conversations = [
             build_messages(task, text, tokenizer=tokenizer, max_input_tokens=budget.max_input_tokens, demonstrations=shots)
             for text in test.texts
         ]
-        run_engine(model, tokenizer, conversations[:8], verbalizers, Measure(setting, "warm-up", ""), TODAY_ENGINE)
-        measures = {name: Measure(setting, name, "") for name in engines}
-        for _ in range(args.repeats):
-            for name, options in engines.items():
-                run_engine(model, tokenizer, conversations, verbalizers, measures[name], options)
-        if args.pipeline:
-            pipe = pipeline("text-generation", model=model, tokenizer=tokenizer)
-            measures["pipeline recipe"] = Measure(setting, "pipeline recipe", "float32")
-            run_recipe(pipe, tokenizer, conversations, verbalizers, measures["pipeline recipe"])
+        measures = measure_setting(setting, conversations, engines, args, (model, tokenizer), verbalizers)
         baseline = measures["today's engine"]
         for m in measures.values():
             m.accuracy = sum(p == y for p, y in zip(m.labels, test.labels)) / len(test.labels)
-            row = figures(m, baseline, len(test), flops_per_token, peaks)
-            rows.append(row)
-            print_row(row)
-    print()
-    for row in rows:
-        if row["method"] == "engine":
-            print(
-                f"{row['setting']}: engine {row['speed_up']:.2f}x today's engine ({row['cpu_speed_up']:.2f}x in CPU time), "
-                f"same labels on {row['same_labels']:.1%} of examples, {row['fraction_of_peak']:.0%} of the {row['dtype']} peak"
-            )
+            rows.append(figures(m, baseline, len(test), flops_per_token, hardware["matmul_peak_gflops"]))
+            print_row(rows[-1])
+    print_summary(rows)
+    summary = {"benchmark": "scoring", "args": vars(args), "hardware": hardware, "rows": rows}
     if args.json:
         with open(args.json, "w") as file:
-            json.dump({"benchmark": "scoring", "args": vars(args), "hardware": hardware, "rows": rows}, file, indent=2)
+            json.dump(summary, file, indent=2)
         print(f"figures written to {args.json}")
+    return summary
 
 
 def figures(m: Measure, baseline: Measure, n_examples: int, flops_per_token: int, peaks: dict[str, float]) -> dict[str, Any]:

@@ -25,14 +25,18 @@ from slmbench.strategy.hookspecs import hookimpl
 ADAPTERS_FILE = "adapters.safetensors"
 
 
+class AdaptersOptions(FineTuneOptions):
+    bottleneck: int = Field(64, ge=1, le=8192, description="width of each adapter's bottleneck")
+    activation: Literal["gelu", "relu", "silu"] = Field("gelu", description="non-linearity inside each adapter")
+
+
 class Adapters(FineTunedCausalLM):
     name = "adapters"
     description = "Bottleneck adapters after every attention and feed-forward output, base frozen"
     tune = {"learning_rate": ("log", 2e-4, 3e-3)}
 
-    class Options(FineTuneOptions):
-        bottleneck: int = Field(64, ge=1, le=8192, description="width of each adapter's bottleneck")
-        activation: Literal["gelu", "relu", "silu"] = Field("gelu", description="non-linearity inside each adapter")
+    Options = AdaptersOptions
+    options: AdaptersOptions
 
     def build(self) -> tuple[Any, Any]:
         from slmbench.lm.bottleneck import add_bottleneck_adapters

@@ -17,6 +17,10 @@ from slmbench.strategy.hookspecs import hookimpl
 from slmbench.tasks.examples import Examples, Predictions
 
 
+class EmbeddingClassifierOptions(Options):
+    C: float = Field(1.0, gt=0, description="inverse regularisation strength of the logistic regression")
+
+
 class EmbeddingClassifier(Strategy):
     name = "embedding-classifier"
     description = "Frozen sentence embeddings + logistic regression (scikit-learn)"
@@ -24,8 +28,8 @@ class EmbeddingClassifier(Strategy):
     uses_models = ("embedder",)
     tune = {"C": ("log", 0.01, 100.0)}
 
-    class Options(Options):
-        C: float = Field(1.0, gt=0, description="inverse regularisation strength of the logistic regression")
+    Options = EmbeddingClassifierOptions
+    options: EmbeddingClassifierOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
         from safetensors.numpy import save_file

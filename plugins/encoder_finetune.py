@@ -30,6 +30,11 @@ from slmbench.tasks.examples import Examples, Predictions
 PREDICT_BATCH = 64
 
 
+class EncoderFinetuneOptions(FineTuneOptions):
+    learning_rate: float = Field(1e-4, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+    weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
+
+
 class EncoderFinetune(Strategy):
     name = "encoder-finetune"
     description = "The embedding model's BERT encoder + a classification head, fully fine-tuned"
@@ -38,9 +43,8 @@ class EncoderFinetune(Strategy):
     """Trains its own copy of the embedding model; the causal LM's size sets its compute budget."""
     tune = {"learning_rate": ("log", 3e-5, 3e-4)}
 
-    class Options(FineTuneOptions):
-        learning_rate: float = Field(1e-4, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
-        weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
+    Options = EncoderFinetuneOptions
+    options: EncoderFinetuneOptions
 
     def _dataset(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> Any:
         from datasets import Dataset

@@ -22,15 +22,19 @@ from slmbench.strategy.hookspecs import hookimpl
 from slmbench.tasks.examples import Examples, Predictions
 
 
+class EnsembleOptions(Options):
+    folds: int = Field(5, ge=2, le=20, description="cross-validation folds on the validation split that choose the regularisation")
+    min_members: int = Field(2, ge=2, description="fewest finished strategies worth combining")
+
+
 class Ensemble(Strategy):
     name = "ensemble"
     description = "Stacks the other strategies' probabilities with a logistic regression fitted on validation"
     family = Family.ENSEMBLE
     combines_others = True
 
-    class Options(Options):
-        folds: int = Field(5, ge=2, le=20, description="cross-validation folds on the validation split that choose the regularisation")
-        min_members: int = Field(2, ge=2, description="fewest finished strategies worth combining")
+    Options = EnsembleOptions
+    options: EnsembleOptions
 
     def _features(self, texts: Sequence[str]):
         import numpy as np

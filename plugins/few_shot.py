@@ -32,14 +32,18 @@ def choose_demonstrations(labels: Sequence[int], n_labels: int, shots_per_class:
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    labels = np.asarray(labels)
-    per_label = [rng.permutation(np.flatnonzero(labels == label))[:shots_per_class] for label in range(n_labels)]
+    label_array = np.asarray(labels)
+    per_label = [rng.permutation(np.flatnonzero(label_array == label))[:shots_per_class] for label in range(n_labels)]
     return [
         int(per_label[label][shot])
         for shot in range(shots_per_class)
         for label in rng.permutation(n_labels)
         if shot < len(per_label[label])
     ]
+
+
+class FewShotOptions(DemonstrationOptions):
+    shots_per_class: int = Field(2, ge=1, le=64, description="demonstrations of each label")
 
 
 class FewShot(Strategy):
@@ -49,8 +53,8 @@ class FewShot(Strategy):
     uses_models = ("causal_lm",)
     tune = {"shots_per_class": ("int", 1, 4)}
 
-    class Options(DemonstrationOptions):
-        shots_per_class: int = Field(2, ge=1, le=64, description="demonstrations of each label")
+    Options = FewShotOptions
+    options: FewShotOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Choose the demonstrations, cut them to what the context window allows, calibrate."""

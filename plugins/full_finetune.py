@@ -22,16 +22,20 @@ from slmbench.strategy.finetuned_lm import (
 from slmbench.strategy.hookspecs import hookimpl
 
 
+class FullFinetuneOptions(FineTuneOptions):
+    learning_rate: float = Field(5e-5, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+    weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
+
+
 class FullFinetune(FineTunedCausalLM):
     name = "full-finetune"
     description = "Full fine-tuning: every weight of the causal LM trained on the answer tokens (trl)"
     family = Family.FULL
     tune = {"learning_rate": ("log", 1e-5, 2e-4)}
 
-    class Options(FineTuneOptions):
-        learning_rate: float = Field(5e-5, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
-        weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
-        gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
+    Options = FullFinetuneOptions
+    options: FullFinetuneOptions
 
     def build(self) -> tuple[Any, Any]:
         return load_causal_lm(self.context, dtype="float32")  # fp32 master weights, whatever the run's dtype

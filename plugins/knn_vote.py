@@ -30,9 +30,13 @@ def vote(
 
     votes = np.zeros((len(neighbour_labels), n_labels))
     for row, labels, weights in zip(votes, neighbour_labels, similarities):
-        weights = np.clip(weights, 0, None)
-        row += np.bincount(labels, weights if weights.sum() > 0 else None, minlength=n_labels)
+        positive = np.clip(weights, 0, None)
+        row += np.bincount(labels, positive if positive.sum() > 0 else None, minlength=n_labels)
     return votes / votes.sum(axis=1, keepdims=True)
+
+
+class KnnVoteOptions(Options):
+    k: int = Field(DEFAULT_K, ge=1, le=1024, description="neighbours that vote for each text")
 
 
 class KnnVote(Strategy):
@@ -42,8 +46,8 @@ class KnnVote(Strategy):
     uses_models = ("embedder",)
     tune = {"k": ("int", 1, 32)}
 
-    class Options(Options):
-        k: int = Field(DEFAULT_K, ge=1, le=1024, description="neighbours that vote for each text")
+    Options = KnnVoteOptions
+    options: KnnVoteOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Index the train split."""

@@ -44,7 +44,7 @@ def lora_config(options: LoraOptions, **extra: Any) -> Any:
 
     return LoraConfig(
         r=options.r,
-        lora_alpha=options.alpha,
+        lora_alpha=options.alpha,  # type: ignore[arg-type]  # peft annotates int, but only computes alpha / r
         lora_dropout=options.dropout,
         target_modules="all-linear",
         task_type="CAUSAL_LM",
@@ -57,14 +57,20 @@ def target_module_names(model: Any) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name in model.peft_config["default"].target_modules})
 
 
+class MergeableLoraOptions(LoraOptions):
+    """LoRA's shape, and how lora and dora predict (qlora keeps its adapter apart)."""
+
+    merge: bool = Field(True, description="merge the adapter into the base weights for prediction")
+    use_dora: bool = Field(False, description="weight-decomposed LoRA (DoRA): train a magnitude per output too")
+
+
 class Lora(FineTunedCausalLM):
     name = "lora"
     description = "LoRA adapters on every linear layer, trained on the answer tokens (peft + trl)"
     tune = {"learning_rate": ("log", 2e-4, 3e-3)}
 
-    class Options(LoraOptions):
-        merge: bool = Field(True, description="merge the adapter into the base weights for prediction")
-        use_dora: bool = Field(False, description="weight-decomposed LoRA (DoRA): train a magnitude per output too")
+    Options = MergeableLoraOptions
+    options: MergeableLoraOptions
 
     def build(self) -> tuple[Any, Any]:
         from peft import get_peft_model

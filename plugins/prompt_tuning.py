@@ -22,14 +22,18 @@ from slmbench.strategy.finetuned_lm import (
 from slmbench.strategy.hookspecs import hookimpl
 
 
+class PromptTuningOptions(FineTuneOptions):
+    learning_rate: float = Field(3e-2, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+    virtual_tokens: int = Field(20, ge=1, le=512, description="trained embeddings put before every prompt")
+
+
 class PromptTuning(FineTunedCausalLM):
     name = "prompt-tuning"
     description = "Soft prompt tuning: trained virtual-token embeddings before the prompt (peft)"
     tune = {"learning_rate": ("log", 3e-3, 1e-1)}
 
-    class Options(FineTuneOptions):
-        learning_rate: float = Field(3e-2, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
-        virtual_tokens: int = Field(20, ge=1, le=512, description="trained embeddings put before every prompt")
+    Options = PromptTuningOptions
+    options: PromptTuningOptions
 
     def build(self) -> tuple[Any, Any]:
         from peft import PromptTuningConfig, PromptTuningInit, get_peft_model

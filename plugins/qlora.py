@@ -39,6 +39,10 @@ def set_cpu_inference_layout(model: Any, allowed: bool) -> None:
             module.support_avx512bf16_for_cpu = allowed and has_avx512bf16()
 
 
+class QloraOptions(LoraOptions):
+    gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
+
+
 class Qlora(FineTunedCausalLM):
     name = "qlora"
     description = "QLoRA: LoRA adapters on a 4-bit NF4 base model (bitsandbytes + peft + trl)"
@@ -46,8 +50,8 @@ class Qlora(FineTunedCausalLM):
     deployment_reference = False
     deployment_quantizations = ("nf4",)
 
-    class Options(LoraOptions):
-        gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
+    Options = QloraOptions
+    options: QloraOptions
 
     def build(self) -> tuple[Any, Any]:
         import torch

@@ -17,10 +17,14 @@ from typing import Sequence
 
 from pydantic import Field
 
-from slmbench.lm.retrieval import DEFAULT_K, DemonstrationOptions
+from slmbench.lm.retrieval import DEFAULT_K, DemonstrationOptions, Neighbours
 from slmbench.strategy.base import Family, Strategy
 from slmbench.strategy.hookspecs import hookimpl
 from slmbench.tasks.examples import Examples, Predictions
+
+
+class RagOptions(DemonstrationOptions):
+    k: int = Field(DEFAULT_K, ge=1, le=64, description="retrieved demonstrations per text (fewer if the prompt would not fit)")
 
 
 class Rag(Strategy):
@@ -30,8 +34,8 @@ class Rag(Strategy):
     uses_models = ("causal_lm", "embedder")
     tune = {"k": ("int", 1, 8)}
 
-    class Options(DemonstrationOptions):
-        k: int = Field(DEFAULT_K, ge=1, le=64, description="retrieved demonstrations per text (fewer if the prompt would not fit)")
+    Options = RagOptions
+    options: RagOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Index the train split, plan the prompt's demonstrations to fit the context window, calibrate."""
@@ -60,7 +64,7 @@ class Rag(Strategy):
         )
         self.details = {**self.index.describe(), "k": self.plan.demonstrations, "demonstration_plan": self.plan.to_dict()}
 
-    def _demonstrations(self, texts: Sequence[str]) -> tuple[list[list[tuple[str, int]]], object]:
+    def _demonstrations(self, texts: Sequence[str]) -> tuple[list[list[tuple[str, int]]], Neighbours]:
         """Each text's nearest train examples as (text, label) demonstrations, the most similar last."""
         from slmbench.lm.prompts import truncate_text
 

@@ -20,16 +20,20 @@ from slmbench.strategy.hookspecs import hookimpl
 from slmbench.tasks.examples import Examples, Predictions
 
 
+class TfidfLinearOptions(Options):
+    C: float = Field(10.0, gt=0, description="inverse regularisation strength of the logistic regression")
+    max_ngram: int = Field(2, ge=1, le=3, description="longest word n-gram used as a feature")
+    min_df: int = Field(1, ge=1, description="ignore terms in fewer train texts than this")
+
+
 class TfidfLinear(Strategy):
     name = "tfidf-linear"
     description = "TF-IDF word 1-2 grams + logistic regression (scikit-learn), no language model"
     family = Family.FEATURE
     tune = {"C": ("log", 0.1, 1000.0)}
 
-    class Options(Options):
-        C: float = Field(10.0, gt=0, description="inverse regularisation strength of the logistic regression")
-        max_ngram: int = Field(2, ge=1, le=3, description="longest word n-gram used as a feature")
-        min_df: int = Field(1, ge=1, description="ignore terms in fewer train texts than this")
+    Options = TfidfLinearOptions
+    options: TfidfLinearOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer

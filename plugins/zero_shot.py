@@ -27,6 +27,7 @@ class ZeroShot(Strategy):
     uses_models = ("causal_lm",)
     learns_from_train = False
     Options = PromptOptions
+    options: PromptOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
         """Measure the LM's answer bias; no label is read."""

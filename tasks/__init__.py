@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from slmbench.hookspecs import hookimpl
+from slmbench import hookimpl
 
 
 @hookimpl

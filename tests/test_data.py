@@ -14,6 +14,7 @@ import pytest
 
 from slmbench.tasks.examples import Examples
 from slmbench.tasks.profiles import Budget
+from slmbench.tasks.sources import DATA_DIR_ENV, LoadedData, load_rows, resolve_data_dir
 from slmbench.tasks.spec import (
     DataSource,
     HubSource,
@@ -23,17 +24,7 @@ from slmbench.tasks.spec import (
     TaskSpec,
     load_task,
 )
-from slmbench.tasks.splits import (
-    DATA_DIR_ENV,
-    LoadedData,
-    cap_examples,
-    load_rows,
-    load_splits,
-    make_splits,
-    nested_subset,
-    resolve_data_dir,
-    validate,
-)
+from slmbench.tasks.splits import cap_examples, load_splits, make_splits, nested_subset, validate
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DATA = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")

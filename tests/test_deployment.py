@@ -9,8 +9,9 @@ import pytest
 
 from slmbench import records
 from slmbench.common.progress import ProgressReporter
+from slmbench.engine.deployment import deployment_checks
 from slmbench.engine.model_cache import ModelCache
-from slmbench.engine.trial import deployment_checks, run_trial
+from slmbench.engine.trial import run_trial
 from slmbench.lm.deployment import quantized_copies
 from slmbench.strategy.registry import load_registry
 from slmbench.tasks.examples import Examples

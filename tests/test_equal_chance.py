@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from slmbench.common.progress import ProgressReporter
-from slmbench.engine.planning import RunOptions
+from slmbench.engine.run_options import RunOptions
 from slmbench.engine.runner import run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"

@@ -27,7 +27,7 @@ from cli_harness import GOOD_ROWS, VALID_TASK, check, make_workdir, run_cli, wri
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from slmbench.engine.planning import RUN_ID
+from slmbench.engine.run_options import RUN_ID
 
 SCALE = float(os.environ.get("SLMBENCH_FUZZ_SCALE", "1"))
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"

@@ -475,7 +475,7 @@ def test_a_task_file_that_is_any_text_file_is_not_echoed(wd: Path) -> None:
 def test_records_are_fsynced_file_and_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     synced = []
     real = os.fsync
-    monkeypatch.setattr(records.os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode), real(fd))[1])
+    monkeypatch.setattr(records.store.os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_mode), real(fd))[1])
     records.write_json(tmp_path / "trial.json", {"a": 1})
     assert len(synced) == 2 and any(os.path.stat.S_ISDIR(mode) for mode in synced)
 
@@ -491,7 +491,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: py
         def interrupted(source, destination):
             raise KeyboardInterrupt
 
-        monkeypatch.setattr(records.os, "replace", interrupted)
+        monkeypatch.setattr(records.store.os, "replace", interrupted)
         with pytest.raises(KeyboardInterrupt):
             records.write_json(target, {"kept": False})
     assert [path.name for path in tmp_path.iterdir()] == ["trial.json"]

@@ -8,7 +8,8 @@ import pytest
 from fake_strategies import plugin as fake_strategies
 
 from slmbench import hookimpl
-from slmbench.cli.main import EXIT_INPUT, EXIT_SOME_FAILED, main
+from slmbench.cli.exit_codes import EXIT_INPUT, EXIT_SOME_FAILED
+from slmbench.cli.main import main
 
 
 def run(shared_data_dir, output, *extra: str, plugins: dict | None = None, strategies: str = "majority,last-label,exploding") -> int:

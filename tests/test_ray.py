@@ -18,7 +18,7 @@ import fake_strategies
 import pytest
 
 from slmbench.common.progress import ProgressReporter
-from slmbench.engine.planning import RunOptions
+from slmbench.engine.run_options import RunOptions
 from slmbench.engine.runner import run_benchmark
 
 ray = pytest.importorskip("ray")

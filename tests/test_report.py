@@ -14,8 +14,9 @@ from slmbench import records
 from slmbench.engine.metrics import classification_metrics
 from slmbench.report import stats
 from slmbench.report.compare import render_comparison
+from slmbench.report.learning_curves import leader_changes
 from slmbench.report.recommend import Constraints, recommend
-from slmbench.report.render import leader_changes, render_report
+from slmbench.report.render import render_report
 from slmbench.report.summary import load_summary
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
@@ -220,7 +221,7 @@ def test_writes_are_atomic_and_leave_no_temporary_file(tmp_path: Path, monkeypat
     def broken_replace(source, destination):
         raise OSError("disk full")
 
-    monkeypatch.setattr(records.os, "replace", broken_replace)
+    monkeypatch.setattr(records.store.os, "replace", broken_replace)
     with pytest.raises(OSError, match="disk full"):
         records.write_json(target, {"a": 2})
     assert json.loads(target.read_text()) == {"a": 1}

@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from slmbench.report.markdown import first_line, one_line, shorten, strip_control
-from slmbench.report.render import MAX_TEXT_CHARS, render_report
+from slmbench.report.per_class import MAX_TEXT_CHARS
+from slmbench.report.render import render_report
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 OK_TRIALS = ("zero-shot", "embedding-classifier", "lora")

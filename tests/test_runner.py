@@ -14,7 +14,7 @@ import fake_strategies
 import pytest
 
 from slmbench.common.progress import ProgressReporter
-from slmbench.engine.planning import RunError, RunOptions
+from slmbench.engine.run_options import RunError, RunOptions
 from slmbench.engine.runner import run_benchmark
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"
@@ -146,7 +146,7 @@ def test_a_second_run_of_a_folder_being_written_fails_at_once_and_writes_nothing
 def test_a_time_limit_swallowed_inside_the_trial_is_raised_again() -> None:
     import time
 
-    from slmbench.engine.trial import TrialTimeout, time_limit
+    from slmbench.engine.trial_timeout import TrialTimeout, time_limit
 
     started = time.monotonic()
     with pytest.raises(TrialTimeout), time_limit(0.1):

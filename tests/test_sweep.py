@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from slmbench.cli.main import main
-from slmbench.engine.planning import RunError
+from slmbench.engine.run_options import RunError
 from slmbench.engine.sweep import read_sweep
 
 TASKS = Path(__file__).resolve().parents[1] / "tasks"

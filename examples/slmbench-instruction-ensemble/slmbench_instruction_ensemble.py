@@ -85,7 +85,7 @@ class InstructionEnsemble(Strategy):
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.lm.models import param_count
+        from slmbench import param_count
 
         return 0, param_count(self.context.models.causal_lm()[0])
 

@@ -77,7 +77,7 @@ class NearestCentroid(Strategy):
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.lm.models import param_count
+        from slmbench import param_count
 
         return self.vectors.size, self.vectors.size + param_count(self.context.models.embedder())
 

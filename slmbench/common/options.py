@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
 
 from slmbench.common.names import did_you_mean
 
@@ -74,7 +75,7 @@ def describe_options(options: type[Options]) -> list[OptionInfo]:
     ]
 
 
-def _problem(error: dict[str, Any], strategy: str, options: type[Options]) -> str:
+def _problem(error: ErrorDetails, strategy: str, options: type[Options]) -> str:
     name = str(error["loc"][0]) if error["loc"] else ""
     if error["type"] == "extra_forbidden":
         known = list(options.model_fields)
@@ -112,7 +113,9 @@ def with_defaults(options: type[Options], defaults: dict[str, Any]) -> type[Opti
     unknown = sorted(set(defaults) - set(options.model_fields))
     if unknown:
         raise OptionError(f"{options.__qualname__} has no option {unknown[0]!r}{did_you_mean(unknown[0], list(options.model_fields))}")
-    fields = {
+    # (annotation, field) pairs, typed Any: mypy checks a ``**`` dict's values against every keyword
+    # parameter of create_model (``__config__``, ``__doc__``...), not only against the field definitions.
+    fields: dict[str, Any] = {
         name: (options.model_fields[name].annotation, FieldInfo.merge_field_infos(options.model_fields[name], default=value))
         for name, value in defaults.items()
     }

@@ -21,7 +21,11 @@ class ProgressReporter:
     def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """Yield an ``advance(n)`` function for a loop of ``total`` units."""
         if not self.enabled:
-            yield lambda n=1: None
+
+            def skip(n: int = 1) -> None:
+                pass
+
+            yield skip
             return
         from rich.progress import (
             BarColumn,
@@ -41,7 +45,11 @@ class ProgressReporter:
         )
         with Progress(*columns, transient=True) as progress:
             task_id = progress.add_task(description, total=total)
-            yield lambda n=1: progress.advance(task_id, n)
+
+            def advance(n: int = 1) -> None:
+                progress.advance(task_id, n)
+
+            yield advance
 
     def track(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
         """Iterate over ``items`` with a progress bar."""

@@ -1,3 +1,6 @@
-"""The engine: plans a run (``planning``), runs each trial (``trial``, with the option search of
-``tuning`` and the shared ``model_cache``) on an executor (local or Ray, ``executors``), expands
-sweep files (``sweep``) and writes the records, then asks the report layer to render them (``runner``)."""
+"""The engine: what a run is asked to do (``run_options``), its plan (``planning``), carrying it out
+(``runner``, on an executor from ``executors``: local or Ray), sweep files (``sweep``), and one trial
+(``trial``): fitting with or without the option search (``fitting``, ``tuning``), the checks and
+record form of predictions (``predictions``), costs, latency and the deployment check
+(``deployment``), combining strategies (``members``), the time limit (``trial_timeout``), the shared
+models loaded once per process (``model_cache``), metrics and the environment."""

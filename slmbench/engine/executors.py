@@ -51,7 +51,7 @@ trials Ray sends to the same worker, so parallel runs do not pay the model loadi
 
 def import_ray() -> Any:
     """``ray``, or a RunError saying how to install it."""
-    from slmbench.engine.planning import RunError
+    from slmbench.engine.run_options import RunError
 
     try:
         import ray
@@ -90,15 +90,15 @@ def ray_trial(
 
     if threads:
         torch.set_num_threads(threads)
-    config = TrialConfig.model_validate(config)
+    trial_config = TrialConfig.model_validate(config)
     if (problem := _output_problem(Path(artifact_dir))) is not None:
-        record = TrialRecord(strategy=config.strategy, variant=variant, config=config, config_hash=config.config_hash(),
+        record = TrialRecord(strategy=trial_config.strategy, variant=variant, config=trial_config, config_hash=trial_config.config_hash(),
                              error=ErrorInfo(type="OutputNotWritable", message=problem))
         return record.model_dump(mode="json")
     if progress_bars not in _MODEL_CACHES:
         _MODEL_CACHES[progress_bars] = ModelCache(ProgressReporter(enabled=progress_bars))
     member_records = [TrialRecord.model_validate(member) for member in members]
-    record = run_trial(config, strategy, _MODEL_CACHES[progress_bars], Path(artifact_dir), None, variant, member_records)
+    record = run_trial(trial_config, strategy, _MODEL_CACHES[progress_bars], Path(artifact_dir), None, variant, member_records)
     return record.model_dump(mode="json")
 
 
@@ -143,7 +143,7 @@ class RayExecutor:
         """Join the cluster at ``address``, or start a local instance sized for the trials."""
         import os
 
-        from slmbench.engine.planning import RunError
+        from slmbench.engine.run_options import RunError
 
         environment = {"env_vars": {key: value for key, value in os.environ.items() if key.startswith(FORWARDED_ENVIRONMENT)}}
         try:

@@ -8,20 +8,15 @@ from __future__ import annotations
 
 import shutil
 import signal
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from slmbench import records
-from slmbench.engine.planning import (
-    PlannedTrial,
-    RunError,
-    RunOptions,
-    RunPlan,
-    member_trials,
-    plan_run,
-)
+from slmbench.engine.planning import PlannedTrial, RunPlan, member_trials, plan_run
+from slmbench.engine.run_options import RunError, RunOptions
 from slmbench.records import TrialRecord
 from slmbench.strategy.registry import Registry
 
@@ -162,7 +157,8 @@ def _only_writer(run_dir: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise RunError(f"{run_dir}: another slmbench run is writing this run folder; wait for it to finish or choose another --run-id") from None
+        raise RunError(f"{run_dir}: another slmbench run is writing this run folder; "
+                       "wait for it to finish or choose another --run-id") from None
     try:
         yield
     finally:
@@ -181,19 +177,9 @@ def _run_plans(
 ) -> tuple[list[RunResult], Path | None]:
     """``run_sweep``'s work, with every run folder locked."""
     from slmbench.engine.executors import LocalExecutor
-    from slmbench.report.render import Constraints, render_report
 
     results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
-    pending = []
-    for plan in plans:
-        records.write_run(plan.run_dir, plan.run)
-        records.write_test_texts(plan.run_dir, plan.test_texts)
-        for planned in plan.trials:
-            if (record := finished_record(planned)) is not None:
-                results[plan.run_dir].reused.append(planned.key)
-                on_trial(record, True)
-            else:
-                pending.append(planned)
+    pending = _write_runs(plans, results, on_trial)
 
     def finish(planned: PlannedTrial, record: TrialRecord) -> None:
         records.write_trial(planned.file, record, planned.run_dir)
@@ -204,8 +190,35 @@ def _run_plans(
         on_trial(record, False)
         _notify(registry, "trial_finished", track, trial=record, run_dir=planned.run_dir)
 
-    executor = executor or LocalExecutor(progress, runs[0].trial_timeout)
-    interrupted = False
+    interrupted = _run_trials(executor or LocalExecutor(progress, runs[0].trial_timeout), pending, plans, finish)
+    interrupted = _render_reports(plans, registry, constraints, track) or interrupted
+    comparison = _render_comparison(plans, runs[0].output)
+    for result in results.values():
+        result.interrupted = interrupted
+    if interrupted:
+        raise RunInterrupted(next(iter(results.values())))
+    return list(results.values()), comparison
+
+
+def _write_runs(plans: list[RunPlan], results: dict[Path, RunResult], on_trial: Callable[[TrialRecord, bool], None]) -> list[PlannedTrial]:
+    """Write each run's record and test texts; return the trials still to run (finished ones are reused)."""
+    pending = []
+    for plan in plans:
+        records.write_run(plan.run_dir, plan.run)
+        records.write_test_texts(plan.run_dir, plan.test_texts)
+        for planned in plan.trials:
+            if (record := finished_record(planned)) is not None:
+                results[plan.run_dir].reused.append(planned.key)
+                on_trial(record, True)
+            else:
+                pending.append(planned)
+    return pending
+
+
+def _run_trials(
+    executor: Any, pending: list[PlannedTrial], plans: list[RunPlan], finish: Callable[[PlannedTrial, TrialRecord], None]
+) -> bool:
+    """Run the pending trials on ``executor``, combining strategies last; True if Ctrl-C or SIGTERM stopped them."""
     with signals_as_interrupt():
         try:
             executor.run([planned for planned in pending if not planned.strategy.combines_others], finish)
@@ -215,8 +228,15 @@ def _run_plans(
                 planned.members = [record for member in member_trials(planned, plan.trials) if (record := finished_record(member))]
             executor.run(combining, finish)
         except KeyboardInterrupt:
-            interrupted = True
-    comparison = None
+            return True
+    return False
+
+
+def _render_reports(plans: list[RunPlan], registry: Registry, constraints: Any, track: tuple[str, ...]) -> bool:
+    """Render each run's report from what is on disk; True if an interrupt arrived while one was written."""
+    from slmbench.report.render import Constraints, render_report
+
+    interrupted = False
     for plan in plans:
         try:
             with interrupts_deferred():
@@ -224,16 +244,18 @@ def _run_plans(
         except KeyboardInterrupt:  # an interrupt held while the report was written: the report is whole
             interrupted = True
         _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)
-    if len(plans) > 1:
-        from slmbench.report.compare import render_comparison
+    return interrupted
 
-        comparison = Path(runs[0].output) / "comparison.md"
-        records.write_text(comparison, render_comparison([plan.run_dir for plan in plans]))
-    for result in results.values():
-        result.interrupted = interrupted
-    if interrupted:
-        raise RunInterrupted(next(iter(results.values())))
-    return list(results.values()), comparison
+
+def _render_comparison(plans: list[RunPlan], output: str) -> Path | None:
+    """For several runs, their comparison, ``<output>/comparison.md``; None for one run."""
+    if len(plans) < 2:
+        return None
+    from slmbench.report.compare import render_comparison
+
+    comparison = Path(output) / "comparison.md"
+    records.write_text(comparison, render_comparison([plan.run_dir for plan in plans]))
+    return comparison
 
 
 def dry_run(runs: list[RunOptions], registry: Registry) -> list[tuple[PlannedTrial, bool]]:
@@ -248,6 +270,8 @@ def _notify(registry: Registry, hook: str, track: tuple[str, ...], **arguments: 
 
     from slmbench.strategy.registry import hook_callers
 
+    if registry.manager is None:  # a registry built by hand (tests) has no plugins to notify
+        return
     for plugin, call in hook_callers(registry.manager, hook):
         try:
             call(track=track, **arguments)

@@ -81,7 +81,7 @@ def read_sweep(path: Path) -> SweepFile:
 
     Relative ``data_dir``, ``output`` and task paths are taken relative to the sweep file's folder.
     """
-    from slmbench.engine.planning import RunError
+    from slmbench.engine.run_options import RunError
     from slmbench.tasks.spec import TaskError, _read_yaml
 
     try:

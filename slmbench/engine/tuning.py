@@ -21,7 +21,7 @@ from slmbench.records import TuningTrial
 
 if TYPE_CHECKING:
     from slmbench.strategy.base import Strategy
-    from slmbench.tasks.examples import Examples, Predictions
+    from slmbench.tasks.examples import Predictions
 
 SearchSpace = dict[str, tuple]
 METHOD = "optuna: defaults first, then scrambled Sobol points (QMCSampler), median pruning on validation loss"
@@ -126,13 +126,10 @@ def search(
         if best is None or candidate.accuracy > best.accuracy:
             best, options = candidate, values
         del candidate
+    if best is None:
+        raise RuntimeError(f"every one of the {len(tried)} settings tried failed or was stopped")
     return SearchResult(best, options, tried)
 
 
 def _since(started: float) -> float:
     return round(time.perf_counter() - started, 2)
-
-
-def validation_accuracy(predictions: Predictions, validation: Examples) -> float:
-    correct = sum(int(p) == g for p, g in zip(predictions.labels, validation.labels))
-    return correct / max(len(validation), 1)

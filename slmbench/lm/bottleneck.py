@@ -87,14 +87,14 @@ def add_bottleneck_adapters(model: nn.Module, bottleneck: int = 64, activation: 
             projection = _output_projection(sub, outputs)
             if projection is None:
                 raise ValueError(f"no output projection ({', '.join(outputs)}) found in {block_name}.{sub_name}")
-            targets.append((f"{block_name}.{sub_name}", sub, *projection))
+            projection_name, projection_module = projection
+            targets.append((f"{block_name}.{sub_name}", sub, projection_name, projection_module))
     if not targets:
         raise ValueError(f"no transformer block with attention and feed-forward modules found in {type(model).__name__}")
     adapted = []
-    for parent_name, parent, name, projection in targets:
-        weight = projection.weight
-        adapter = BottleneckAdapter(projection.out_features, bottleneck, activation).to(weight.device)
-        setattr(parent, name, AdaptedOutput(projection, adapter))
+    for parent_name, parent, name, output in targets:
+        adapter = BottleneckAdapter(output.out_features, bottleneck, activation).to(output.weight.device)
+        setattr(parent, name, AdaptedOutput(output, adapter))
         adapted.append(f"{parent_name}.{name}")
     return adapted
 

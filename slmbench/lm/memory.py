@@ -40,6 +40,7 @@ class PeakMemory:
         self.device = device
         self.interval = interval_seconds
         self.peak_added_bytes = 0
+        self._peak = 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:

@@ -51,7 +51,7 @@ def smollm2_dir() -> Path:
     tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_SMOLLM2_GGUF)
     model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_SMOLLM2_GGUF)
     # The weights are dequantized already; drop the GGUF marker that blocks save_pretrained.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # transformers annotates no None, yet checks for it
     del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
@@ -208,7 +208,7 @@ class SharedModels:
                 tokenizer.pad_token = tokenizer.eos_token
             model = AutoModelForCausalLM.from_pretrained(
                 path, dtype=torch_dtype(self.dtype), trust_remote_code=self.trust_remote_code
-            ).to(self.device)
+            ).to(self.device)  # type: ignore[arg-type]  # transformers' wrapper of .to() hides its signature
             model.eval()
             self._loaded["causal_lm"] = (model, tokenizer)
         model, tokenizer = self._loaded["causal_lm"]

@@ -79,6 +79,7 @@ def build_index(vectors: np.ndarray, exact_max: int = EXACT_SEARCH_MAX) -> Any:
     import faiss
 
     dim = vectors.shape[1]
+    index: faiss.Index
     if len(vectors) <= exact_max:
         index = faiss.IndexFlatIP(dim)
     else:

@@ -23,7 +23,6 @@ model whose forward accepts ``position_ids``, a 4D ``attention_mask`` and a 2D `
 
 from __future__ import annotations
 
-import os
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
@@ -164,6 +163,17 @@ def fast_bfloat16(device: torch.device) -> bool:
     return False
 
 
+def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every sequence shares (0 for no sequences)."""
+    if not sequences:
+        return 0
+    first, n = sequences[0], min(map(len, sequences))
+    for i in range(n):
+        if any(sequence[i] != first[i] for sequence in sequences):
+            return i
+    return n
+
+
 def tokenize_prompts(tokenizer: Any, conversations: Sequence[list[dict]]) -> list[list[int]]:
     """Token ids of each conversation rendered by the chat template, ready for the assistant's answer."""
     texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
@@ -225,7 +235,7 @@ def score_token_choices(
         raise ValueError("score_choices needs the model in eval mode: call model.eval() first")
     progress = progress or ProgressReporter(enabled=False)
     # Keep at least one token per prompt out of the prefix: its logits predict the first answer token.
-    prefix_len = min(len(os.path.commonprefix(prompts)), min(map(len, prompts)) - 1) if prompts else 0
+    prefix_len = min(common_prefix_length(prompts), min(map(len, prompts)) - 1) if prompts else 0
     autocast = model.dtype == torch.float32 and (fast_bfloat16(model.device) if bfloat16 is None else bfloat16)
 
     branches = _Branches.of(answers)

@@ -197,6 +197,8 @@ class DeploymentCheck(Record):
 
 def seconds_between(started_at: str | None, finished_at: str | None) -> float | None:
     """Seconds between two ISO timestamps of records, or None when either is missing or not one."""
+    if started_at is None or finished_at is None:
+        return None
     try:
         return (datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds()
     except (TypeError, ValueError):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from slmbench.common.files import InputFileError, read_input_text
 from slmbench.records.migrations import migrate_run, migrate_trial
@@ -31,7 +32,7 @@ from slmbench.records.schema import (
 # --- reading --------------------------------------------------------------------------------------
 
 
-def _describe_error(error: dict[str, Any]) -> str:
+def _describe_error(error: ErrorDetails) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "the record"
     shown = repr(error.get("input"))
     shown = shown if len(shown) <= 60 else shown[:57] + "..."

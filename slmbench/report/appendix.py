@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slmbench.records import TrialRecord, seconds_between
+from slmbench.records import RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
 from slmbench.report.summary import Summary
@@ -13,9 +13,9 @@ from slmbench.report.summary import Summary
 SPLITS = ("train", "validation", "test")
 
 
-def _split_tables(summary: Summary) -> list[str]:
-    """Examples per split (used, available, duplicates removed), then per class and split."""
-    splits = summary.run.splits
+def _split_tables(summary: Summary, run: RunRecord) -> list[str]:
+    """Examples per split (used, available, duplicates removed), then per class and split (``run``: the summary's)."""
+    splits = run.splits
     tables = []
     names = [name for name in SPLITS if name in splits.sizes]
     if names:
@@ -61,7 +61,7 @@ def _data_protocol(summary: Summary) -> str:
             f"Data file {code(run.data.get('file', MISSING))}: {text(run.data.get('rows', MISSING))} rows, "
             f"SHA-256 {code(run.data.get('sha256', MISSING))}. Seed{'s' if len(run.seeds) > 1 else ''}: {seeds}."
         )
-    parts += _split_tables(summary)
+    parts += _split_tables(summary, run)
     if run.profile:
         rows = [[text(key), "no cap" if value is None else text(value)] for key, value in run.profile.items() if key != "name"]
         parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
@@ -86,15 +86,24 @@ def _decision_cost(summary: Summary) -> str:
     only its own wall time counts here, so nothing is counted twice.
     """
     trials = summary.trials
-    walls = [trial.wall_seconds for trial in trials]
-    if not trials or None in walls:
+    if not trials:
         return ""
+    walls: list[float] = []
+    starts: list[str] = []
+    ends: list[str] = []
+    for trial in trials:
+        wall = trial.wall_seconds  # set only when the trial's start and end are
+        if wall is None or trial.started_at is None or trial.finished_at is None:
+            return ""
+        walls.append(wall)
+        starts.append(trial.started_at)
+        ends.append(trial.finished_at)
     own = [trial for trial in trials if not (trial.config and trial.config.inputs)]
     wall = sum(walls)
     train = sum(trial.cost.train_seconds or 0.0 for trial in own)
     predict = sum(trial.cost.predict_seconds or 0.0 for trial in own)
     search = sum(_search_beyond_chosen(trial) for trial in own)
-    span = seconds_between(min(trial.started_at for trial in trials), max(trial.finished_at for trial in trials))
+    span = seconds_between(min(starts), max(ends))
     seeds = len(summary.seeds) or 1
     return (
         f"What this decision cost: {md.plural(len(trials), 'trial')}, {number(wall)} s of trial wall time "
@@ -169,13 +178,13 @@ def _settings(options: dict[str, Any]) -> str:
 
 def _tuning(summary: Summary) -> str:
     """The option search of each variant: what it tried on validation and what it chose (first seed)."""
-    searched = [entry for entry in summary.entries if entry.first.tuning is not None]
+    searched = [(entry, tuning) for entry in summary.entries if (tuning := entry.first.tuning) is not None]
     if not searched:
         return ""
-    budget = searched[0].first.tuning.budget
+    first_entry, first_tuning = searched[0]
+    budget = first_tuning.budget
     rows = []
-    for entry in searched:
-        tuning = entry.first.tuning
+    for entry, tuning in searched:
         tried = "; ".join(
             f"{_settings(trial.options)}: {metric(trial.validation_accuracy) if trial.validation_accuracy is not None else trial.state}"
             for trial in tuning.tried
@@ -184,18 +193,20 @@ def _tuning(summary: Summary) -> str:
     untuned = [entry.name for entry in summary.entries if entry.first.tuning is None]
     note = (
         f"Equal tuning: every strategy could try up to {budget} settings of the options it declares searchable, each fitted "
-        f"on train and scored on the validation split only ({md.one_line(searched[0].first.tuning.method)}). The chosen "
+        f"on train and scored on the validation split only ({md.one_line(first_tuning.method)}). The chosen "
         "setting is the one scored on test; training time includes the whole search."
     )
     if untuned:
         note += f" Nothing to search for {', '.join(map(code, untuned))}."
-    return f"{note}\n\n" + table(["strategy", "chosen", "settings tried", "validation accuracy of each (seed " + str(searched[0].first.seed) + ")"], rows)
+    headers = ["strategy", "chosen", "settings tried", "validation accuracy of each (seed " + str(first_entry.first.seed) + ")"]
+    return f"{note}\n\n" + table(headers, rows)
 
 
 def _calibration(summary: Summary) -> str:
     """How the prompting strategies corrected the LM's answer bias."""
-    calibrated = [(entry, entry.first.details.get("calibration")) for entry in summary.entries]
-    calibrated = [(entry, calibration) for entry, calibration in calibrated if isinstance(calibration, dict)]
+    calibrated = [
+        (entry, calibration) for entry in summary.entries if isinstance(calibration := entry.first.details.get("calibration"), dict)
+    ]
     if not calibrated:
         return ""
     described = []

@@ -60,7 +60,7 @@ def render_comparison(run_dirs: Sequence[Path]) -> str:
          f"{mean_rank[name]:.2f}" if name in mean_rank else MISSING]
         for name in order
     ]
-    winners = {}
+    winners: dict[str, list[str]] = {}
     for summary in summaries:
         if summary.entries:
             winners.setdefault(summary.entries[0].name, []).append(summary.task)

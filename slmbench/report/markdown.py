@@ -87,11 +87,13 @@ def scaled(value: float | None, base: int, units: Sequence[str]) -> str:
     return f"{value:.0f}{units[0]}" if step == 0 else f"{value:.1f}{units[step]}"
 
 
-def count(value: int | None) -> str:
+def count(value: float | None) -> str:
+    """A count in thousands, millions... (a mean over seeds may be fractional): 134515008 -> '134.5M'."""
     return scaled(value, 1000, ("", "K", "M", "B", "T"))
 
 
-def size(value: int | None) -> str:
+def size(value: float | None) -> str:
+    """Bytes in binary units (a mean over seeds may be fractional)."""
     return scaled(value, 1024, (" B", " KiB", " MiB", " GiB", " TiB"))
 
 

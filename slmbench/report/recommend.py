@@ -122,9 +122,12 @@ def difference_p(a: Entry, b: Entry) -> float | None:
 
 def _cheaper(a: Entry, b: Entry) -> bool:
     """The module's cost order (see the module docstring); unrecorded costs are never cheaper."""
-    costs = [(a.cost(key), b.cost(key), noise) for key, noise in COST_NOISE.items()]
-    if any(x is None or y is None for x, y, _ in costs):
-        return False
+    costs: list[tuple[float, float, float]] = []
+    for key, noise in COST_NOISE.items():
+        x, y = a.cost(key), b.cost(key)
+        if x is None or y is None:
+            return False
+        costs.append((x, y, noise))
     no_more = all(x <= y + noise for x, y, noise in costs)
     materially_less = any(x <= CHEAPER_RATIO * y and y - x > noise for x, y, noise in costs)
     return no_more and materially_less
@@ -136,10 +139,12 @@ def recommend(summary: Summary, constraints: Constraints = Constraints()) -> Rec
     excluded = {entry.name: reasons for entry in ranked if (reasons := constraints.violations(entry))}
     allowed = [entry for entry in ranked if entry.name not in excluded]
     best_allowed = allowed[0] if allowed else None
-    tied = [
-        (entry, p)
-        for entry in allowed[1:]
-        if _cheaper(entry, best_allowed) and (p := difference_p(entry, best_allowed)) is not None and p >= SIGNIFICANCE
-    ]
+    tied: list[tuple[Entry, float]] = []
+    if best_allowed is not None:  # else nothing is allowed and nothing can tie with it
+        tied = [
+            (entry, p)
+            for entry in allowed[1:]
+            if _cheaper(entry, best_allowed) and (p := difference_p(entry, best_allowed)) is not None and p >= SIGNIFICANCE
+        ]
     choice, p = min(tied, key=lambda pair: [pair[0].cost(key) for key in COST_NOISE], default=(best_allowed, None))
     return Recommendation(ranked[0] if ranked else None, best_allowed, choice, p, excluded)

@@ -101,15 +101,15 @@ def seed_bootstrap_ci(
     between seeds) and test examples with replacement (the spread of a finite test set), scores
     every drawn seed on the drawn examples and averages. With one seed it is ``bootstrap_ci``.
     """
-    predicted = np.asarray(predicted)
-    if predicted.shape[0] == 1:
-        return bootstrap_ci(gold, predicted[0], metric, n_resamples, confidence, seed)
-    gold = np.asarray(gold)
-    if len(gold) < 2:
+    rows = np.asarray(predicted)
+    if rows.shape[0] == 1:
+        return bootstrap_ci(gold, rows[0], metric, n_resamples, confidence, seed)
+    gold_array = np.asarray(gold)
+    if len(gold_array) < 2:
         return None
-    seeds, examples = _seed_resamples(predicted.shape[0], len(gold), n_resamples, seed)
-    drawn = predicted[seeds[:, :, None], examples[:, None, :]]  # (resamples, seeds, examples)
-    scores = metric(np.broadcast_to(gold[examples][:, None, :], drawn.shape), drawn, axis=-1).mean(axis=1)
+    seeds, examples = _seed_resamples(rows.shape[0], len(gold_array), n_resamples, seed)
+    drawn = rows[seeds[:, :, None], examples[:, None, :]]  # (resamples, seeds, examples)
+    scores = metric(np.broadcast_to(gold_array[examples][:, None, :], drawn.shape), drawn, axis=-1).mean(axis=1)
     tail = (1 - confidence) / 2
     return float(np.quantile(scores, tail)), float(np.quantile(scores, 1 - tail))
 
@@ -125,8 +125,8 @@ def paired_seed_bootstrap_p(
     resampled differences on zero (the null hypothesis); p is the share at least as far from zero
     as the observed difference.
     """
-    gold = np.asarray(gold)
-    correct = np.asarray(predicted_a) == gold, np.asarray(predicted_b) == gold
+    gold_array = np.asarray(gold)
+    correct = np.asarray(predicted_a) == gold_array, np.asarray(predicted_b) == gold_array
     difference = correct[0].astype(float) - correct[1]  # (seeds, examples)
     observed = difference.mean()
     seeds, examples = _seed_resamples(difference.shape[0], difference.shape[1], n_resamples, seed)

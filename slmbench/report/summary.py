@@ -15,6 +15,7 @@ from pathlib import Path
 
 from slmbench.records import (
     Floors,
+    Metrics,
     RunFolder,
     RunRecord,
     TrialFile,
@@ -23,9 +24,18 @@ from slmbench.records import (
 )
 
 
+def ok_metrics(trial: TrialRecord) -> Metrics:
+    """The metrics of a trial that finished ``ok`` (``TrialRecord.ok`` holds only when they are set)."""
+    assert trial.metrics is not None, f"trial {trial.name} (seed {trial.seed}) has no metrics: it did not finish ok"
+    return trial.metrics
+
+
 @dataclass
 class Entry:
-    """A variant over its seeds: the trials that finished ``ok``, one per seed, in seed order."""
+    """A variant over its seeds: the trials that finished ``ok``, one per seed, in seed order.
+
+    Only ``ok`` trials belong here (``summarize`` groups no other), so every trial has its metrics.
+    """
 
     name: str
     trials: list[TrialRecord]
@@ -52,7 +62,7 @@ class Entry:
 
     @property
     def accuracies(self) -> list[float]:
-        return [trial.metrics.accuracy for trial in self.trials]
+        return [ok_metrics(trial).accuracy for trial in self.trials]
 
     @property
     def accuracy(self) -> float:
@@ -64,10 +74,11 @@ class Entry:
 
     @property
     def macro_f1(self) -> float:
-        return statistics.fmean(trial.metrics.macro_f1 for trial in self.trials)
+        return statistics.fmean(ok_metrics(trial).macro_f1 for trial in self.trials)
 
     def f1(self, label: str) -> float | None:
-        values = [trial.metrics.per_class[label].f1 for trial in self.trials if label in trial.metrics.per_class]
+        per_class = [ok_metrics(trial).per_class for trial in self.trials]
+        values = [classes[label].f1 for classes in per_class if label in classes]
         return statistics.fmean(values) if values else None
 
     def cost(self, key: str) -> float | None:
@@ -194,11 +205,11 @@ def summarize(folder: RunFolder) -> Summary:
     current = {id(trial) for trial in trials}
     failures = [file for file in folder.trials if file.record is None or (id(file.record) in current and not file.record.ok)]
 
-    curve_trials = [trial for trial in trials if trial.ok and trial.train_size is not None and trial.train_examples]
     grouped: dict[str, dict[int, list[float]]] = {}
-    for trial in curve_trials:
-        grouped.setdefault(trial.name, {}).setdefault(trial.train_examples, []).append(trial.metrics.accuracy)
-    flat = {}
+    for trial in trials:  # learning-curve points
+        if trial.ok and trial.train_size is not None and trial.train_examples:
+            grouped.setdefault(trial.name, {}).setdefault(trial.train_examples, []).append(ok_metrics(trial).accuracy)
+    flat: dict[str, float] = {}
     for entry in entries:
         if not entry.first.learns_from_train:
             flat[entry.name] = entry.accuracy

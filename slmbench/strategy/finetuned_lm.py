@@ -39,7 +39,12 @@ if TYPE_CHECKING:
     from slmbench.strategy.prompting import LMClassification
     from slmbench.tasks.examples import Examples, Predictions
 
-CODE_VERSION_INCLUDES = ("slmbench.lm.finetuning.train_loop", "slmbench.lm.finetuning.hf_trainer")
+CODE_VERSION_INCLUDES = (
+    "slmbench.lm.finetuning.train_loop",
+    "slmbench.lm.finetuning.setup",
+    "slmbench.lm.finetuning.hf_trainer",
+    "slmbench.lm.finetuning.batches",
+)
 """Modules ``slmbench.strategy.registry.code_version`` hashes with this one: the training code its strategies run."""
 
 
@@ -77,7 +82,7 @@ def load_causal_lm(context: RunContext, *, dtype: str | None = None, quantizatio
         kwargs.update(quantization_config=quantization_config, device_map=context.device)
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if quantization_config is None:
-        model.to(context.device)
+        model.to(context.device)  # type: ignore[arg-type]  # transformers' wrapper of .to() hides its signature
     return model, tokenizer
 
 
@@ -159,6 +164,7 @@ class FineTunedCausalLM(Strategy):
     uses_models: ClassVar[tuple[str, ...]] = ("causal_lm",)
     """Trains its own copy of the causal LM (``load_causal_lm``); the shared one only fixes which model."""
     Options: ClassVar[type[Options]] = FineTuneOptions
+    options: FineTuneOptions
     deployment_reference: ClassVar[bool] = True
     """Whether the deployment check includes the unquantized model as its reference."""
     deployment_quantizations: ClassVar[tuple[str, ...]] = ("int8", "nf4")

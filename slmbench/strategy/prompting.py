@@ -53,7 +53,9 @@ def estimate_calibration(
         texts = random.Random(context.seed).sample(list(unlabelled), min(sample, len(unlabelled)))
     demonstrations = demonstrations_for(texts) if demonstrations_for else None
     scored = classify_with_lm(context, model, tokenizer, texts, demonstrations)
-    bias = scored.predictions.probabilities.mean(axis=0)
+    probabilities = scored.predictions.probabilities
+    assert probabilities is not None  # classify_with_lm always gives them
+    bias = probabilities.mean(axis=0)
     return Calibration(method, tuple(float(b) for b in bias), prior)
 
 

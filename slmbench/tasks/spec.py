@@ -107,8 +107,10 @@ def value_key(value: Any) -> str:
     """A raw label value as compared with the task's ``values``: 0, 0.0 and "0" (from a CSV) match."""
     if isinstance(value, bool):
         return str(value)
-    if isinstance(value, numbers.Real) and float(value).is_integer():
+    if isinstance(value, numbers.Integral):
         return str(int(value))
+    if isinstance(value, numbers.Real) and float(value).is_integer():  # 2.0 (a float, numpy's float32...) -> "2"
+        return str(int(float(value)))
     return str(value).strip()
 
 

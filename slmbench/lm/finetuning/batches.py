@@ -202,11 +202,14 @@ def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int
     """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch."""
     import torch.nn.functional as F
 
-    total, count = 0, 0
+    total: torch.Tensor | None = None
+    count = 0
     for row in batch["rows"]:
         logits = row_logits(model, row)
-        total = total + F.cross_entropy(logits.float(), row["targets"], reduction="sum")
+        loss = F.cross_entropy(logits.float(), row["targets"], reduction="sum")
+        total = loss if total is None else total + loss
         count += len(row["targets"])
+    assert total is not None, "a packed batch has at least one row"
     return total, count
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from slmbench.lm.finetuning.hf_trainer import monitor_callback, trainer_class
 from slmbench.lm.finetuning.setup import (
@@ -34,10 +34,6 @@ from slmbench.lm.finetuning.setup import (
     TrainResult,
     frozen_linears_in,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 
 def planned_steps(dataset: Any, collator: Callable, setup: TrainingSetup) -> int:
@@ -83,6 +79,95 @@ def validation_subset(dataset: Any, max_tokens: int | None) -> Any:
     return dataset.select(range(keep))
 
 
+def _training_arguments(
+    setup: TrainingSetup, *, max_steps: int, train_examples: int, evaluates: bool
+) -> dict[str, Any]:
+    """The keyword arguments of transformers' ``TrainingArguments`` (and trl's ``SFTConfig``) for ``setup``,
+    but ``output_dir``: ``max_steps`` optimizer steps, a validation every ``setup.eval_every_steps``
+    steps (default: every epoch of ``train_examples``) and before training if it ``evaluates``."""
+    steps_per_epoch = max(1, math.ceil(train_examples / (setup.batch_size * setup.gradient_accumulation_steps)))
+    return dict(
+        per_device_train_batch_size=setup.batch_size,
+        per_device_eval_batch_size=setup.eval_batch_size,
+        gradient_accumulation_steps=setup.gradient_accumulation_steps,
+        learning_rate=setup.learning_rate,
+        weight_decay=setup.weight_decay,
+        max_grad_norm=setup.max_grad_norm,
+        warmup_steps=setup.warmup,
+        lr_scheduler_type="linear",
+        max_steps=max_steps,
+        optim=setup.optimizer,
+        train_sampling_strategy="group_by_length" if setup.group_by_length else "random",
+        length_column_name="length",
+        eval_strategy="steps" if evaluates else "no",
+        eval_steps=setup.eval_every_steps or steps_per_epoch,
+        eval_on_start=evaluates,
+        save_strategy="no",
+        logging_strategy="steps",
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=False,  # autocast is applied by the trainer class itself, identically in training and validation
+        fp16=False,
+        activation_checkpointing=setup.gradient_checkpointing,
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+        use_cpu=setup.device == "cpu",
+        seed=setup.seed,
+        data_seed=setup.seed,
+    )
+
+
+def _arguments_and_trainer_class(sft: bool, output_dir: str, arguments: dict[str, Any]) -> tuple[Any, type]:
+    """trl's ``SFTConfig`` and ``SFTTrainer`` (``sft``), else transformers' ``TrainingArguments`` and
+    ``Trainer``; the trainer with slmbench's additions (``trainer_class``)."""
+    if sft:
+        from trl import SFTConfig, SFTTrainer
+
+        args = SFTConfig(output_dir=output_dir, max_length=None, dataset_num_proc=None, **arguments)
+        return args, trainer_class(SFTTrainer)
+    import transformers
+
+    training_args = transformers.TrainingArguments(output_dir=output_dir, **arguments)
+    return training_args, trainer_class(transformers.Trainer)
+
+
+def _run(trainer: Any, monitor: Any) -> None:
+    """Train without transformers' printing and progress callbacks, then restore the best weights."""
+    import transformers
+
+    for noisy in (transformers.trainer_callback.PrinterCallback, transformers.trainer_callback.ProgressCallback):
+        trainer.remove_callback(noisy)
+    trainer.train()
+    monitor.restore_best()
+
+
+def _train_result(
+    setup: TrainingSetup, trainer: Any, monitor: Any, *, planned: int, validation_dataset: Any,
+    frozen_bfloat16_layers: int, compilation: Compilation,
+) -> TrainResult:
+    """What the finished ``trainer`` and its ``monitor`` report."""
+    return TrainResult(
+        planned_steps=planned,
+        validation_examples=0 if validation_dataset is None else len(validation_dataset),
+        steps=trainer.state.global_step,
+        best_step=monitor.best_step,
+        best_validation_loss=monitor.best_loss,
+        stopped_early=monitor.stopped_early,
+        examples_seen=trainer.examples_seen,
+        example_tokens=trainer.example_tokens,
+        computed_tokens=trainer.computed_tokens,
+        step_seconds=monitor.step_seconds,
+        step_cpu_seconds=monitor.step_cpu_seconds,
+        eval_seconds=trainer.eval_seconds,
+        train_curve=monitor.train_curve,
+        validation_curve=monitor.validation_curve,
+        setup=setup,
+        frozen_bfloat16_layers=frozen_bfloat16_layers,
+        compile_status=compilation.status,
+    )
+
+
 def train_model(
     model: Any,
     train_dataset: Any,
@@ -106,45 +191,14 @@ def train_model(
     over the dataset's batches. ``on_validation_loss(step, loss)`` hears every validation loss (and may
     raise to stop training: ``RunContext.on_validation_loss``).
     """
-    import transformers
-
     from slmbench.common.progress import ProgressReporter
 
     progress = progress or ProgressReporter(enabled=False)
-    steps_per_epoch = max(1, math.ceil(len(train_dataset) / (setup.batch_size * setup.gradient_accumulation_steps)))
     max_steps = planned_steps(train_dataset, collator, setup)
-    eval_every = setup.eval_every_steps or steps_per_epoch
     if validation_dataset is not None:
         validation_dataset = validation_subset(validation_dataset, setup.max_validation_tokens)
-    common = dict(
-        per_device_train_batch_size=setup.batch_size,
-        per_device_eval_batch_size=setup.eval_batch_size,
-        gradient_accumulation_steps=setup.gradient_accumulation_steps,
-        learning_rate=setup.learning_rate,
-        weight_decay=setup.weight_decay,
-        max_grad_norm=setup.max_grad_norm,
-        warmup_steps=setup.warmup,
-        lr_scheduler_type="linear",
-        max_steps=max_steps,
-        optim=setup.optimizer,
-        train_sampling_strategy="group_by_length" if setup.group_by_length else "random",
-        length_column_name="length",
-        eval_strategy="steps" if validation_dataset is not None else "no",
-        eval_steps=eval_every,
-        eval_on_start=validation_dataset is not None,
-        save_strategy="no",
-        logging_strategy="steps",
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
-        bf16=False,  # autocast is applied by the trainer class itself, identically in training and validation
-        fp16=False,
-        activation_checkpointing=setup.gradient_checkpointing,
-        remove_unused_columns=False,
-        dataloader_pin_memory=False,
-        use_cpu=setup.device == "cpu",
-        seed=setup.seed,
-        data_seed=setup.seed,
+    arguments = _training_arguments(
+        setup, max_steps=max_steps, train_examples=len(train_dataset), evaluates=validation_dataset is not None
     )
     frozen_dtype = setup.autocast if setup.bfloat16_frozen_weights else None
     with (
@@ -152,14 +206,7 @@ def train_model(
         frozen_linears_in(model, frozen_dtype) as frozen_bf16,
         Compilation(model, setup.compile) as compilation,
     ):
-        if sft:
-            from trl import SFTConfig, SFTTrainer
-
-            args = SFTConfig(output_dir=scratch, max_length=None, dataset_num_proc=None, **common)
-            trainer_cls = trainer_class(SFTTrainer)
-        else:
-            args = transformers.TrainingArguments(output_dir=scratch, **common)
-            trainer_cls = trainer_class(transformers.Trainer)
+        args, trainer_cls = _arguments_and_trainer_class(sft, scratch, arguments)
         with progress.task(f"{description}: training", max_steps) as advance:
             monitor = monitor_callback(model, setup, Path(scratch), advance, on_validation_loss)
             trainer = trainer_cls(
@@ -175,28 +222,9 @@ def train_model(
                 validation=validation,
                 compilation=compilation,
             )
-            for noisy in (transformers.trainer_callback.PrinterCallback, transformers.trainer_callback.ProgressCallback):
-                trainer.remove_callback(noisy)
-            trainer.train()
-            monitor.restore_best()
+            _run(trainer, monitor)
     model.eval()
-    return TrainResult(
-        planned_steps=max_steps,
-        validation_examples=0 if validation_dataset is None else len(validation_dataset),
-        steps=trainer.state.global_step,
-        best_step=monitor.best_step,
-        best_validation_loss=monitor.best_loss,
-        stopped_early=monitor.stopped_early,
-        examples_seen=trainer.examples_seen,
-        example_tokens=trainer.example_tokens,
-        computed_tokens=trainer.computed_tokens,
-        step_seconds=monitor.step_seconds,
-        step_cpu_seconds=monitor.step_cpu_seconds,
-        eval_seconds=trainer.eval_seconds,
-        train_curve=monitor.train_curve,
-        validation_curve=monitor.validation_curve,
-        setup=setup,
-        frozen_bfloat16_layers=frozen_bf16,
-        compile_status=compilation.status,
+    return _train_result(
+        setup, trainer, monitor, planned=max_steps, validation_dataset=validation_dataset,
+        frozen_bfloat16_layers=frozen_bf16, compilation=compilation,
     )
-

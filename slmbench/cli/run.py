@@ -1,0 +1,183 @@
+"""``slmbench run``: plan the runs from the arguments, a sweep file or a run folder, run them, and print
+each trial as it ends and each run's leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+from pathlib import Path
+
+from slmbench.cli.console import printable, say
+from slmbench.cli.exit_codes import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
+from slmbench.cli.parser import constraints
+
+
+def _run_options(args: argparse.Namespace) -> tuple[list, object]:
+    """The runs to do (one RunOptions per task) and the executor settings, from the arguments, a sweep
+    file (``--config``) or a run folder (``--resume``); arguments given override the others."""
+    from slmbench.common.options import group_assignments
+    from slmbench.engine.run_options import RunError, RunOptions, options_from_run_dir
+    from slmbench.engine.sweep import ExecutorSettings, SweepFile, read_sweep
+
+    given = {
+        "task": args.task, "strategies": args.strategies, "profile": args.profile, "data_dir": args.data_dir,
+        "output": args.output, "seeds": args.seeds, "run_id": args.run_id, "device": args.device, "dtype": args.dtype,
+        "trust_remote_code": args.trust_remote_code, "trial_timeout": args.trial_timeout, "train_sizes": args.train_sizes,
+        "tuning_trials": args.tuning_trials,
+        "models": [args.model] if args.model else None,
+        "embedding_models": [args.embedding_model] if args.embedding_model else None,
+        "allow_outside_data_dir": args.allow_outside_data_dir,
+    }
+    settings = {strategy: {name: [value] for name, value in values.items()}
+                for strategy, values in group_assignments(args.settings).items()}
+    if args.resume and (args.config or args.task):
+        raise RunError("--resume continues one run folder: it cannot be combined with --task or --config")
+    sweep = read_sweep(args.config) if args.config else SweepFile(tasks=[args.task or "-"])
+    executor = sweep.executor.model_copy(update={key: value for key, value in {
+        "type": args.executor, "workers": args.workers, "address": args.ray_address,
+        "gpus_per_trial": args.gpus_per_trial, "threads_per_trial": args.threads_per_trial}.items() if value is not None})
+    ExecutorSettings.model_validate(executor.model_dump())
+    if args.resume:
+        for name in ("output", "run_id"):
+            if given.pop(name):
+                raise RunError(f"--{name.replace('_', '-')} cannot be combined with --resume (the run folder fixes it)")
+        resumed = options_from_run_dir(args.resume, **{k: v for k, v in given.items() if k != "task"})
+        if settings:
+            resumed.options = {**resumed.options, **settings}
+        return [resumed], executor
+    if not args.config and not args.task:
+        raise RunError("slmbench run needs --task, --config SWEEP_YAML or --resume RUN_DIR")
+    base: dict[str, Any] = {
+        "strategies": ",".join(sweep.strategies) if isinstance(sweep.strategies, list) else sweep.strategies,
+        "seeds": sweep.seeds, "train_sizes": sweep.train_sizes, "profile": sweep.profile, "models": sweep.models,
+        "embedding_models": sweep.embedding_models, "data_dir": sweep.data_dir, "output": sweep.output,
+        "trial_timeout": sweep.trial_timeout, "device": sweep.device, "dtype": sweep.dtype,
+        "options": {**sweep.grid(), **settings},
+    }
+    base.update({key: value for key, value in given.items() if value is not None and key != "task"})
+    tasks = [args.task] if args.task else sweep.tasks
+    return [RunOptions(task=task, **{key: value for key, value in base.items() if value is not None}) for task in tasks], executor
+
+
+def _check_trackers(args: argparse.Namespace, registry) -> None:
+    """Every ``--track`` names an installed tracker that has what it needs, or the run does not start."""
+    from slmbench.engine.run_options import RunError
+
+    unknown = [name for name in args.track if name not in registry.trackers]
+    if unknown:
+        from slmbench.common.names import did_you_mean
+
+        known = sorted(registry.trackers)
+        installed = ", ".join(known) or "none"
+        raise RunError(f"--track {unknown[0]!r}: no such tracker{did_you_mean(unknown[0], known)} (installed: {installed})")
+    for name in dict.fromkeys(args.track):
+        if (check := registry.trackers[name].value.check) is not None:
+            try:
+                check()
+            except Exception as error:  # noqa: BLE001 - whatever the tracker lacks, the run must not start
+                raise RunError(f"--track {name}: {error}") from error
+
+
+def _executor(settings, trial_timeout: float | None, progress):
+    """The local or Ray executor that the executor settings ask for."""
+    from slmbench.engine.executors import LocalExecutor, RayExecutor
+
+    if settings.type == "local":
+        return LocalExecutor(progress, trial_timeout)
+    return RayExecutor(workers=settings.workers, address=settings.address, threads_per_trial=settings.threads_per_trial,
+                       gpus_per_trial=settings.gpus_per_trial, timeout_seconds=trial_timeout, progress_bars=progress.enabled)
+
+
+def _print_dry_run(runs, registry) -> None:
+    """Each trial the runs would do, done or to run, and a count of each on stderr."""
+    from slmbench.engine.runner import dry_run
+
+    trials = dry_run(runs, registry)
+    for planned, done in trials:
+        print(f"{'done' if done else 'to run'}\t{planned.run_dir}\t{planned.key}")
+    pending = sum(not done for _, done in trials)
+    print(f"{len(trials)} trials: {pending} to run, {len(trials) - pending} done", file=sys.stderr)
+
+
+def _print_trial(record, reused: bool, console) -> None:
+    """One line for a trial that just ended: its scores and times, or its error."""
+    from rich.text import Text
+
+    name = record.name + (f" seed {record.seed}" if record.config else "")
+    name += "" if record.train_size is None else f" ({record.train_size} train examples)"
+    if record.ok:
+        metrics, cost = record.metrics, record.cost
+        line = (f" {name}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}, "
+                f"train {cost.train_seconds:.1f} s, predict {cost.predict_seconds:.1f} s")
+        console.print(Text.assemble(("ok", "green"), " (reused)" if reused else "", printable(line)))
+    else:
+        error = record.error
+        first_line = error.message.splitlines()[0] if error and error.message.strip() else ""
+        console.print(Text.assemble((record.status, "red"), printable(f" {name}: {error.type if error else ''}: {first_line}")))
+
+
+def _summary_table(run_dir: Path):
+    """The run's leaderboard entries as a rich table, read back from the records."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from slmbench.report.summary import load_summary
+
+    summary = load_summary(run_dir)
+    table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=Text(printable(run_dir)))
+    table.columns[0].overflow = "fold"  # a name is folded onto more lines, never cut
+    for entry in summary.entries:
+        cells = [entry.accuracy, entry.macro_f1, entry.cost("train_seconds"), entry.cost("latency_ms_per_example"),
+                 entry.cost("peak_memory_mb")]
+        table.add_row(Text(printable(entry.name)), str(len(entry.trials)),
+                      *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells))
+    for file in summary.failures:
+        table.add_row(Text(printable(file.record.name if file.record else file.file)), "",
+                      file.record.status if file.record else "unreadable")
+    return table
+
+
+def _finish(results, comparison, console) -> int:
+    """Print each run's leaderboard and report path and the comparison; the exit code the failures call for."""
+    from rich.console import Console
+
+    for result in results:
+        Console(stderr=True).print(_summary_table(result.run_dir))
+        print(result.run_dir / "report.md")
+    if comparison is not None:
+        print(comparison)
+    failed = sum(len(result.failed) for result in results)
+    if failed:
+        total = failed + sum(len(result.ran) for result in results)
+        where = "the report's Failures" if len(results) == 1 else "the reports' Failures"
+        if total == failed and not any(result.reused for result in results):
+            say(console, "red", "every trial failed", f"{failed} of {total} trials failed: see {where}")
+            return EXIT_ALL_FAILED
+        say(console, "red", "finished with failures", f"{failed} of {total} trials run now failed: see {where}")
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def run_command(args: argparse.Namespace, registry, console) -> int:
+    """``slmbench run`` (or its ``--dry-run``); returns the exit code."""
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.runner import RunInterrupted, run_sweep
+
+    _check_trackers(args, registry)
+    runs, settings = _run_options(args)
+    if args.dry_run:
+        _print_dry_run(runs, registry)
+        return EXIT_OK
+    progress = ProgressReporter(enabled=not args.no_progress)
+    try:
+        results, comparison = run_sweep(
+            runs, registry, progress,
+            on_trial=lambda record, reused: _print_trial(record, reused, console),
+            constraints=constraints(args), executor=_executor(settings, runs[0].trial_timeout, progress), track=tuple(args.track),
+        )
+    except RunInterrupted as interrupted:
+        say(console, "yellow", "interrupted", str(interrupted))
+        return EXIT_INTERRUPTED
+    return _finish(results, comparison, console)
+
