@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
 """The built-in task YAMLs."""
 
 
@@ -56,7 +55,7 @@ check that both executors run and agree; Ray's start-up dominates the times). Wi
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("SLMBENCH_DATA_DIR", "../shared/data"))
-    parser.add_argument("--task", default=str(TASKS / "financial_sentiment.yaml"), help="task YAML or registered name")
+    parser.add_argument("--task", default="financial_sentiment", help="task YAML or registered name")
     parser.add_argument("--strategies", default="knn-vote,embedding-classifier,few-shot,lora")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--profile", default="quick")

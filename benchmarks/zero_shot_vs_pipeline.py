@@ -248,7 +248,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             rows.append(figures(m, baseline, len(test), flops_per_token, hardware["matmul_peak_gflops"]))
             print_row(rows[-1])
     print_summary(rows)
-    summary = {"benchmark": "scoring", "args": vars(args), "hardware": hardware, "rows": rows}
+    summary = {
+        "benchmark": "scoring",
+        "args": {key: value for key, value in vars(args).items() if key != "json"},
+        "hardware": hardware,
+        "rows": rows,
+    }
     if args.json:
         with open(args.json, "w") as file:
             json.dump(summary, file, indent=2)

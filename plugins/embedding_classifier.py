@@ -7,7 +7,7 @@ every strategy's (``slmbench.engine.tuning``). The trained classifier is saved a
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 

@@ -17,8 +17,9 @@ recorded as ``compute_scale``. Without it, 60 steps leave the new classification
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pydantic import Field
 

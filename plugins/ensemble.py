@@ -12,7 +12,7 @@ members' training time, prediction time, memory, parameters and artifacts to its
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -47,11 +47,20 @@ class Ensemble(Strategy):
 
         members = self.context.members
         if len(members) < self.options.min_members:
-            raise ValueError(f"the run has {len(members)} finished strategies to combine, fewer than min_members={self.options.min_members}")
+            raise ValueError(
+                f"the run has {len(members)} finished strategies to combine, fewer than min_members={self.options.min_members}"
+            )
         smallest = min(validation.labels.count(label) for label in set(validation.labels))
         folds = StratifiedKFold(min(self.options.folds, max(2, smallest)), shuffle=True, random_state=self.context.seed)
-        self.combiner = LogisticRegressionCV(Cs=10, cv=folds, scoring="neg_log_loss", l1_ratios=(0.0,), max_iter=5000,
-                                             random_state=self.context.seed, use_legacy_attributes=False)
+        self.combiner = LogisticRegressionCV(
+            Cs=10,
+            cv=folds,
+            scoring="neg_log_loss",
+            l1_ratios=(0.0,),
+            max_iter=5000,
+            random_state=self.context.seed,
+            use_legacy_attributes=False,
+        )
         self.combiner.fit(self._features(validation.texts), validation.labels)
         weights = abs(self.combiner.coef_).reshape(len(self.combiner.classes_), len(members), -1).sum(axis=(0, 2))
         self.details = {

@@ -13,7 +13,7 @@ put in its place (``label_prior``); the trial then counts the whole train split 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -79,7 +79,12 @@ class FewShot(Strategy):
         ]
         uses_prior = options.label_prior == "train" and options.calibration != "none"
         self.calibration = estimate_calibration(
-            self.context, model, tokenizer, options.calibration, train.texts, sample=options.calibration_texts,
+            self.context,
+            model,
+            tokenizer,
+            options.calibration,
+            train.texts,
+            sample=options.calibration_texts,
             prior=label_frequencies(train.labels, len(task.labels)) if uses_prior else None,
             demonstrations_for=lambda texts: [self.demonstrations] * len(texts),
         )

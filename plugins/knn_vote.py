@@ -8,7 +8,8 @@ retrieval alone explains.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -22,9 +23,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-def vote(
-    neighbour_labels: Sequence[Sequence[int]], similarities: Sequence[Sequence[float]], n_labels: int
-) -> np.ndarray:
+def vote(neighbour_labels: Sequence[Sequence[int]], similarities: Sequence[Sequence[float]], n_labels: int) -> np.ndarray:
     """(n_texts, n_labels) normalised similarity-weighted votes; equal votes if no similarity is positive."""
     import numpy as np
 

@@ -84,9 +84,7 @@ class Lora(FineTunedCausalLM):
         return model.merge_and_unload() if self.options.merge else model
 
 
-Dora = Lora.variant(
-    "dora", "DoRA: LoRA on the weights' direction plus a trained magnitude (peft use_dora)", use_dora=True, dropout=0.0
-)
+Dora = Lora.variant("dora", "DoRA: LoRA on the weights' direction plus a trained magnitude (peft use_dora)", use_dora=True, dropout=0.0)
 
 
 @hookimpl

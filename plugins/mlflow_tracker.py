@@ -89,8 +89,13 @@ def _parent_run(client: MlflowClient, run_dir: Path, run: RunRecord) -> tuple[st
     found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=1)
     if found:
         return experiment_id, found[0].info.run_id
-    tags = {RUN_KEY_TAG: key, "slmbench.run_dir": str(Path(run_dir).resolve()), "slmbench.task": run.task,
-            "slmbench.profile": str(run.profile.get("name", "")), "slmbench.seeds": ",".join(map(str, run.seeds))}
+    tags = {
+        RUN_KEY_TAG: key,
+        "slmbench.run_dir": str(Path(run_dir).resolve()),
+        "slmbench.task": run.task,
+        "slmbench.profile": str(run.profile.get("name", "")),
+        "slmbench.seeds": ",".join(map(str, run.seeds)),
+    }
     created = client.create_run(experiment_id, start_time=_milliseconds(run.started_at), tags=tags, run_name=Path(run_dir).name)
     return experiment_id, created.info.run_id
 
@@ -100,12 +105,16 @@ def trial_params(trial: TrialRecord) -> dict[str, str]:
     config = trial.config
     models = trial.models or (config.models if config else None)
     params: dict[str, Any] = {
-        "strategy": trial.strategy, "task": trial.task, "seed": trial.seed,
+        "strategy": trial.strategy,
+        "task": trial.task,
+        "seed": trial.seed,
         "train_size": "all" if trial.train_size is None else trial.train_size,
         "train_examples": trial.train_examples,
         "profile": config.profile.get("name") if config else None,
-        "causal_lm": models.causal_lm if models else None, "embedding_model": models.embedding_model if models else None,
-        "device": models.device if models else None, "dtype": models.dtype if models else None,
+        "causal_lm": models.causal_lm if models else None,
+        "embedding_model": models.embedding_model if models else None,
+        "device": models.device if models else None,
+        "dtype": models.dtype if models else None,
         **{f"option.{name}": value for name, value in trial.options.items()},
     }
     return {name: _as_text(value)[:MAX_PARAM_LENGTH] for name, value in params.items() if value is not None}
@@ -125,11 +134,18 @@ def trial_metrics(trial: TrialRecord) -> dict[str, float]:
     single_request = cost.pop("single_request") or {}
     metrics.update(cost)
     metrics.update({f"single_request_{name}": value for name, value in single_request.items()})
-    metrics.update(labelled_examples=trial.labelled_examples, train_examples_seen=trial.train_examples_seen,
-                   prompt_tokens_per_example=trial.prompt_tokens_per_example)
+    metrics.update(
+        labelled_examples=trial.labelled_examples,
+        train_examples_seen=trial.train_examples_seen,
+        prompt_tokens_per_example=trial.prompt_tokens_per_example,
+    )
     for check in trial.deployment:
-        metrics.update({f"deployment.{check.quantization}.{name}": getattr(check, name)
-                        for name in ("accuracy", "macro_f1", "size_bytes", "latency_ms_per_example")})
+        metrics.update(
+            {
+                f"deployment.{check.quantization}.{name}": getattr(check, name)
+                for name in ("accuracy", "macro_f1", "size_bytes", "latency_ms_per_example")
+            }
+        )
     return {_METRIC_NAME_UNSAFE.sub("_", name): float(value) for name, value in metrics.items() if value is not None}
 
 
@@ -150,8 +166,7 @@ def log_trial(client: MlflowClient, trial: TrialRecord, run_dir: Path) -> str:
     run = records.read_run(run_dir)
     experiment_id, parent = _parent_run(client, run_dir, run)
     key = records.trial_key(trial.name, trial.seed, trial.train_size)
-    child = client.create_run(experiment_id, start_time=_milliseconds(trial.started_at), tags={MLFLOW_PARENT_RUN_ID: parent},
-                              run_name=key)
+    child = client.create_run(experiment_id, start_time=_milliseconds(trial.started_at), tags={MLFLOW_PARENT_RUN_ID: parent}, run_name=key)
     run_id = child.info.run_id
     finished = _milliseconds(trial.finished_at) or 0
     client.log_batch(
@@ -178,8 +193,12 @@ def log_report(client: MlflowClient, run: RunRecord, run_dir: Path, report: Path
 
 @hookimpl
 def register_trackers(register) -> None:
-    register(TRACKER, "MLflow: a run per trial (options, metrics, costs) under a run per run folder holding the report "
-                      f"(MLFLOW_TRACKING_URI, default ./{DEFAULT_FOLDER}; {INSTALL_HINT})", check=check_store)
+    register(
+        TRACKER,
+        "MLflow: a run per trial (options, metrics, costs) under a run per run folder holding the report "
+        f"(MLFLOW_TRACKING_URI, default ./{DEFAULT_FOLDER}; {INSTALL_HINT})",
+        check=check_store,
+    )
 
 
 @hookimpl

@@ -17,11 +17,11 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import Field
-from slmbench_plugins.lora import LoraOptions, lora_config, target_module_names
 
 from slmbench.lm.finetuning.setup import autocast_dtype
 from slmbench.strategy.finetuned_lm import FineTunedCausalLM, load_causal_lm
 from slmbench.strategy.hookspecs import hookimpl
+from slmbench_plugins.lora import LoraOptions, lora_config, target_module_names
 
 
 def set_cpu_inference_layout(model: Any, allowed: bool) -> None:

@@ -13,7 +13,7 @@ its place (``label_prior``).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -58,7 +58,12 @@ class Rag(Strategy):
         )
         uses_prior = options.label_prior == "train" and options.calibration != "none"
         self.calibration = estimate_calibration(
-            self.context, model, tokenizer, options.calibration, train.texts, sample=options.calibration_texts,
+            self.context,
+            model,
+            tokenizer,
+            options.calibration,
+            train.texts,
+            sample=options.calibration_texts,
             prior=label_frequencies(train.labels, len(task.labels)) if uses_prior else None,
             demonstrations_for=lambda texts: self._demonstrations(texts)[0],
         )
@@ -71,8 +76,7 @@ class Rag(Strategy):
         _, tokenizer = self.context.models.causal_lm()
         neighbours = self.index.search(texts, self.plan.demonstrations)
         cut = {
-            i: truncate_text(tokenizer, self.train.texts[i], self.plan.tokens_per_demonstration)
-            for i in set().union(*neighbours.indices)
+            i: truncate_text(tokenizer, self.train.texts[i], self.plan.tokens_per_demonstration) for i in set().union(*neighbours.indices)
         }
         demonstrations = [[(cut[i], self.train.labels[i]) for i in reversed(nearest)] for nearest in neighbours.indices]
         return demonstrations, neighbours

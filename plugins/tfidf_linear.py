@@ -10,7 +10,7 @@ strategy's option (``slmbench.engine.tuning``). The artifact is the vocabulary a
 from __future__ import annotations
 
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -54,8 +54,12 @@ class TfidfLinear(Strategy):
         terms = self.vectorizer.get_feature_names_out().tolist()
         (directory / "vocabulary.json").write_text(json.dumps({"terms": terms}), encoding="utf-8")
         save_file(
-            {"idf": self.vectorizer.idf_, "coef": self.classifier.coef_, "intercept": self.classifier.intercept_,
-             "classes": self.classifier.classes_},
+            {
+                "idf": self.vectorizer.idf_,
+                "coef": self.classifier.coef_,
+                "intercept": self.classifier.intercept_,
+                "classes": self.classifier.classes_,
+            },
             str(directory / "weights.safetensors"),
         )
 

@@ -12,7 +12,7 @@ no label, so it restores no label prior either (every label equally likely a pri
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from slmbench.lm.prompts import PromptOptions
 from slmbench.strategy.base import Family, Strategy

@@ -26,10 +26,10 @@ import threading
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 from unittest import mock
 
 import fake_strategies
@@ -139,8 +139,11 @@ def run_cli(
     after = snapshot(cwd)
     allowed = writes.resolve().relative_to(cwd.resolve()).as_posix() if writes else None
     changed = {path for path, stamp in after.items() if before.get(path) != stamp} | (before.keys() - after.keys())
-    outside = sorted(path for path in changed if not (allowed is not None and (
-        allowed == "." or (path + "/").startswith(allowed + "/") or allowed.startswith(path + "/"))))  # or a folder on the way
+    outside = sorted(
+        path
+        for path in changed
+        if not (allowed is not None and (allowed == "." or (path + "/").startswith(allowed + "/") or allowed.startswith(path + "/")))
+    )  # or a folder on the way
     err = stderr.getvalue()
     if escaped == "hang":
         outcome = "hang"

@@ -65,3 +65,33 @@ def test_a_builtin_strategy_reaching_into_the_engine_fails(tree_copy: Path) -> N
     assert result.returncode == 1
     assert "Built-in strategies use the plugin API, never the engine or the command line BROKEN" in result.stdout
     assert "slmbench_plugins.knn_vote -> slmbench.engine.trial" in result.stdout
+
+
+def test_every_subpackage_is_in_the_distribution() -> None:
+    """setuptools installs only the packages pyproject.toml lists: a subpackage missing there is missing
+    from every non-editable install (a wheel, a Ray node)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(init.parent.relative_to(ROOT).parts) for init in (ROOT / "slmbench").rglob("__init__.py")}
+    assert on_disk - listed == set(), f"pyproject.toml's [tool.setuptools] packages misses {sorted(on_disk - listed)}"
+
+
+def test_the_plugin_api_is_where_the_guide_says() -> None:
+    """What docs/writing-a-strategy.md tells plugin authors to import, from where it tells them."""
+    import slmbench
+    import slmbench.strategy
+    import slmbench.testing
+    from slmbench.common.options import Options
+    from slmbench.lm.finetuning.setup import TrainingSetup
+    from slmbench.strategy.base import Strategy
+    from slmbench.strategy.registry import load_registry
+    from slmbench.tasks.examples import Examples, Predictions
+
+    assert (slmbench.Strategy, slmbench.Options, slmbench.Examples, slmbench.Predictions) == (Strategy, Options, Examples, Predictions)
+    assert (slmbench.strategy.Strategy, slmbench.strategy.Examples, slmbench.strategy.Options) == (Strategy, Examples, Options)
+    lazy = ("classify_with_lm", "estimate_calibration", "PromptOptions", "FineTunedCausalLM", "FineTuneOptions", "TrainIndex")
+    assert all(callable(getattr(slmbench, name)) for name in (*lazy, "param_count", "hookimpl"))
+    assert issubclass(slmbench.OptionError, ValueError)
+    assert callable(load_registry) and callable(TrainingSetup.from_budget)
+    assert callable(slmbench.testing.parametrize_with_checks) and callable(slmbench.testing.make_context)

@@ -161,12 +161,15 @@ def test_non_utf8_file(tmp_path: Path) -> None:
     assert error_of(make_task(tmp_path), tmp_path).startswith(f"{tmp_path / 'data.csv'}: not UTF-8 text")
 
 
-@pytest.mark.parametrize(("name", "content", "expected"), [
-    ("data.parquet", b"not parquet at all", "could not be read as Parquet"),
-    ("data.jsonl", b'{"text": "a", "label": \n', "could not be read as JSONL"),
-    ("data.csv", b"", "could not be read as CSV: EmptyDataError"),
-    ("data.xlsx", b"PK", "unsupported file type '.xlsx'; expected one of .csv, .tsv, .jsonl, .parquet"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("data.parquet", b"not parquet at all", "could not be read as Parquet"),
+        ("data.jsonl", b'{"text": "a", "label": \n', "could not be read as JSONL"),
+        ("data.csv", b"", "could not be read as CSV: EmptyDataError"),
+        ("data.xlsx", b"PK", "unsupported file type '.xlsx'; expected one of .csv, .tsv, .jsonl, .parquet"),
+    ],
+)
 def test_unreadable_files(tmp_path: Path, name: str, content: bytes, expected: str) -> None:
     (tmp_path / name).write_bytes(content)
     message = error_of(make_task(tmp_path, file=name), tmp_path)
@@ -327,8 +330,9 @@ def test_bbc_duplicates_all_removed_and_counted() -> None:
     task = load_task(REPO / "tasks" / "bbc.yaml")
     data = load_rows(task, REAL_DATA)
     assert len(data) == 1490
-    assert Counter(data.labels) == {task.label_names.index(k): v for k, v in
-                                    {"business": 336, "sport": 346, "politics": 274, "entertainment": 273, "tech": 261}.items()}
+    assert Counter(data.labels) == {
+        task.label_names.index(k): v for k, v in {"business": 336, "sport": 346, "politics": 274, "entertainment": 273, "tech": 261}.items()
+    }
     splits = make_splits(task, data)
     texts = [t.strip() for name in ("train", "validation", "test") for t in getattr(splits, name).texts]
     assert len(texts) == len(set(texts)) == 1440

@@ -9,8 +9,8 @@ import pytest
 
 from slmbench import records
 from slmbench.common.progress import ProgressReporter
-from slmbench.engine.deployment import deployment_checks
 from slmbench.engine.model_cache import ModelCache
+from slmbench.engine.serving import deployment_checks
 from slmbench.engine.trial import run_trial
 from slmbench.lm.deployment import quantized_copies
 from slmbench.strategy.registry import load_registry
@@ -29,7 +29,10 @@ def lora_record(tmp_path_factory: pytest.TempPathFactory) -> records.TrialRecord
     causal_lm, embedder = tiny_models()
     task_path = toy_task_files(folder / "task")
     config = records.TrialConfig(
-        strategy="lora", task_path=str(task_path), data_dir=str(task_path.parent), profile=get_profile("smoke").to_dict(),
+        strategy="lora",
+        task_path=str(task_path),
+        data_dir=str(task_path.parent),
+        profile=get_profile("smoke").to_dict(),
         models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
     )
     return run_trial(config, REGISTRY.strategy("lora"), ModelCache(ProgressReporter(enabled=False)), folder / "artifacts")

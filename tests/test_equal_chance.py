@@ -14,8 +14,14 @@ TASKS = Path(__file__).resolve().parents[1] / "tasks"
 
 
 def _run(registry, shared_data_dir, tmp_path, strategies: str, **extra):
-    options = RunOptions(task=str(TASKS / "financial_sentiment.yaml"), strategies=strategies, profile="smoke",
-                         data_dir=str(shared_data_dir), output=str(tmp_path / "runs"), **extra)
+    options = RunOptions(
+        task=str(TASKS / "financial_sentiment.yaml"),
+        strategies=strategies,
+        profile="smoke",
+        data_dir=str(shared_data_dir),
+        output=str(tmp_path / "runs"),
+        **extra,
+    )
     return run_benchmark(options, registry, ProgressReporter(enabled=False))
 
 
@@ -52,7 +58,9 @@ def test_an_option_the_user_sets_is_not_searched(registry, shared_data_dir, tmp_
 def test_the_ensemble_runs_after_its_members_and_pays_for_them(registry, shared_data_dir, tmp_path, fit_log):
     result = _run(registry, shared_data_dir, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1])
     assert sorted(key for key in result.ran if key.startswith("ensemble")) == ["ensemble.seed0", "ensemble.seed1"]
-    assert result.ran.index("ensemble.seed0") > max(result.ran.index(f"{name}.seed{s}") for name in ("majority", "last-label") for s in (0, 1))
+    assert result.ran.index("ensemble.seed0") > max(
+        result.ran.index(f"{name}.seed{s}") for name in ("majority", "last-label") for s in (0, 1)
+    )
     ensemble = _record(result.run_dir, "ensemble.seed0")
     members = {name: _record(result.run_dir, f"{name}.seed0") for name in ("last-label", "majority", "tunable")}
     assert ensemble["status"] == "ok", ensemble["error"]
@@ -66,8 +74,9 @@ def test_the_ensemble_runs_after_its_members_and_pays_for_them(registry, shared_
 
     again = _run(registry, shared_data_dir, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1])
     assert again.ran == [] and "ensemble.seed0" in again.reused  # unchanged members: nothing reruns
-    changed = _run(registry, shared_data_dir, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1],
-                   options={"tunable": {"k": [6]}})
+    changed = _run(
+        registry, shared_data_dir, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1], options={"tunable": {"k": [6]}}
+    )
     assert sorted(changed.ran) == ["ensemble.seed0", "ensemble.seed1", "tunable.seed0", "tunable.seed1"]  # a member changed
 
 
@@ -92,8 +101,12 @@ def test_max_latency_limits_the_single_request_p95(tmp_path):
     from slmbench.report.recommend import latency_ms
     from slmbench.report.summary import Entry
 
-    trial = TrialRecord(strategy="x", status="ok", metrics=Metrics(accuracy=1, macro_f1=1),
-                        cost=Cost(latency_ms_per_example=2.0, single_request=Latency(p50_ms=5, p95_ms=9, requests=20)))
+    trial = TrialRecord(
+        strategy="x",
+        status="ok",
+        metrics=Metrics(accuracy=1, macro_f1=1),
+        cost=Cost(latency_ms_per_example=2.0, single_request=Latency(p50_ms=5, p95_ms=9, requests=20)),
+    )
     assert latency_ms(Entry("x", [trial])) == 9
     trial.cost = Cost(latency_ms_per_example=2.0)
     assert latency_ms(Entry("x", [trial])) == 2.0  # older records: the batched time per example

@@ -30,8 +30,9 @@ def environment(site: Path, only_plugins: str | None = None) -> dict[str, str]:
 
 
 def slmbench(site: Path, *args: str, only_plugins: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "slmbench.cli.main", *args], env=environment(site, only_plugins),
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "slmbench.cli.main", *args], env=environment(site, only_plugins), capture_output=True, text=True, timeout=600
+    )
 
 
 def test_list_shows_the_plugins_and_warns_about_broken_ones_by_name(example_site):
@@ -70,8 +71,14 @@ def test_strict_plugins_exits_non_zero_naming_the_broken_plugin(example_site, br
 @pytest.mark.parametrize("package", EXAMPLE_PLUGINS)
 def test_the_example_s_own_tests_pass_against_the_installed_copy(example_site, example_sources, package):
     """What a plugin author runs: the package's tests, which check the strategy with ``slmbench.testing``."""
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example_sources / package / "tests")],
-                            env=environment(example_site), cwd=example_sources / package, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example_sources / package / "tests")],
+        env=environment(example_site),
+        cwd=example_sources / package,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
     assert result.returncode == 0, result.stdout[-3000:]
     assert " passed" in result.stdout.splitlines()[-1]

@@ -114,7 +114,9 @@ def test_loss_is_on_the_answer_tokens_only(toy_task, smollm2_tokenizer):
 
 
 @pytest.mark.parametrize("row_tokens", [512, 60, 1])
-def test_shared_prefix_packing_gives_the_loss_and_gradients_of_separate_sequences(toy_task, smollm2_tokenizer, row_tokens, make_tiny_causal_lm):
+def test_shared_prefix_packing_gives_the_loss_and_gradients_of_separate_sequences(
+    toy_task, smollm2_tokenizer, row_tokens, make_tiny_causal_lm
+):
     model = make_tiny_causal_lm()
     data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS[:5], LABELS[:5]), max_input_tokens=64)
     features = [data[i] for i in range(len(data))]
@@ -308,8 +310,15 @@ def test_early_stopping_restores_the_best_checkpoint(toy_task, smollm2_tokenizer
     initial = {n: p.detach().clone() for n, p in model.named_parameters()}
     train, validation, setup = _lm_training(toy_task, smollm2_tokenizer, learning_rate=5.0, patience=2)
     result = train_model(
-        model, train, validation, setup, collator=SharedPrefixCollator(), batch_loss=causal_lm_loss,
-        processing_class=smollm2_tokenizer, progress=None, description="test",
+        model,
+        train,
+        validation,
+        setup,
+        collator=SharedPrefixCollator(),
+        batch_loss=causal_lm_loss,
+        processing_class=smollm2_tokenizer,
+        progress=None,
+        description="test",
     )
     assert result.best_step == 0 and result.stopped_early and result.steps == 2
     losses = [loss for _, loss in result.validation_curve]
@@ -335,8 +344,15 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, sm
 
     train, validation, setup = _lm_training(toy_task, smollm2_tokenizer, learning_rate=1e-2, patience=3)
     result = train_model(
-        model, train, validation, setup, collator=SharedPrefixCollator(), batch_loss=batch_loss,
-        processing_class=smollm2_tokenizer, progress=None, description="test",
+        model,
+        train,
+        validation,
+        setup,
+        collator=SharedPrefixCollator(),
+        batch_loss=batch_loss,
+        processing_class=smollm2_tokenizer,
+        progress=None,
+        description="test",
     )
     assert [loss for _, loss in result.validation_curve] == pytest.approx([5.0, 4.0, 3.0, 3.5, 3.6, 3.7])
     assert result.best_step == 2 and result.best_validation_loss == 3.0
@@ -351,9 +367,8 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, sm
 
 
 def test_every_weight_updating_strategy_is_registered_and_dora_is_lora_configured():
-    from slmbench_plugins.lora import Lora
-
     from slmbench.strategy.base import Family
+    from slmbench_plugins.lora import Lora
 
     classes = {name: strategy_class(name) for name in WEIGHT_UPDATING}
     assert all(cls.name == name for name, cls in classes.items())
@@ -369,6 +384,7 @@ def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_di
     must equal those before it."""
     from bitsandbytes.functional import has_avx512bf16
     from bitsandbytes.nn import Linear4bit
+
     from slmbench_plugins.qlora import set_cpu_inference_layout
 
     context = make_context("qlora", tiny_model_dirs, toy_task, tmp_path / "qlora", dropout=0.0)  # deterministic gradients
@@ -411,8 +427,15 @@ def _train(model, toy_task, tokenizer, validation=True, **setup_fields):
     fields = {"learning_rate": 1e-2, "patience": None, **setup_fields}
     train, validation_data, setup = _lm_training(toy_task, tokenizer, **fields)
     return train_model(
-        model, train, validation_data if validation else None, setup, collator=SharedPrefixCollator(),
-        batch_loss=causal_lm_loss, processing_class=tokenizer, progress=None, description="test",
+        model,
+        train,
+        validation_data if validation else None,
+        setup,
+        collator=SharedPrefixCollator(),
+        batch_loss=causal_lm_loss,
+        processing_class=tokenizer,
+        progress=None,
+        description="test",
     )
 
 
@@ -434,8 +457,15 @@ def test_bf16_frozen_base_trains_fp32_lora_and_is_fp32_again_afterwards(toy_task
 def test_bf16_frozen_weights_give_the_losses_of_autocast(toy_task, smollm2_tokenizer, make_tiny_causal_lm):
     """Autocast computes frozen fp32 weights in bf16 anyway: storing them in bf16 changes nothing."""
     curves = [
-        _train(_tiny_lora(make_tiny_causal_lm), toy_task, smollm2_tokenizer, validation=False, max_steps=3,
-               autocast=torch.bfloat16, bfloat16_frozen_weights=stored).train_curve
+        _train(
+            _tiny_lora(make_tiny_causal_lm),
+            toy_task,
+            smollm2_tokenizer,
+            validation=False,
+            max_steps=3,
+            autocast=torch.bfloat16,
+            bfloat16_frozen_weights=stored,
+        ).train_curve
         for stored in (False, True)
     ]
     assert curves[0] == curves[1]

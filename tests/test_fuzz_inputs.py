@@ -18,9 +18,10 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 from cli_harness import GOOD_ROWS, VALID_TASK, check, make_workdir, run_cli, write_rows
@@ -31,15 +32,32 @@ from slmbench.engine.run_options import RUN_ID
 
 SCALE = float(os.environ.get("SLMBENCH_FUZZ_SCALE", "1"))
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
-RUN = ["run", "--task", "data/task.yaml", "--data-dir", "data", "--strategies", "majority", "--profile", "smoke",
-       "--output", "out", "--no-progress"]
+RUN = [
+    "run",
+    "--task",
+    "data/task.yaml",
+    "--data-dir",
+    "data",
+    "--strategies",
+    "majority",
+    "--profile",
+    "smoke",
+    "--output",
+    "out",
+    "--no-progress",
+]
 VALIDATE = ["validate", "data/task.yaml", "--data-dir", "data"]
 REQUIRED = {"name", "source", "labels", "instruction"}
 
 
 def fuzz(examples: int) -> settings:
-    return settings(max_examples=max(1, round(examples * SCALE)), deadline=None, database=None, derandomize=SCALE <= 1,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example])
+    return settings(
+        max_examples=max(1, round(examples * SCALE)),
+        deadline=None,
+        database=None,
+        derandomize=SCALE <= 1,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
+    )
 
 
 @contextmanager
@@ -52,14 +70,20 @@ def workdir() -> Iterator[Path]:
 # --- task YAMLs -------------------------------------------------------------------------------
 
 ANY_VALUE = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12),
-    st.lists(st.text(max_size=5), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.lists(st.text(max_size=5), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 
 
 def _surely_invalid(task: dict) -> bool:
     """Whether a mutated task breaks the schema for certain (a required field gone, a wrong type, a
     source or column that cannot be the data's); other mutations may be valid."""
+
     def text(value: Any) -> bool:
         return isinstance(value, str) and bool(value.strip())
 
@@ -87,7 +111,10 @@ def broken_tasks(draw) -> tuple[dict, bool | None]:
     if unknown:
         task[draw(st.sampled_from(["lables", "split_seed", "Text_column"]))] = draw(ANY_VALUE)
     if draw(st.booleans()):
-        task["split"] = {**VALID_TASK["split"], draw(st.sampled_from(["test_size", "validation_size", "seed", "stratify"])): draw(ANY_VALUE)}
+        task["split"] = {
+            **VALID_TASK["split"],
+            draw(st.sampled_from(["test_size", "validation_size", "seed", "stratify"])): draw(ANY_VALUE),
+        }
     return task, True if _surely_invalid(task) else None
 
 
@@ -102,10 +129,35 @@ def test_malformed_task_yaml(case):
 
 VALID_YAML = yaml.safe_dump(VALID_TASK)
 HOSTILE_SCALARS = [
-    "9" * 5000, "-" + "9" * 400, "!!python/object/apply:os.system ['echo x']", "!!python/name:os.system", "!!binary aGk=",
-    "!custom x", ".nan", ".inf", "-.inf", "0x1F", "0o17", "2001-12-14", "~", "'\x1b[31mred'", '"\\0"', '"\\x07"',
-    "*undefined", "&a x", "'[/red]'", "'$x^2$'", "'<b>x</b>'", "[[[[[]]]]]", "{a: {b: {c: {}}}}", "'" + "x" * 100_000 + "'",
-    "|\n  multi\n  line", '"\\ud800"', "!!set {a, b}", "!!omap [a: 1, a: 2]", "? [a, b]\n: c",
+    "9" * 5000,
+    "-" + "9" * 400,
+    "!!python/object/apply:os.system ['echo x']",
+    "!!python/name:os.system",
+    "!!binary aGk=",
+    "!custom x",
+    ".nan",
+    ".inf",
+    "-.inf",
+    "0x1F",
+    "0o17",
+    "2001-12-14",
+    "~",
+    "'\x1b[31mred'",
+    '"\\0"',
+    '"\\x07"',
+    "*undefined",
+    "&a x",
+    "'[/red]'",
+    "'$x^2$'",
+    "'<b>x</b>'",
+    "[[[[[]]]]]",
+    "{a: {b: {c: {}}}}",
+    "'" + "x" * 100_000 + "'",
+    "|\n  multi\n  line",
+    '"\\ud800"',
+    "!!set {a, b}",
+    "!!omap [a: 1, a: 2]",
+    "? [a, b]\n: c",
 ]
 
 
@@ -113,8 +165,11 @@ HOSTILE_SCALARS = [
 def hostile_yaml(draw) -> tuple[str | bytes, bool | None]:
     """YAML text built to break a parser or a loader: deep nesting, alias bombs, duplicate keys,
     oversized files, hostile scalars, random bytes."""
-    kind = draw(st.sampled_from(["deep", "deep", "aliases", "aliases", "duplicate", "duplicate", "scalar", "scalar",
-                                 "scalar", "bytes", "oversized", "layout"]))
+    kind = draw(
+        st.sampled_from(
+            ["deep", "deep", "aliases", "aliases", "duplicate", "duplicate", "scalar", "scalar", "scalar", "bytes", "oversized", "layout"]
+        )
+    )
     field = draw(st.sampled_from(["name", "labels", "split", "description", "source", "references"]))
     rest = yaml.safe_dump({key: value for key, value in VALID_TASK.items() if key != field})
     if kind == "deep":
@@ -138,8 +193,12 @@ def hostile_yaml(draw) -> tuple[str | bytes, bool | None]:
     if kind == "oversized":
         return VALID_YAML + "# " + "x" * ((1 << 20) + draw(st.integers(0, 100))) + "\n", True
     layout = draw(st.sampled_from(["\ufeff", "crlf", "tabs", "flow"]))  # valid tasks written oddly
-    text = {"\ufeff": "\ufeff" + VALID_YAML, "crlf": VALID_YAML.replace("\n", "\r\n"), "tabs": VALID_YAML.replace("  ", "\t"),
-            "flow": yaml.safe_dump(VALID_TASK, default_flow_style=True)}[layout]
+    text = {
+        "\ufeff": "\ufeff" + VALID_YAML,
+        "crlf": VALID_YAML.replace("\n", "\r\n"),
+        "tabs": VALID_YAML.replace("  ", "\t"),
+        "flow": yaml.safe_dump(VALID_TASK, default_flow_style=True),
+    }[layout]
     return text, None
 
 
@@ -158,7 +217,7 @@ def test_hostile_task_yaml_text(case):
 
 TEXTS = st.one_of(
     st.text(max_size=30),
-    st.sampled_from(["", "   ", "\t\n", "x" * 100_000, "a,\"quoted\nline\"", "text number 0 about a", "[/red]", "\x1b[2J"]),
+    st.sampled_from(["", "   ", "\t\n", "x" * 100_000, 'a,"quoted\nline"', "text number 0 about a", "[/red]", "\x1b[2J"]),
 )
 LABELS = st.one_of(st.sampled_from(["a", "b", "c", "3", "", "nan", "NaN", "d", " a ", "[/red]"]), st.text(max_size=4))
 CELLS = st.sampled_from([{"an": "object"}, ["a", "list"], 42, 1.5, None, True])
@@ -204,14 +263,73 @@ def test_malformed_data_files(extra, cells, keep, tail, fmt):
 
 # --- run arguments ----------------------------------------------------------------------------
 
-HOSTILE_TEXT = st.one_of(st.text(max_size=40), st.sampled_from([
-    "", " ", ".", "..", "../..", "/", "/etc/passwd", "/dev/zero", "-", "--", "-1", "0", "nan", "inf", "1e309", "x" * 300,
-    "a\x00b", "[/red]", "$HOME", "~", "a,b", ",", "all", "majority", "\x1b[2J", "..\\..", "lora.r=8", "=", "data/data.csv",
-    "majority.x=1", "0,1,2", "2,all", "18446744073709551616", "١٢", "cpu", "cuda:1", "auto", "org/model", "data",
-]))
-OPTIONS = ["--task", "--strategies", "--set", "--profile", "--data-dir", "--output", "--seeds", "--run-id", "--model",
-           "--embedding-model", "--device", "--dtype", "--trial-timeout", "--train-sizes", "--track", "--max-train-minutes",
-           "--max-latency-ms", "--max-memory-mb", "--max-labelled-examples"]
+HOSTILE_TEXT = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            ".",
+            "..",
+            "../..",
+            "/",
+            "/etc/passwd",
+            "/dev/zero",
+            "-",
+            "--",
+            "-1",
+            "0",
+            "nan",
+            "inf",
+            "1e309",
+            "x" * 300,
+            "a\x00b",
+            "[/red]",
+            "$HOME",
+            "~",
+            "a,b",
+            ",",
+            "all",
+            "majority",
+            "\x1b[2J",
+            "..\\..",
+            "lora.r=8",
+            "=",
+            "data/data.csv",
+            "majority.x=1",
+            "0,1,2",
+            "2,all",
+            "18446744073709551616",
+            "١٢",
+            "cpu",
+            "cuda:1",
+            "auto",
+            "org/model",
+            "data",
+        ]
+    ),
+)
+OPTIONS = [
+    "--task",
+    "--strategies",
+    "--set",
+    "--profile",
+    "--data-dir",
+    "--output",
+    "--seeds",
+    "--run-id",
+    "--model",
+    "--embedding-model",
+    "--device",
+    "--dtype",
+    "--trial-timeout",
+    "--train-sizes",
+    "--track",
+    "--max-train-minutes",
+    "--max-latency-ms",
+    "--max-memory-mb",
+    "--max-labelled-examples",
+]
 SURELY_INVALID = {
     "--run-id": lambda value: not RUN_ID.fullmatch(value) or ".." in value,
     "--profile": lambda value: value not in ("smoke", "quick", "full"),
@@ -225,7 +343,7 @@ def _with(argv: list[str], option: str, value: str) -> list[str]:
     """``argv`` with ``option`` set to ``value`` (replaced where it is already given)."""
     if option in argv:
         index = argv.index(option)
-        return [*argv[:index + 1], value, *argv[index + 2:]]
+        return [*argv[: index + 1], value, *argv[index + 2 :]]
     return [*argv, option, value]
 
 
@@ -242,9 +360,29 @@ def test_hostile_run_argument(option, value):
         check(result)
 
 
-TOKENS = st.sampled_from([*OPTIONS, "--resume", "--no-progress", "--trust-remote-code", "--allow-outside-data-dir",
-                          "--strict-plugins", "--bogus", "-x", "--", "data/task.yaml", "majority", "smoke", "out", "data", "1",
-                          "-1", "", "all", "x"])
+TOKENS = st.sampled_from(
+    [
+        *OPTIONS,
+        "--resume",
+        "--no-progress",
+        "--trust-remote-code",
+        "--allow-outside-data-dir",
+        "--strict-plugins",
+        "--bogus",
+        "-x",
+        "--",
+        "data/task.yaml",
+        "majority",
+        "smoke",
+        "out",
+        "data",
+        "1",
+        "-1",
+        "",
+        "all",
+        "x",
+    ]
+)
 
 
 @fuzz(60)
@@ -266,13 +404,15 @@ def test_hostile_positional(command, value):
 # --- damaged run folders ----------------------------------------------------------------------
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=8)
     | st.sampled_from([math.inf, -math.inf, math.nan, -1.0, 0.0, -1, 99, 1e308, 2**70, -(2**70), "[/red]", "<b>x</b>", "`` x ``"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=6,
 )
-FILES = ["run.json", "trials/lora.seed0.json", "trials/zero-shot.seed0.json", "trials/embedding-classifier.seed0.json",
-         "test_texts.json"]
+FILES = ["run.json", "trials/lora.seed0.json", "trials/zero-shot.seed0.json", "trials/embedding-classifier.seed0.json", "test_texts.json"]
 
 
 def _pick(draw, data: Any) -> tuple[Any, Any] | None:
@@ -320,9 +460,11 @@ def test_report_on_a_damaged_run_folder(damage, form):
         run_dir = Path(shutil.copytree(FIXTURE, root / "runs" / "task" / "damaged"))
         target = run_dir / file
         target.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
-        argv = {"md": ["report", str(run_dir)], "json": ["report", str(run_dir), "--format", "json"],
-                "csv": ["report", str(run_dir), "--format", "csv"],
-                "compare": ["report", str(FIXTURE), str(run_dir), "--compare"]}[form]
+        argv = {
+            "md": ["report", str(run_dir)],
+            "json": ["report", str(run_dir), "--format", "json"],
+            "csv": ["report", str(run_dir), "--format", "csv"],
+            "compare": ["report", str(FIXTURE), str(run_dir), "--compare"],
+        }[form]
         result = run_cli(argv, cwd=root, kind="run folder", invalid=invalid, writes=run_dir)
         check(result, file, "run.json")
-

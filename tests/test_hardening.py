@@ -35,8 +35,20 @@ from slmbench import records
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 FAKES_SCRIPT = Path(fake_strategies.__file__)
-RUN = ["run", "--task", "data/task.yaml", "--data-dir", "data", "--strategies", "majority", "--profile", "smoke",
-       "--output", "out", "--no-progress"]
+RUN = [
+    "run",
+    "--task",
+    "data/task.yaml",
+    "--data-dir",
+    "data",
+    "--strategies",
+    "majority",
+    "--profile",
+    "smoke",
+    "--output",
+    "out",
+    "--no-progress",
+]
 VALIDATE = ["validate", "data/task.yaml", "--data-dir", "data"]
 
 
@@ -62,8 +74,15 @@ def _subprocess(args: list[str], cwd: Path, env: dict[str, str] | None = None, t
         resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
 
     environment = {**os.environ, "PYTHONPATH": str(FAKES_SCRIPT.parent), "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, str(FAKES_SCRIPT), *args], cwd=cwd, env=environment, capture_output=True,
-                          text=True, timeout=timeout, preexec_fn=cap_memory)
+    return subprocess.run(
+        [sys.executable, str(FAKES_SCRIPT), *args],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=cap_memory,
+    )
 
 
 def _count_process(result: subprocess.CompletedProcess, invalid: bool) -> None:
@@ -74,19 +93,22 @@ def _count_process(result: subprocess.CompletedProcess, invalid: bool) -> None:
 
 # --- tracebacks: task YAMLs -------------------------------------------------------------------
 
-ALIAS_BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n"
-                     for previous, name in zip("abcdefgh", "bcdefghi"))
+ALIAS_BOMB = "".join(f"{name}: &{name} [{', '.join([f'*{previous}'] * 9)}]\n" for previous, name in zip("abcdefgh", "bcdefghi"))
 YAML_CASES = {
     "nested thousands of levels deep (flow)": ("name: " + "[" * 5000 + "]" * 5000, "nested more than"),
     "nested a thousand levels deep (block)": ("".join(" " * i + f"k{i}:\n" for i in range(1000)), "nested more than"),
     "alias bomb": ("a: &a [x, x, x, x, x, x, x, x, x]\n" + ALIAS_BOMB + "name: *i\n", "more than 64 aliases"),
-    "alias bomb within the alias limit": ("a: &a [x, x, x, x, x, x, x, x, x]\n" + ALIAS_BOMB[:ALIAS_BOMB.index("i:")]
-                                          + "name: *h\n", "field 'a' is not a known key"),
+    "alias bomb within the alias limit": (
+        "a: &a [x, x, x, x, x, x, x, x, x]\n" + ALIAS_BOMB[: ALIAS_BOMB.index("i:")] + "name: *h\n",
+        "field 'a' is not a known key",
+    ),
     "duplicate top-level key": ("name: first\nname: second\n", "duplicate key 'name'"),
     "duplicate key inside a label": ("labels:\n  - {name: a, name: b}\n", "duplicate key 'name'"),
     "integer of 5000 digits": ("split: {seed: " + "9" * 5000 + "}\n", "not a valid task file"),
-    "reference value too large for a float": (yaml.safe_dump(VALID_TASK) + "references: [{system: s, metric: m, source: x, "
-                                              "value: " + "9" * 400 + "}]\n", "references[0].value"),
+    "reference value too large for a float": (
+        yaml.safe_dump(VALID_TASK) + "references: [{system: s, metric: m, source: x, value: " + "9" * 400 + "}]\n",
+        "references[0].value",
+    ),
     "python object tag": ("name: !!python/object/apply:os.system ['echo hacked']\n", "not valid YAML"),
     "larger than 1 MiB": ("# " + "x" * (1 << 20) + "\n", "more than the 1,048,576 allowed"),
     "not UTF-8": (b"name: caf\xe9\n", "not UTF-8"),
@@ -136,8 +158,9 @@ def test_data_file_name_over_255_characters(wd: Path) -> None:
     check(result, "File name too long", accept=False)
 
 
-@pytest.mark.parametrize("argument", [["validate", "v" * 300], ["run", "--task", "t" * 300 + ".yaml"],
-                                      ["validate", "a\x00b.yaml"], ["report", "r" * 300]])
+@pytest.mark.parametrize(
+    "argument", [["validate", "v" * 300], ["run", "--task", "t" * 300 + ".yaml"], ["validate", "a\x00b.yaml"], ["report", "r" * 300]]
+)
 def test_names_too_long_or_with_nul_bytes(wd: Path, argument: list[str]) -> None:
     check(run_cli(argument, cwd=wd, kind="cli argument", invalid=True), accept=False)
 
@@ -197,8 +220,7 @@ def _damage_run_json(run_dir: Path, damage: object) -> None:
 @pytest.mark.parametrize("damage", DAMAGED_RUN_JSON.values(), ids=DAMAGED_RUN_JSON.keys())
 def test_resume_with_a_damaged_run_json(wd: Path, finished_run: Path, damage: object) -> None:
     _damage_run_json(finished_run, damage)
-    result = run_cli(["run", "--resume", str(finished_run), "--no-progress"], cwd=wd, kind="run folder", invalid=True,
-                     writes=finished_run)
+    result = run_cli(["run", "--resume", str(finished_run), "--no-progress"], cwd=wd, kind="run folder", invalid=True, writes=finished_run)
     check(result, "run.json", "nowhere.yaml", "--profile", accept=False)
 
 
@@ -214,15 +236,16 @@ def test_resume_of_a_moved_run_folder_is_refused(wd: Path, finished_run: Path) -
 
 def test_resume_dot_from_inside_the_run_folder(wd: Path, finished_run: Path) -> None:
     (finished_run / "trials" / "majority.seed0.json").unlink()
-    result = run_cli(["run", "--resume", ".", "--no-progress"], cwd=finished_run, kind="run folder", invalid=None,
-                     writes=finished_run)
+    result = run_cli(["run", "--resume", ".", "--no-progress"], cwd=finished_run, kind="run folder", invalid=None, writes=finished_run)
     assert result.code == 0, str(result)
     assert (finished_run / "trials" / "majority.seed0.json").exists()
 
 
-@pytest.mark.parametrize("content", ["[]", "null", '"a string"', "{" * 100_000,
-                                     '{"strategy": "x", "status": "ok", "metrics": {"accuracy": "high", "macro_f1": 0.5}}'],
-                         ids=["list", "null", "string", "deep", "string for a number"])
+@pytest.mark.parametrize(
+    "content",
+    ["[]", "null", '"a string"', "{" * 100_000, '{"strategy": "x", "status": "ok", "metrics": {"accuracy": "high", "macro_f1": 0.5}}'],
+    ids=["list", "null", "string", "deep", "string for a number"],
+)
 def test_report_lists_a_damaged_trial_file_and_renders(tmp_path: Path, content: str) -> None:
     run_dir = Path(shutil.copytree(FIXTURE, tmp_path / "runs" / "run_small"))
     (run_dir / "trials" / "lora.seed0.json").write_text(content)
@@ -336,8 +359,21 @@ def test_some_trials_failed_exits_1_and_says_so_last(wd: Path) -> None:
 
 def test_a_missing_hub_embedding_model_fails_every_trial(wd: Path) -> None:
     """A well-formed hub id that cannot be loaded (offline, or no such model): each trial fails, exit 3."""
-    result = _subprocess([*RUN[:5], "--strategies", "embedding-classifier", "--profile", "smoke", "--output", "out",
-                          "--no-progress", "--embedding-model", "no-such-org/no-such-model"], wd)
+    result = _subprocess(
+        [
+            *RUN[:5],
+            "--strategies",
+            "embedding-classifier",
+            "--profile",
+            "smoke",
+            "--output",
+            "out",
+            "--no-progress",
+            "--embedding-model",
+            "no-such-org/no-such-model",
+        ],
+        wd,
+    )
     _count_process(result, invalid=True)
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr and "every trial failed" in result.stderr
@@ -381,12 +417,12 @@ def test_report_on_something_that_is_not_a_run_folder(tmp_path: Path, layout: st
     check(result, str(target), accept=False)
 
 
-@pytest.mark.parametrize("arguments", [["--format", "md", "--output", "x.md"], ["--format", "json", "--output", "."]],
-                         ids=["md to a file", "json to a folder"])
+@pytest.mark.parametrize(
+    "arguments", [["--format", "md", "--output", "x.md"], ["--format", "json", "--output", "."]], ids=["md to a file", "json to a folder"]
+)
 def test_report_output_that_cannot_be_honoured(tmp_path: Path, arguments: list[str]) -> None:
     run_dir = Path(shutil.copytree(FIXTURE, tmp_path / "run_small"))
-    check(run_cli(["report", str(run_dir), *arguments], cwd=tmp_path, kind="cli argument", invalid=True), "--output",
-          accept=False)
+    check(run_cli(["report", str(run_dir), *arguments], cwd=tmp_path, kind="cli argument", invalid=True), "--output", accept=False)
 
 
 # --- hangs ------------------------------------------------------------------------------------
@@ -449,13 +485,15 @@ def test_a_run_reads_outside_only_with_the_flag_and_resume_asks_again(wd: Path, 
     run_dir = wd / "out" / "fuzz" / "smoke"
     assert "allow_outside_data_dir" not in (run_dir / "run.json").read_text()
     (run_dir / "trials" / "majority.seed0.json").unlink()
-    resumed = run_cli(["run", "--resume", str(run_dir), "--no-progress"], cwd=wd, kind="run folder", invalid=True,
-                      writes=run_dir)
+    resumed = run_cli(["run", "--resume", str(run_dir), "--no-progress"], cwd=wd, kind="run folder", invalid=True, writes=run_dir)
     check(resumed, "source.file", accept=False)
 
 
-@pytest.mark.parametrize("hub", [{"path": "folder"}, {"path": "csv", "data_dir": "/etc"}, {"path": "../x/y"}],
-                         ids=["local folder", "packaged builder", "dot-dot"])
+@pytest.mark.parametrize(
+    "hub",
+    [{"path": "folder"}, {"path": "csv", "data_dir": "/etc"}, {"path": "../x/y"}],
+    ids=["local folder", "packaged builder", "dot-dot"],
+)
 def test_a_hub_path_that_reads_local_files_needs_the_flag(wd: Path, hub: dict) -> None:
     (wd / "folder").mkdir()
     write_task(wd / "data", source={"file": "missing.csv", "hub": hub})
@@ -488,6 +526,7 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path: Path, monkeypatch: py
         with pytest.raises(UnicodeEncodeError):
             records.write_text(target, "a lone surrogate \ud800")
     else:
+
         def interrupted(source, destination):
             raise KeyboardInterrupt
 

@@ -6,10 +6,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from slmbench_plugins import few_shot, knn_vote, rag
-from slmbench_plugins.few_shot import FewShot, choose_demonstrations
-from slmbench_plugins.knn_vote import KnnVote, vote
-from slmbench_plugins.rag import Rag
 from test_retrieval import BagOfWordsEmbedder
 
 import slmbench.lm.scoring
@@ -17,6 +13,10 @@ from slmbench.lm.models import SharedModels, param_count
 from slmbench.strategy.base import Family, RunContext
 from slmbench.tasks.examples import Examples
 from slmbench.testing import make_context as kit_context
+from slmbench_plugins import few_shot, knn_vote, rag
+from slmbench_plugins.few_shot import FewShot, choose_demonstrations
+from slmbench_plugins.knn_vote import KnnVote, vote
+from slmbench_plugins.rag import Rag
 
 TRAIN = Examples(
     texts=[

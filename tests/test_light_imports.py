@@ -8,16 +8,16 @@ import subprocess
 import sys
 
 import pytest
-import slmbench_plugins
 
 import slmbench
+import slmbench_plugins
 from slmbench.testing import HEAVY_MODULES
 
 TORCH_MODULES = {"slmbench.lm.bottleneck"}
 """Modules of torch code (``nn.Module`` subclasses), only ever imported inside a strategy's ``fit``."""
 LIGHT = sorted(
-    {f"slmbench.{m.name}" for m in pkgutil.iter_modules(slmbench.__path__)} - TORCH_MODULES
-    | {f"slmbench_plugins.{m.name}" for m in pkgutil.iter_modules(slmbench_plugins.__path__)}
+    {m.name for m in pkgutil.walk_packages(slmbench.__path__, "slmbench.")} - TORCH_MODULES
+    | {m.name for m in pkgutil.iter_modules(slmbench_plugins.__path__, "slmbench_plugins.")}
     | {"slmbench", "slmbench_tasks"}
 )
 
@@ -32,7 +32,10 @@ def test_module_imports_no_heavy_library(module):
 
 def test_loading_every_plugin_imports_no_heavy_library():
     """What `slmbench list` does: load the registry from the entry points."""
-    code = f"import sys; from slmbench.strategy.registry import load_registry; load_registry(); print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))"
+    code = (
+        "import sys; from slmbench.strategy.registry import load_registry; load_registry(); "
+        f"print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"

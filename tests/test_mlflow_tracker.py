@@ -15,8 +15,23 @@ from slmbench.cli.main import main
 def run(shared_data_dir, output, *extra: str, plugins: dict | None = None, strategies: str = "majority,last-label,exploding") -> int:
     """``slmbench run`` of model-free strategies (by default three, one of which fails) on the smoke profile."""
     return main(
-        ["run", "--task", "financial_sentiment", "--strategies", strategies, "--profile", "smoke",
-         "--data-dir", str(shared_data_dir), "--output", str(output), "--run-id", "tracked", "--no-progress", *extra],
+        [
+            "run",
+            "--task",
+            "financial_sentiment",
+            "--strategies",
+            strategies,
+            "--profile",
+            "smoke",
+            "--data-dir",
+            str(shared_data_dir),
+            "--output",
+            str(output),
+            "--run-id",
+            "tracked",
+            "--no-progress",
+            *extra,
+        ],
         extra_plugins={"fake-strategies": fake_strategies(), **(plugins or {})},
     )
 

@@ -25,8 +25,12 @@ def test_explicit_device_and_dtype_win_and_cpu_defaults_to_float32():
 
 @pytest.mark.parametrize(
     ("cuda", "mps", "bf16", "device", "dtype"),
-    [(True, True, True, "cuda", "bfloat16"), (True, False, False, "cuda", "float16"),
-     (False, True, False, "mps", "float32"), (False, False, False, "cpu", "float32")],
+    [
+        (True, True, True, "cuda", "bfloat16"),
+        (True, False, False, "cuda", "float16"),
+        (False, True, False, "mps", "float32"),
+        (False, False, False, "cpu", "float32"),
+    ],
 )
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, bf16, device, dtype):
     import torch

@@ -181,9 +181,7 @@ def test_code_version_of_a_fine_tuning_strategy_covers_the_training_code(monkeyp
 
 
 def test_help_exits_zero():
-    result = subprocess.run(
-        [Path(sys.executable).with_name("slmbench"), "--help"], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([Path(sys.executable).with_name("slmbench"), "--help"], capture_output=True, text=True, timeout=60)
 
     assert result.returncode == 0, result.stderr
     assert "usage: slmbench" in result.stdout

@@ -30,15 +30,26 @@ FAKES_SCRIPT = Path(fake_strategies.__file__)
 def ray_address():
     """A local Ray instance for the whole session; its workers can import the test helpers."""
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(FAKES_SCRIPT.parent), os.environ.get("PYTHONPATH")]))
-    context = ray.init(num_cpus=8, num_gpus=4, include_dashboard=False, logging_level="error",
-                       runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "HF_HUB_OFFLINE": "1"}})
+    context = ray.init(
+        num_cpus=8,
+        num_gpus=4,
+        include_dashboard=False,
+        logging_level="error",
+        runtime_env={"env_vars": {"PYTHONPATH": os.environ["PYTHONPATH"], "HF_HUB_OFFLINE": "1"}},
+    )
     yield context.address_info["address"]
     ray.shutdown()
 
 
 def _options(shared_data_dir, output: Path, strategies: str, **extra) -> RunOptions:
-    return RunOptions(task=str(TASKS / "financial_sentiment.yaml"), strategies=strategies, profile="smoke",
-                      data_dir=str(shared_data_dir), output=str(output), **extra)
+    return RunOptions(
+        task=str(TASKS / "financial_sentiment.yaml"),
+        strategies=strategies,
+        profile="smoke",
+        data_dir=str(shared_data_dir),
+        output=str(output),
+        **extra,
+    )
 
 
 def _records(run_dir: Path) -> dict[str, dict]:
@@ -55,8 +66,9 @@ def test_ray_gives_the_local_executor_s_predictions(ray_address, registry, share
     """Deterministic strategies, two seeds each: the same predictions whichever executor ran them."""
     options = {"strategies": "embedding-classifier,knn-vote", "seeds": [0, 1]}
     local = run_benchmark(_options(shared_data_dir, tmp_path / "local", **options), registry, ProgressReporter(False))
-    parallel = run_benchmark(_options(shared_data_dir, tmp_path / "ray", **options), registry, ProgressReporter(False),
-                             executor=_executor())
+    parallel = run_benchmark(
+        _options(shared_data_dir, tmp_path / "ray", **options), registry, ProgressReporter(False), executor=_executor()
+    )
     assert sorted(parallel.ran) == sorted(local.ran) == [f"{s}.seed{n}" for s in ("embedding-classifier", "knn-vote") for n in (0, 1)]
     local_records, ray_records = _records(local.run_dir), _records(parallel.run_dir)
     for key, record in ray_records.items():
@@ -67,16 +79,18 @@ def test_ray_gives_the_local_executor_s_predictions(ray_address, registry, share
 
 
 def test_a_worker_killed_mid_trial_is_retried(ray_address, registry, shared_data_dir, tmp_path):
-    result = run_benchmark(_options(shared_data_dir, tmp_path, "dies-once"), registry, ProgressReporter(False),
-                           executor=_executor(max_retries=2))
+    result = run_benchmark(
+        _options(shared_data_dir, tmp_path, "dies-once"), registry, ProgressReporter(False), executor=_executor(max_retries=2)
+    )
     (record,) = _records(result.run_dir).values()
     assert record["status"] == "ok", record["error"]
     assert (result.run_dir / "artifacts" / "dies-once.seed0" / "died-once").exists()  # it did die once
 
 
 def test_an_exception_in_a_strategy_is_a_failed_trial_not_retried(ray_address, registry, shared_data_dir, tmp_path):
-    result = run_benchmark(_options(shared_data_dir, tmp_path, "exploding,majority"), registry, ProgressReporter(False),
-                           executor=_executor(max_retries=2))
+    result = run_benchmark(
+        _options(shared_data_dir, tmp_path, "exploding,majority"), registry, ProgressReporter(False), executor=_executor(max_retries=2)
+    )
     records = _records(result.run_dir)
     assert records["exploding.seed0.json"]["status"] == "failed"
     assert records["exploding.seed0.json"]["error"]["type"] == "MemoryError"
@@ -85,8 +99,9 @@ def test_an_exception_in_a_strategy_is_a_failed_trial_not_retried(ray_address, r
 
 def test_the_driver_cancels_a_trial_past_its_time_limit(ray_address, registry, shared_data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("SLMBENCH_TEST_SLEEP_SECONDS", "600")
-    result = run_benchmark(_options(shared_data_dir, tmp_path, "sleeper,majority"), registry, ProgressReporter(False),
-                           executor=_executor(timeout_seconds=10))  # majority needs ~1 s, unloaded
+    result = run_benchmark(
+        _options(shared_data_dir, tmp_path, "sleeper,majority"), registry, ProgressReporter(False), executor=_executor(timeout_seconds=10)
+    )  # majority needs ~1 s, unloaded
     records = _records(result.run_dir)
     assert records["sleeper.seed0.json"]["status"] == "timeout"
     assert "10 s trial time limit" in records["sleeper.seed0.json"]["error"]["message"]
@@ -96,9 +111,26 @@ def test_the_driver_cancels_a_trial_past_its_time_limit(ray_address, registry, s
 def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_address, shared_data_dir, tmp_path):
     log = tmp_path / "fits.log"
     env = {**os.environ, "SLMBENCH_TEST_LOG": str(log), "PYTHONPATH": os.environ["PYTHONPATH"]}
-    command = [sys.executable, str(FAKES_SCRIPT), "run", "--task", str(TASKS / "financial_sentiment.yaml"),
-               "--strategies", "majority,sleeper,last-label", "--profile", "smoke", "--data-dir", str(shared_data_dir),
-               "--no-progress", "--executor", "ray", "--ray-address", ray_address, "--workers", "1"]
+    command = [
+        sys.executable,
+        str(FAKES_SCRIPT),
+        "run",
+        "--task",
+        str(TASKS / "financial_sentiment.yaml"),
+        "--strategies",
+        "majority,sleeper,last-label",
+        "--profile",
+        "smoke",
+        "--data-dir",
+        str(shared_data_dir),
+        "--no-progress",
+        "--executor",
+        "ray",
+        "--ray-address",
+        ray_address,
+        "--workers",
+        "1",
+    ]
     interrupted = subprocess.Popen([*command, "--output", str(tmp_path)], env=env)
     deadline = time.monotonic() + 180
     while "sleeper" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
@@ -110,9 +142,24 @@ def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_
     assert records["majority.seed0.json"]["status"] == "ok" and records["sleeper.seed0.json"]["status"] == "cancelled"
     assert "last-label.seed0.json" not in records
 
-    resumed = subprocess.run([sys.executable, str(FAKES_SCRIPT), "run", "--resume", str(run_dir), "--executor", "ray",
-                              "--ray-address", ray_address, "--no-progress"],
-                             env={**env, "SLMBENCH_TEST_SLEEP_SECONDS": "0"}, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            str(FAKES_SCRIPT),
+            "run",
+            "--resume",
+            str(run_dir),
+            "--executor",
+            "ray",
+            "--ray-address",
+            ray_address,
+            "--no-progress",
+        ],
+        env={**env, "SLMBENCH_TEST_SLEEP_SECONDS": "0"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     first, resumed = log.read_text().split()[:2], log.read_text().split()[2:]
     assert first == ["majority", "sleeper"]  # majority finished: not rerun; the trials resumed run in parallel
@@ -150,7 +197,9 @@ def test_gpu_trials_request_their_share_and_pack_onto_the_gpus(ray_address, gpus
     from slmbench.records import ModelsConfig, TrialConfig
 
     executor = _executor(workers=8, gpus_per_trial=gpus_per_trial)
-    config = TrialConfig(strategy="x", task_path="t.yaml", profile={}, models=ModelsConfig(causal_lm="a", embedding_model="b", device="cuda"))
+    config = TrialConfig(
+        strategy="x", task_path="t.yaml", profile={}, models=ModelsConfig(causal_lm="a", embedding_model="b", device="cuda")
+    )
     options = executor.task_options(config)
     assert options["num_gpus"] == gpus_per_trial and options["num_cpus"] == 1
     assert executor.task_options(config.model_copy(update={"models": config.models.model_copy(update={"device": "cpu"})}))["num_gpus"] == 0

@@ -56,8 +56,14 @@ def test_report_has_every_section_in_order(rendered: Path) -> None:
     assert "```sh\nslmbench run --task sentiment --profile quick" in text
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert headings == [
-        "## Recommendation", "## Leaderboard", "## Trade-offs", "## Per-class results", "## Failures",
-        "## Data and protocol", "## Published reference points", "## Environment",
+        "## Recommendation",
+        "## Leaderboard",
+        "## Trade-offs",
+        "## Per-class results",
+        "## Failures",
+        "## Data and protocol",
+        "## Published reference points",
+        "## Environment",
     ]
 
 
@@ -77,9 +83,7 @@ def test_leaderboard_is_sorted_by_accuracy_with_costs_in_human_units(rendered: P
 def test_failure_is_one_line_pointing_at_the_trial_file(rendered: Path) -> None:
     failures = _section(rendered.read_text(), "Failures")
     line = next(line for line in failures.splitlines() if line.startswith("- "))
-    assert line.startswith(
-        "- `full-finetune`: `RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator"
-    )
+    assert line.startswith("- `full-finetune`: `RuntimeError: [enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator")
     assert "Try a smaller batch size" not in line  # first line of the message only
     link = r"[trials/full-finetune.seed0.json](trials/full-finetune.seed0.json)"
     assert line.endswith(f"full traceback in {link} under `error.traceback`.")
@@ -88,9 +92,7 @@ def test_failure_is_one_line_pointing_at_the_trial_file(rendered: Path) -> None:
 def test_references_are_marked_as_not_measured_here(rendered: Path, run_dir: Path) -> None:
     references = _section(rendered.read_text(), "Published reference points")
     assert "not measured here" in references
-    assert _table_rows(references) == [
-        ["RoBERTa-large fine-tuned", "accuracy", "0.914", "https://example.org/sentiment-benchmark-2024"]
-    ]
+    assert _table_rows(references) == [["RoBERTa-large fine-tuned", "accuracy", "0.914", "https://example.org/sentiment-benchmark-2024"]]
     run = records.read_run(run_dir)
     records.write_run(run_dir, run.model_copy(update={"references": []}))
     assert "## Published reference points" not in render_report(run_dir).read_text()
@@ -169,12 +171,32 @@ def test_a_version_1_run_folder_renders_as_it_did(tmp_path: Path) -> None:
     trial = _trial("knn", GOLD, set(range(10)), 1, 300).model_dump(mode="json")
     details = {"labelled_examples": 7, "prompt_tokens_per_example": 12.5, "params": {"k": 3}}
     old = {key: value for key, value in trial.items() if key not in {"schema_version", "labelled_examples", "options"}}
-    old.update(schema=1, details=details, config={"strategy": "knn", "task_path": "/x/toy.yaml", "profile": {}, "seed": 0,
-                                                  "models": {"causal_lm_name": "a", "embedding_model_name": "b"}, "params": {"k": 3}})
+    old.update(
+        schema=1,
+        details=details,
+        config={
+            "strategy": "knn",
+            "task_path": "/x/toy.yaml",
+            "profile": {},
+            "seed": 0,
+            "models": {"causal_lm_name": "a", "embedding_model_name": "b"},
+            "params": {"k": 3},
+        },
+    )
     (run_dir / "trials" / "knn.json").write_text(json.dumps(old))
-    (run_dir / "run.json").write_text(json.dumps({"schema": 1, "run_id": "quick-seed0", "task": "toy", "seed": 0,
-                                                  "command": "slmbench run --task toy", "labels": LABELS,
-                                                  "data": {"source": "file", "file": "/home/someone/data/toy.csv"}}))
+    (run_dir / "run.json").write_text(
+        json.dumps(
+            {
+                "schema": 1,
+                "run_id": "quick-seed0",
+                "task": "toy",
+                "seed": 0,
+                "command": "slmbench run --task toy",
+                "labels": LABELS,
+                "data": {"source": "file", "file": "/home/someone/data/toy.csv"},
+            }
+        )
+    )
     summary = load_summary(run_dir)
     (entry,) = summary.entries
     assert (entry.labelled_examples, entry.first.options, entry.first.config.options) == (7, {"k": 3}, {"k": 3})
@@ -229,15 +251,32 @@ def test_writes_are_atomic_and_leave_no_temporary_file(tmp_path: Path, monkeypat
 
 
 def _trial(
-    name: str, gold: list[int], wrong: set[int], train_seconds: float, memory_mb: float, seed: int = 0,
-    train_size: int | None = None, **fields,
+    name: str,
+    gold: list[int],
+    wrong: set[int],
+    train_seconds: float,
+    memory_mb: float,
+    seed: int = 0,
+    train_size: int | None = None,
+    **fields,
 ) -> records.TrialRecord:
     """An ok binary-task trial whose predictions are wrong exactly at the ``wrong`` indices."""
     predicted = [1 - g if i in wrong else g for i, g in enumerate(gold)]
-    config = records.TrialConfig(strategy=name, task="toy", task_path="toy.yaml", profile={}, seed=seed, train_size=train_size,
-                                 models=records.ModelsConfig(causal_lm="lm", embedding_model="embedder"))
+    config = records.TrialConfig(
+        strategy=name,
+        task="toy",
+        task_path="toy.yaml",
+        profile={},
+        seed=seed,
+        train_size=train_size,
+        models=records.ModelsConfig(causal_lm="lm", embedding_model="embedder"),
+    )
     return records.TrialRecord(
-        strategy=name, family="feature", status="ok", labels=LABELS, config=config,
+        strategy=name,
+        family="feature",
+        status="ok",
+        labels=LABELS,
+        config=config,
         metrics=classification_metrics(gold, predicted, LABELS),
         cost=records.Cost(train_seconds=train_seconds, predict_seconds=1.0, latency_ms_per_example=10.0, peak_memory_mb=memory_mb),
         predictions=records.PredictionRecord(gold=gold, predicted=predicted),
@@ -262,10 +301,15 @@ GOLD = [i % 2 for i in range(100)]
 
 
 def test_constraints_change_the_answer(tmp_path: Path) -> None:
-    run = load_summary(_write_run(tmp_path, [
-        _trial("big", GOLD, set(range(5)), train_seconds=600, memory_mb=3000),
-        _trial("small", GOLD, set(range(40)), train_seconds=1, memory_mb=300),
-    ]))
+    run = load_summary(
+        _write_run(
+            tmp_path,
+            [
+                _trial("big", GOLD, set(range(5)), train_seconds=600, memory_mb=3000),
+                _trial("small", GOLD, set(range(40)), train_seconds=1, memory_mb=300),
+            ],
+        )
+    )
     assert recommend(run).choice.name == "big"  # 0.95 vs 0.60: significantly better, so no switch
     constrained = recommend(run, Constraints(max_train_minutes=5))
     assert (constrained.choice.name, constrained.best.name) == ("small", "big")
@@ -283,10 +327,15 @@ def test_no_strategy_meets_the_constraints(tmp_path: Path) -> None:
 
 
 def test_labelled_examples_default_to_train_plus_validation(tmp_path: Path) -> None:
-    run = load_summary(_write_run(tmp_path, [
-        _trial("fine-tuned", GOLD, set(range(5)), train_seconds=60, memory_mb=1000),
-        _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000, labelled_examples=0),
-    ]))
+    run = load_summary(
+        _write_run(
+            tmp_path,
+            [
+                _trial("fine-tuned", GOLD, set(range(5)), train_seconds=60, memory_mb=1000),
+                _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000, labelled_examples=0),
+            ],
+        )
+    )
     advice = recommend(run, Constraints(max_labelled_examples=100))
     assert advice.choice.name == "zero-shot"
     assert advice.excluded == {"fine-tuned": ["labelled examples 550 > 100"]}
@@ -295,10 +344,15 @@ def test_labelled_examples_default_to_train_plus_validation(tmp_path: Path) -> N
 def test_statistically_tied_cheaper_strategy_is_preferred(tmp_path: Path) -> None:
     big_wrong = set(range(15))  # 0.85
     small_wrong = set(range(13)) | set(range(15, 20))  # 0.82; discordant: 5 right only for big, 2 only for small
-    run = load_summary(_write_run(tmp_path, [
-        _trial("big", GOLD, big_wrong, train_seconds=600, memory_mb=3000),
-        _trial("small", GOLD, small_wrong, train_seconds=1, memory_mb=300),
-    ]))
+    run = load_summary(
+        _write_run(
+            tmp_path,
+            [
+                _trial("big", GOLD, big_wrong, train_seconds=600, memory_mb=3000),
+                _trial("small", GOLD, small_wrong, train_seconds=1, memory_mb=300),
+            ],
+        )
+    )
     advice = recommend(run)
     assert (advice.best.name, advice.choice.name) == ("big", "small")
     assert advice.tie_p_value == pytest.approx(2 * (1 + 7 + 21) / 2**7)
@@ -306,18 +360,28 @@ def test_statistically_tied_cheaper_strategy_is_preferred(tmp_path: Path) -> Non
 
 
 def test_tied_strategy_that_is_not_cheaper_is_not_preferred(tmp_path: Path) -> None:
-    run = load_summary(_write_run(tmp_path, [
-        _trial("big", GOLD, set(range(15)), train_seconds=600, memory_mb=3000),
-        _trial("hungry", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=1, memory_mb=4000),
-    ]))
+    run = load_summary(
+        _write_run(
+            tmp_path,
+            [
+                _trial("big", GOLD, set(range(15)), train_seconds=600, memory_mb=3000),
+                _trial("hungry", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=1, memory_mb=4000),
+            ],
+        )
+    )
     assert recommend(run).choice.name == "big"
 
 
 def test_noise_level_cost_differences_never_justify_a_worse_strategy(tmp_path: Path) -> None:
-    run = load_summary(_write_run(tmp_path, [
-        _trial("better", GOLD, set(range(15)), train_seconds=0.004, memory_mb=0.1),
-        _trial("worse", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=0.001, memory_mb=0.0),
-    ]))
+    run = load_summary(
+        _write_run(
+            tmp_path,
+            [
+                _trial("better", GOLD, set(range(15)), train_seconds=0.004, memory_mb=0.1),
+                _trial("worse", GOLD, set(range(13)) | set(range(15, 20)), train_seconds=0.001, memory_mb=0.0),
+            ],
+        )
+    )
     assert recommend(run).choice.name == "better"
 
 
@@ -326,11 +390,15 @@ def test_noise_level_cost_differences_never_justify_a_worse_strategy(tmp_path: P
 
 def test_learning_curves_name_where_the_best_strategy_changes(tmp_path: Path) -> None:
     """knn leads with few examples, lora overtakes it from 64; zero-shot, learning nothing, is a flat line."""
-    run_dir = _write_run(tmp_path, [
-        _trial("lora", GOLD, set(range(10)), 300, 900, train_examples=500),
-        _trial("knn", GOLD, set(range(25)), 1, 300, train_examples=500),
-        _trial("zero-shot", GOLD, set(range(45)), 0, 600, labelled_examples=0, learns_from_train=False),
-    ], train=500)
+    run_dir = _write_run(
+        tmp_path,
+        [
+            _trial("lora", GOLD, set(range(10)), 300, 900, train_examples=500),
+            _trial("knn", GOLD, set(range(25)), 1, 300, train_examples=500),
+            _trial("zero-shot", GOLD, set(range(45)), 0, 600, labelled_examples=0, learns_from_train=False),
+        ],
+        train=500,
+    )
     points = {16: {"lora": 48, "knn": 35}, 64: {"lora": 20, "knn": 30}}
     for size, wrong in points.items():
         for name, n_wrong in wrong.items():
@@ -353,9 +421,14 @@ def test_learning_curves_name_where_the_best_strategy_changes(tmp_path: Path) ->
 
 def test_learning_curve_with_failed_points_and_no_size_shared_by_all(tmp_path: Path) -> None:
     run_dir = _write_run(tmp_path, [_trial("knn", GOLD, set(range(25)), 1, 300, train_examples=500)], train=500)
-    lora = _trial("lora", GOLD, set(), 1, 300, train_size=64).model_copy(update={
-        "status": "timeout", "metrics": None, "error": records.ErrorInfo(type="TrialTimeout", message="stopped after 60 s")})
-    for trial in (_trial("lora", GOLD, set(range(30)), 1, 300, train_size=16), lora, _trial("knn", GOLD, set(range(40)), 1, 300, train_size=32)):
+    lora = _trial("lora", GOLD, set(), 1, 300, train_size=64).model_copy(
+        update={"status": "timeout", "metrics": None, "error": records.ErrorInfo(type="TrialTimeout", message="stopped after 60 s")}
+    )
+    for trial in (
+        _trial("lora", GOLD, set(range(30)), 1, 300, train_size=16),
+        lora,
+        _trial("knn", GOLD, set(range(40)), 1, 300, train_size=32),
+    ):
         _save(run_dir, trial)
 
     summary = load_summary(run_dir)
@@ -386,9 +459,7 @@ def test_bootstrap_interval_contains_the_point_estimate(seed: int) -> None:
         low, high = stats.bootstrap_ci(gold, predicted, metric, seed=seed)
         assert low <= metric(gold, predicted) <= high
         assert high - low > 0.05
-    assert stats.bootstrap_ci(gold, predicted, stats.accuracy, seed=1) == stats.bootstrap_ci(
-        gold, predicted, stats.accuracy, seed=1
-    )
+    assert stats.bootstrap_ci(gold, predicted, stats.accuracy, seed=1) == stats.bootstrap_ci(gold, predicted, stats.accuracy, seed=1)
 
 
 def test_vectorized_macro_f1_agrees_with_scikit_learn() -> None:
@@ -406,10 +477,13 @@ def test_pareto_front() -> None:
 
 
 def test_comparison_lists_the_best_strategy_of_each_run_and_mean_ranks(run_dir: Path, tmp_path: Path) -> None:
-    other = _write_run(tmp_path / "toy", [
-        _trial("lora", GOLD, set(range(40)), train_seconds=600, memory_mb=3000),
-        _trial("small", GOLD, set(range(10)), train_seconds=1, memory_mb=300),
-    ])
+    other = _write_run(
+        tmp_path / "toy",
+        [
+            _trial("lora", GOLD, set(range(40)), train_seconds=600, memory_mb=3000),
+            _trial("small", GOLD, set(range(10)), train_seconds=1, memory_mb=300),
+        ],
+    )
     text = render_comparison([run_dir, other])
     assert _table_rows(_section(text, "Best strategy per run")) == [
         ["sentiment/20251123-190158", "40", "lora", "0.850", "0.845", "3", "1"],
@@ -430,16 +504,21 @@ def test_comparison_lists_the_best_strategy_of_each_run_and_mean_ranks(run_dir: 
 def test_deployment_check_shows_each_copy_against_the_trained_model_and_errors_in_place(tmp_path: Path) -> None:
     latency = records.Latency(p50_ms=40.0, p95_ms=55.0, requests=20)
     deployment = [
-        records.DeploymentCheck(quantization="float32", accuracy=0.9, macro_f1=0.9, size_bytes=540 * 2**20,
-                                latency_ms_per_example=80.0, single_request=latency),
-        records.DeploymentCheck(quantization="nf4", accuracy=0.86, macro_f1=0.85, size_bytes=170 * 2**20,
-                                latency_ms_per_example=120.0, single_request=latency),
+        records.DeploymentCheck(
+            quantization="float32", accuracy=0.9, macro_f1=0.9, size_bytes=540 * 2**20, latency_ms_per_example=80.0, single_request=latency
+        ),
+        records.DeploymentCheck(
+            quantization="nf4", accuracy=0.86, macro_f1=0.85, size_bytes=170 * 2**20, latency_ms_per_example=120.0, single_request=latency
+        ),
         records.DeploymentCheck(quantization="int8", error="UnsupportedQuantization: int8 is not supported on mps here"),
     ]
-    run_dir = _write_run(tmp_path, [
-        _trial("lora", GOLD, set(range(10)), train_seconds=60, memory_mb=1000, deployment=deployment),
-        _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000),
-    ])
+    run_dir = _write_run(
+        tmp_path,
+        [
+            _trial("lora", GOLD, set(range(10)), train_seconds=60, memory_mb=1000, deployment=deployment),
+            _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000),
+        ],
+    )
     section = _section(render_report(run_dir).read_text(), "Deployment check")
     assert _table_rows(section) == [
         ["lora", "`float32`", "0.900", "+0.000", "0.900", "540.0 MiB", "80", "55", ""],
@@ -450,24 +529,58 @@ def test_deployment_check_shows_each_copy_against_the_trained_model_and_errors_i
 
 
 def test_decision_cost_sums_trial_wall_time_and_separates_the_unchosen_search(tmp_path: Path) -> None:
-    tuning = records.Tuning(method="optuna", budget=3, chosen={"learning_rate": 1e-4}, tried=[
-        records.TuningTrial(options={"learning_rate": 1e-3}, validation_accuracy=0.6, seconds=30.0),
-        records.TuningTrial(options={"learning_rate": 1e-4}, validation_accuracy=0.8, seconds=40.0),
-        records.TuningTrial(options={"learning_rate": 1e-2}, validation_accuracy=None, state="pruned", seconds=10.0),
-    ])
-    ensemble = _trial("ensemble", GOLD, set(range(5)), train_seconds=80, memory_mb=2000,
-                      started_at="2026-01-01T10:02:30+00:00", finished_at="2026-01-01T10:02:32+00:00")
+    tuning = records.Tuning(
+        method="optuna",
+        budget=3,
+        chosen={"learning_rate": 1e-4},
+        tried=[
+            records.TuningTrial(options={"learning_rate": 1e-3}, validation_accuracy=0.6, seconds=30.0),
+            records.TuningTrial(options={"learning_rate": 1e-4}, validation_accuracy=0.8, seconds=40.0),
+            records.TuningTrial(options={"learning_rate": 1e-2}, validation_accuracy=None, state="pruned", seconds=10.0),
+        ],
+    )
+    ensemble = _trial(
+        "ensemble",
+        GOLD,
+        set(range(5)),
+        train_seconds=80,
+        memory_mb=2000,
+        started_at="2026-01-01T10:02:30+00:00",
+        finished_at="2026-01-01T10:02:32+00:00",
+    )
     ensemble.config = ensemble.config.model_copy(update={"inputs": {"lora.seed0": "abc", "zero-shot.seed0": "def"}})
-    run_dir = _write_run(tmp_path, [
-        _trial("lora", GOLD, set(range(10)), train_seconds=80, memory_mb=1000, tuning=tuning,
-               started_at="2026-01-01T10:00:00+00:00", finished_at="2026-01-01T10:02:00+00:00"),
-        _trial("zero-shot", GOLD, set(range(30)), train_seconds=0, memory_mb=1000,
-               started_at="2026-01-01T10:02:00+00:00", finished_at="2026-01-01T10:02:30+00:00"),
-        ensemble,
-    ])
+    run_dir = _write_run(
+        tmp_path,
+        [
+            _trial(
+                "lora",
+                GOLD,
+                set(range(10)),
+                train_seconds=80,
+                memory_mb=1000,
+                tuning=tuning,
+                started_at="2026-01-01T10:00:00+00:00",
+                finished_at="2026-01-01T10:02:00+00:00",
+            ),
+            _trial(
+                "zero-shot",
+                GOLD,
+                set(range(30)),
+                train_seconds=0,
+                memory_mb=1000,
+                started_at="2026-01-01T10:02:00+00:00",
+                finished_at="2026-01-01T10:02:30+00:00",
+            ),
+            ensemble,
+        ],
+    )
     section = _section(render_report(run_dir).read_text(), "Data and protocol")
-    assert ("What this decision cost: 3 trials, 152 s of trial wall time (152 s per seed), each trial from its start "
-            "to its record; 152 s from the first trial's start to the last one's end") in section
-    assert ("Training 80 s, of which 40 s went to the option settings the search tried and did not choose; prediction "
-            "on the test split 2 s; the remaining 70 s") in section  # the ensemble's costs include its members'
+    assert (
+        "What this decision cost: 3 trials, 152 s of trial wall time (152 s per seed), each trial from its start "
+        "to its record; 152 s from the first trial's start to the last one's end"
+    ) in section
+    assert (
+        "Training 80 s, of which 40 s went to the option settings the search tried and did not choose; prediction "
+        "on the test split 2 s; the remaining 70 s"
+    ) in section  # the ensemble's costs include its members'
     assert "One fit per trial (training without the unchosen settings, plus prediction): 42 s." in section

@@ -25,8 +25,16 @@ from slmbench.report.render import render_report
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 OK_TRIALS = ("zero-shot", "embedding-classifier", "lora")
 FAILED_TRIAL = "full-finetune"
-SECTIONS = {"Recommendation", "Leaderboard", "Trade-offs", "Per-class results", "Failures", "Data and protocol",
-            "Published reference points", "Environment"}
+SECTIONS = {
+    "Recommendation",
+    "Leaderboard",
+    "Trade-offs",
+    "Per-class results",
+    "Failures",
+    "Data and protocol",
+    "Published reference points",
+    "Environment",
+}
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 PARSER = MarkdownIt("commonmark", {"html": True}).enable("table")
 
@@ -35,8 +43,7 @@ def _rename_keys(mapping: dict[str, Any], names: dict[str, str]) -> dict[str, An
     return {names.get(key, key): value for key, value in mapping.items()}
 
 
-def hostile_run(folder: Path, labels: list[str], names: list[str], error: str, commands: list[str], texts: list[str],
-                other: str) -> Path:
+def hostile_run(folder: Path, labels: list[str], names: list[str], error: str, commands: list[str], texts: list[str], other: str) -> Path:
     """The fixture run with every name, text and message replaced by hostile ones (consistently)."""
     run_dir = Path(shutil.copytree(FIXTURE, folder / "run"))
     run = json.loads((run_dir / "run.json").read_text())
@@ -104,8 +111,8 @@ def check_report(markdown: str, labels: list[str], names: list[str], error: str,
 
     lines = markdown.splitlines()
     for table in (t for t in tokens if t.type == "table_open"):  # every row has as many cell separators as its header
-        separators = {len(re.findall(r"(?<!\\)\|", line)) for line in lines[table.map[0]:table.map[1]]}
-        assert len(separators) == 1, lines[table.map[0]:table.map[1]]
+        separators = {len(re.findall(r"(?<!\\)\|", line)) for line in lines[table.map[0] : table.map[1]]}
+        assert len(separators) == 1, lines[table.map[0] : table.map[1]]
     tables = _tables(tokens)
     shown = [one_line(label) for label in labels]
     leaderboard = next(table for table in tables if table[0][:2] == ["#", "strategy"])

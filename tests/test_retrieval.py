@@ -101,9 +101,7 @@ def test_hnsw_index_search_matches_exact_on_a_small_set():
     exact, approximate = make_index(train), make_index(train, exact_max=10)
     assert (exact.kind, approximate.kind) == ("IndexFlatIP", "IndexHNSWFlat")
     assert approximate.describe()["index"] == "IndexHNSWFlat" and "hnsw_links" in approximate.describe()
-    np.testing.assert_allclose(
-        approximate.search(queries, 5).similarities, exact.search(queries, 5).similarities, rtol=1e-5
-    )
+    np.testing.assert_allclose(approximate.search(queries, 5).similarities, exact.search(queries, 5).similarities, rtol=1e-5)
 
 
 def test_save_writes_a_readable_faiss_index(tmp_path):
@@ -127,18 +125,14 @@ def worst_case_prompt_tokens(toy_task, tokenizer, plan, max_input_tokens) -> int
 
 
 def test_plan_keeps_the_request_when_it_fits(toy_task, smollm2_tokenizer):
-    plan = plan_demonstrations(
-        toy_task, smollm2_tokenizer, demonstrations=4, demo_tokens=100, max_input_tokens=64, context_window=8192
-    )
+    plan = plan_demonstrations(toy_task, smollm2_tokenizer, demonstrations=4, demo_tokens=100, max_input_tokens=64, context_window=8192)
     assert (plan.demonstrations, plan.tokens_per_demonstration, plan.reduced) == (4, 64, None)  # capped by the query's
     assert worst_case_prompt_tokens(toy_task, smollm2_tokenizer, plan, 64) <= plan.max_prompt_tokens
 
 
 @pytest.mark.parametrize("window", [1000, 600])
 def test_plan_shortens_then_drops_demonstrations_to_fit(toy_task, smollm2_tokenizer, window):
-    plan = plan_demonstrations(
-        toy_task, smollm2_tokenizer, demonstrations=8, demo_tokens=256, max_input_tokens=256, context_window=window
-    )
+    plan = plan_demonstrations(toy_task, smollm2_tokenizer, demonstrations=8, demo_tokens=256, max_input_tokens=256, context_window=window)
     assert plan.reduced and plan.max_prompt_tokens <= window
     assert worst_case_prompt_tokens(toy_task, smollm2_tokenizer, plan, 256) <= window
     if window == 1000:
@@ -149,6 +143,4 @@ def test_plan_shortens_then_drops_demonstrations_to_fit(toy_task, smollm2_tokeni
 
 def test_plan_refuses_a_window_too_small_for_one_demonstration(toy_task, smollm2_tokenizer):
     with pytest.raises(ValueError, match="cannot hold"):
-        plan_demonstrations(
-            toy_task, smollm2_tokenizer, demonstrations=2, demo_tokens=64, max_input_tokens=256, context_window=300
-        )
+        plan_demonstrations(toy_task, smollm2_tokenizer, demonstrations=2, demo_tokens=64, max_input_tokens=256, context_window=300)

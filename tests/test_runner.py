@@ -74,9 +74,7 @@ def test_unknown_strategy_names_a_close_match(registry, shared_data_dir, tmp_pat
 
 def test_rerunning_reuses_finished_trials_and_reruns_the_rest(registry, shared_data_dir, tmp_path, fit_log):
     first = run_benchmark(_options(shared_data_dir, tmp_path, "majority,exploding"), registry, ProgressReporter(False))
-    again = run_benchmark(
-        _options(shared_data_dir, tmp_path, "majority,exploding,last-label"), registry, ProgressReporter(False)
-    )
+    again = run_benchmark(_options(shared_data_dir, tmp_path, "majority,exploding,last-label"), registry, ProgressReporter(False))
     assert again.run_dir == first.run_dir
     assert again.reused == ["majority.seed0"] and again.ran == ["last-label.seed0"] and again.failed == ["exploding.seed0"]
     assert fit_log() == ["majority", "exploding", "exploding", "last-label"]
@@ -87,9 +85,7 @@ def test_rerunning_reuses_finished_trials_and_reruns_the_rest(registry, shared_d
     assert json.loads((first.run_dir / "run.json").read_text())["seeds"] == [0, 1]
 
 
-def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(
-    registry, shared_data_dir, tmp_path, fit_log, monkeypatch
-):
+def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(registry, shared_data_dir, tmp_path, fit_log, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["slmbench", "run", "--first"])
     plain = run_benchmark(_options(shared_data_dir, tmp_path, "majority,first-label"), registry, ProgressReporter(False))
     monkeypatch.setattr(sys, "argv", ["slmbench", "run", "--second"])
@@ -114,9 +110,7 @@ def test_learning_curve_runs_each_strategy_at_each_smaller_train_size(
     assert "## Learning curves" in (curve.run_dir / "report.md").read_text()
 
 
-def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(
-    registry, shared_data_dir, tmp_path, monkeypatch, fit_log
-):
+def test_a_trial_past_its_time_limit_is_stopped_and_the_run_goes_on(registry, shared_data_dir, tmp_path, monkeypatch, fit_log):
     monkeypatch.setenv("SLMBENCH_TEST_SLEEP_SECONDS", "300")
     options = _options(shared_data_dir, tmp_path, "sleeper,majority", trial_timeout=5)  # majority needs ~0.1 s, unloaded
     result = run_benchmark(options, registry, ProgressReporter(False))
@@ -134,9 +128,11 @@ def test_a_second_run_of_a_folder_being_written_fails_at_once_and_writes_nothing
 
     first = run_benchmark(_options(shared_data_dir, tmp_path, "majority"), registry, ProgressReporter(False))
     before = {path: path.read_bytes() for path in first.run_dir.rglob("*.json")}
-    with FileLock(first.run_dir / LOCK_FILE):  # another process writing it
-        with pytest.raises(RunError, match="another slmbench run is writing this run folder"):
-            run_benchmark(_options(shared_data_dir, tmp_path, "majority,last-label"), registry, ProgressReporter(False))
+    with (
+        FileLock(first.run_dir / LOCK_FILE),  # another process writing it
+        pytest.raises(RunError, match="another slmbench run is writing this run folder"),
+    ):
+        run_benchmark(_options(shared_data_dir, tmp_path, "majority,last-label"), registry, ProgressReporter(False))
     assert {path: path.read_bytes() for path in first.run_dir.rglob("*.json")} == before
     assert fit_log() == ["majority"]
     again = run_benchmark(_options(shared_data_dir, tmp_path, "majority,last-label"), registry, ProgressReporter(False))
@@ -150,7 +146,7 @@ def test_a_time_limit_swallowed_inside_the_trial_is_raised_again() -> None:
 
     started = time.monotonic()
     with pytest.raises(TrialTimeout), time_limit(0.1):
-        try:
+        try:  # noqa: SIM105 - written out as a finaliser would swallow it
             time.sleep(5)
         except TrialTimeout:
             pass  # as a finaliser or a callback that prints and ignores errors would
@@ -168,9 +164,18 @@ def test_an_interrupted_run_resumes_to_the_same_results(shared_data_dir, tmp_pat
     log = tmp_path / "fits.log"
     env = {**os.environ, "SLMBENCH_TEST_LOG": str(log), "PYTHONPATH": str(FAKES_SCRIPT.parent)}
     command = [
-        sys.executable, str(FAKES_SCRIPT), "run", "--task", str(TASKS / "financial_sentiment.yaml"),
-        "--strategies", "majority,sleeper,last-label", "--profile", "smoke",
-        "--data-dir", str(shared_data_dir), "--no-progress",
+        sys.executable,
+        str(FAKES_SCRIPT),
+        "run",
+        "--task",
+        str(TASKS / "financial_sentiment.yaml"),
+        "--strategies",
+        "majority,sleeper,last-label",
+        "--profile",
+        "smoke",
+        "--data-dir",
+        str(shared_data_dir),
+        "--no-progress",
     ]
     interrupted = subprocess.Popen([*command, "--output", str(tmp_path / "a")], env=env)
     deadline = time.monotonic() + 120
@@ -202,16 +207,29 @@ def test_cli_runs_the_embedded_models_reproducibly(shared_data_dir, tmp_path):
 
     runs = {}
     for run_id in ("first", "second"):
-        code = main([
-            "run", "--task", "financial_sentiment", "--strategies", "zero-shot,embedding-classifier",
-            "--profile", "smoke", "--data-dir", str(shared_data_dir), "--output", str(tmp_path),
-            "--run-id", run_id, "--no-progress",
-        ])
+        code = main(
+            [
+                "run",
+                "--task",
+                "financial_sentiment",
+                "--strategies",
+                "zero-shot,embedding-classifier",
+                "--profile",
+                "smoke",
+                "--data-dir",
+                str(shared_data_dir),
+                "--output",
+                str(tmp_path),
+                "--run-id",
+                run_id,
+                "--no-progress",
+            ]
+        )
         assert code == 0
         runs[run_id] = _trials(tmp_path / "financial_sentiment" / run_id)
 
     assert set(runs["first"]) == {"zero-shot", "embedding-classifier"}
-    for name, trial in runs["first"].items():
+    for trial in runs["first"].values():
         assert trial["status"] == "ok", trial["error"]
         assert len(trial["predictions"]["predicted"]) == 15
         assert all(0 <= p < 3 for p in trial["predictions"]["predicted"])

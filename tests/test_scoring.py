@@ -50,9 +50,7 @@ def naive_probabilities(model, tokenizer, convs, choices) -> np.ndarray:
 
 
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_prefix_reuse_and_batching_match_the_naive_computation(
-    make_tiny_causal_lm, smollm2_tokenizer, attn_implementation
-):
+def test_prefix_reuse_and_batching_match_the_naive_computation(make_tiny_causal_lm, smollm2_tokenizer, attn_implementation):
     model, tokenizer = make_tiny_causal_lm(attn_implementation), smollm2_tokenizer
     expected = naive_probabilities(model, tokenizer, conversations(), CHOICES)
     assert expected.max(axis=1).min() > 0.3, "random weights too flat for the comparison to mean much"

@@ -35,7 +35,7 @@ def blocks(kind: str) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["python", "toml"])
 def test_listings_are_the_example_files(kind):
-    listed = [(m.group(1), body[m.end():]) for body in blocks(kind) if (m := FILE_LINE.match(body)) and m.group(1).startswith("examples/")]
+    listed = [(m.group(1), body[m.end() :]) for body in blocks(kind) if (m := FILE_LINE.match(body)) and m.group(1).startswith("examples/")]
 
     assert listed or kind == "toml"
     for path, body in listed:
@@ -75,8 +75,11 @@ def test_console_commands_run(command, output, example_site, shared_data_dir, tm
     from slmbench.testing import tiny_models
 
     words = shlex.split(command)
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")])),
-                   "COLUMNS": "250"}
+    environment = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(example_site), os.environ.get("PYTHONPATH")])),
+        "COLUMNS": "250",
+    }
     environment.pop("SLMBENCH_PLUGINS", None)
     while "=" in words[0]:
         name, _, value = words.pop(0).partition("=")
@@ -86,8 +89,9 @@ def test_console_commands_run(command, output, example_site, shared_data_dir, tm
     if arguments[0] == "run":
         causal_lm, embedder = tiny_models()
         arguments += ["--output", str(tmp_path / "runs"), "--no-progress", "--model", str(causal_lm), "--embedding-model", str(embedder)]
-    result = subprocess.run([sys.executable, "-m", "slmbench.cli.main", *arguments], env=environment, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "slmbench.cli.main", *arguments], env=environment, cwd=tmp_path, capture_output=True, text=True, timeout=900
+    )
 
     assert result.returncode == 0, result.stderr[-3000:]
     if output:

@@ -63,8 +63,14 @@ def test_command_line_arguments_override_the_sweep_file(tmp_path, shared_data_di
 
 
 def test_a_sweep_over_two_tasks_writes_two_runs_and_a_comparison(tmp_path, shared_data_dir):
-    path = _sweep(tmp_path, shared_data_dir, tasks=[str(TASKS / "financial_sentiment.yaml"), str(TASKS / "bbc.yaml")],
-                  strategies=["majority", "last-label"], options={}, seeds=[0])
+    path = _sweep(
+        tmp_path,
+        shared_data_dir,
+        tasks=[str(TASKS / "financial_sentiment.yaml"), str(TASKS / "bbc.yaml")],
+        strategies=["majority", "last-label"],
+        options={},
+        seeds=[0],
+    )
     assert _run("run", "--config", str(path), "--no-progress") == 0
     output = tmp_path / "runs"  # relative to the sweep file
     for task in ("financial_sentiment", "bbc"):

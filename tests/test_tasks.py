@@ -61,9 +61,7 @@ def test_full_task_loads_with_every_field(tmp_path: Path) -> None:
 
 
 def test_minimal_task_gets_defaults(tmp_path: Path) -> None:
-    task = load_task(
-        write_yaml(tmp_path, {"name": "t", "source": {"file": "d.csv"}, "labels": ["a", "b"], "instruction": "Which?"})
-    )
+    task = load_task(write_yaml(tmp_path, {"name": "t", "source": {"file": "d.csv"}, "labels": ["a", "b"], "instruction": "Which?"}))
     assert (task.text_column, task.label_column, task.description, task.references) == ("text", "label", "", ())
     assert (task.split.test_size, task.split.validation_size, task.split.stratify, task.split.seed) == (0.2, 0.1, True, 13)
 

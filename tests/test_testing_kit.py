@@ -8,9 +8,6 @@ import textwrap
 
 import pytest
 from pydantic import Field
-from slmbench_plugins.knn_vote import KnnVote
-from slmbench_plugins.tfidf_linear import TfidfLinear
-from slmbench_plugins.zero_shot import ZeroShot
 
 from slmbench import Examples, Family, Options, Predictions, Strategy
 from slmbench.testing import (
@@ -22,6 +19,9 @@ from slmbench.testing import (
     check_strategy,
     parametrize_with_checks,
 )
+from slmbench_plugins.knn_vote import KnnVote
+from slmbench_plugins.tfidf_linear import TfidfLinear
+from slmbench_plugins.zero_shot import ZeroShot
 
 
 @parametrize_with_checks([KnnVote, TfidfLinear, ZeroShot])
@@ -131,12 +131,15 @@ def test_broken_strategy_fails_naming_the_problem(strategy, check, message):
 
 
 def test_a_search_space_beyond_the_options_says_which_value_is_refused():
-    with pytest.raises(StrategyCheckError, match=r"the search would try 0.0, which the options refuse: option search-beyond-options.smoothing"):
+    with pytest.raises(
+        StrategyCheckError, match=r"the search would try 0.0, which the options refuse: option search-beyond-options.smoothing"
+    ):
         check_registration(SearchBeyondOptions)
 
 
 def test_heavy_import_at_module_level_fails_naming_the_library(tmp_path, monkeypatch):
-    (tmp_path / "heavy_strategy.py").write_text(textwrap.dedent('''
+    (tmp_path / "heavy_strategy.py").write_text(
+        textwrap.dedent("""
         import sklearn  # at module level: every slmbench command would pay for it
 
         from slmbench import Examples, Family, Predictions, Strategy
@@ -152,7 +155,8 @@ def test_heavy_import_at_module_level_fails_naming_the_library(tmp_path, monkeyp
 
             def predict(self, texts):
                 return Predictions(labels=[0] * len(texts))
-    '''))
+    """)
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     from heavy_strategy import HeavyImport
 

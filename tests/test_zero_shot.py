@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from slmbench_plugins import zero_shot
-from slmbench_plugins.zero_shot import ZeroShot
 
 from slmbench.lm.models import SharedModels
 from slmbench.lm.prompts import build_messages
@@ -15,6 +13,8 @@ from slmbench.strategy.base import Family
 from slmbench.tasks.examples import Examples
 from slmbench.tasks.profiles import get_profile
 from slmbench.testing import make_context
+from slmbench_plugins import zero_shot
+from slmbench_plugins.zero_shot import ZeroShot
 
 TEXTS = ["Operating profit rose sharply.", "The company cut 200 jobs after losses.", "The meeting is on Tuesday."]
 
@@ -39,9 +39,7 @@ def test_predict_scores_the_verbalizers_of_the_plain_prompt(toy_task, tiny_causa
 
     model, tokenizer = tiny_causal_lm
     budget = get_profile("smoke")
-    conversations = [
-        build_messages(toy_task, t, tokenizer=tokenizer, max_input_tokens=budget.max_input_tokens) for t in TEXTS
-    ]
+    conversations = [build_messages(toy_task, t, tokenizer=tokenizer, max_input_tokens=budget.max_input_tokens) for t in TEXTS]
     expected = score_choices(model, tokenizer, conversations, ["negative", "neutral", "positive"])
     assert predictions.labels == expected.labels
     np.testing.assert_allclose(predictions.probabilities, expected.probabilities)

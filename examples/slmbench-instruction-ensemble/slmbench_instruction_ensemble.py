@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Sequence
+from collections.abc import Sequence
 
 from pydantic import Field
 
@@ -59,8 +59,7 @@ class InstructionEnsemble(Strategy):
         model, tokenizer = self.context.models.causal_lm()
         self.contexts = [self.asked_as(phrasing) for phrasing in PHRASINGS[: self.options.instructions]]
         self.calibrations = [
-            estimate_calibration(context, model, tokenizer, self.options.calibration, train.texts,
-                                 sample=self.options.calibration_texts)
+            estimate_calibration(context, model, tokenizer, self.options.calibration, train.texts, sample=self.options.calibration_texts)
             for context in self.contexts
         ]
         self.labelled_examples = 0
@@ -73,8 +72,10 @@ class InstructionEnsemble(Strategy):
         from slmbench import classify_with_lm
 
         model, tokenizer = self.context.models.causal_lm()
-        answers = [classify_with_lm(context, model, tokenizer, texts, calibration=calibration)
-                   for context, calibration in zip(self.contexts, self.calibrations)]
+        answers = [
+            classify_with_lm(context, model, tokenizer, texts, calibration=calibration)
+            for context, calibration in zip(self.contexts, self.calibrations)
+        ]
         probabilities = np.mean([answer.predictions.probabilities for answer in answers], axis=0)
         votes = np.array([answer.predictions.labels for answer in answers])
         self.prompt_tokens_per_example = sum(answer.prompt_tokens_per_example for answer in answers)

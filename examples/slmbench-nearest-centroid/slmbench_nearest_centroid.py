@@ -13,7 +13,8 @@ safetensors and the settings as JSON: nothing is pickled.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import Field
 
@@ -45,8 +46,9 @@ class NearestCentroid(Strategy):
 
     class Options(Options):
         prototypes: int = Field(1, ge=1, le=32, description="prototypes per label: k-means clusters of its train texts")
-        temperature: float = Field(0.05, gt=0, le=1, description="softmax temperature over cosine similarities "
-                                                                  "(lower: more confident probabilities)")
+        temperature: float = Field(
+            0.05, gt=0, le=1, description="softmax temperature over cosine similarities (lower: more confident probabilities)"
+        )
 
     def fit(self, train: Examples, validation: Examples) -> None:
         import numpy as np
@@ -59,8 +61,11 @@ class NearestCentroid(Strategy):
         self.vectors = np.concatenate(groups)
         self.labels = np.concatenate([np.full(len(group), label) for label, group in zip(present, groups)])
         save_file({"vectors": self.vectors, "labels": self.labels}, str(self.context.artifact_dir / "prototypes.safetensors"))
-        settings = {"label_names": self.context.task.label_names, "temperature": self.options.temperature,
-                    "embedding_model": self.context.models.embedding_model_name}
+        settings = {
+            "label_names": self.context.task.label_names,
+            "temperature": self.options.temperature,
+            "embedding_model": self.context.models.embedding_model_name,
+        }
         (self.context.artifact_dir / "prototypes.json").write_text(json.dumps(settings, indent=1), encoding="utf-8")
         names = self.context.task.label_names
         self.details = {"prototypes": {names[label]: len(group) for label, group in zip(present, groups)}}

@@ -19,8 +19,12 @@ def _strategy_info(name: str, item) -> dict:
 
     cls = item.value
     return {
-        "name": name, "family": cls.family.value, "from": _origin(item), "description": cls.description,
-        "uses_models": list(cls.uses_models), "options": [option.to_dict() for option in describe_options(cls.Options)],
+        "name": name,
+        "family": cls.family.value,
+        "from": _origin(item),
+        "description": cls.description,
+        "uses_models": list(cls.uses_models),
+        "options": [option.to_dict() for option in describe_options(cls.Options)],
         "searched": {option: list(spec) for option, spec in cls.tune.items()},
     }
 

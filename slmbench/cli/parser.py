@@ -10,12 +10,15 @@ from pathlib import Path
 from slmbench.lm.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
 from slmbench.tasks.profiles import PROFILES
 
-_OUTSIDE_HELP = ("let the task read a data file outside --data-dir and the task file's folder "
-                 "(an absolute or '..' source.file, a local folder as source.hub.path)")
+_OUTSIDE_HELP = (
+    "let the task read a data file outside --data-dir and the task file's folder "
+    "(an absolute or '..' source.file, a local folder as source.hub.path)"
+)
 
 
 def _int_list(what: str, allow_all: bool = False) -> Callable[[str], list[int]]:
     """An argument type for a comma-separated list of integers (``all`` too where ``allow_all``)."""
+
     def parse(value: str) -> list[int]:
         from slmbench.engine.run_options import RunError, parse_int_list
 
@@ -29,6 +32,7 @@ def _int_list(what: str, allow_all: bool = False) -> Callable[[str], list[int]]:
 
 def _positive(kind: type) -> Callable[[str], int | float]:
     """An argument type for a positive, finite number of ``kind`` (int or float)."""
+
     def parse(value: str):
         try:
             number = kind(value)
@@ -44,8 +48,12 @@ def _positive(kind: type) -> Callable[[str], int | float]:
 def _common_parser() -> argparse.ArgumentParser:
     """The flags every command takes."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--strict-plugins", action="store_true", default=argparse.SUPPRESS,
-                        help="fail when any plugin fails to load (default: warn and go on)")
+    common.add_argument(
+        "--strict-plugins",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="fail when any plugin fails to load (default: warn and go on)",
+    )
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks of errors")
     return common
 
@@ -55,8 +63,12 @@ def _constraints_parser() -> argparse.ArgumentParser:
     constraints = argparse.ArgumentParser(add_help=False)
     group = constraints.add_argument_group("constraints on the recommended strategy")
     group.add_argument("--max-train-minutes", type=_positive(float), metavar="MIN")
-    group.add_argument("--max-latency-ms", type=_positive(float), metavar="MS",
-                       help="p95 latency of a single request (batched latency per example where not measured)")
+    group.add_argument(
+        "--max-latency-ms",
+        type=_positive(float),
+        metavar="MS",
+        help="p95 latency of a single request (batched latency per example where not measured)",
+    )
     group.add_argument("--max-memory-mb", type=_positive(float), metavar="MB", help="peak memory")
     group.add_argument("--max-labelled-examples", type=_positive(int), metavar="N")
     return constraints
@@ -79,14 +91,19 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--task", help="a registered task name or a task YAML path (required unless --resume)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run folder: rerun only failed or missing trials")
     run.add_argument("--strategies", help="'all' or a comma-separated list (default: all)")
-    run.add_argument("--set", dest="settings", action="append", default=[], metavar="STRATEGY.OPTION=VALUE",
-                     help="set a strategy option, e.g. --set lora.r=8 (repeatable; `slmbench show STRATEGY` lists them)")
+    run.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="STRATEGY.OPTION=VALUE",
+        help="set a strategy option, e.g. --set lora.r=8 (repeatable; `slmbench show STRATEGY` lists them)",
+    )
     run.add_argument("--profile", choices=list(PROFILES), help="budget (default: quick)")
     run.add_argument("--data-dir", help="folder of task data files (default: $SLMBENCH_DATA_DIR)")
     run.add_argument("--allow-outside-data-dir", action="store_true", help=_OUTSIDE_HELP)
     run.add_argument("--output", help="output folder (default: runs)")
-    run.add_argument("--seeds", type=_int_list("--seeds"), metavar="N,N,...",
-                     help="run every trial once per seed, e.g. 0,1,2 (default: 0)")
+    run.add_argument("--seeds", type=_int_list("--seeds"), metavar="N,N,...", help="run every trial once per seed, e.g. 0,1,2 (default: 0)")
     run.add_argument("--seed", dest="seeds", type=_int_list("--seed"), help=argparse.SUPPRESS)
     run.add_argument("--run-id", help="name of the run folder (default: the profile, so rerunning a command resumes it)")
     run.add_argument("--model", help=f"causal LM: embedded name, hub id or folder (default: {EMBEDDED_CAUSAL_LM})")
@@ -95,14 +112,31 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
     run.add_argument("--trust-remote-code", action="store_true", default=None, help="allow model code from the hub to run")
     run.add_argument("--trial-timeout", type=_positive(float), metavar="SECONDS", help="stop a trial that runs longer (status timeout)")
-    run.add_argument("--train-sizes", metavar="N,N,...", type=_int_list("--train-sizes", allow_all=True),
-                     help="learning curve: also run each strategy on nested subsets of this many train examples, e.g. 16,64,256,all")
-    run.add_argument("--tuning-trials", type=_positive(int), metavar="N",
-                     help="option settings every strategy may try, chosen on validation (default: the profile's; 1: defaults only)")
-    run.add_argument("--track", action="append", default=[], metavar="TRACKER",
-                     help="send trials and the report to an experiment tracker, e.g. mlflow (`slmbench list trackers`)")
-    run.add_argument("--config", type=Path, metavar="SWEEP_YAML",
-                     help="a sweep file: tasks, strategies, option grids, seeds, models... (arguments given here override it)")
+    run.add_argument(
+        "--train-sizes",
+        metavar="N,N,...",
+        type=_int_list("--train-sizes", allow_all=True),
+        help="learning curve: also run each strategy on nested subsets of this many train examples, e.g. 16,64,256,all",
+    )
+    run.add_argument(
+        "--tuning-trials",
+        type=_positive(int),
+        metavar="N",
+        help="option settings every strategy may try, chosen on validation (default: the profile's; 1: defaults only)",
+    )
+    run.add_argument(
+        "--track",
+        action="append",
+        default=[],
+        metavar="TRACKER",
+        help="send trials and the report to an experiment tracker, e.g. mlflow (`slmbench list trackers`)",
+    )
+    run.add_argument(
+        "--config",
+        type=Path,
+        metavar="SWEEP_YAML",
+        help="a sweep file: tasks, strategies, option grids, seeds, models... (arguments given here override it)",
+    )
     run.add_argument("--dry-run", action="store_true", help="list the trials the command would run and which are done; run nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     _add_execution(run)
@@ -112,21 +146,27 @@ def _add_execution(run: argparse.ArgumentParser) -> None:
     """``run``'s execution group: the executor and its Ray settings."""
     execution = run.add_argument_group("execution")
     execution.add_argument("--executor", choices=["local", "ray"], help="local: one trial after another (default); ray: parallel Ray tasks")
-    execution.add_argument("--workers", type=_positive(int), metavar="N",
-                           help="ray: trials in parallel (default: CPUs / threads per trial)")
+    execution.add_argument(
+        "--workers", type=_positive(int), metavar="N", help="ray: trials in parallel (default: CPUs / threads per trial)"
+    )
     execution.add_argument("--ray-address", metavar="auto|HOST:PORT", help="ray: join this cluster (default: start a local instance)")
-    execution.add_argument("--gpus-per-trial", type=_positive(float), metavar="G",
-                           help="ray on CUDA: GPUs per trial, fractions allowed (default 1)")
-    execution.add_argument("--threads-per-trial", type=_positive(int), metavar="T",
-                           help="ray: CPU threads per trial (default: CPUs / workers)")
+    execution.add_argument(
+        "--gpus-per-trial", type=_positive(float), metavar="G", help="ray on CUDA: GPUs per trial, fractions allowed (default 1)"
+    )
+    execution.add_argument(
+        "--threads-per-trial", type=_positive(int), metavar="T", help="ray: CPU threads per trial (default: CPUs / workers)"
+    )
 
 
 def _add_list(listing: argparse.ArgumentParser) -> None:
     """``list``: what to list and in which format."""
     listing.add_argument("what", choices=["strategies", "tasks", "plugins", "trackers"])
     listing.add_argument("--options", action="store_true", help="with strategies: every option of each")
-    listing.add_argument("--format", choices=["table", "text", "json"],
-                         help="default: a table on a terminal, plain text (one line each, nothing cut) otherwise")
+    listing.add_argument(
+        "--format",
+        choices=["table", "text", "json"],
+        help="default: a table on a terminal, plain text (one line each, nothing cut) otherwise",
+    )
 
 
 def _add_show(show: argparse.ArgumentParser) -> None:
@@ -140,15 +180,20 @@ def _add_validate(validate: argparse.ArgumentParser) -> None:
     validate.add_argument("task", help="a task YAML path or a registered task name")
     validate.add_argument("--data-dir", help="folder of task data files (default: $SLMBENCH_DATA_DIR)")
     validate.add_argument("--allow-outside-data-dir", action="store_true", help=_OUTSIDE_HELP)
-    validate.add_argument("--model", default=EMBEDDED_CAUSAL_LM,
-                          help="check the verbalizers against this causal LM's tokenizer ('' to skip)")
+    validate.add_argument(
+        "--model", default=EMBEDDED_CAUSAL_LM, help="check the verbalizers against this causal LM's tokenizer ('' to skip)"
+    )
 
 
 def _add_report(report: argparse.ArgumentParser) -> None:
     """``report``: the run folders and what to make of them."""
     report.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
-    report.add_argument("--format", choices=["md", "json", "csv"], default="md",
-                        help="md: write report.md (default); json: the typed records; csv: one row per trial")
+    report.add_argument(
+        "--format",
+        choices=["md", "json", "csv"],
+        default="md",
+        help="md: write report.md (default); json: the typed records; csv: one row per trial",
+    )
     report.add_argument("--compare", action="store_true", help="one comparison of several runs (tasks): strategy x task, mean rank")
     report.add_argument("--output", type=Path, metavar="FILE", help="write json, csv or the comparison here instead of stdout")
 
@@ -157,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``slmbench`` parser with its sub-commands, in the order ``--help`` lists them."""
     common, limits = _common_parser(), _constraints_parser()
     parser = argparse.ArgumentParser(
-        prog="slmbench", description="Decide how to adapt a small language model to a task, with measurements.",
+        prog="slmbench",
+        description="Decide how to adapt a small language model to a task, with measurements.",
         parents=[common],
     )
     commands = parser.add_subparsers(dest="command", required=True)

@@ -5,39 +5,89 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from slmbench.cli.console import printable, say
 from slmbench.cli.exit_codes import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
 from slmbench.cli.parser import constraints
 
+if TYPE_CHECKING:
+    from slmbench.engine.run_options import RunOptions
+    from slmbench.engine.sweep import ExecutorSettings, SweepFile
 
-def _run_options(args: argparse.Namespace) -> tuple[list, object]:
-    """The runs to do (one RunOptions per task) and the executor settings, from the arguments, a sweep
-    file (``--config``) or a run folder (``--resume``); arguments given override the others."""
-    from slmbench.common.options import group_assignments
-    from slmbench.engine.run_options import RunError, RunOptions, options_from_run_dir
-    from slmbench.engine.sweep import ExecutorSettings, SweepFile, read_sweep
 
-    given = {
-        "task": args.task, "strategies": args.strategies, "profile": args.profile, "data_dir": args.data_dir,
-        "output": args.output, "seeds": args.seeds, "run_id": args.run_id, "device": args.device, "dtype": args.dtype,
-        "trust_remote_code": args.trust_remote_code, "trial_timeout": args.trial_timeout, "train_sizes": args.train_sizes,
+def _given(args: argparse.Namespace) -> dict[str, Any]:
+    """The run options given on the command line (None where not given)."""
+    return {
+        "task": args.task,
+        "strategies": args.strategies,
+        "profile": args.profile,
+        "data_dir": args.data_dir,
+        "output": args.output,
+        "seeds": args.seeds,
+        "run_id": args.run_id,
+        "device": args.device,
+        "dtype": args.dtype,
+        "trust_remote_code": args.trust_remote_code,
+        "trial_timeout": args.trial_timeout,
+        "train_sizes": args.train_sizes,
         "tuning_trials": args.tuning_trials,
         "models": [args.model] if args.model else None,
         "embedding_models": [args.embedding_model] if args.embedding_model else None,
         "allow_outside_data_dir": args.allow_outside_data_dir,
     }
-    settings = {strategy: {name: [value] for name, value in values.items()}
-                for strategy, values in group_assignments(args.settings).items()}
+
+
+def _executor_settings(args: argparse.Namespace, sweep: SweepFile) -> ExecutorSettings:
+    """The sweep file's executor settings with those given on the command line, checked."""
+    from slmbench.engine.sweep import ExecutorSettings
+
+    given = {
+        "type": args.executor,
+        "workers": args.workers,
+        "address": args.ray_address,
+        "gpus_per_trial": args.gpus_per_trial,
+        "threads_per_trial": args.threads_per_trial,
+    }
+    executor = sweep.executor.model_copy(update={key: value for key, value in given.items() if value is not None})
+    ExecutorSettings.model_validate(executor.model_dump())
+    return executor
+
+
+def _sweep_defaults(sweep: SweepFile, settings: dict[str, Any]) -> dict[str, Any]:
+    """What a sweep file sets for each of its runs (the command line's options override it)."""
+    return {
+        "strategies": ",".join(sweep.strategies) if isinstance(sweep.strategies, list) else sweep.strategies,
+        "seeds": sweep.seeds,
+        "train_sizes": sweep.train_sizes,
+        "profile": sweep.profile,
+        "models": sweep.models,
+        "embedding_models": sweep.embedding_models,
+        "data_dir": sweep.data_dir,
+        "output": sweep.output,
+        "trial_timeout": sweep.trial_timeout,
+        "device": sweep.device,
+        "dtype": sweep.dtype,
+        "options": {**sweep.grid(), **settings},
+    }
+
+
+def _run_options(args: argparse.Namespace) -> tuple[list[RunOptions], ExecutorSettings]:
+    """The runs to do (one RunOptions per task) and the executor settings, from the arguments, a sweep
+    file (``--config``) or a run folder (``--resume``); arguments given override the others."""
+    from slmbench.common.options import group_assignments
+    from slmbench.engine.run_options import RunError, RunOptions, options_from_run_dir
+    from slmbench.engine.sweep import SweepFile, read_sweep
+
+    given = _given(args)
+    settings = {
+        strategy: {name: [value] for name, value in values.items()} for strategy, values in group_assignments(args.settings).items()
+    }
     if args.resume and (args.config or args.task):
         raise RunError("--resume continues one run folder: it cannot be combined with --task or --config")
     sweep = read_sweep(args.config) if args.config else SweepFile(tasks=[args.task or "-"])
-    executor = sweep.executor.model_copy(update={key: value for key, value in {
-        "type": args.executor, "workers": args.workers, "address": args.ray_address,
-        "gpus_per_trial": args.gpus_per_trial, "threads_per_trial": args.threads_per_trial}.items() if value is not None})
-    ExecutorSettings.model_validate(executor.model_dump())
+    executor = _executor_settings(args, sweep)
     if args.resume:
         for name in ("output", "run_id"):
             if given.pop(name):
@@ -48,13 +98,7 @@ def _run_options(args: argparse.Namespace) -> tuple[list, object]:
         return [resumed], executor
     if not args.config and not args.task:
         raise RunError("slmbench run needs --task, --config SWEEP_YAML or --resume RUN_DIR")
-    base: dict[str, Any] = {
-        "strategies": ",".join(sweep.strategies) if isinstance(sweep.strategies, list) else sweep.strategies,
-        "seeds": sweep.seeds, "train_sizes": sweep.train_sizes, "profile": sweep.profile, "models": sweep.models,
-        "embedding_models": sweep.embedding_models, "data_dir": sweep.data_dir, "output": sweep.output,
-        "trial_timeout": sweep.trial_timeout, "device": sweep.device, "dtype": sweep.dtype,
-        "options": {**sweep.grid(), **settings},
-    }
+    base = _sweep_defaults(sweep, settings)
     base.update({key: value for key, value in given.items() if value is not None and key != "task"})
     tasks = [args.task] if args.task else sweep.tasks
     return [RunOptions(task=task, **{key: value for key, value in base.items() if value is not None}) for task in tasks], executor
@@ -66,7 +110,7 @@ def _check_trackers(args: argparse.Namespace, registry) -> None:
 
     unknown = [name for name in args.track if name not in registry.trackers]
     if unknown:
-        from slmbench.common.names import did_you_mean
+        from slmbench.common.text import did_you_mean
 
         known = sorted(registry.trackers)
         installed = ", ".join(known) or "none"
@@ -85,8 +129,14 @@ def _executor(settings, trial_timeout: float | None, progress):
 
     if settings.type == "local":
         return LocalExecutor(progress, trial_timeout)
-    return RayExecutor(workers=settings.workers, address=settings.address, threads_per_trial=settings.threads_per_trial,
-                       gpus_per_trial=settings.gpus_per_trial, timeout_seconds=trial_timeout, progress_bars=progress.enabled)
+    return RayExecutor(
+        workers=settings.workers,
+        address=settings.address,
+        threads_per_trial=settings.threads_per_trial,
+        gpus_per_trial=settings.gpus_per_trial,
+        timeout_seconds=trial_timeout,
+        progress_bars=progress.enabled,
+    )
 
 
 def _print_dry_run(runs, registry) -> None:
@@ -108,8 +158,10 @@ def _print_trial(record, reused: bool, console) -> None:
     name += "" if record.train_size is None else f" ({record.train_size} train examples)"
     if record.ok:
         metrics, cost = record.metrics, record.cost
-        line = (f" {name}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}, "
-                f"train {cost.train_seconds:.1f} s, predict {cost.predict_seconds:.1f} s")
+        line = (
+            f" {name}: accuracy {metrics.accuracy:.3f}, macro-F1 {metrics.macro_f1:.3f}, "
+            f"train {cost.train_seconds:.1f} s, predict {cost.predict_seconds:.1f} s"
+        )
         console.print(Text.assemble(("ok", "green"), " (reused)" if reused else "", printable(line)))
     else:
         error = record.error
@@ -128,13 +180,20 @@ def _summary_table(run_dir: Path):
     table = Table("strategy", "seeds", "accuracy", "macro-F1", "train s", "ms/example", "peak MiB", title=Text(printable(run_dir)))
     table.columns[0].overflow = "fold"  # a name is folded onto more lines, never cut
     for entry in summary.entries:
-        cells = [entry.accuracy, entry.macro_f1, entry.cost("train_seconds"), entry.cost("latency_ms_per_example"),
-                 entry.cost("peak_memory_mb")]
-        table.add_row(Text(printable(entry.name)), str(len(entry.trials)),
-                      *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells))
+        cells = [
+            entry.accuracy,
+            entry.macro_f1,
+            entry.cost("train_seconds"),
+            entry.cost("latency_ms_per_example"),
+            entry.cost("peak_memory_mb"),
+        ]
+        table.add_row(
+            Text(printable(entry.name)), str(len(entry.trials)), *("" if c is None else f"{c:.3f}" if c < 1 else f"{c:,.1f}" for c in cells)
+        )
     for file in summary.failures:
-        table.add_row(Text(printable(file.record.name if file.record else file.file)), "",
-                      file.record.status if file.record else "unreadable")
+        table.add_row(
+            Text(printable(file.record.name if file.record else file.file)), "", file.record.status if file.record else "unreadable"
+        )
     return table
 
 
@@ -172,12 +231,15 @@ def run_command(args: argparse.Namespace, registry, console) -> int:
     progress = ProgressReporter(enabled=not args.no_progress)
     try:
         results, comparison = run_sweep(
-            runs, registry, progress,
+            runs,
+            registry,
+            progress,
             on_trial=lambda record, reused: _print_trial(record, reused, console),
-            constraints=constraints(args), executor=_executor(settings, runs[0].trial_timeout, progress), track=tuple(args.track),
+            constraints=constraints(args),
+            executor=_executor(settings, runs[0].trial_timeout, progress),
+            track=tuple(args.track),
         )
     except RunInterrupted as interrupted:
         say(console, "yellow", "interrupted", str(interrupted))
         return EXIT_INTERRUPTED
     return _finish(results, comparison, console)
-

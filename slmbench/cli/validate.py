@@ -12,8 +12,8 @@ def validate_command(args: argparse.Namespace, registry, console) -> None:
     import os
 
     from slmbench.engine.run_options import RunError, resolve_task_path
-    from slmbench.tasks.spec import load_task
     from slmbench.tasks.sources import resolve_data_dir
+    from slmbench.tasks.spec import load_task
     from slmbench.tasks.splits import validate
 
     data_dir = resolve_data_dir(args.data_dir)

@@ -1,2 +1,2 @@
 """Helpers every layer may use and that know nothing of tasks, models or strategies: checked file
-reading and atomic writing, progress output, typed options, name suggestions."""
+reading, progress output, typed options, wording of messages (plurals, did-you-mean)."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
-from slmbench.common.names import did_you_mean
+from slmbench.common.text import did_you_mean
 
 
 class Options(BaseModel):

@@ -2,5 +2,5 @@
 (``runner``, on an executor from ``executors``: local or Ray), sweep files (``sweep``), and one trial
 (``trial``): fitting with or without the option search (``fitting``, ``tuning``), the checks and
 record form of predictions (``predictions``), costs, latency and the deployment check
-(``deployment``), combining strategies (``members``), the time limit (``trial_timeout``), the shared
+(``serving``), combining strategies (``members``), the time limit (``trial_timeout``), the shared
 models loaded once per process (``model_cache``), metrics and the environment."""

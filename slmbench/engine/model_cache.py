@@ -1,4 +1,5 @@
-"""The shared models of each configuration, loaded once per process and kept between trials."""
+"""What every trial of a run shares, loaded once per process and kept between trials: the shared
+models of each models configuration, the task's splits and the environment."""
 
 from __future__ import annotations
 

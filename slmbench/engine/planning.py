@@ -39,6 +39,7 @@ from slmbench.tasks.spec import TaskSpec, load_task
 if TYPE_CHECKING:
     from slmbench.tasks.splits import Splits
 
+
 @dataclass
 class PlannedTrial:
     """A trial of the run: where it goes, what it runs, and under which name the report shows it."""
@@ -131,9 +132,7 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     return RunPlan(run_dir, _run_record(options, task, base, run_dir, strategies, splits), trials, list(splits.test.texts))
 
 
-def _plan_trials(
-    options: RunOptions, registry: Registry, strategies: list[str], base: TrialConfig, run_dir: Path
-) -> list[PlannedTrial]:
+def _plan_trials(options: RunOptions, registry: Registry, strategies: list[str], base: TrialConfig, run_dir: Path) -> list[PlannedTrial]:
     """Every trial of the run, strategy by strategy; a combining strategy's config holds its members' hashes."""
     trials = [planned for name in strategies for planned in _strategy_trials(name, options, registry, base, run_dir)]
     for planned in trials:
@@ -164,21 +163,21 @@ def _strategy_trials(name: str, options: RunOptions, registry: Registry, base: T
         if len(options.embedding_models) > 1 and embedder:
             label["embedding_model"] = embedder
         variant = variant_name(name, label)
-        config = base.model_copy(update={
-            "strategy": name,
-            "seed": seed,
-            "options": point,
-            "train_size": size,
-            "code_version": registry.code_version(name),
-            "models": base.models.model_copy(update={"causal_lm": causal_lm, "embedding_model": embedder}),
-        })
+        config = base.model_copy(
+            update={
+                "strategy": name,
+                "seed": seed,
+                "options": point,
+                "train_size": size,
+                "code_version": registry.code_version(name),
+                "models": base.models.model_copy(update={"causal_lm": causal_lm, "embedding_model": embedder}),
+            }
+        )
         trials.append(PlannedTrial(records.trial_key(variant, seed, size), variant, config, cls, run_dir))
     return trials
 
 
-def _run_record(
-    options: RunOptions, task: TaskSpec, base: TrialConfig, run_dir: Path, strategies: list[str], splits: Splits
-) -> RunRecord:
+def _run_record(options: RunOptions, task: TaskSpec, base: TrialConfig, run_dir: Path, strategies: list[str], splits: Splits) -> RunRecord:
     """``run.json``: what the run's trials share (``base``), added to the record of an earlier run in ``run_dir``."""
     from slmbench.engine.environment import collect_environment
 
@@ -199,8 +198,12 @@ def _run_record(
         splits=records.SplitSummary(**splits.summary()),
         data={**splits.provenance, **({"file": Path(splits.provenance["file"]).name} if "file" in splits.provenance else {})},
         floors=majority_floor(splits, task.label_names),
-        models={"causal_lm": options.models, "embedding_model": options.embedding_models,
-                "device": base.models.device, "dtype": base.models.dtype},
+        models={
+            "causal_lm": options.models,
+            "embedding_model": options.embedding_models,
+            "device": base.models.device,
+            "dtype": base.models.dtype,
+        },
         references=[records.Reference(**vars(reference)) for reference in task.references],
         environment=collect_environment(),
         started_at=earlier.started_at if earlier else datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -209,5 +212,10 @@ def _run_record(
 
 def member_trials(planned: PlannedTrial, trials: list[PlannedTrial]) -> list[PlannedTrial]:
     """The trials a combining strategy combines: every other strategy's trial of the same seed and train size."""
-    return [other for other in trials if not other.strategy.combines_others and other.config.seed == planned.config.seed
-            and other.config.train_size == planned.config.train_size]
+    return [
+        other
+        for other in trials
+        if not other.strategy.combines_others
+        and other.config.seed == planned.config.seed
+        and other.config.train_size == planned.config.train_size
+    ]

@@ -126,8 +126,10 @@ def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
     run = records.read_run(Path(run_dir))
     folder = Path(run_dir).resolve()  # `--resume .` names the folder too
     if folder.parent.name != run.task:  # the run would go to <output>/<task>/<run id>, not here
-        raise RunError(f"--resume {run_dir}: a run folder of task {run.task[:60]!r} must sit in a folder named after "
-                       "the task (<output>/<task>/<run id>); move it back there")
+        raise RunError(
+            f"--resume {run_dir}: a run folder of task {run.task[:60]!r} must sit in a folder named after "
+            "the task (<output>/<task>/<run id>); move it back there"
+        )
     saved = {key: value for key, value in run.options.items() if key in RunOptions.__dataclass_fields__}
     saved.pop("allow_outside_data_dir", None)  # an opt-in is never taken from a file
     if run.task_path:
@@ -171,8 +173,10 @@ def check_device_and_models(options: RunOptions) -> None:
             torch.device(options.device)
         except (RuntimeError, TypeError, ValueError):
             raise RunError(f"--device {options.device[:60]!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
-    for option, names, embedded in (("--model", options.models, EMBEDDED_CAUSAL_LM),
-                                    ("--embedding-model", options.embedding_models, EMBEDDED_EMBEDDING_MODEL)):
+    for option, names, embedded in (
+        ("--model", options.models, EMBEDDED_CAUSAL_LM),
+        ("--embedding-model", options.embedding_models, EMBEDDED_EMBEDDING_MODEL),
+    ):
         for name in names:
             if name == embedded or os.path.isdir(os.path.expanduser(name)):
                 continue
@@ -181,8 +185,10 @@ def check_device_and_models(options: RunOptions) -> None:
             try:
                 validate_repo_id(name)
             except HFValidationError:
-                raise RunError(f"{option} {name[:80]!r}: no such folder, and not a hub model id "
-                               f"('name' or 'namespace/name'; the default is {embedded!r})") from None
+                raise RunError(
+                    f"{option} {name[:80]!r}: no such folder, and not a hub model id "
+                    f"('name' or 'namespace/name'; the default is {embedded!r})"
+                ) from None
 
 
 def run_budget(options: RunOptions) -> Budget:
@@ -223,5 +229,7 @@ def check_train_sizes(sizes: list[int], n_labels: int, n_train: int, profile: st
         raise RunError(f"--train-sizes {too_small[0]}: fewer examples than the task's {n_labels} labels")
     too_large = [size for size in sizes if size >= n_train]
     if too_large:
-        raise RunError(f"--train-sizes {', '.join(map(str, too_large))}: the train split has only {n_train} examples "
-                       f"(profile {profile}); use smaller sizes ('all' always runs the whole split)")
+        raise RunError(
+            f"--train-sizes {', '.join(map(str, too_large))}: the train split has only {n_train} examples "
+            f"(profile {profile}); use smaller sizes ('all' always runs the whole split)"
+        )

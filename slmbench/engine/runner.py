@@ -157,8 +157,9 @@ def _only_writer(run_dir: Path) -> Iterator[None]:
     try:
         lock.acquire()
     except Timeout:
-        raise RunError(f"{run_dir}: another slmbench run is writing this run folder; "
-                       "wait for it to finish or choose another --run-id") from None
+        raise RunError(
+            f"{run_dir}: another slmbench run is writing this run folder; wait for it to finish or choose another --run-id"
+        ) from None
     try:
         yield
     finally:
@@ -234,7 +235,8 @@ def _run_trials(
 
 def _render_reports(plans: list[RunPlan], registry: Registry, constraints: Any, track: tuple[str, ...]) -> bool:
     """Render each run's report from what is on disk; True if an interrupt arrived while one was written."""
-    from slmbench.report.render import Constraints, render_report
+    from slmbench.report.recommend import Constraints
+    from slmbench.report.render import render_report
 
     interrupted = False
     for plan in plans:

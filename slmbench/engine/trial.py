@@ -6,7 +6,7 @@ machine. It never raises for a strategy's error: it returns a record with status
 
 The trial's steps: its setup (task, splits, models), the fit (``slmbench.engine.fitting``), the
 timed prediction of the test split, then its scores, costs and deployment checks
-(``slmbench.engine.deployment``).
+(``slmbench.engine.serving``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from slmbench.common.files import folder_bytes
 from slmbench.common.options import build_options
-from slmbench.engine.deployment import deployment_checks, single_request_latency, uncached
 from slmbench.engine.fitting import Fit, TrialSetup, fit_strategy
 from slmbench.engine.members import member_predictions_of, with_member_costs
 from slmbench.engine.metrics import classification_metrics
 from slmbench.engine.predictions import check_predictions, prediction_record
+from slmbench.engine.serving import deployment_checks, single_request_latency, uncached
 from slmbench.engine.trial_timeout import TrialTimeout, time_limit
 from slmbench.lm.memory import PeakMemory, free_accelerator_memory
 from slmbench.records import Cost, ErrorInfo, Metrics, TrialConfig, TrialRecord
@@ -97,7 +97,11 @@ def run_trial(
 
 
 def _fit_and_evaluate(
-    config: TrialConfig, strategy_cls: type[Strategy], model_cache: ModelCache, artifact_dir: Path, record: TrialRecord,
+    config: TrialConfig,
+    strategy_cls: type[Strategy],
+    model_cache: ModelCache,
+    artifact_dir: Path,
+    record: TrialRecord,
     members: Sequence[TrialRecord],
 ) -> None:
     """The trial itself; fills ``record`` as it goes, so that a failure keeps what was learnt."""
@@ -119,14 +123,17 @@ def _fit_and_evaluate(
     record.predictions = prediction_record(setup.test.labels, predictions)
     record.validation_predictions = prediction_record(setup.validation.labels, fit.validation)
     if config.train_size is None:  # a learning-curve point's model is never the one deployed
-        record.deployment = deployment_checks(fit.strategy, setup.test, setup.task.label_names, setup.budget.latency_requests,
-                                              config.seed)
+        record.deployment = deployment_checks(fit.strategy, setup.test, setup.task.label_names, setup.budget.latency_requests, config.seed)
     record.models = config.models
     record.status = "ok"
 
 
 def _setup(
-    config: TrialConfig, strategy_cls: type[Strategy], model_cache: ModelCache, artifact_dir: Path, record: TrialRecord,
+    config: TrialConfig,
+    strategy_cls: type[Strategy],
+    model_cache: ModelCache,
+    artifact_dir: Path,
+    record: TrialRecord,
     members: Sequence[TrialRecord],
 ) -> TrialSetup:
     """The task, the strategy's options, the splits (subsets at a learning-curve point), the models
@@ -152,8 +159,17 @@ def _setup(
     budget = Budget(**config.profile)
     member_predictions = [member_predictions_of(member, validation, splits.test, len(task.labels)) for member in members]
     return TrialSetup(
-        config=config, strategy_cls=strategy_cls, task=task, models=models, budget=budget, train=train,
-        validation=validation, test=splits.test, defaults=defaults, artifact_dir=artifact_dir, progress=model_cache.progress,
+        config=config,
+        strategy_cls=strategy_cls,
+        task=task,
+        models=models,
+        budget=budget,
+        train=train,
+        validation=validation,
+        test=splits.test,
+        defaults=defaults,
+        artifact_dir=artifact_dir,
+        progress=model_cache.progress,
         member_predictions=member_predictions,
     )
 
@@ -178,8 +194,9 @@ def _cost(setup: TrialSetup, fit: Fit, predict_seconds: float, predict_peak_byte
     (models included), parameters and artifacts on disk."""
     test, models = setup.test, setup.models
     trainable, total = parameters
-    single_request = single_request_latency(uncached(fit.strategy.predict, models), test.texts, setup.budget.latency_requests,
-                                            setup.config.seed)
+    single_request = single_request_latency(
+        uncached(fit.strategy.predict, models), test.texts, setup.budget.latency_requests, setup.config.seed
+    )
     return Cost(
         train_seconds=round(fit.seconds, 3),
         predict_seconds=round(predict_seconds, 3),

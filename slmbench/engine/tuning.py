@@ -14,8 +14,9 @@ settings before it at the same step (``MedianPruner``).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from slmbench.records import TuningTrial
 
@@ -67,6 +68,31 @@ class SearchResult:
     tried: list[TuningTrial]
 
 
+def _new_study(space: SearchSpace, defaults: dict[str, Any], seed: int) -> Any:
+    """An Optuna study maximising validation accuracy: the defaults first, then scrambled Sobol points,
+    with median pruning on the reported validation loss."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    sampler = optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False, warn_asynchronous_seeding=False)
+    study = optuna.create_study(
+        direction="maximize", sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1)
+    )
+    study.enqueue_trial({name: defaults[name] for name in space}, skip_if_exists=True)
+    return study
+
+
+def _pruning_reporter(trial: Any) -> Callable[[int, float], None]:
+    """``report(step, validation loss)`` for one setting: raises ``Pruned`` once it falls behind."""
+
+    def report(step: int, loss: float) -> None:
+        trial.report(-loss, step)
+        if trial.should_prune():
+            raise Pruned(f"validation loss {loss:.4f} at step {step} is behind the median of earlier settings")
+
+    return report
+
+
 def search(
     space: SearchSpace,
     defaults: dict[str, Any],
@@ -82,12 +108,7 @@ def search(
     """
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = optuna.samplers.QMCSampler(scramble=True, seed=seed, warn_independent_sampling=False,
-                                         warn_asynchronous_seeding=False)
-    study = optuna.create_study(direction="maximize", sampler=sampler,
-                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=1))
-    study.enqueue_trial({name: defaults[name] for name in space}, skip_if_exists=True)
+    study = _new_study(space, defaults, seed)
     distributions = {name: _distribution(spec) for name, spec in space.items()}
     best: Candidate | None = None
     tried: list[TuningTrial] = []
@@ -101,15 +122,9 @@ def search(
             continue
         seen.append(trial.params)
         values = {**defaults, **trial.params}
-
-        def report(step: int, loss: float) -> None:
-            trial.report(-loss, step)
-            if trial.should_prune():
-                raise Pruned(f"validation loss {loss:.4f} at step {step} is behind the median of earlier settings")
-
         started = time.perf_counter()
         try:
-            candidate = fit(values, report)
+            candidate = fit(values, _pruning_reporter(trial))
         except Pruned:
             study.tell(trial, state=optuna.trial.TrialState.PRUNED)
             tried.append(TuningTrial(options=trial.params, validation_accuracy=None, state="pruned", seconds=_since(started)))
@@ -118,8 +133,11 @@ def search(
             if best is None:  # but the defaults must work
                 raise
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            tried.append(TuningTrial(options=trial.params, validation_accuracy=None, state=f"failed: {type(error).__name__}",
-                                     seconds=_since(started)))
+            tried.append(
+                TuningTrial(
+                    options=trial.params, validation_accuracy=None, state=f"failed: {type(error).__name__}", seconds=_since(started)
+                )
+            )
             continue
         study.tell(trial, candidate.accuracy)
         tried.append(TuningTrial(options=trial.params, validation_accuracy=round(candidate.accuracy, 4), seconds=_since(started)))

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from slmbench.tasks.examples import Predictions
@@ -122,7 +123,9 @@ class QuantizedCopy:
         try:
             recipe = self.rebuild(self._scratch / "checkpoint")
             model = recipe.model_class.from_pretrained(
-                recipe.checkpoint, dtype=torch_dtype(self.dtype), device_map=self.device,
+                recipe.checkpoint,
+                dtype=torch_dtype(self.dtype),
+                device_map=self.device,
                 quantization_config=quantization_config(self.quantization, self.device, recipe.keep),
             )
             model.save_pretrained(self._scratch / "deployed")

@@ -54,9 +54,7 @@ def cpu_features() -> dict[str, Any]:
         "avx512_bf16": ("avx512_bf16", "_is_avx512_bf16_supported"),
         "avx512": ("avx512f", "_is_avx512_supported"),
     }
-    features: dict[str, Any] = {
-        name: (flag in flags) if flags else bool(_torch_probe(probe)) for name, (flag, probe) in probes.items()
-    }
+    features: dict[str, Any] = {name: (flag in flags) if flags else bool(_torch_probe(probe)) for name, (flag, probe) in probes.items()}
     try:
         import torch
 

@@ -14,9 +14,10 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 EMBEDDED_CAUSAL_LM = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDING_MODEL = "all-minilm-l6-v2"
@@ -141,7 +142,7 @@ def stored_param_count(folder: Path) -> int | None:
     parameters = 0
     for file in files:
         with safe_open(str(file), framework="np") as weights:
-            for key in weights.keys():
+            for key in weights.keys():  # noqa: SIM118 - safetensors' safe_open has keys(), no iteration
                 parameters += math.prod(weights.get_slice(key).get_shape())
     return parameters
 
@@ -206,9 +207,8 @@ class SharedModels:
             tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(
-                path, dtype=torch_dtype(self.dtype), trust_remote_code=self.trust_remote_code
-            ).to(self.device)  # type: ignore[arg-type]  # transformers' wrapper of .to() hides its signature
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(self.dtype), trust_remote_code=self.trust_remote_code)
+            model.to(self.device)  # type: ignore[arg-type]  # transformers' wrapper of .to() hides its signature
             model.eval()
             self._loaded["causal_lm"] = (model, tokenizer)
         model, tokenizer = self._loaded["causal_lm"]

@@ -6,8 +6,9 @@ here, explicitly and by tokens, so no strategy relies on silent truncation elsew
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, Sequence, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 
@@ -31,8 +32,7 @@ def system_prompt(task: TaskSpec) -> str:
     """The task instruction followed by the allowed answers (with their descriptions when given)."""
     if any(label.description for label in task.labels):
         answers = "\n".join(
-            f"- {label.verbalizer}: {label.description}" if label.description else f"- {label.verbalizer}"
-            for label in task.labels
+            f"- {label.verbalizer}: {label.description}" if label.description else f"- {label.verbalizer}" for label in task.labels
         )
         return f"{task.instruction}\n\nAnswer with exactly one of these labels:\n{answers}"
     answers = ", ".join(label.verbalizer for label in task.labels)
@@ -123,8 +123,11 @@ def verbalizer_warnings(task: TaskSpec, tokenizer: Any) -> list[str]:
         split = [len(tokenizer(form, add_special_tokens=False)["input_ids"]) for form in (label.verbalizer, " " + label.verbalizer)]
         if min(split) <= 1:
             continue
-        hint = (f"its description ({label.description!r}) is in the prompt: a common word from it may answer better"
-                if label.description else "add a description to the label (the prompt shows it) or use a more common word")
+        hint = (
+            f"its description ({label.description!r}) is in the prompt: a common word from it may answer better"
+            if label.description
+            else "add a description to the label (the prompt shows it) or use a more common word"
+        )
         warnings.append(
             f"label {label.name!r}: verbalizer {label.verbalizer!r} is {split[0]} tokens for this model, not one word of its "
             f"vocabulary, so its score rests on how the model spells it; {hint}"

@@ -13,8 +13,9 @@ causal LM's context window, shortening the demonstrations, then dropping some, w
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -53,8 +54,12 @@ Encoder = Callable[[Sequence[str], str], "np.ndarray"]
 class DemonstrationOptions(PromptOptions):
     """Options of the strategies that show labelled demonstrations in the prompt (few-shot, rag)."""
 
-    demo_tokens: int = Field(DEFAULT_DEMO_TOKENS, ge=MIN_DEMO_TOKENS, le=8192,
-                             description="tokens each demonstration may keep (the profile's max_input_tokens if lower)")
+    demo_tokens: int = Field(
+        DEFAULT_DEMO_TOKENS,
+        ge=MIN_DEMO_TOKENS,
+        le=8192,
+        description="tokens each demonstration may keep (the profile's max_input_tokens if lower)",
+    )
     max_prompt_tokens: int | None = Field(None, ge=64, description="longest prompt allowed (none: the LM's context window)")
     label_prior: Literal["train", "uniform"] = Field(
         "train",
@@ -67,10 +72,7 @@ def encode(embedder: Any, texts: Sequence[str], progress: ProgressReporter, desc
     import numpy as np
 
     batches = [list(texts[i : i + ENCODE_BATCH]) for i in range(0, len(texts), ENCODE_BATCH)]
-    vectors = [
-        embedder.encode(batch, normalize_embeddings=True, show_progress_bar=False)
-        for batch in progress.track(batches, description)
-    ]
+    vectors = [embedder.encode(batch, normalize_embeddings=True, show_progress_bar=False) for batch in progress.track(batches, description)]
     return np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
 
 
@@ -186,8 +188,7 @@ def plan_demonstrations(
     answers = [answer_tokens(tokenizer, label.verbalizer) for label in task.labels]
     longest = max(range(len(answers)), key=lambda label: len(answers[label]))
     empty, one_demo = (
-        build_messages(task, "", tokenizer=tokenizer, max_input_tokens=0, demonstrations=demos)
-        for demos in ([], [("", longest)])
+        build_messages(task, "", tokenizer=tokenizer, max_input_tokens=0, demonstrations=demos) for demos in ([], [("", longest)])
     )
     base, with_one = map(len, tokenize_prompts(tokenizer, [empty, one_demo]))
     fixed = base + len(answers[longest]) + max_input_tokens + TOKEN_MARGIN

@@ -23,9 +23,10 @@ model whose forward accepts ``position_ids``, a 4D ``attention_mask`` and a 2D `
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -100,9 +101,7 @@ def _batch_inputs(
         branch[row, : n + len(branches.tokens)] = torch.tensor([0] * n + branches.branch)
         positions[row, n : n + len(branches.tokens)] = n + torch.tensor(branches.offsets, dtype=torch.long)
         queries.append([n + q for q in branches.queries])
-    visible = ((branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])) & (
-        positions[:, None, :] <= positions[:, :, None]
-    )
+    visible = ((branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])) & (positions[:, None, :] <= positions[:, :, None])
     visible = torch.cat([torch.ones(len(suffixes), width, prefix_len, dtype=torch.bool), visible], dim=2)
     mask = torch.zeros(visible.shape, dtype=dtype).masked_fill(~visible, torch.finfo(dtype).min)
     return {

@@ -28,7 +28,6 @@ from slmbench.records.schema import (
     seconds_between,
 )
 from slmbench.records.store import (
-    RUN_OPTION_PATHS,
     RunFolder,
     TrialFile,
     load_run_folder,
@@ -55,7 +54,6 @@ __all__ = [
     "Metrics",
     "ModelsConfig",
     "PredictionRecord",
-    "RUN_OPTION_PATHS",
     "Record",
     "RecordError",
     "Reference",

@@ -181,7 +181,9 @@ def write_text(path: Path, text: str) -> None:
     """Write ``text`` atomically: a temporary file, fsync, rename; the temporary file never stays."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8")
+    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 - kept (delete=False) to be renamed over the target
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+    )
     try:
         with handle:
             handle.write(text)

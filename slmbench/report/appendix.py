@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from slmbench.common.text import plural
 from slmbench.records import RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
@@ -19,8 +20,9 @@ def _split_tables(summary: Summary, run: RunRecord) -> list[str]:
     tables = []
     names = [name for name in SPLITS if name in splits.sizes]
     if names:
-        rows = [[name, splits.sizes[name], splits.full_sizes.get(name, MISSING), splits.duplicates_removed.get(name, MISSING)]
-                for name in names]
+        rows = [
+            [name, splits.sizes[name], splits.full_sizes.get(name, MISSING), splits.duplicates_removed.get(name, MISSING)] for name in names
+        ]
         tables.append(table(["split", "examples used", "available before caps", "duplicates removed"], rows))
     if splits.per_class:
         columns = [name for name in SPLITS if name in splits.per_class]
@@ -34,9 +36,12 @@ def _options_table(summary: Summary) -> str:
     if not summary.entries:
         return ""
     rows = [
-        [text(entry.name), text(", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING),
-         entry.labelled_examples if entry.labelled_examples is not None else MISSING,
-         number(entry.mean_of("train_examples_seen"))]
+        [
+            text(entry.name),
+            text(", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING),
+            entry.labelled_examples if entry.labelled_examples is not None else MISSING,
+            number(entry.mean_of("train_examples_seen")),
+        ]
         for entry in summary.entries
     ]
     return (
@@ -106,7 +111,7 @@ def _decision_cost(summary: Summary) -> str:
     span = seconds_between(min(starts), max(ends))
     seeds = len(summary.seeds) or 1
     return (
-        f"What this decision cost: {md.plural(len(trials), 'trial')}, {number(wall)} s of trial wall time "
+        f"What this decision cost: {plural(len(trials), 'trial')}, {number(wall)} s of trial wall time "
         f"({number(wall / seeds)} s per seed), each trial from its start to its record; {number(span)} s from the "
         f"first trial's start to the last one's end (trials run in parallel shorten it, pauses between resumed "
         f"commands lengthen it). Training {number(train)} s, of which {number(search)} s went to the option settings "
@@ -122,12 +127,14 @@ def _references(summary: Summary) -> str:
     if not references:
         return ""
     rows = [[text(r.system), text(r.metric), r.value, text(r.source)] for r in references]
-    return "\n\n".join([
-        "## Published reference points",
-        "> **Reported elsewhere, not measured here.** These come from other papers or leaderboards, with other "
-        "data splits, models and budgets: a rough scale for the numbers above, not a like-for-like comparison.",
-        table(["system", "metric", "value", "source"], rows),
-    ])
+    return "\n\n".join(
+        [
+            "## Published reference points",
+            "> **Reported elsewhere, not measured here.** These come from other papers or leaderboards, with other "
+            "data splits, models and budgets: a rough scale for the numbers above, not a like-for-like comparison.",
+            table(["system", "metric", "value", "source"], rows),
+        ]
+    )
 
 
 def _hardware_rows(hardware: dict[str, Any]) -> list[tuple[str, Any]]:
@@ -138,8 +145,7 @@ def _hardware_rows(hardware: dict[str, Any]) -> list[tuple[str, Any]]:
     return [
         ("CPU model", hardware.get("cpu_model")),
         ("bf16 matrix units", (", ".join(units) or "none") if features else None),
-        ("matmul peak, measured at the start (GFLOP/s)",
-         peaks and ", ".join(f"{dtype} {number(value)}" for dtype, value in peaks.items())),
+        ("matmul peak, measured at the start (GFLOP/s)", peaks and ", ".join(f"{dtype} {number(value)}" for dtype, value in peaks.items())),
     ]
 
 
@@ -244,31 +250,48 @@ def deployment(summary: Summary) -> str:
                 rows.append([entry.name, code(quantization), *[MISSING] * 6, text(md.first_line(checks[0].error))])
                 continue
             accuracy = _mean([check.accuracy for check in done])
-            rows.append([
-                entry.name, code(quantization), metric(accuracy),
-                MISSING if accuracy is None else f"{accuracy - entry.accuracy:+.3f}",
-                metric(_mean([check.macro_f1 for check in done])), md.size(_mean([check.size_bytes for check in done])),
-                number(_mean([check.latency_ms_per_example for check in done])),
-                number(_mean([check.single_request.p95_ms if check.single_request else None for check in done])), "",
-            ])
+            rows.append(
+                [
+                    entry.name,
+                    code(quantization),
+                    metric(accuracy),
+                    MISSING if accuracy is None else f"{accuracy - entry.accuracy:+.3f}",
+                    metric(_mean([check.macro_f1 for check in done])),
+                    md.size(_mean([check.size_bytes for check in done])),
+                    number(_mean([check.latency_ms_per_example for check in done])),
+                    number(_mean([check.single_request.p95_ms if check.single_request else None for check in done])),
+                    "",
+                ]
+            )
     if not rows:
         return ""
-    headers = ["strategy", "weights", "accuracy", "vs trained", "macro-F1", "size on disk", "latency (ms/example)",
-               "single request p95 (ms)", "error"]
-    return "\n\n".join([
-        "## Deployment check",
-        "Each weight-updating strategy's trained model rebuilt from its checkpoint, unquantized (the run's dtype: "
-        "the reference, measured alongside) and quantized, and scored on the same test split through the same "
-        "prediction path. `int8`: on CPU torchao's dynamic int8 (int8 weights, activations quantized per token), on "
-        "CUDA bitsandbytes' LLM.int8; `nf4`: bitsandbytes' 4-bit NormalFloat with double quantization. Embeddings, "
-        "norms and output heads stay unquantized; an unmerged adapter, a soft prompt or bottleneck adapters are put "
-        "back in full precision. Size on disk: the copy saved as safetensors, those parts included. qlora is checked "
-        "in its own 4-bit form only.",
-        table(headers, rows),
-        "No GGUF export: no maintained PyPI package converts a transformers model to GGUF here (`gguf` reads and "
-        "writes the file format but has no model converter; llama.cpp's `convert_hf_to_gguf.py` is not packaged "
-        "by its authors).",
-    ])
+    headers = [
+        "strategy",
+        "weights",
+        "accuracy",
+        "vs trained",
+        "macro-F1",
+        "size on disk",
+        "latency (ms/example)",
+        "single request p95 (ms)",
+        "error",
+    ]
+    return "\n\n".join(
+        [
+            "## Deployment check",
+            "Each weight-updating strategy's trained model rebuilt from its checkpoint, unquantized (the run's dtype: "
+            "the reference, measured alongside) and quantized, and scored on the same test split through the same "
+            "prediction path. `int8`: on CPU torchao's dynamic int8 (int8 weights, activations quantized per token), on "
+            "CUDA bitsandbytes' LLM.int8; `nf4`: bitsandbytes' 4-bit NormalFloat with double quantization. Embeddings, "
+            "norms and output heads stay unquantized; an unmerged adapter, a soft prompt or bottleneck adapters are put "
+            "back in full precision. Size on disk: the copy saved as safetensors, those parts included. qlora is checked "
+            "in its own 4-bit form only.",
+            table(headers, rows),
+            "No GGUF export: no maintained PyPI package converts a transformers model to GGUF here (`gguf` reads and "
+            "writes the file format but has no model converter; llama.cpp's `convert_hf_to_gguf.py` is not packaged "
+            "by its authors).",
+        ]
+    )
 
 
 def sections(summary: Summary) -> list[str]:

@@ -5,40 +5,56 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from slmbench.records import RunFolder, TrialRecord, load_run_folder
 
 COST_FIELDS = (
-    "train_seconds", "predict_seconds", "latency_ms_per_example", "throughput_examples_per_second",
-    "peak_memory_mb", "trainable_params", "total_params", "artifact_bytes",
+    "train_seconds",
+    "predict_seconds",
+    "latency_ms_per_example",
+    "throughput_examples_per_second",
+    "peak_memory_mb",
+    "trainable_params",
+    "total_params",
+    "artifact_bytes",
 )
 
 
 def as_json(folders: Sequence[RunFolder]) -> str:
     """Every run's ``run.json`` and trial records, validated and in today's schema, as one JSON list."""
-    return json.dumps(
-        [
-            {
-                "run_dir": str(folder.directory),
-                "run": folder.run.model_dump(mode="json") if folder.run else None,
-                "trials": [trial.record.model_dump(mode="json") for trial in folder.trials if trial.record],
-                "unreadable": {trial.file: trial.problem for trial in folder.trials if trial.record is None},
-            }
-            for folder in folders
-        ],
-        indent=1,
-        ensure_ascii=False,
-    ) + "\n"
+    return (
+        json.dumps(
+            [
+                {
+                    "run_dir": str(folder.directory),
+                    "run": folder.run.model_dump(mode="json") if folder.run else None,
+                    "trials": [trial.record.model_dump(mode="json") for trial in folder.trials if trial.record],
+                    "unreadable": {trial.file: trial.problem for trial in folder.trials if trial.record is None},
+                }
+                for folder in folders
+            ],
+            indent=1,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
 
 
 def trial_row(folder: RunFolder, file: str, trial: TrialRecord) -> dict[str, Any]:
     """One trial as a flat row: identity, every metric (per-class F1 too), every cost, every option."""
     row: dict[str, Any] = {
-        "task": trial.task, "run_id": folder.run.run_id if folder.run else folder.directory.name, "file": file,
-        "variant": trial.name, "strategy": trial.strategy, "family": trial.family, "seed": trial.seed,
-        "train_size": trial.train_size, "status": trial.status,
+        "task": trial.task,
+        "run_id": folder.run.run_id if folder.run else folder.directory.name,
+        "file": file,
+        "variant": trial.name,
+        "strategy": trial.strategy,
+        "family": trial.family,
+        "seed": trial.seed,
+        "train_size": trial.train_size,
+        "status": trial.status,
         "error": f"{trial.error.type}: {trial.error.message.splitlines()[0] if trial.error.message else ''}" if trial.error else "",
         "accuracy": trial.metrics.accuracy if trial.metrics else None,
         "macro_f1": trial.metrics.macro_f1 if trial.metrics else None,
@@ -49,7 +65,8 @@ def trial_row(folder: RunFolder, file: str, trial: TrialRecord) -> dict[str, Any
     single = trial.cost.single_request
     row.update(single_request_p50_ms=single.p50_ms if single else None, single_request_p95_ms=single.p95_ms if single else None)
     row.update(
-        labelled_examples=trial.labelled_examples, train_examples_seen=trial.train_examples_seen,
+        labelled_examples=trial.labelled_examples,
+        train_examples_seen=trial.train_examples_seen,
         prompt_tokens_per_example=trial.prompt_tokens_per_example,
     )
     row.update({f"option.{name}": json.dumps(value) if isinstance(value, (list, dict)) else value for name, value in trial.options.items()})

@@ -36,10 +36,15 @@ def _single_request(entry: Entry) -> str:
 
 def _cost_cells(entry: Entry) -> list[str]:
     return [
-        number(entry.cost("train_seconds")), number(entry.cost("predict_seconds")),
-        number(entry.cost("latency_ms_per_example")), _single_request(entry), number(entry.cost("throughput_examples_per_second")),
-        number(entry.cost("peak_memory_mb")), md.count(entry.cost("trainable_params")),
-        md.count(entry.cost("total_params")), md.size(entry.cost("artifact_bytes")),
+        number(entry.cost("train_seconds")),
+        number(entry.cost("predict_seconds")),
+        number(entry.cost("latency_ms_per_example")),
+        _single_request(entry),
+        number(entry.cost("throughput_examples_per_second")),
+        number(entry.cost("peak_memory_mb")),
+        md.count(entry.cost("trainable_params")),
+        md.count(entry.cost("total_params")),
+        md.size(entry.cost("artifact_bytes")),
     ]
 
 
@@ -55,15 +60,30 @@ def leaderboard_section(summary: Summary) -> str:
     leader = ranked[0]
     test_name = "p vs #1" if several else "McNemar p vs #1"
     headers = [
-        "#", "strategy", "family", "accuracy (95% CI)", *(["accuracy across seeds (sd; min–max)"] if several else []),
-        "macro-F1 (95% CI)", test_name, "train (s)", "predict (s)", "latency (ms/example)",
-        "single request p50 / p95 (ms)", "throughput (examples/s)",
-        "peak memory (MiB)", "trainable params", "total params", "artifact size",
+        "#",
+        "strategy",
+        "family",
+        "accuracy (95% CI)",
+        *(["accuracy across seeds (sd; min–max)"] if several else []),
+        "macro-F1 (95% CI)",
+        test_name,
+        "train (s)",
+        "predict (s)",
+        "latency (ms/example)",
+        "single request p50 / p95 (ms)",
+        "throughput (examples/s)",
+        "peak memory (MiB)",
+        "trainable params",
+        "total params",
+        "artifact size",
     ] + (["prompt tokens/example"] if with_tokens else [])
     rows = [
         [
-            rank, text(entry.name), text(entry.family or MISSING),
-            md.interval(entry.accuracy, _interval(entry, stats.accuracy, seed)), *([_spread(entry)] if several else []),
+            rank,
+            text(entry.name),
+            text(entry.family or MISSING),
+            md.interval(entry.accuracy, _interval(entry, stats.accuracy, seed)),
+            *([_spread(entry)] if several else []),
             md.interval(entry.macro_f1, _interval(entry, f1_metric, seed)),
             MISSING if rank == 1 else md.p_value(difference_p(leader, entry)),
             *_cost_cells(entry),
@@ -73,8 +93,14 @@ def leaderboard_section(summary: Summary) -> str:
     ]
     if summary.floors is not None:
         floor = summary.floors
-        cells = ["", f"*floor: always {text(floor.majority_label)}*", MISSING, metric(floor.accuracy),
-                 *([MISSING] if several else []), metric(floor.macro_f1)]
+        cells = [
+            "",
+            f"*floor: always {text(floor.majority_label)}*",
+            MISSING,
+            metric(floor.accuracy),
+            *([MISSING] if several else []),
+            metric(floor.macro_f1),
+        ]
         rows.append([*cells, *[MISSING] * (len(headers) - len(cells))])  # as many cells as the header
     return "\n\n".join(["## Leaderboard", table(headers, rows), _method_note(summary, several, seed, leader)])
 
@@ -124,8 +150,9 @@ def tradeoffs_section(summary: Summary) -> str:
         scores = [entry.accuracy for entry in entries]
         front = stats.pareto_front(costs, scores)
         names = [entry.name for entry in entries]
-        tradeoff_plot(names, costs, scores, front, axis_label, f"{summary.task}: test accuracy against {what}",
-                      summary.directory / file, floor=floor)
+        tradeoff_plot(
+            names, costs, scores, front, axis_label, f"{summary.task}: test accuracy against {what}", summary.directory / file, floor=floor
+        )
         front_names = ", ".join(code(names[i]) for i in sorted(front, key=lambda i: costs[i]))
         parts.append(f"![Test accuracy against {what}]({file})")
         parts.append(f"Pareto front for {what}, cheapest first: {front_names}.")

@@ -44,20 +44,28 @@ def learning_curves_section(summary: Summary) -> str:
         return ""
     means = {name: {size: point.mean for size, point in points.items()} for name, points in curves.items()}
     bands = {name: {size: (min(p.accuracies), max(p.accuracies)) for size, p in points.items()} for name, points in curves.items()}
-    learning_curve_plot(means, bands, flat, f"{summary.task}: test accuracy against labelled train examples",
-                        summary.directory / "learning_curves.png", floor=summary.floors.accuracy if summary.floors else None)
+    learning_curve_plot(
+        means,
+        bands,
+        flat,
+        f"{summary.task}: test accuracy against labelled train examples",
+        summary.directory / "learning_curves.png",
+        floor=summary.floors.accuracy if summary.floors else None,
+    )
     sizes = sorted({size for points in means.values() for size in points})
     n_train = max(sizes)
     rows = [[text(name), *(metric(points.get(size)) for size in sizes)] for name, points in sorted(means.items())]
     rows += [[f"{text(name)} (learns from no example)", *(metric(flat[name]) for _ in sizes)] for name in sorted(flat)]
     headers = ["strategy", *(f"{size} examples" + (" (whole split)" if size == n_train else "") for size in sizes)]
     seeds = " With several seeds each point is their mean and the band their range." if len(summary.seeds) > 1 else ""
-    return "\n\n".join([
-        "## Learning curves",
-        "Each strategy was also given nested, stratified subsets of the train split (a smaller subset is part "
-        "of every larger one), with the validation split cut in the same proportion, and scored on the same "
-        "test examples. " + _crossover_sentences(leader_changes(means, flat), sizes) + " A difference of a "
-        "few points can be noise at this test size: see the confidence intervals in the leaderboard." + seeds,
-        "![Test accuracy against labelled train examples](learning_curves.png)",
-        table(headers, rows),
-    ])
+    return "\n\n".join(
+        [
+            "## Learning curves",
+            "Each strategy was also given nested, stratified subsets of the train split (a smaller subset is part "
+            "of every larger one), with the validation split cut in the same proportion, and scored on the same "
+            "test examples. " + _crossover_sentences(leader_changes(means, flat), sizes) + " A difference of a "
+            "few points can be noise at this test size: see the confidence intervals in the leaderboard." + seeds,
+            "![Test accuracy against labelled train examples](learning_curves.png)",
+            table(headers, rows),
+        ]
+    )

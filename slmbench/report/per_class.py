@@ -26,15 +26,16 @@ def per_class_section(summary: Summary) -> str:
     best = ranked[0].first
     best_metrics = ok_metrics(best)
     per_class = best_metrics.per_class
-    rows = [[text(label), per_class[label].support if label in per_class else MISSING,
-             *(metric(entry.f1(label)) for entry in ranked)] for label in labels]
+    rows = [
+        [text(label), per_class[label].support if label in per_class else MISSING, *(metric(entry.f1(label)) for entry in ranked)]
+        for label in labels
+    ]
     values = [[_nan_if_missing(e.f1(label)) for e in ranked] for label in labels]
     f1_heatmap([entry.name for entry in ranked], labels, values, summary.directory / "per_class_f1.png")
     seed_note = f" (seed {best.seed})" if len(summary.seeds) > 1 else ""
     parts = [
         "## Per-class results",
-        "F1 on each class (rows) for each strategy (columns, in leaderboard order); "
-        "support is the number of test examples of the class.",
+        "F1 on each class (rows) for each strategy (columns, in leaderboard order); support is the number of test examples of the class.",
         table(["class", "support", *(text(entry.name) for entry in ranked)], rows),
         "![F1 per class and strategy](per_class_f1.png)",
         _confusion(ranked[0].name + seed_note, best_metrics.confusion_matrix, labels),
@@ -66,9 +67,8 @@ def _top_confusions(matrix: list[list[int]], labels: list[str], top: int = 10) -
     """The most frequent (gold, predicted) mistakes: a full matrix would not fit on a page."""
     mistakes = [(n, labels[g], labels[p]) for g, row in enumerate(matrix) for p, n in enumerate(row) if g != p and n]
     rows = [[text(gold), text(predicted), n] for n, gold, predicted in sorted(mistakes, key=lambda m: -m[0])[:top]]
-    return (
-        f"Its {len(rows)} most frequent confusions ({len(labels)} classes are too many for a full matrix):\n\n"
-        + table(["gold", "predicted", "test examples"], rows)
+    return f"Its {len(rows)} most frequent confusions ({len(labels)} classes are too many for a full matrix):\n\n" + table(
+        ["gold", "predicted", "test examples"], rows
     )
 
 
@@ -84,8 +84,12 @@ def _wrong_examples(summary: Summary, name: str, best: Any) -> str:
     if probabilities:
         wrong.sort(key=lambda i: -probabilities[i][predicted[i]])
     rows = [
-        [text(md.shorten(texts[i], MAX_TEXT_CHARS)), text(labels[gold[i]]), text(labels[predicted[i]]),
-         *([metric(probabilities[i][predicted[i]])] if probabilities else [])]
+        [
+            text(md.shorten(texts[i], MAX_TEXT_CHARS)),
+            text(labels[gold[i]]),
+            text(labels[predicted[i]]),
+            *([metric(probabilities[i][predicted[i]])] if probabilities else []),
+        ]
         for i in wrong[:MAX_WRONG_EXAMPLES]
     ]
     headers = ["test text", "gold", "predicted"] + (["confidence"] if probabilities else [])

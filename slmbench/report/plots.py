@@ -7,8 +7,8 @@ control characters are removed (no font has a glyph for ESC).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from slmbench.report.markdown import one_line
 
@@ -48,8 +48,12 @@ def tradeoff_plot(
     _floor_line(axes, floor)
     front = sorted(front, key=lambda i: costs[i])
     axes.step(
-        [costs[i] for i in front], [scores[i] for i in front], where="post",
-        color="tab:orange", linestyle="--", label="Pareto front (nothing is cheaper and better)",
+        [costs[i] for i in front],
+        [scores[i] for i in front],
+        where="post",
+        color="tab:orange",
+        linestyle="--",
+        label="Pareto front (nothing is cheaper and better)",
     )
     colours = ["tab:orange" if i in front else "tab:blue" for i in range(len(names))]
     axes.scatter(costs, scores, c=colours, zorder=3)
@@ -111,8 +115,9 @@ def learning_curve_plot(
             axes.fill_between(sizes, low, high, color=line.get_color(), alpha=0.15, linewidth=0)
     for name, accuracy in sorted(flat.items()):
         axes.axhline(accuracy, linestyle="--", color="grey", linewidth=1)
-        axes.annotate(name, (0.01, accuracy), xycoords=("axes fraction", "data"), xytext=(0, 3),
-                      textcoords="offset points", fontsize=8, color="grey")
+        axes.annotate(
+            name, (0.01, accuracy), xycoords=("axes fraction", "data"), xytext=(0, 3), textcoords="offset points", fontsize=8, color="grey"
+        )
     axes.set_xscale("log")
     axes.set_xlabel("labelled train examples")
     axes.set_ylabel("test accuracy")

@@ -13,8 +13,9 @@ one with less peak memory).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from slmbench.report import stats
 from slmbench.report.markdown import number

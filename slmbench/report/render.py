@@ -13,12 +13,13 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import quote
 
+from slmbench.common.text import plural
 from slmbench.records import TrialFile, write_text
 from slmbench.report import appendix
 from slmbench.report import markdown as md
 from slmbench.report.leaderboard import leaderboard_section, tradeoffs_section
 from slmbench.report.learning_curves import learning_curves_section
-from slmbench.report.markdown import code, metric, number, plural, text
+from slmbench.report.markdown import code, metric, number, text
 from slmbench.report.per_class import per_class_section
 from slmbench.report.recommend import (
     SIGNIFICANCE,
@@ -97,9 +98,7 @@ def _tie(advice: Recommendation) -> str:
     """Why a cheaper variant is preferred to a more accurate one."""
     choice, rival = advice.choice, advice.best_allowed
     assert choice is not None and rival is not None, "a tie p-value compares the choice with the best allowed variant"
-    noise = (
-        f"on these {len(rival.gold)} test examples ({difference_test(choice, rival)}, p = {md.p_value(advice.tie_p_value)})"
-    )
+    noise = f"on these {len(rival.gold)} test examples ({difference_test(choice, rival)}, p = {md.p_value(advice.tie_p_value)})"
     return (
         f"{code(rival.name)} is more accurate ({_quality_summary(rival)}), but not significantly so {noise}, and "
         f"{code(choice.name)} is cheaper: {number(choice.cost('train_seconds'))} s instead of "
@@ -122,11 +121,13 @@ def _recommendation(summary: Summary, advice: Recommendation, constraints: Const
             paragraphs[-1] += f" Constraints aside, the most accurate is {code(advice.best.name)} ({_quality_summary(advice.best)})."
     if (ensemble := _ensemble_sentence(summary)) is not None:
         paragraphs.append(ensemble)
-    failed = {file.record.name if file.record else file.file for file in summary.failures
-              if file.record is None or file.record.train_size is None}
+    failed = {
+        file.record.name if file.record else file.file for file in summary.failures if file.record is None or file.record.train_size is None
+    }
     if failed:
-        paragraphs.append(f"{plural(len(failed), 'strategy', 'strategies')} produced no predictions (failed, timed out or "
-                          "cancelled): see Failures.")
+        paragraphs.append(
+            f"{plural(len(failed), 'strategy', 'strategies')} produced no predictions (failed, timed out or cancelled): see Failures."
+        )
     return "\n\n".join(paragraphs)
 
 
@@ -179,9 +180,16 @@ def render_markdown(summary: Summary, constraints: Constraints = Constraints()) 
     """The report's markdown (figures are written beside the run folder's records as a side effect)."""
     advice = recommend(summary, constraints)
     sections = [
-        _title(summary), _introduction(summary), _recommendation(summary, advice, constraints), leaderboard_section(summary),
-        tradeoffs_section(summary), learning_curves_section(summary), per_class_section(summary), appendix.deployment(summary),
-        _failures(summary), *appendix.sections(summary),
+        _title(summary),
+        _introduction(summary),
+        _recommendation(summary, advice, constraints),
+        leaderboard_section(summary),
+        tradeoffs_section(summary),
+        learning_curves_section(summary),
+        per_class_section(summary),
+        appendix.deployment(summary),
+        _failures(summary),
+        *appendix.sections(summary),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 

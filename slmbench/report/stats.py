@@ -6,7 +6,7 @@ recomputed from a copied run folder alone.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -74,11 +74,7 @@ def mcnemar_exact(gold: Sequence[int], predicted_a: Sequence[int], predicted_b: 
 def pareto_front(costs: Sequence[float], scores: Sequence[float]) -> list[int]:
     """Indices of the points no other point beats: lower or equal cost and higher or equal score, one strictly."""
     points = list(zip(costs, scores))
-    return [
-        i
-        for i, (cost, score) in enumerate(points)
-        if not any(c <= cost and s >= score and (c, s) != (cost, score) for c, s in points)
-    ]
+    return [i for i, (cost, score) in enumerate(points) if not any(c <= cost and s >= score and (c, s) != (cost, score) for c, s in points)]
 
 
 def _seed_resamples(n_seeds: int, n_examples: int, n_resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,8 +111,11 @@ def seed_bootstrap_ci(
 
 
 def paired_seed_bootstrap_p(
-    gold: Sequence[int], predicted_a: Sequence[Sequence[int]], predicted_b: Sequence[Sequence[int]],
-    n_resamples: int = 2000, seed: int = 0,
+    gold: Sequence[int],
+    predicted_a: Sequence[Sequence[int]],
+    predicted_b: Sequence[Sequence[int]],
+    n_resamples: int = 2000,
+    seed: int = 0,
 ) -> float:
     """Two-sided p-value that A and B have the same seed-averaged accuracy, paired over examples and seeds.
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from slmbench.common.options import Options
 from slmbench.tasks.examples import Examples, MemberPredictions, Predictions
@@ -102,8 +103,13 @@ class Strategy(ABC):
 
         options = with_defaults(cls.Options, defaults)
         options()  # a default out of range fails here, when the plugin registers it
-        attributes = {"name": name, "description": description, "Options": options, "__module__": cls.__module__,
-                      "__doc__": f"{cls.name} with {', '.join(f'{k}={v!r}' for k, v in defaults.items())}."}
+        attributes = {
+            "name": name,
+            "description": description,
+            "Options": options,
+            "__module__": cls.__module__,
+            "__doc__": f"{cls.name} with {', '.join(f'{k}={v!r}' for k, v in defaults.items())}.",
+        }
         return type(f"{cls.__name__}Variant_{name}", (cls,), attributes)
 
     @abstractmethod

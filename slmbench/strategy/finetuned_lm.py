@@ -14,9 +14,10 @@ engine every strategy is judged by.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field
 
@@ -101,7 +102,9 @@ def count_parameters(model: Any) -> tuple[int, int]:
 # --- training ----------------------------------------------------------------------------------
 
 
-def fit_causal_lm(context: RunContext, model: Any, tokenizer: Any, train: Examples, validation: Examples, setup: TrainingSetup, *, description: str) -> dict[str, Any]:
+def fit_causal_lm(
+    context: RunContext, model: Any, tokenizer: Any, train: Examples, validation: Examples, setup: TrainingSetup, *, description: str
+) -> dict[str, Any]:
     """Fine-tune ``model`` on the task (answer-token loss, shared-prefix packing); return the trial details."""
     budget = context.budget
     train_data = sft_dataset(context.task, tokenizer, train, budget.max_input_tokens)
@@ -223,7 +226,9 @@ class FineTunedCausalLM(Strategy):
             return Rebuild(str(scratch), AutoModelForCausalLM, self.predict_with)
         directory = self.context.artifact_dir
         return Rebuild(
-            self.context.models.causal_lm_path(), AutoModelForCausalLM, self.predict_with,
+            self.context.models.causal_lm_path(),
+            AutoModelForCausalLM,
+            self.predict_with,
             attach=lambda base: PeftModel.from_pretrained(base, str(directory)),
             attached_files=[path for path in directory.iterdir() if path.name.startswith("adapter_")],
         )
@@ -231,5 +236,6 @@ class FineTunedCausalLM(Strategy):
     def deployment_variants(self) -> list[QuantizedCopy]:
         from slmbench.lm.deployment import quantized_copies
 
-        return quantized_copies(self.deployment_rebuild, self.context.device, self.context.dtype,
-                                self.deployment_quantizations, self.deployment_reference)
+        return quantized_copies(
+            self.deployment_rebuild, self.context.device, self.context.dtype, self.deployment_quantizations, self.deployment_reference
+        )

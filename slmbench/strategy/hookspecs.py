@@ -6,8 +6,9 @@ match the specs below. Implementations may accept a subset of a spec's arguments
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 

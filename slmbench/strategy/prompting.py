@@ -3,8 +3,9 @@ unlabelled train texts, then each label's answer scored by the scoring engine.""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from slmbench.lm.prompts import (
     CALIBRATIONS,

@@ -12,9 +12,10 @@ import importlib.metadata
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pluggy
 
@@ -89,7 +90,7 @@ class Registry:
 
 
 def _unknown(kind: str, name: str, known: dict) -> str:
-    from slmbench.common.names import did_you_mean
+    from slmbench.common.text import did_you_mean
 
     hint = did_you_mean(name, list(known))
     return f"unknown {kind} {name!r}{hint} (registered: {', '.join(sorted(known)) or 'none'})"

@@ -48,11 +48,22 @@ PROFILES: dict[str, Budget] = {
     # Default: meaningful numbers on a 2-core CPU in minutes.
     # Fine-tuning strategies get equal compute (steps and tokens), not equal examples: on a CPU a pass over
     # long texts would take hours. Every strategy may try 3 option settings.
-    "quick": Budget("quick", 1000, 200, 200, 256, 60, 8, eval_every_steps=15, early_stopping_patience=2,
-                    max_train_tokens=40_000, max_validation_tokens=16_000, tuning_trials=3),
+    "quick": Budget(
+        "quick",
+        1000,
+        200,
+        200,
+        256,
+        60,
+        8,
+        eval_every_steps=15,
+        early_stopping_patience=2,
+        max_train_tokens=40_000,
+        max_validation_tokens=16_000,
+        tuning_trials=3,
+    ),
     # Everything: meant for a GPU. Fine-tuning strategies see the same examples (3 epochs, early stopping).
-    "full": Budget("full", None, None, None, 512, None, 16, eval_every_steps=50, early_stopping_patience=5,
-                   tuning_trials=8),
+    "full": Budget("full", None, None, None, 512, None, 16, eval_every_steps=50, early_stopping_patience=5, tuning_trials=8),
 }
 
 

@@ -9,7 +9,7 @@ import math
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from slmbench.common.names import did_you_mean
+from slmbench.common.text import did_you_mean, plural
 from slmbench.tasks.spec import TaskError, TaskSpec, brief, value_key
 
 if TYPE_CHECKING:
@@ -26,10 +26,6 @@ def _row_list(mask: pd.Series) -> str:
     return f"{noun} {', '.join(map(str, rows[:_SHOWN]))}{more} (data rows counted from 1)"
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
-
-
 def _blank(column: pd.Series) -> pd.Series:
     return column.isna() | column.astype(str).str.strip().eq("")
 
@@ -39,11 +35,10 @@ def _check_columns(frame: pd.DataFrame, origin: str, text_column: str, label_col
     columns = [str(column) for column in frame.columns]
     for role, column in (("text_column", text_column), ("label_column", label_column)):
         if column not in columns:
-            found = ", ".join(name[:40] for name in columns[:_SHOWN * 2]) or "none"
+            found = ", ".join(name[:40] for name in columns[: _SHOWN * 2]) or "none"
             more = f" and {len(columns) - _SHOWN * 2} more" if len(columns) > _SHOWN * 2 else ""
             raise TaskError(
-                f"{origin}: no column {column!r} (the task's {role}){did_you_mean(column, columns)}; "
-                f"columns found: {found}{more}"
+                f"{origin}: no column {column!r} (the task's {role}){did_you_mean(column, columns)}; columns found: {found}{more}"
             )
     if frame.columns.tolist().count(text_column) > 1 or frame.columns.tolist().count(label_column) > 1:
         raise TaskError(f"{origin}: more than one column named {text_column!r} or {label_column!r}")
@@ -56,7 +51,7 @@ def _check_cells(origin: str, text_column: str, texts: pd.Series, label_column: 
     for what, column, values in (("text", text_column, texts), ("label", label_column, raw_labels)):
         blank = _blank(values)
         if blank.any():
-            count = _plural(int(blank.sum()), "row")
+            count = plural(int(blank.sum()), "row")
             raise TaskError(f"{origin}: {count} with an empty or missing {what} in column {column!r}: {_row_list(blank)}")
     # JSONL and Parquet cells may be numbers, objects or lists: a text must be text, a label a scalar.
     for column, values, fits, expected in (
@@ -65,9 +60,11 @@ def _check_cells(origin: str, text_column: str, texts: pd.Series, label_column: 
     ):
         wrong = ~values.map(fits).astype(bool)
         if wrong.any():
-            raise TaskError(f"{origin}: column {column!r} holds {_plural(int(wrong.sum()), 'value')} that "
-                            f"{'is' if int(wrong.sum()) == 1 else 'are'} not {expected} (such as {brief(values[wrong].iloc[0])}): "
-                            f"{_row_list(wrong)}")
+            raise TaskError(
+                f"{origin}: column {column!r} holds {plural(int(wrong.sum()), 'value')} that "
+                f"{'is' if int(wrong.sum()) == 1 else 'are'} not {expected} (such as {brief(values[wrong].iloc[0])}): "
+                f"{_row_list(wrong)}"
+            )
 
 
 def _label_indices(task: TaskSpec, origin: str, label_column: str, raw_labels: pd.Series) -> pd.Series:
@@ -78,7 +75,7 @@ def _label_indices(task: TaskSpec, origin: str, label_column: str, raw_labels: p
     unknown = labels.isna()
     if unknown.any():
         counts = Counter(keys[unknown]).most_common()
-        shown = ", ".join(f"{brief(value)} ({_plural(count, 'row')})" for value, count in counts[:_SHOWN])
+        shown = ", ".join(f"{brief(value)} ({plural(count, 'row')})" for value, count in counts[:_SHOWN])
         more = f" and {len(counts) - _SHOWN} more" if len(counts) > _SHOWN else ""
         values_of = {n: ", ".join(key for key, i in index.items() if i == n) for n in range(len(task.labels))}
         declared = "; ".join(f"{name}: {values_of[n]}" for n, name in enumerate(task.label_names))
@@ -89,9 +86,7 @@ def _label_indices(task: TaskSpec, origin: str, label_column: str, raw_labels: p
     return labels
 
 
-def check_rows(
-    task: TaskSpec, frame: pd.DataFrame, origin: str, text_column: str, label_column: str
-) -> tuple[list[str], list[int]]:
+def check_rows(task: TaskSpec, frame: pd.DataFrame, origin: str, text_column: str, label_column: str) -> tuple[list[str], list[int]]:
     """Texts and label indices of a table, or a TaskError naming the column and rows at fault."""
     _check_columns(frame, origin, text_column, label_column)
     texts, raw_labels = frame[text_column], frame[label_column]

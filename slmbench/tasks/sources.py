@@ -69,8 +69,7 @@ def _find_file(task: TaskSpec, looked_in: list[Path], data_dir: Path | None, all
         if not allow_outside and not any(is_inside(path, root) for root in roots):
             folders = " or ".join(str(root) for root in roots)
             raise TaskError(
-                f"{task.path}: field 'source.file' {brief(task.source.file)} is outside {folders}; "
-                f"pass {OUTSIDE_FLAG} to read it"
+                f"{task.path}: field 'source.file' {brief(task.source.file)} is outside {folders}; pass {OUTSIDE_FLAG} to read it"
             )
         problem = file_problem(path, MAX_DATA_BYTES)
         if problem != "not found":
@@ -127,8 +126,10 @@ def _hub_reads_local_files(path: str) -> bool:
 def _load_hub(task: TaskSpec, hub: HubSource, looked_in: list[Path], data_dir: Path | None, allow_outside: bool) -> pd.DataFrame:
     """The task's hub dataset (``hub``, its ``source.hub``) as a DataFrame; the error says where local files were looked for."""
     if not allow_outside and _hub_reads_local_files(hub.path):
-        raise TaskError(f"{task.path}: field 'source.hub.path' {brief(hub.path)} reads local files, not a hub dataset; "
-                        f"put the file in the data folder as 'source.file', or pass {OUTSIDE_FLAG}")
+        raise TaskError(
+            f"{task.path}: field 'source.hub.path' {brief(hub.path)} reads local files, not a hub dataset; "
+            f"put the file in the data folder as 'source.file', or pass {OUTSIDE_FLAG}"
+        )
     try:
         from datasets import load_dataset
 

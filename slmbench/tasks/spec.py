@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from slmbench.common.names import did_you_mean
+from slmbench.common.text import did_you_mean
 
 
 class TaskError(ValueError):

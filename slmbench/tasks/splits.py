@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from slmbench.tasks.examples import Examples
 from slmbench.tasks.sources import LoadedData, load_rows
-
 from slmbench.tasks.spec import TaskError, TaskSpec, load_task
 
 if TYPE_CHECKING:
@@ -108,8 +107,10 @@ def _check_deduplicated(task: TaskSpec, examples: dict[str, Examples]) -> None:
     """After duplicates are dropped, every split must still hold examples."""
     empty = [name for name in SPLIT_NAMES if not len(examples[name])]
     if empty:
-        raise TaskError(f"{task.path}: the {' and '.join(empty)} split is empty once duplicate texts are removed "
-                        "(a text is kept in one split only); add distinct texts or remove duplicates from the data")
+        raise TaskError(
+            f"{task.path}: the {' and '.join(empty)} split is empty once duplicate texts are removed "
+            "(a text is kept in one split only); add distinct texts or remove duplicates from the data"
+        )
 
 
 def _quotas(counts: list[int], n: int) -> list[int]:
@@ -187,9 +188,7 @@ def validate(task_path: str | Path, data_dir: Path | None, allow_outside: bool =
         "labels: " + ", ".join(f"{name} {count}" for name, count in counts.items()),
         f"splits (seed {protocol.seed}, {'stratified' if protocol.stratify else 'not stratified'}): "
         + ", ".join(f"{name} {sizes[name]}" for name in SPLIT_NAMES),
-        f"exact duplicate texts removed: {sum(removed.values())} ("
-        + ", ".join(f"{name} {removed[name]}" for name in SPLIT_NAMES)
-        + ")",
+        f"exact duplicate texts removed: {sum(removed.values())} (" + ", ".join(f"{name} {removed[name]}" for name in SPLIT_NAMES) + ")",
     ]
     if provenance["texts_with_conflicting_labels"]:
         lines.append(f"warning: {provenance['texts_with_conflicting_labels']} texts appear with more than one label")

@@ -20,8 +20,11 @@ A prompt-tuned model's virtual tokens go before the prefix in training (``row_lo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
+
+from slmbench.lm.scoring import common_prefix_length
 
 if TYPE_CHECKING:
     import torch
@@ -44,9 +47,7 @@ def sft_dataset(task: TaskSpec, tokenizer: Any, examples: Examples, max_input_to
     from slmbench.lm.prompts import build_messages
     from slmbench.lm.scoring import answer_tokens, tokenize_prompts
 
-    conversations = [
-        build_messages(task, text, tokenizer=tokenizer, max_input_tokens=max_input_tokens) for text in examples.texts
-    ]
+    conversations = [build_messages(task, text, tokenizer=tokenizer, max_input_tokens=max_input_tokens) for text in examples.texts]
     prompts = tokenize_prompts(tokenizer, conversations)
     answers = [answer_tokens(tokenizer, label.verbalizer) for label in task.labels]
     return Dataset.from_dict(
@@ -55,16 +56,6 @@ def sft_dataset(task: TaskSpec, tokenizer: Any, examples: Examples, max_input_to
             "labels": [[-100] * len(prompt) + answers[label] for prompt, label in zip(prompts, examples.labels)],
         }
     )
-
-
-def _common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
-    first = sequences[0]
-    n = min(map(len, sequences))
-    for i in range(n):
-        token = first[i]
-        if any(sequence[i] != token for sequence in sequences):
-            return i
-    return n
 
 
 @dataclass
@@ -111,7 +102,7 @@ class SharedPrefixCollator:
         ids = [list(f["input_ids"]) for f in features]
         labels = [list(f["labels"]) for f in features]
         answer_starts = [next((i for i, label in enumerate(ls) if label != -100), len(ls)) for ls in labels]
-        prefix = max(0, min(_common_prefix_length(ids), min(answer_starts) - 1))
+        prefix = max(0, min(common_prefix_length(ids), min(answer_starts) - 1))
         rows: list[_Row] = []
         for tokens, targets in zip(ids, labels):
             suffix = tokens[prefix:]
@@ -200,16 +191,15 @@ def validation_by_scoring(model: Any, dataset: Any, *, batch_size: int, bfloat16
 
 def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
     """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch."""
+    import torch
     import torch.nn.functional as F
 
-    total: torch.Tensor | None = None
+    total = torch.zeros(())  # a 0-dim tensor: added to the rows' losses on any device
     count = 0
     for row in batch["rows"]:
         logits = row_logits(model, row)
-        loss = F.cross_entropy(logits.float(), row["targets"], reduction="sum")
-        total = loss if total is None else total + loss
+        total = total + F.cross_entropy(logits.float(), row["targets"], reduction="sum")
         count += len(row["targets"])
-    assert total is not None, "a packed batch has at least one row"
     return total, count
 
 
@@ -298,6 +288,4 @@ class SoftPromptLM:
             else:  # 2D padding mask: 1 shows
                 shown = torch.ones(shape, dtype=attention_mask.dtype, device=attention_mask.device)
             attention_mask = torch.cat([shown, attention_mask], dim=-1)
-        return self.lm(
-            input_ids, cache=cache, position_ids=position_ids, attention_mask=attention_mask, **kwargs
-        )
+        return self.lm(input_ids, cache=cache, position_ids=position_ids, attention_mask=attention_mask, **kwargs)

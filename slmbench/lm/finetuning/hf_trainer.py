@@ -10,9 +10,10 @@ the behaviour is in the module-level mixins ``TrainingMonitor`` and ``SlmbenchTr
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from slmbench.lm.memory import release_freed_memory
 
@@ -47,7 +48,11 @@ class TrainingMonitor:
     of the callback ``monitor_callback`` builds (combined there with transformers' ``TrainerCallback``)."""
 
     def __init__(
-        self, model: Any, setup: TrainingSetup, directory: Path, advance: Callable[[int], None],
+        self,
+        model: Any,
+        setup: TrainingSetup,
+        directory: Path,
+        advance: Callable[[int], None],
         on_validation_loss: Callable[[int, float], None] | None,
     ) -> None:
         self._model = model
@@ -108,7 +113,10 @@ class TrainingMonitor:
 
 
 def monitor_callback(
-    model: Any, setup: TrainingSetup, directory: Path, advance: Callable[[int], None],
+    model: Any,
+    setup: TrainingSetup,
+    directory: Path,
+    advance: Callable[[int], None],
     on_validation_loss: Callable[[int, float], None] | None,
 ) -> Any:
     """A callback recording loss curves and step times, advancing the progress bar, stopping early after
@@ -127,8 +135,13 @@ class SlmbenchTrainerMixin(_TrainerBase):
     whose attributes and methods it uses."""
 
     def __init__(
-        self, *args: Any, batch_loss: Callable, autocast: Any, validation: Callable | None,
-        compilation: Compilation, **kwargs: Any,
+        self,
+        *args: Any,
+        batch_loss: Callable,
+        autocast: Any,
+        validation: Callable | None,
+        compilation: Compilation,
+        **kwargs: Any,
     ) -> None:
         self._batch_loss = batch_loss
         self._autocast_dtype = autocast

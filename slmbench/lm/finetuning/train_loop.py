@@ -10,22 +10,15 @@ split), taken before training and every ``budget.eval_every_steps`` steps, drive
 checkpoint, whose trainable weights are restored before prediction. The causal LMs' validation loss
 is computed by the scoring engine (``validation_by_scoring``): the shared prompt prefix once, every
 prompt once, instead of once per packed row (``score_validation``).
-
-**Closer to the hardware** (``TrainingSetup``'s defaults; ``benchmarks/train_throughput.py`` runs
-the earlier set-up side by side): under bf16 autocast the frozen linear weights are stored in bf16,
-the dtype autocast computes them in anyway, instead of being re-cast from fp32 at every pass (same
-results); the optimizer is torch's fused AdamW; freed heap memory is handed back to the OS every
-``trim_memory_every_steps`` steps, not after each one. ``torch.compile`` is opt-in (``compile``):
-on a 2-core CPU its compile time exceeds what it saves in a quick trial; a failure to compile falls
-back to eager, recorded in the trial details.
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from slmbench.lm.finetuning.hf_trainer import monitor_callback, trainer_class
 from slmbench.lm.finetuning.setup import (
@@ -79,9 +72,7 @@ def validation_subset(dataset: Any, max_tokens: int | None) -> Any:
     return dataset.select(range(keep))
 
 
-def _training_arguments(
-    setup: TrainingSetup, *, max_steps: int, train_examples: int, evaluates: bool
-) -> dict[str, Any]:
+def _training_arguments(setup: TrainingSetup, *, max_steps: int, train_examples: int, evaluates: bool) -> dict[str, Any]:
     """The keyword arguments of transformers' ``TrainingArguments`` (and trl's ``SFTConfig``) for ``setup``,
     but ``output_dir``: ``max_steps`` optimizer steps, a validation every ``setup.eval_every_steps``
     steps (default: every epoch of ``train_examples``) and before training if it ``evaluates``."""
@@ -143,8 +134,13 @@ def _run(trainer: Any, monitor: Any) -> None:
 
 
 def _train_result(
-    setup: TrainingSetup, trainer: Any, monitor: Any, *, planned: int, validation_dataset: Any,
-    frozen_bfloat16_layers: int, compilation: Compilation,
+    setup: TrainingSetup,
+    trainer: Any,
+    monitor: Any,
+    planned: int,
+    validation_dataset: Any,
+    frozen_bfloat16_layers: int,
+    compilation: Compilation,
 ) -> TrainResult:
     """What the finished ``trainer`` and its ``monitor`` report."""
     return TrainResult(
@@ -197,9 +193,7 @@ def train_model(
     max_steps = planned_steps(train_dataset, collator, setup)
     if validation_dataset is not None:
         validation_dataset = validation_subset(validation_dataset, setup.max_validation_tokens)
-    arguments = _training_arguments(
-        setup, max_steps=max_steps, train_examples=len(train_dataset), evaluates=validation_dataset is not None
-    )
+    arguments = _training_arguments(setup, max_steps=max_steps, train_examples=len(train_dataset), evaluates=validation_dataset is not None)
     frozen_dtype = setup.autocast if setup.bfloat16_frozen_weights else None
     with (
         tempfile.TemporaryDirectory(prefix="slmbench-train-") as scratch,
@@ -224,7 +218,4 @@ def train_model(
             )
             _run(trainer, monitor)
     model.eval()
-    return _train_result(
-        setup, trainer, monitor, planned=max_steps, validation_dataset=validation_dataset,
-        frozen_bfloat16_layers=frozen_bf16, compilation=compilation,
-    )
+    return _train_result(setup, trainer, monitor, max_steps, validation_dataset, frozen_bf16, compilation)

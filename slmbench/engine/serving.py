@@ -45,8 +45,11 @@ def single_request_latency(predict: Any, texts: list[str], requests: int, seed: 
         predict([text])
         seconds.append(time.perf_counter() - start)
     milliseconds = 1000 * np.asarray(seconds)
-    return Latency(p50_ms=round(float(np.percentile(milliseconds, 50)), 3), p95_ms=round(float(np.percentile(milliseconds, 95)), 3),
-                   requests=len(seconds))
+    return Latency(
+        p50_ms=round(float(np.percentile(milliseconds, 50)), 3),
+        p95_ms=round(float(np.percentile(milliseconds, 95)), 3),
+        requests=len(seconds),
+    )
 
 
 def deployment_checks(strategy: Strategy, test: Examples, label_names: list[str], requests: int, seed: int) -> list[DeploymentCheck]:
@@ -61,11 +64,16 @@ def deployment_checks(strategy: Strategy, test: Examples, label_names: list[str]
                 seconds = time.perf_counter() - start
                 check_predictions(predictions, len(test), len(label_names))
                 metrics = classification_metrics(test.labels, predictions.labels, label_names)
-                checks.append(DeploymentCheck(
-                    quantization=variant.quantization, accuracy=metrics["accuracy"], macro_f1=metrics["macro_f1"],
-                    size_bytes=deployed.size_bytes, latency_ms_per_example=round(1000 * seconds / len(test), 3),
-                    single_request=single_request_latency(deployed.predict, test.texts, requests, seed),
-                ))
+                checks.append(
+                    DeploymentCheck(
+                        quantization=variant.quantization,
+                        accuracy=metrics["accuracy"],
+                        macro_f1=metrics["macro_f1"],
+                        size_bytes=deployed.size_bytes,
+                        latency_ms_per_example=round(1000 * seconds / len(test), 3),
+                        single_request=single_request_latency(deployed.predict, test.texts, requests, seed),
+                    )
+                )
         except Exception as error:  # noqa: BLE001 - an unsupported quantization is recorded, not fatal
             checks.append(DeploymentCheck(quantization=variant.quantization, error=f"{type(error).__name__}: {error}"))
     return checks

@@ -1,0 +1,17 @@
+"""The wording of messages shared by every layer: plurals, and a suggestion for a misspelt name."""
+
+from __future__ import annotations
+
+import difflib
+
+
+def did_you_mean(name: str, options: list[str]) -> str:
+    """The closest of ``options`` as the end of an error message (``; did you mean 'k'?``), or an empty
+    string when nothing is close."""
+    close = difflib.get_close_matches(name, options, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def plural(n: int, noun: str, plural_form: str | None = None) -> str:
+    """``n`` and the noun in the number it needs: ``plural(1, "row")`` is '1 row', ``plural(2, "row")`` '2 rows'."""
+    return f"{n} {noun if n == 1 else plural_form or noun + 's'}"

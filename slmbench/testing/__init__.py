@@ -1,0 +1,55 @@
+"""A conformance kit for strategy authors: check a strategy against slmbench's protocol from pytest.
+
+Two lines in a plugin's tests::
+
+    from slmbench.testing import parametrize_with_checks
+
+    @parametrize_with_checks([MyStrategy])
+    def test_protocol(strategy, check):
+        check(strategy)
+
+(or ``check_strategy(MyStrategy)``, which runs every check and raises ``StrategyCheckError``). The
+checks run the strategy through the real trial (``slmbench.engine.trial.run_trial``) on a tiny built-in
+task, with tiny models built on the spot (a 2-layer Llama and a 2-layer BERT sentence encoder with
+tokenizers trained on the task's words, no download), on the CPU, in seconds:
+
+- ``check_registration``: name, description, family, options and search space as the registry wants
+  them, and every value the search space can reach (range ends, choices) accepted by the options;
+- ``check_light_import``: importing the strategy's module loads no heavy library (torch, transformers...);
+- ``check_protocol``: a trial finishes ``ok``: one label in range per test text, probabilities of
+  shape (texts, labels) summing to 1, plain-JSON ``details``, parameter counts, no pickle among the
+  saved artifacts;
+- ``check_reproducible``: the same seed gives the same predictions and probabilities.
+
+``tiny_models``, ``toy_task_files`` and ``make_context`` are the same pieces, for a plugin's own tests.
+"""
+
+from slmbench.testing.checks import (
+    HEAVY_MODULES,
+    StrategyCheckError,
+    check_light_import,
+    check_protocol,
+    check_registration,
+    check_reproducible,
+    check_strategy,
+    parametrize_with_checks,
+    pickled_files,
+)
+from slmbench.testing.toys import make_context, tiny_models, toy_rows, toy_splits, toy_task_files
+
+__all__ = [
+    "HEAVY_MODULES",
+    "StrategyCheckError",
+    "check_light_import",
+    "check_protocol",
+    "check_registration",
+    "check_reproducible",
+    "check_strategy",
+    "make_context",
+    "parametrize_with_checks",
+    "pickled_files",
+    "tiny_models",
+    "toy_rows",
+    "toy_splits",
+    "toy_task_files",
+]

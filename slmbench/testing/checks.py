@@ -1,0 +1,165 @@
+"""The kit's checks: each runs a strategy through the real trial on the toy task and raises
+``StrategyCheckError`` naming what is wrong."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from slmbench.strategy.base import Strategy
+from slmbench.testing.toys import tiny_models, toy_task_files
+
+HEAVY_MODULES = ("torch", "transformers", "sklearn", "scipy", "matplotlib", "sentence_transformers", "peft", "faiss", "pandas")
+
+
+class StrategyCheckError(AssertionError):
+    """A strategy broke the protocol; the message says which check and what was wrong."""
+
+
+def _fail(check: str, strategy: type[Strategy], problem: str) -> None:
+    raise StrategyCheckError(f"{check} failed for {getattr(strategy, '__name__', strategy)}: {problem}")
+
+
+def check_registration(strategy: type[Strategy]) -> None:
+    """The class is what ``register`` accepts: a Strategy with name, description, family, valid options."""
+    from slmbench.strategy.registry import _check_strategy
+
+    try:
+        _check_strategy(strategy)
+    except Exception as error:  # noqa: BLE001 - reported as the check's failure
+        _fail("check_registration", strategy, str(error))
+
+
+def check_light_import(strategy: type[Strategy]) -> None:
+    """Importing the strategy's module in a fresh interpreter loads none of ``HEAVY_MODULES``.
+
+    The interpreter gets this one's ``sys.path``, so a module pytest or a test put on the path is found.
+    """
+    if strategy.__module__ == "__main__":
+        _fail("check_light_import", strategy, "the class is defined in __main__: define it in an importable module")
+    code = (
+        f"import sys, importlib; importlib.import_module({strategy.__module__!r}); print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env=environment)
+    if result.returncode != 0:
+        _fail("check_light_import", strategy, f"importing {strategy.__module__} failed: {result.stderr.strip()[-500:]}")
+    loaded = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "[]"
+    if loaded != "[]":
+        _fail("check_light_import", strategy, f"importing {strategy.__module__} loads {loaded}: import them inside fit/predict")
+
+
+def _trial(strategy: type[Strategy], seed: int = 0, inspect_artifacts: Callable[[Path], None] = lambda folder: None) -> Any:
+    """The record of a real trial of ``strategy`` on the toy task; ``inspect_artifacts`` sees its
+    artifact folder before the folder is deleted."""
+    from slmbench import records
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.model_cache import ModelCache
+    from slmbench.engine.trial import run_trial
+    from slmbench.tasks.profiles import get_profile
+
+    causal_lm, embedder = tiny_models()
+    with tempfile.TemporaryDirectory(prefix="slmbench-check-") as folder:
+        task_path = toy_task_files(Path(folder) / "task")
+        config = records.TrialConfig(
+            strategy=strategy.name,
+            task_path=str(task_path),
+            data_dir=str(task_path.parent),
+            profile=get_profile("smoke").to_dict(),
+            seed=seed,
+            models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
+        )
+        record = run_trial(config, strategy, ModelCache(ProgressReporter(enabled=False)), Path(folder) / "artifacts")
+        inspect_artifacts(Path(folder) / "artifacts")
+        return record
+
+
+PICKLE_OPCODE = 0x80
+"""The first byte of every pickle of protocol 2 or later (torch.save, joblib and pickle.dump files)."""
+
+
+def pickled_files(folder: Path) -> list[str]:
+    """Files under ``folder`` (relative paths) that are pickles or zip archives holding one (torch.save)."""
+    import zipfile
+
+    found = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        with open(path, "rb") as handle:
+            start = handle.read(9)
+        safetensors = start[8:9] == b"{"  # an 8-byte header length, then the JSON header
+        pickled = len(start) >= 2 and start[0] == PICKLE_OPCODE and 2 <= start[1] <= 5 and not safetensors
+        if not pickled and zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                pickled = any(name.endswith(".pkl") for name in archive.namelist())
+        if pickled:
+            found.append(path.relative_to(folder).as_posix())
+    return found
+
+
+def check_protocol(strategy: type[Strategy]) -> None:
+    """A real trial on the toy task finishes ``ok`` (the trial checks labels, probabilities and details),
+    with sensible parameter counts and no pickled artifact."""
+    pickles: list[str] = []
+    record = _trial(strategy, inspect_artifacts=lambda folder: pickles.extend(pickled_files(folder)))
+    if not record.ok:
+        error = record.error
+        _fail("check_protocol", strategy, f"the trial ended {record.status}: {error.type}: {error.message}" if error else record.status)
+    trainable, total = record.cost.trainable_params, record.cost.total_params
+    if not (0 <= trainable <= total or total == 0):
+        _fail("check_protocol", strategy, f"parameter_counts() gave trainable {trainable} > total {total}")
+    if pickles:
+        _fail(
+            "check_protocol",
+            strategy,
+            f"artifacts saved as pickles: {', '.join(pickles)}: loading a pickle runs code; "
+            "save tensors as safetensors and settings as JSON",
+        )
+
+
+def check_reproducible(strategy: type[Strategy]) -> None:
+    """Two trials with the same seed predict the same labels with the same probabilities (to 1e-4)."""
+    import numpy as np
+
+    first, second = _trial(strategy), _trial(strategy)
+    if not (first.ok and second.ok):
+        _fail("check_reproducible", strategy, "a trial did not finish ok (see check_protocol)")
+    hint = "seed every random choice with context.seed, and keep no state between instances"
+    if first.predictions.predicted != second.predictions.predicted:
+        different = sum(a != b for a, b in zip(first.predictions.predicted, second.predictions.predicted))
+        _fail(
+            "check_reproducible", strategy, f"{different} of {len(first.predictions.predicted)} predictions differ at the same seed: {hint}"
+        )
+    if (first.predictions.probabilities is None) != (second.predictions.probabilities is None):
+        _fail("check_reproducible", strategy, "one trial gave probabilities and the other none")
+    if first.predictions.probabilities is not None:
+        gap = float(np.abs(np.subtract(first.predictions.probabilities, second.predictions.probabilities)).max())
+        if gap > 1e-4:
+            _fail("check_reproducible", strategy, f"probabilities differ by up to {gap:.4g} at the same seed: {hint}")
+
+
+CHECKS: tuple[Callable[[type[Strategy]], None], ...] = (check_registration, check_light_import, check_protocol, check_reproducible)
+
+
+def check_strategy(strategy: type[Strategy]) -> None:
+    """Run every check; raise StrategyCheckError listing every failure."""
+    problems = []
+    for check in CHECKS:
+        try:
+            check(strategy)
+        except StrategyCheckError as error:
+            problems.append(str(error))
+    if problems:
+        raise StrategyCheckError("\n".join(problems))
+
+
+def parametrize_with_checks(strategies: list[type[Strategy]]) -> Any:
+    """A ``pytest.mark.parametrize`` over (strategy, check): one test per check and strategy."""
+    import pytest
+
+    cases = [pytest.param(strategy, check, id=f"{strategy.name}-{check.__name__}") for strategy in strategies for check in CHECKS]
+    return pytest.mark.parametrize(("strategy", "check"), cases)
