@@ -66,9 +66,10 @@ def _child(module: nn.Module, names: tuple[str, ...]) -> tuple[str, nn.Module] |
 
 def _output_projection(module: nn.Module, names: tuple[str, ...]) -> tuple[str, nn.Linear] | None:
     found = _child(module, names)
-    if found is None or not isinstance(found[1], nn.Linear):
+    if found is None:
         return None
-    return found  # type: ignore[return-value]
+    name, child = found
+    return (name, child) if isinstance(child, nn.Linear) else None
 
 
 def add_bottleneck_adapters(model: nn.Module, bottleneck: int = 64, activation: str = "gelu") -> list[str]:
