@@ -57,6 +57,25 @@ def finished_record(planned: PlannedTrial) -> TrialRecord | None:
     return record if record.ok and record.config_hash == planned.config.config_hash() else None
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _stop_signals_handled_by(handler: Callable[[int, object], None]) -> Iterator[None]:
+    """``handler`` for SIGINT and SIGTERM within the block, the previous handlers again after it; outside
+    the main thread (where Python cannot handle signals) nothing changes."""
+    try:
+        previous = {signum: signal.signal(signum, handler) for signum in STOP_SIGNALS}
+    except ValueError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        for signum, earlier in previous.items():
+            signal.signal(signum, earlier)
+
+
 @contextmanager
 def signals_as_interrupt() -> Iterator[None]:
     """Make SIGINT and SIGTERM raise KeyboardInterrupt for the duration of a run.
@@ -64,21 +83,12 @@ def signals_as_interrupt() -> Iterator[None]:
     SIGINT included: a process started in the background by a non-interactive shell inherits SIGINT
     ignored, and Python then leaves it ignored, so Ctrl-C (or ``kill -INT``) would not stop the run.
     """
-    stopping = (signal.SIGINT, signal.SIGTERM)
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
-    try:
-        previous = {signum: signal.signal(signum, interrupt) for signum in stopping}
-    except ValueError:  # not the main thread: leave signals alone
+    with _stop_signals_handled_by(interrupt):
         yield
-        return
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 @contextmanager
@@ -86,20 +96,8 @@ def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C and SIGTERM while the report is written (a second interrupt must not leave half a
     report); a signal that arrived meanwhile is raised as KeyboardInterrupt at the end."""
     received: list[int] = []
-
-    def remember(signum: int, frame: object) -> None:
-        received.append(signum)
-
-    try:
-        previous = {signum: signal.signal(signum, remember) for signum in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:
+    with _stop_signals_handled_by(lambda signum, frame: received.append(signum)):
         yield
-        return
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
     if received:
         raise KeyboardInterrupt(signal.Signals(received[0]).name)
 
