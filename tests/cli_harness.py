@@ -190,6 +190,24 @@ def write_tally(path: str) -> None:
 
 # --- a tiny valid task, to break one piece at a time -------------------------------------------
 
+FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
+"""A finished run folder (one trial), as the records writer writes it."""
+RUN = [
+    "run",
+    "--task",
+    "data/task.yaml",
+    "--data-dir",
+    "data",
+    "--strategies",
+    "majority",
+    "--profile",
+    "smoke",
+    "--output",
+    "out",
+    "--no-progress",
+]
+VALIDATE = ["validate", "data/task.yaml", "--data-dir", "data"]
+"""The commands the hostile-input tests run on the tiny task's working folder."""
 VALID_TASK = {
     "name": "fuzz",
     "description": "generated",

@@ -24,29 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cli_harness import GOOD_ROWS, VALID_TASK, check, make_workdir, run_cli, write_rows
+from cli_harness import FIXTURE, GOOD_ROWS, RUN, VALID_TASK, VALIDATE, check, make_workdir, run_cli, write_rows
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from slmbench.engine.run_options import RUN_ID
 
 SCALE = float(os.environ.get("SLMBENCH_FUZZ_SCALE", "1"))
-FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
-RUN = [
-    "run",
-    "--task",
-    "data/task.yaml",
-    "--data-dir",
-    "data",
-    "--strategies",
-    "majority",
-    "--profile",
-    "smoke",
-    "--output",
-    "out",
-    "--no-progress",
-]
-VALIDATE = ["validate", "data/task.yaml", "--data-dir", "data"]
 REQUIRED = {"name", "source", "labels", "instruction"}
 
 

@@ -21,8 +21,11 @@ import fake_strategies
 import pytest
 import yaml
 from cli_harness import (
+    FIXTURE,
     GOOD_ROWS,
+    RUN,
     VALID_TASK,
+    VALIDATE,
     check,
     count,
     make_workdir,
@@ -33,23 +36,7 @@ from cli_harness import (
 
 from slmbench import records
 
-FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 FAKES_SCRIPT = Path(fake_strategies.__file__)
-RUN = [
-    "run",
-    "--task",
-    "data/task.yaml",
-    "--data-dir",
-    "data",
-    "--strategies",
-    "majority",
-    "--profile",
-    "smoke",
-    "--output",
-    "out",
-    "--no-progress",
-]
-VALIDATE = ["validate", "data/task.yaml", "--data-dir", "data"]
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def with_member_costs(cost: Cost, members: Sequence[TrialRecord]) -> Cost:
     ):
         values = [getattr(cost, field_name), *(getattr(member.cost, field_name) for member in members)]
         summed[field_name] = None if any(value is None for value in values) else type(values[0])(round(sum(values), 3))
-    measured = [latency for latency in (cost.single_request, *(member.cost.single_request for member in members)) if latency]
+    measured = [latency for latency in (cost.single_request, *(member.cost.single_request for member in members)) if latency is not None]
     single = (
         None
         if len(measured) < 1 + len(members)

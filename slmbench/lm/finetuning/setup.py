@@ -12,6 +12,7 @@ back to eager, recorded in the trial details.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -140,6 +141,10 @@ class TrainingSetup:
     gradient_accumulation_steps: int = 1
     group_by_length: bool = False
     """Batch examples of similar length (needs a ``length`` column): for padded, not packed, batches."""
+
+    def steps_per_epoch(self, examples: int) -> int:
+        """Optimizer steps in one pass over ``examples`` (at least one)."""
+        return max(1, math.ceil(examples / (self.batch_size * self.gradient_accumulation_steps)))
 
     @classmethod
     def from_budget(

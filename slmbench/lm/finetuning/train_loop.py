@@ -37,10 +37,9 @@ def planned_steps(dataset: Any, collator: Callable, setup: TrainingSetup) -> int
     """
     import random
 
-    per_step = setup.batch_size * setup.gradient_accumulation_steps
     steps = setup.max_steps
     if steps is None:
-        steps = math.ceil(setup.epochs * max(1, math.ceil(len(dataset) / per_step)))
+        steps = math.ceil(setup.epochs * setup.steps_per_epoch(len(dataset)))
     if setup.max_tokens is None:
         return steps
     rng = random.Random(setup.seed)
@@ -76,7 +75,6 @@ def _training_arguments(setup: TrainingSetup, *, max_steps: int, train_examples:
     """The keyword arguments of transformers' ``TrainingArguments`` (and trl's ``SFTConfig``) for ``setup``,
     but ``output_dir``: ``max_steps`` optimizer steps, a validation every ``setup.eval_every_steps``
     steps (default: every epoch of ``train_examples``) and before training if it ``evaluates``."""
-    steps_per_epoch = max(1, math.ceil(train_examples / (setup.batch_size * setup.gradient_accumulation_steps)))
     return dict(
         per_device_train_batch_size=setup.batch_size,
         per_device_eval_batch_size=setup.eval_batch_size,
@@ -91,7 +89,7 @@ def _training_arguments(setup: TrainingSetup, *, max_steps: int, train_examples:
         train_sampling_strategy="group_by_length" if setup.group_by_length else "random",
         length_column_name="length",
         eval_strategy="steps" if evaluates else "no",
-        eval_steps=setup.eval_every_steps or steps_per_epoch,
+        eval_steps=setup.eval_every_steps or setup.steps_per_epoch(train_examples),
         eval_on_start=evaluates,
         save_strategy="no",
         logging_strategy="steps",
