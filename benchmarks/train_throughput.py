@@ -352,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.set_verbosity_error()
     if args.threads:
         torch.set_num_threads(args.threads)
-    hardware = hardware_info()
+    hardware = hardware_info().model_dump()
     peak = hardware["matmul_peak_gflops"]["bfloat16"]
     budget = get_profile("quick")
     task, data = load_data(args, budget)

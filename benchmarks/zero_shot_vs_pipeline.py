@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     logging.set_verbosity_error()
     if args.threads:
         torch.set_num_threads(args.threads)
-    hardware = hardware_info()
+    hardware = hardware_info().model_dump()
     task, budget = load_task(TASK), get_profile("quick")
     splits = load_splits(task, Path(args.data_dir), budget)
     test = cap_examples(splits.test, args.limit, task.split.seed)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from slmbench.strategy import Family, SharedModel, StrategyMetadata
 from slmbench.strategy.finetuned_lm import (
     FineTunedCausalLM,
     FineTuneOptions,
@@ -31,9 +32,12 @@ class AdaptersOptions(FineTuneOptions):
 
 
 class Adapters(FineTunedCausalLM):
-    name = "adapters"
-    description = "Bottleneck adapters after every attention and feed-forward output, base frozen"
-    tune = {"learning_rate": ("log", 2e-4, 3e-3)}
+    metadata = StrategyMetadata(
+        name="adapters",
+        description="Bottleneck adapters after every attention and feed-forward output, base frozen",
+        family=Family.PARAMETER_EFFICIENT,
+        depends_on=(SharedModel.CAUSAL_LM,),
+    )
 
     Options = AdaptersOptions
     options: AdaptersOptions

@@ -8,25 +8,26 @@ every strategy's (``slmbench.engine.tuning``). The trained classifier is saved a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from pydantic import Field
 
-from slmbench.common.options import Options
-from slmbench.strategy.base import Family, Strategy
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
+from slmbench.strategy import Examples, Family, Options, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 
 
 class EmbeddingClassifierOptions(Options):
-    C: float = Field(1.0, gt=0, description="inverse regularisation strength of the logistic regression")
+    C: Annotated[float, Search.log(0.01, 100.0)] = Field(
+        1.0, gt=0, description="inverse regularisation strength of the logistic regression"
+    )
 
 
 class EmbeddingClassifier(Strategy):
-    name = "embedding-classifier"
-    description = "Frozen sentence embeddings + logistic regression (scikit-learn)"
-    family = Family.FEATURE
-    uses_models = ("embedder",)
-    tune = {"C": ("log", 0.01, 100.0)}
+    metadata = StrategyMetadata(
+        name="embedding-classifier",
+        description="Frozen sentence embeddings + logistic regression (scikit-learn)",
+        family=Family.FEATURE,
+        calls=(SharedModel.EMBEDDER,),
+    )
 
     Options = EmbeddingClassifierOptions
     options: EmbeddingClassifierOptions
@@ -53,10 +54,8 @@ class EmbeddingClassifier(Strategy):
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.lm.models import param_count
-
         trainable = self.classifier.coef_.size + self.classifier.intercept_.size
-        return trainable, trainable + param_count(self.context.models.embedder())
+        return trainable, trainable + self.shared_parameters()
 
 
 @hookimpl

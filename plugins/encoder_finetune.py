@@ -19,30 +19,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy import Examples, Family, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 from slmbench.strategy.finetuned_lm import FineTuneOptions
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
 
 PREDICT_BATCH = 64
 
 
 class EncoderFinetuneOptions(FineTuneOptions):
-    learning_rate: float = Field(1e-4, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+    learning_rate: Annotated[float, Search.log(3e-5, 3e-4)] = Field(
+        1e-4, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)"
+    )
     weight_decay: float = Field(0.01, ge=0, le=1, description="AdamW weight decay")
 
 
 class EncoderFinetune(Strategy):
-    name = "encoder-finetune"
-    description = "The embedding model's BERT encoder + a classification head, fully fine-tuned"
-    family = Family.FULL
-    uses_models = ("embedder", "causal_lm")
+    metadata = StrategyMetadata(
+        name="encoder-finetune",
+        description="The embedding model's BERT encoder + a classification head, fully fine-tuned",
+        family=Family.FULL,
+        depends_on=(SharedModel.EMBEDDER, SharedModel.CAUSAL_LM),
+    )
     """Trains its own copy of the embedding model; the causal LM's size sets its compute budget."""
-    tune = {"learning_rate": ("log", 3e-5, 3e-4)}
 
     Options = EncoderFinetuneOptions
     options: EncoderFinetuneOptions

@@ -4,7 +4,9 @@ Every other strategy of the run (same seed, same train size) predicts the valida
 splits; their probabilities (one-hot labels for strategies without probabilities), side by side,
 are the features of a multinomial logistic regression fitted on the validation split, whose
 regularisation is chosen by cross-validated log-loss on that split (scikit-learn's ``LogisticRegressionCV``):
-it learns which strategy to trust for which label. It is scored on test like any other strategy.
+it learns which strategy to trust for which label. It is scored on test like any other strategy. A
+validation split too small to cross-validate (a label with one example) gets a fixed regularisation,
+and one with a single label the members' mean; ``details["combiner"]`` says which.
 
 Its cost is honest: deploying it means training and running every member, so the trial adds the
 members' training time, prediction time, memory, parameters and artifacts to its own.
@@ -16,10 +18,7 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from slmbench.common.options import Options
-from slmbench.strategy.base import Family, Strategy
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
+from slmbench.strategy import CombiningStrategy, Examples, Family, Options, Predictions, StrategyMetadata, hookimpl
 
 
 class EnsembleOptions(Options):
@@ -27,11 +26,12 @@ class EnsembleOptions(Options):
     min_members: int = Field(2, ge=2, description="fewest finished strategies worth combining")
 
 
-class Ensemble(Strategy):
-    name = "ensemble"
-    description = "Stacks the other strategies' probabilities with a logistic regression fitted on validation"
-    family = Family.ENSEMBLE
-    combines_others = True
+class Ensemble(CombiningStrategy):
+    metadata = StrategyMetadata(
+        name="ensemble",
+        description="Stacks the other strategies' probabilities with a logistic regression fitted on validation",
+        family=Family.ENSEMBLE,
+    )
 
     Options = EnsembleOptions
     options: EnsembleOptions
@@ -39,20 +39,37 @@ class Ensemble(Strategy):
     def _features(self, texts: Sequence[str]):
         import numpy as np
 
-        return np.hstack([member.rows(texts) for member in self.context.members])
+        return np.hstack([member.rows(texts) for member in self.members])
 
     def fit(self, train: Examples, validation: Examples) -> None:
-        from sklearn.linear_model import LogisticRegressionCV
-        from sklearn.model_selection import StratifiedKFold
-
-        members = self.context.members
+        members = self.members
         if len(members) < self.options.min_members:
             raise ValueError(
                 f"the run has {len(members)} finished strategies to combine, fewer than min_members={self.options.min_members}"
             )
-        smallest = min(validation.labels.count(label) for label in set(validation.labels))
-        folds = StratifiedKFold(min(self.options.folds, max(2, smallest)), shuffle=True, random_state=self.context.seed)
-        self.combiner = LogisticRegressionCV(
+        self.combiner = self._fitted_combiner(self._features(validation.texts), validation.labels)
+        self.details = {"members": [member.name for member in members], "combiner": self.combined_by}
+        if self.combiner is not None:
+            weights = abs(self.combiner.coef_).reshape(len(self.combiner.classes_), len(members), -1).sum(axis=(0, 2))
+            self.details["weight_share"] = {member.name: round(float(w / weights.sum()), 4) for member, w in zip(members, weights)}
+        self.train_examples_seen = 0
+
+    def _fitted_combiner(self, features, labels: list[int]):
+        """The logistic regression, its C chosen by stratified cross-validation; on a validation split too
+        small for that, degraded to what it allows (``self.combined_by`` says which): a fixed C when a
+        label has a single example, the members' mean when the split holds one label only."""
+        from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
+        from sklearn.model_selection import StratifiedKFold
+
+        counts = [labels.count(label) for label in set(labels)]
+        if len(counts) < 2:
+            self.combined_by = "the members' mean probabilities: the validation split holds a single label, nothing to fit"
+            return None
+        if min(counts) < 2:
+            self.combined_by = "a logistic regression with C = 1: a label has one validation example, too few to cross-validate C"
+            return LogisticRegression(C=1.0, max_iter=5000, random_state=self.context.seed).fit(features, labels)
+        folds = StratifiedKFold(min(self.options.folds, min(counts)), shuffle=True, random_state=self.context.seed)
+        combiner = LogisticRegressionCV(
             Cs=10,
             cv=folds,
             scoring="neg_log_loss",
@@ -60,25 +77,24 @@ class Ensemble(Strategy):
             max_iter=5000,
             random_state=self.context.seed,
             use_legacy_attributes=False,
-        )
-        self.combiner.fit(self._features(validation.texts), validation.labels)
-        weights = abs(self.combiner.coef_).reshape(len(self.combiner.classes_), len(members), -1).sum(axis=(0, 2))
-        self.details = {
-            "members": [member.name for member in members],
-            "C": float(self.combiner.C_),
-            "weight_share": {member.name: round(float(w / weights.sum()), 4) for member, w in zip(members, weights)},
-        }
-        self.train_examples_seen = 0
+        ).fit(features, labels)
+        self.combined_by = f"a logistic regression, C = {float(combiner.C_):.4g} chosen by {folds.n_splits}-fold cross-validation"
+        return combiner
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np
 
-        probabilities = np.zeros((len(texts), len(self.context.task.labels)))
-        probabilities[:, self.combiner.classes_] = self.combiner.predict_proba(self._features(texts))
+        features = self._features(texts)
+        n_labels = len(self.context.task.labels)
+        if self.combiner is None:
+            probabilities = features.reshape(len(texts), len(self.members), n_labels).mean(axis=1)
+        else:
+            probabilities = np.zeros((len(texts), n_labels))
+            probabilities[:, self.combiner.classes_] = self.combiner.predict_proba(features)
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        weights = self.combiner.coef_.size + self.combiner.intercept_.size
+        weights = 0 if self.combiner is None else self.combiner.coef_.size + self.combiner.intercept_.size
         return weights, weights
 
 

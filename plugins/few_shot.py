@@ -14,13 +14,12 @@ put in its place (``label_prior``); the trial then counts the whole train split 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from pydantic import Field
 
 from slmbench.lm.retrieval import DemonstrationOptions
-from slmbench.strategy.base import Family, Strategy
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
+from slmbench.strategy import Examples, Family, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 
 
 def choose_demonstrations(labels: Sequence[int], n_labels: int, shots_per_class: int, seed: int) -> list[int]:
@@ -43,15 +42,16 @@ def choose_demonstrations(labels: Sequence[int], n_labels: int, shots_per_class:
 
 
 class FewShotOptions(DemonstrationOptions):
-    shots_per_class: int = Field(2, ge=1, le=64, description="demonstrations of each label")
+    shots_per_class: Annotated[int, Search.integer(1, 4)] = Field(2, ge=1, le=64, description="demonstrations of each label")
 
 
 class FewShot(Strategy):
-    name = "few-shot"
-    description = "Instruction prompt with k fixed, class-balanced labelled demonstrations; no training"
-    family = Family.PROMPTING
-    uses_models = ("causal_lm",)
-    tune = {"shots_per_class": ("int", 1, 4)}
+    metadata = StrategyMetadata(
+        name="few-shot",
+        description="Instruction prompt with k fixed, class-balanced labelled demonstrations; no training",
+        family=Family.PROMPTING,
+        calls=(SharedModel.CAUSAL_LM,),
+    )
 
     Options = FewShotOptions
     options: FewShotOptions
@@ -103,11 +103,6 @@ class FewShot(Strategy):
         self.prompt_tokens_per_example = result.prompt_tokens_per_example
         self.details.update(result.details)
         return result.predictions
-
-    def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.lm.models import param_count
-
-        return 0, param_count(self.context.models.causal_lm()[0])
 
 
 @hookimpl

@@ -9,11 +9,11 @@ compute for activation memory. The artifact is the whole model (``model.safetens
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from slmbench.strategy.base import Family
+from slmbench.strategy import Family, Search, SharedModel, StrategyMetadata
 from slmbench.strategy.finetuned_lm import (
     FineTunedCausalLM,
     FineTuneOptions,
@@ -23,16 +23,20 @@ from slmbench.strategy.hookspecs import hookimpl
 
 
 class FullFinetuneOptions(FineTuneOptions):
-    learning_rate: float = Field(5e-5, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+    learning_rate: Annotated[float, Search.log(1e-5, 2e-4)] = Field(
+        5e-5, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)"
+    )
     weight_decay: float = Field(0.0, ge=0, le=1, description="AdamW weight decay")
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
 
 
 class FullFinetune(FineTunedCausalLM):
-    name = "full-finetune"
-    description = "Full fine-tuning: every weight of the causal LM trained on the answer tokens (trl)"
-    family = Family.FULL
-    tune = {"learning_rate": ("log", 1e-5, 2e-4)}
+    metadata = StrategyMetadata(
+        name="full-finetune",
+        description="Full fine-tuning: every weight of the causal LM trained on the answer tokens (trl)",
+        family=Family.FULL,
+        depends_on=(SharedModel.CAUSAL_LM,),
+    )
 
     Options = FullFinetuneOptions
     options: FullFinetuneOptions

@@ -9,15 +9,12 @@ retrieval alone explains.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from slmbench.common.options import Options
 from slmbench.lm.retrieval import DEFAULT_K
-from slmbench.strategy.base import Family, Strategy
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
+from slmbench.strategy import Examples, Family, Options, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,15 +32,16 @@ def vote(neighbour_labels: Sequence[Sequence[int]], similarities: Sequence[Seque
 
 
 class KnnVoteOptions(Options):
-    k: int = Field(DEFAULT_K, ge=1, le=1024, description="neighbours that vote for each text")
+    k: Annotated[int, Search.integer(1, 32)] = Field(DEFAULT_K, ge=1, le=1024, description="neighbours that vote for each text")
 
 
 class KnnVote(Strategy):
-    name = "knn-vote"
-    description = "Similarity-weighted vote of the k most similar train examples (FAISS), no language model"
-    family = Family.RETRIEVAL
-    uses_models = ("embedder",)
-    tune = {"k": ("int", 1, 32)}
+    metadata = StrategyMetadata(
+        name="knn-vote",
+        description="Similarity-weighted vote of the k most similar train examples (FAISS), no language model",
+        family=Family.RETRIEVAL,
+        calls=(SharedModel.EMBEDDER,),
+    )
 
     Options = KnnVoteOptions
     options: KnnVoteOptions
@@ -63,11 +61,6 @@ class KnnVote(Strategy):
         probabilities = vote(neighbour_labels, neighbours.similarities, len(self.context.task.labels))
         self.details.update(self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices)
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
-
-    def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.lm.models import param_count
-
-        return 0, param_count(self.context.models.embedder())
 
 
 @hookimpl

@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import Field
 
+from slmbench.strategy import Family, SharedModel, StrategyMetadata
 from slmbench.strategy.finetuned_lm import (
     FineTunedCausalLM,
     FineTuneOptions,
@@ -65,9 +66,12 @@ class MergeableLoraOptions(LoraOptions):
 
 
 class Lora(FineTunedCausalLM):
-    name = "lora"
-    description = "LoRA adapters on every linear layer, trained on the answer tokens (peft + trl)"
-    tune = {"learning_rate": ("log", 2e-4, 3e-3)}
+    metadata = StrategyMetadata(
+        name="lora",
+        description="LoRA adapters on every linear layer, trained on the answer tokens (peft + trl)",
+        family=Family.PARAMETER_EFFICIENT,
+        depends_on=(SharedModel.CAUSAL_LM,),
+    )
 
     Options = MergeableLoraOptions
     options: MergeableLoraOptions

@@ -93,7 +93,7 @@ def _parent_run(client: MlflowClient, run_dir: Path, run: RunRecord) -> tuple[st
         RUN_KEY_TAG: key,
         "slmbench.run_dir": str(Path(run_dir).resolve()),
         "slmbench.task": run.task,
-        "slmbench.profile": str(run.profile.get("name", "")),
+        "slmbench.profile": run.profile.name if run.profile is not None else "",
         "slmbench.seeds": ",".join(map(str, run.seeds)),
     }
     created = client.create_run(experiment_id, start_time=_milliseconds(run.started_at), tags=tags, run_name=Path(run_dir).name)
@@ -110,7 +110,7 @@ def trial_params(trial: TrialRecord) -> dict[str, str]:
         "seed": trial.seed,
         "train_size": "all" if trial.train_size is None else trial.train_size,
         "train_examples": trial.train_examples,
-        "profile": config.profile.get("name") if config else None,
+        "profile": config.profile.name if config else None,
         "causal_lm": models.causal_lm if models else None,
         "embedding_model": models.embedding_model if models else None,
         "device": models.device if models else None,

@@ -10,10 +10,11 @@ before the prompt, where training put them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import Field
 
+from slmbench.strategy import Family, Search, SharedModel, StrategyMetadata
 from slmbench.strategy.finetuned_lm import (
     FineTunedCausalLM,
     FineTuneOptions,
@@ -23,14 +24,19 @@ from slmbench.strategy.hookspecs import hookimpl
 
 
 class PromptTuningOptions(FineTuneOptions):
-    learning_rate: float = Field(3e-2, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+    learning_rate: Annotated[float, Search.log(3e-3, 1e-1)] = Field(
+        3e-2, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)"
+    )
     virtual_tokens: int = Field(20, ge=1, le=512, description="trained embeddings put before every prompt")
 
 
 class PromptTuning(FineTunedCausalLM):
-    name = "prompt-tuning"
-    description = "Soft prompt tuning: trained virtual-token embeddings before the prompt (peft)"
-    tune = {"learning_rate": ("log", 3e-3, 1e-1)}
+    metadata = StrategyMetadata(
+        name="prompt-tuning",
+        description="Soft prompt tuning: trained virtual-token embeddings before the prompt (peft)",
+        family=Family.PARAMETER_EFFICIENT,
+        depends_on=(SharedModel.CAUSAL_LM,),
+    )
 
     Options = PromptTuningOptions
     options: PromptTuningOptions

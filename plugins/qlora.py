@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import Field
 
 from slmbench.lm.finetuning.setup import autocast_dtype
+from slmbench.strategy import Family, SharedModel, StrategyMetadata
 from slmbench.strategy.finetuned_lm import FineTunedCausalLM, load_causal_lm
 from slmbench.strategy.hookspecs import hookimpl
 from slmbench_plugins.lora import LoraOptions, lora_config, target_module_names
@@ -44,9 +45,12 @@ class QloraOptions(LoraOptions):
 
 
 class Qlora(FineTunedCausalLM):
-    name = "qlora"
-    description = "QLoRA: LoRA adapters on a 4-bit NF4 base model (bitsandbytes + peft + trl)"
-    tune = {"learning_rate": ("log", 2e-4, 3e-3)}
+    metadata = StrategyMetadata(
+        name="qlora",
+        description="QLoRA: LoRA adapters on a 4-bit NF4 base model (bitsandbytes + peft + trl)",
+        family=Family.PARAMETER_EFFICIENT,
+        depends_on=(SharedModel.CAUSAL_LM,),
+    )
     deployment_reference = False
     deployment_quantizations = ("nf4",)
 

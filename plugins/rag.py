@@ -14,25 +14,27 @@ its place (``label_prior``).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Annotated
 
 from pydantic import Field
 
 from slmbench.lm.retrieval import DEFAULT_K, DemonstrationOptions, Neighbours
-from slmbench.strategy.base import Family, Strategy
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
+from slmbench.strategy import Examples, Family, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 
 
 class RagOptions(DemonstrationOptions):
-    k: int = Field(DEFAULT_K, ge=1, le=64, description="retrieved demonstrations per text (fewer if the prompt would not fit)")
+    k: Annotated[int, Search.integer(1, 8)] = Field(
+        DEFAULT_K, ge=1, le=64, description="retrieved demonstrations per text (fewer if the prompt would not fit)"
+    )
 
 
 class Rag(Strategy):
-    name = "rag"
-    description = "Prompt with the k most similar train examples (FAISS over sentence embeddings) as demonstrations"
-    family = Family.RETRIEVAL
-    uses_models = ("causal_lm", "embedder")
-    tune = {"k": ("int", 1, 8)}
+    metadata = StrategyMetadata(
+        name="rag",
+        description="Prompt with the k most similar train examples (FAISS over sentence embeddings) as demonstrations",
+        family=Family.RETRIEVAL,
+        calls=(SharedModel.CAUSAL_LM, SharedModel.EMBEDDER),
+    )
 
     Options = RagOptions
     options: RagOptions
@@ -90,11 +92,6 @@ class Rag(Strategy):
         self.prompt_tokens_per_example = result.prompt_tokens_per_example
         self.details.update(result.details, self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices)
         return result.predictions
-
-    def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.lm.models import param_count
-
-        return 0, param_count(self.context.models.causal_lm()[0]) + param_count(self.context.models.embedder())
 
 
 @hookimpl

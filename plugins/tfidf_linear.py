@@ -11,26 +11,27 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Annotated
 
 from pydantic import Field
 
-from slmbench.common.options import Options
-from slmbench.strategy.base import Family, Strategy
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
+from slmbench.strategy import Examples, Family, Options, Predictions, Search, Strategy, StrategyMetadata, hookimpl
 
 
 class TfidfLinearOptions(Options):
-    C: float = Field(10.0, gt=0, description="inverse regularisation strength of the logistic regression")
+    C: Annotated[float, Search.log(0.1, 1000.0)] = Field(
+        10.0, gt=0, description="inverse regularisation strength of the logistic regression"
+    )
     max_ngram: int = Field(2, ge=1, le=3, description="longest word n-gram used as a feature")
     min_df: int = Field(1, ge=1, description="ignore terms in fewer train texts than this")
 
 
 class TfidfLinear(Strategy):
-    name = "tfidf-linear"
-    description = "TF-IDF word 1-2 grams + logistic regression (scikit-learn), no language model"
-    family = Family.FEATURE
-    tune = {"C": ("log", 0.1, 1000.0)}
+    metadata = StrategyMetadata(
+        name="tfidf-linear",
+        description="TF-IDF word 1-2 grams + logistic regression (scikit-learn), no language model",
+        family=Family.FEATURE,
+    )
 
     Options = TfidfLinearOptions
     options: TfidfLinearOptions

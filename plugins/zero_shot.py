@@ -15,17 +15,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from slmbench.lm.prompts import PromptOptions
-from slmbench.strategy.base import Family, Strategy
-from slmbench.strategy.hookspecs import hookimpl
-from slmbench.tasks.examples import Examples, Predictions
+from slmbench.strategy import Examples, Family, Predictions, SharedModel, Strategy, StrategyMetadata, hookimpl
 
 
 class ZeroShot(Strategy):
-    name = "zero-shot"
-    description = "Instruction prompt; each label scored by the LM's log-likelihood, no training"
-    family = Family.PROMPTING
-    uses_models = ("causal_lm",)
-    learns_from_train = False
+    metadata = StrategyMetadata(
+        name="zero-shot",
+        description="Instruction prompt; each label scored by the LM's log-likelihood, no training",
+        family=Family.PROMPTING,
+        calls=(SharedModel.CAUSAL_LM,),
+        reads_labels=False,
+    )
     Options = PromptOptions
     options: PromptOptions
 
@@ -47,11 +47,6 @@ class ZeroShot(Strategy):
         self.prompt_tokens_per_example = result.prompt_tokens_per_example
         self.details.update(result.details)
         return result.predictions
-
-    def parameter_counts(self) -> tuple[int, int]:
-        from slmbench.lm.models import param_count
-
-        return 0, param_count(self.context.models.causal_lm()[0])
 
 
 @hookimpl

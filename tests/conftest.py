@@ -19,26 +19,11 @@ def smollm2_tokenizer():
 
 @pytest.fixture(scope="session")
 def make_tiny_causal_lm(smollm2_tokenizer):
-    """Factory of 2-layer Llamas with random (but peaked) weights over the SmolLM2 vocabulary, fp32, eval mode."""
+    """Factory of the kit's 2-layer Llama (``slmbench.testing.tiny_llama``) over the SmolLM2 vocabulary, fp32, eval mode."""
+    from slmbench.testing import tiny_llama
 
     def make(attn_implementation: str = "sdpa"):
-        import torch
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        torch.manual_seed(0)
-        config = LlamaConfig(
-            vocab_size=len(smollm2_tokenizer),
-            hidden_size=64,
-            intermediate_size=128,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            initializer_range=0.2,
-            tie_word_embeddings=True,
-            pad_token_id=smollm2_tokenizer.pad_token_id,
-            attn_implementation=attn_implementation,
-        )
-        return LlamaForCausalLM(config).eval()
+        return tiny_llama(smollm2_tokenizer, attn_implementation=attn_implementation)
 
     return make
 
@@ -68,18 +53,70 @@ def toy_task():
     )
 
 
-# --- the shared data sets (../shared/data beside the checkout) -------------------------------
+# --- the real data sets (../shared/data beside the checkout): only tests marked real_data --------
+
+REAL_DATA_FILES = ("financial_phrasebank.csv", "bbc_news.csv")
 
 
-@pytest.fixture(scope="session")
-def shared_data_dir():
-    """The folder holding bbc_news.csv and financial_phrasebank.csv ($SLMBENCH_DATA_DIR or ../shared/data)."""
+def real_data_folder():
+    """$SLMBENCH_DATA_DIR, else ../shared/data beside the checkout."""
     import os
     from pathlib import Path
 
-    folder = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
-    if not (folder / "financial_phrasebank.csv").exists():
-        pytest.skip(f"shared data not found in {folder}; set SLMBENCH_DATA_DIR")
+    return Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``real_data`` are skipped, saying so, when the real data folder is missing; nothing else skips for data."""
+    folder = real_data_folder()
+    missing = [name for name in REAL_DATA_FILES if not (folder / name).is_file()]
+    if not missing:
+        return
+    skip = pytest.mark.skip(reason=f"real data folder missing: no {' or '.join(missing)} in {folder} (set SLMBENCH_DATA_DIR)")
+    for item in items:
+        if item.get_closest_marker("real_data"):
+            item.add_marker(skip)
+
+
+@pytest.fixture()
+def shared_data_dir(request):
+    """The folder holding bbc_news.csv and financial_phrasebank.csv, for tests marked ``real_data`` only."""
+    if request.node.get_closest_marker("real_data") is None:
+        pytest.fail("only a test marked @pytest.mark.real_data may read the real data; others use toy_task_file or toy_data_dir")
+    return real_data_folder()
+
+
+# --- toy data the runner, sweep, Ray, MLflow, guide and benchmark tests run on (no real data) ------
+
+RUNNER_ROWS = {"negative": 25, "neutral": 40, "positive": 25}
+"""Rows per label of ``toy_task_file``: split 50/25/25 they fill the smoke profile's caps (40 train, 15
+validation, 15 test), and neutral is the majority label."""
+
+
+@pytest.fixture()
+def toy_task_file(tmp_path):
+    """The kit's toy task (``toy-sentiment``) with ``RUNNER_ROWS``, written to tmp_path/task: its YAML path
+    (the data file beside it; pass its folder as the data folder)."""
+    from slmbench.testing import toy_task_files
+
+    return toy_task_files(tmp_path / "task", per_label=RUNNER_ROWS)
+
+
+@pytest.fixture()
+def toy_data_dir(tmp_path):
+    """A stand-in for ../shared/data, for commands and scripts that name the built-in financial_sentiment
+    task: its financial_phrasebank.csv holds 150 toy rows (``slmbench.testing.toy_rows``), enough for the
+    smoke profile's caps once that task splits them 70/10/20."""
+    import csv
+
+    from slmbench.testing import toy_rows
+
+    folder = tmp_path / "toy-data"
+    folder.mkdir()
+    with open(folder / "financial_phrasebank.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(toy_rows(50))
     return folder
 
 

@@ -10,10 +10,11 @@ import signal
 import sys
 import time
 import types
+from typing import Annotated
 
 from pydantic import Field
 
-from slmbench import Examples, Family, Options, Predictions, Strategy, hookimpl
+from slmbench import Examples, Family, Options, Predictions, Search, Strategy, StrategyMetadata, hookimpl
 
 
 def _log(name: str) -> None:
@@ -22,16 +23,19 @@ def _log(name: str) -> None:
             handle.write(name + "\n")
 
 
+def majority_label(labels: list[int]) -> int:
+    """The most frequent label (the smallest of those tied)."""
+    return max(sorted(set(labels)), key=labels.count)
+
+
 class MajorityClass(Strategy):
     """Predicts the most frequent train label."""
 
-    name = "majority"
-    description = "most frequent train label"
-    family = Family.FEATURE
+    metadata = StrategyMetadata(name="majority", description="most frequent train label", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
-        self.label = max(set(train.labels), key=train.labels.count)
+        self.label = majority_label(train.labels)
         (self.context.artifact_dir / "label.txt").write_text(str(self.label))
 
     def predict(self, texts):
@@ -41,8 +45,7 @@ class MajorityClass(Strategy):
 class LastLabel(MajorityClass):
     """Predicts the label of the last train example: deterministic, different from majority."""
 
-    name = "last-label"
-    description = "label of the last train example"
+    metadata = StrategyMetadata(name="last-label", description="label of the last train example", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
@@ -52,8 +55,7 @@ class LastLabel(MajorityClass):
 class Sleeper(MajorityClass):
     """Sleeps $SLMBENCH_TEST_SLEEP_SECONDS (default 60) in fit, in short naps, logs that it woke, then acts like majority."""
 
-    name = "sleeper"
-    description = "sleeps, then predicts the majority label"
+    metadata = StrategyMetadata(name="sleeper", description="sleeps, then predicts the majority label", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
@@ -61,15 +63,13 @@ class Sleeper(MajorityClass):
         while time.monotonic() < deadline:
             time.sleep(0.05)
         _log(f"{self.name}:woke")
-        self.label = max(set(train.labels), key=train.labels.count)
+        self.label = majority_label(train.labels)
 
 
 class FirstLabel(MajorityClass):
     """Always predicts label 0 and ignores the train split, like zero-shot."""
 
-    name = "first-label"
-    description = "always the first label"
-    learns_from_train = False
+    metadata = StrategyMetadata(name="first-label", description="always the first label", family=Family.FEATURE, reads_labels=False)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
@@ -79,8 +79,7 @@ class FirstLabel(MajorityClass):
 class DiesOnce(MajorityClass):
     """Kills its own process in its first fit (a worker lost mid-trial), then behaves like majority."""
 
-    name = "dies-once"
-    description = "kills its process once"
+    metadata = StrategyMetadata(name="dies-once", description="kills its process once", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         marker = self.context.artifact_dir / "died-once"
@@ -94,24 +93,21 @@ class Tunable(MajorityClass):
     """Its option k is searchable: k >= 5 predicts the majority label (good), smaller k label 0. While it
     "trains" it reports a validation loss of 1/k, so a setting with a smaller k than an earlier one falls behind."""
 
-    name = "tunable"
-    description = "majority label for k >= 5, label 0 below"
-    tune = {"k": ("int", 1, 9)}
+    metadata = StrategyMetadata(name="tunable", description="majority label for k >= 5, label 0 below", family=Family.FEATURE)
 
     class Options(Options):
-        k: int = Field(3, ge=1, le=9, description="the searched knob")
+        k: Annotated[int, Search.integer(1, 9)] = Field(3, ge=1, le=9, description="the searched knob")
 
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(f"{self.name}:{self.options.k}")
         for step in (1, 2, 3):
             self.context.on_validation_loss(step, 1 / self.options.k)
-        self.label = max(set(train.labels), key=train.labels.count) if self.options.k >= 5 else 0
+        self.label = majority_label(train.labels) if self.options.k >= 5 else 0
         (self.context.artifact_dir / f"k{self.options.k}.txt").write_text(str(self.label))
 
 
 class Exploding(MajorityClass):
-    name = "exploding"
-    description = "raises while fitting"
+    metadata = StrategyMetadata(name="exploding", description="raises while fitting", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
@@ -121,8 +117,7 @@ class Exploding(MajorityClass):
 class Interrupting(MajorityClass):
     """Presses Ctrl-C (sends itself SIGINT) while fitting, as a user stopping the run would."""
 
-    name = "interrupting"
-    description = "sends its own process SIGINT in fit"
+    metadata = StrategyMetadata(name="interrupting", description="sends its own process SIGINT in fit", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         import signal
@@ -134,8 +129,7 @@ class Interrupting(MajorityClass):
 
 
 class WrongLength(MajorityClass):
-    name = "wrong-length"
-    description = "returns one prediction too few"
+    metadata = StrategyMetadata(name="wrong-length", description="returns one prediction too few", family=Family.FEATURE)
 
     def predict(self, texts):
         return Predictions(labels=[0] * (len(texts) - 1))

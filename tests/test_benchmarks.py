@@ -2,8 +2,9 @@
 tests they stop working unnoticed when the code they measure moves.
 
 Each runs as its own process, as a user runs it (the scripts set torch's thread count and start Ray),
-on a few examples of the shared data; the assertions are on the figures it writes (``--json``).
-Those that load the embedded models are ``integration`` tests.
+on a few examples; the assertions are on the figures it writes (``--json``). Those that load the
+embedded models are ``integration`` tests and read the real data; the others run on toy rows in the
+real data's format (the ``toy_data_dir`` fixture).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def run_small(script: str, data_dir: Path, json_path: Path, *extra: str, timeout
 
 
 @pytest.mark.integration
+@pytest.mark.real_data
 def test_train_throughput_small_mode_trains_every_set_up_and_compares_them(shared_data_dir, tmp_path):
     from slmbench_plugins.lora import LoraOptions
 
@@ -61,6 +63,7 @@ def test_train_throughput_small_mode_trains_every_set_up_and_compares_them(share
 
 
 @pytest.mark.integration
+@pytest.mark.real_data
 def test_zero_shot_vs_pipeline_small_mode_scores_with_every_engine_set_up(shared_data_dir, tmp_path):
     figures = run_small("zero_shot_vs_pipeline", shared_data_dir, tmp_path / "scoring.json")
 
@@ -82,9 +85,9 @@ def test_zero_shot_vs_pipeline_small_mode_scores_with_every_engine_set_up(shared
     assert by_method["few-shot", "engine"]["tokens"] > by_method["zero-shot", "engine"]["tokens"]
 
 
-def test_executors_side_by_side_small_mode_agrees_between_local_and_ray(shared_data_dir, tmp_path):
+def test_executors_side_by_side_small_mode_agrees_between_local_and_ray(toy_data_dir, tmp_path):
     pytest.importorskip("ray")
-    figures = run_small("executors_side_by_side", shared_data_dir, tmp_path / "executors.json")
+    figures = run_small("executors_side_by_side", toy_data_dir, tmp_path / "executors.json")
 
     assert figures["options"]["strategies"] == "tfidf-linear" and figures["options"]["profile"] == "smoke"
     assert figures["workers"] == 2 and figures["threads_per_trial"] == 1
@@ -96,9 +99,9 @@ def test_executors_side_by_side_small_mode_agrees_between_local_and_ray(shared_d
     assert figures["speedup"] == pytest.approx(figures["local_seconds"] / figures["ray_seconds"], abs=0.02)
 
 
-def test_sweep_cost_small_mode_estimates_from_a_measured_run(shared_data_dir, tmp_path):
+def test_sweep_cost_small_mode_estimates_from_a_measured_run(toy_data_dir, tmp_path):
     sweep = ["--seeds", "2", "--train-sizes", "8,16", "--workers", "1,2,4"]
-    figures = run_small("sweep_cost", shared_data_dir, tmp_path / "sweep.json", *sweep)
+    figures = run_small("sweep_cost", toy_data_dir, tmp_path / "sweep.json", *sweep)
 
     (task,) = figures["tasks"]
     assert list(task["strategy_seconds"]) == ["tfidf-linear"] and task["strategy_seconds"]["tfidf-linear"] > 0

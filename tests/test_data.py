@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import types
 from collections import Counter
@@ -27,7 +26,6 @@ from slmbench.tasks.spec import (
 from slmbench.tasks.splits import cap_examples, load_splits, make_splits, nested_subset, validate
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_DATA = Path(os.environ.get(DATA_DIR_ENV) or Path(__file__).resolve().parents[2] / "shared" / "data")
 
 
 def make_task(tmp_path: Path, file: str | None = "data.csv", hub: HubSource | None = None, **changes) -> TaskSpec:
@@ -81,8 +79,8 @@ def test_reads_every_format_with_provenance(tmp_path: Path, suffix: str) -> None
     data = load_rows(make_task(tmp_path, file=path.name), tmp_path)
     assert len(data) == 120 and data.texts[0] == "neg sentence number 0"
     assert Counter(data.labels) == {0: 30, 1: 50, 2: 40}
-    assert data.provenance["file"] == str(path.resolve()) and data.provenance["rows"] == 120
-    assert data.provenance["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert data.provenance.file == str(path.resolve()) and data.provenance.rows == 120
+    assert data.provenance.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_label_values_map_raw_data_to_labels(tmp_path: Path) -> None:
@@ -134,7 +132,7 @@ def test_hub_fallback_failure_says_where_it_looked_and_why(tmp_path: Path, monke
         raise ConnectionError("Couldn't reach 'org/data' on the Hub")
 
     fake_datasets(monkeypatch, offline)
-    message = error_of(make_task(tmp_path, hub=HubSource("org/data")), tmp_path / "data")
+    message = error_of(make_task(tmp_path, hub=HubSource(path="org/data")), tmp_path / "data")
     assert f"- {tmp_path / 'data' / 'data.csv'}" in message
     assert "the hub fallback 'org/data' failed: ConnectionError: Couldn't reach 'org/data' on the Hub" in message
 
@@ -149,11 +147,11 @@ def test_hub_fallback_loads_with_its_own_columns(tmp_path: Path, monkeypatch: py
         return types.SimpleNamespace(to_pandas=lambda: frame)
 
     fake_datasets(monkeypatch, load_dataset)
-    hub = HubSource("org/data", split="train", revision="abc", data_dir="cfg", text_column="sentence")
+    hub = HubSource(path="org/data", split="train", revision="abc", data_dir="cfg", text_column="sentence")
     data = load_rows(make_task(tmp_path, file=None, hub=hub), None)
     assert calls == [("org/data", None, {"split": "train", "revision": "abc", "data_dir": "cfg"})]
     assert Counter(data.labels) == {0: 30, 1: 50, 2: 40}
-    assert data.provenance["source"] == "hub" and data.provenance["hub"]["revision"] == "abc"
+    assert data.provenance.source == "hub" and data.provenance.hub == hub
 
 
 def test_non_utf8_file(tmp_path: Path) -> None:
@@ -302,9 +300,21 @@ def test_cap_is_a_no_op_when_not_needed() -> None:
 def test_load_splits_caps_each_split_and_test_ignores_other_caps(tmp_path: Path) -> None:
     write(table({"neg": 100, "neu": 100, "pos": 100}), tmp_path / "data.csv")
     task = make_task(tmp_path)
-    small = load_splits(task, tmp_path, Budget("a", 30, 10, 25, 64, 1, 1))
-    large = load_splits(task, tmp_path, Budget("b", 200, 20, 25, 64, 1, 1))
-    uncapped = load_splits(task, tmp_path, Budget("c", None, None, None, 64, 1, 1))
+
+    def caps(train: int | None, validation: int | None, test: int | None) -> Budget:
+        return Budget(
+            name="caps",
+            max_train_examples=train,
+            max_validation_examples=validation,
+            max_test_examples=test,
+            max_input_tokens=64,
+            max_train_steps=1,
+            batch_size=1,
+        )
+
+    small = load_splits(task, tmp_path, caps(30, 10, 25))
+    large = load_splits(task, tmp_path, caps(200, 20, 25))
+    uncapped = load_splits(task, tmp_path, caps(None, None, None))
     assert small.summary()["sizes"] == {"train": 30, "validation": 10, "test": 25}
     assert small.full_sizes == uncapped.summary()["sizes"] == {"train": 210, "validation": 30, "test": 60}
     assert small.test == large.test and set(small.test.texts) <= set(uncapped.test.texts)
@@ -322,13 +332,11 @@ def test_validate_summarises_task_and_data(tmp_path: Path) -> None:
 
 # --- the real data sets ------------------------------------------------------------------------
 
-needs_real_data = pytest.mark.skipif(not REAL_DATA.is_dir(), reason=f"real data not found at {REAL_DATA} (set {DATA_DIR_ENV})")
 
-
-@needs_real_data
-def test_bbc_duplicates_all_removed_and_counted() -> None:
+@pytest.mark.real_data
+def test_bbc_duplicates_all_removed_and_counted(shared_data_dir: Path) -> None:
     task = load_task(REPO / "tasks" / "bbc.yaml")
-    data = load_rows(task, REAL_DATA)
+    data = load_rows(task, shared_data_dir)
     assert len(data) == 1490
     assert Counter(data.labels) == {
         task.label_names.index(k): v for k, v in {"business": 336, "sport": 346, "politics": 274, "entertainment": 273, "tech": 261}.items()
@@ -339,10 +347,10 @@ def test_bbc_duplicates_all_removed_and_counted() -> None:
     assert sum(splits.duplicates_removed.values()) == 50
 
 
-@needs_real_data
-def test_financial_phrasebank_loads_and_splits() -> None:
+@pytest.mark.real_data
+def test_financial_phrasebank_loads_and_splits(shared_data_dir: Path) -> None:
     task = load_task(REPO / "tasks" / "financial_sentiment.yaml")
-    data = load_rows(task, REAL_DATA)
+    data = load_rows(task, shared_data_dir)
     assert Counter(task.label_names[i] for i in data.labels) == {"neutral": 2879, "positive": 1363, "negative": 604}
     splits = make_splits(task, data)
     texts = [t.strip() for name in ("train", "validation", "test") for t in getattr(splits, name).texts]

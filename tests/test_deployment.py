@@ -32,7 +32,7 @@ def lora_record(tmp_path_factory: pytest.TempPathFactory) -> records.TrialRecord
         strategy="lora",
         task_path=str(task_path),
         data_dir=str(task_path.parent),
-        profile=get_profile("smoke").to_dict(),
+        profile=get_profile("smoke"),
         models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
     )
     return run_trial(config, REGISTRY.strategy("lora"), ModelCache(ProgressReporter(enabled=False)), folder / "artifacts")

@@ -10,15 +10,14 @@ from slmbench.common.progress import ProgressReporter
 from slmbench.engine.run_options import RunOptions
 from slmbench.engine.runner import run_benchmark
 
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
 
-
-def _run(registry, shared_data_dir, tmp_path, strategies: str, **extra):
+def _run(registry, task: Path, tmp_path, strategies: str, **extra):
+    """The smoke profile on the toy task ``task`` (its data beside it), runs to ``tmp_path/runs``."""
     options = RunOptions(
-        task=str(TASKS / "financial_sentiment.yaml"),
+        task=str(task),
         strategies=strategies,
         profile="smoke",
-        data_dir=str(shared_data_dir),
+        data_dir=str(task.parent),
         output=str(tmp_path / "runs"),
         **extra,
     )
@@ -29,8 +28,8 @@ def _record(run_dir: Path, key: str) -> dict:
     return json.loads((run_dir / "trials" / f"{key}.json").read_text())
 
 
-def test_the_search_tries_the_defaults_first_prunes_laggards_and_keeps_the_best(registry, shared_data_dir, tmp_path, fit_log):
-    result = _run(registry, shared_data_dir, tmp_path, "tunable", tuning_trials=6)
+def test_the_search_tries_the_defaults_first_prunes_laggards_and_keeps_the_best(registry, toy_task_file, tmp_path, fit_log):
+    result = _run(registry, toy_task_file, tmp_path, "tunable", tuning_trials=6)
     record = _record(result.run_dir, "tunable.seed0")
     tuning = record["tuning"]
     tried = tuning["tried"]
@@ -49,14 +48,14 @@ def test_the_search_tries_the_defaults_first_prunes_laggards_and_keeps_the_best(
     assert "Equal tuning: every strategy could try up to 6 settings" in (result.run_dir / "report.md").read_text()
 
 
-def test_an_option_the_user_sets_is_not_searched(registry, shared_data_dir, tmp_path, fit_log):
-    result = _run(registry, shared_data_dir, tmp_path, "tunable", tuning_trials=6, options={"tunable": {"k": [7]}})
+def test_an_option_the_user_sets_is_not_searched(registry, toy_task_file, tmp_path, fit_log):
+    result = _run(registry, toy_task_file, tmp_path, "tunable", tuning_trials=6, options={"tunable": {"k": [7]}})
     record = _record(result.run_dir, "tunable.seed0")
     assert record["tuning"] is None and record["options"] == {"k": 7} and fit_log() == ["tunable:7"]
 
 
-def test_the_ensemble_runs_after_its_members_and_pays_for_them(registry, shared_data_dir, tmp_path, fit_log):
-    result = _run(registry, shared_data_dir, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1])
+def test_the_ensemble_runs_after_its_members_and_pays_for_them(registry, toy_task_file, tmp_path, fit_log):
+    result = _run(registry, toy_task_file, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1])
     assert sorted(key for key in result.ran if key.startswith("ensemble")) == ["ensemble.seed0", "ensemble.seed1"]
     assert result.ran.index("ensemble.seed0") > max(
         result.ran.index(f"{name}.seed{s}") for name in ("majority", "last-label") for s in (0, 1)
@@ -72,22 +71,20 @@ def test_the_ensemble_runs_after_its_members_and_pays_for_them(registry, shared_
     assert own["weight_share"] and abs(sum(own["weight_share"].values()) - 1) < 1e-3
     assert "Combining strategies: `ensemble`" in (result.run_dir / "report.md").read_text()
 
-    again = _run(registry, shared_data_dir, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1])
+    again = _run(registry, toy_task_file, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1])
     assert again.ran == [] and "ensemble.seed0" in again.reused  # unchanged members: nothing reruns
-    changed = _run(
-        registry, shared_data_dir, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1], options={"tunable": {"k": [6]}}
-    )
+    changed = _run(registry, toy_task_file, tmp_path, "ensemble,majority,last-label,tunable", seeds=[0, 1], options={"tunable": {"k": [6]}})
     assert sorted(changed.ran) == ["ensemble.seed0", "ensemble.seed1", "tunable.seed0", "tunable.seed1"]  # a member changed
 
 
-def test_the_ensemble_needs_members(registry, shared_data_dir, tmp_path):
-    result = _run(registry, shared_data_dir, tmp_path, "ensemble,majority")
+def test_the_ensemble_needs_members(registry, toy_task_file, tmp_path):
+    result = _run(registry, toy_task_file, tmp_path, "ensemble,majority")
     record = _record(result.run_dir, "ensemble.seed0")
     assert record["status"] == "failed" and "fewer than min_members=2" in record["error"]["message"]
 
 
-def test_every_trial_records_the_floor_single_request_latency_and_validation_predictions(registry, shared_data_dir, tmp_path):
-    result = _run(registry, shared_data_dir, tmp_path, "majority")
+def test_every_trial_records_the_floor_single_request_latency_and_validation_predictions(registry, toy_task_file, tmp_path):
+    result = _run(registry, toy_task_file, tmp_path, "majority")
     record = _record(result.run_dir, "majority.seed0")
     single = record["cost"]["single_request"]
     assert single["requests"] == 3 and 0 <= single["p50_ms"] <= single["p95_ms"]

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from conftest import EXAMPLE_PLUGINS
 
-DATA_DIR = Path(os.environ.get("SLMBENCH_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data").resolve()
 BROKEN = ("broken-import", "broken-hook")
 
 
@@ -56,7 +55,7 @@ def test_show_lists_the_plugin_s_typed_options(example_site):
 
     assert result.returncode == 0, result.stderr
     assert "shared models: embedder" in result.stdout
-    assert "prototypes (int, default 1; allowed: ≥ 1, ≤ 32; searched on validation: int 1, 8): prototypes per label" in result.stdout
+    assert "prototypes (int, default 1; allowed: ≥ 1, ≤ 32; searched on validation: int 1..8): prototypes per label" in result.stdout
 
 
 @pytest.mark.parametrize("broken", BROKEN)
@@ -84,8 +83,8 @@ def test_the_example_s_own_tests_pass_against_the_installed_copy(example_site, e
     assert " passed" in result.stdout.splitlines()[-1]
 
 
-@pytest.mark.skipif(not DATA_DIR.is_dir(), reason=f"shared data folder not found: {DATA_DIR} (set SLMBENCH_DATA_DIR)")
-def test_run_with_the_plugins_works_beside_broken_plugins(example_site, tmp_path):
+@pytest.mark.real_data
+def test_run_with_the_plugins_works_beside_broken_plugins(example_site, shared_data_dir, tmp_path):
     from safetensors.numpy import load_file
 
     from slmbench.testing import tiny_models
@@ -94,7 +93,7 @@ def test_run_with_the_plugins_works_beside_broken_plugins(example_site, tmp_path
     result = slmbench(
         example_site, "run", "--task", "financial_sentiment", "--strategies", ",".join(EXAMPLE_PLUGINS.values()), "--profile", "smoke",
         "--set", "nearest-centroid.prototypes=2", "--model", str(causal_lm), "--embedding-model", str(embedder),
-        "--data-dir", str(DATA_DIR), "--output", str(tmp_path), "--run-id", "example", "--no-progress",
+        "--data-dir", str(shared_data_dir), "--output", str(tmp_path), "--run-id", "example", "--no-progress",
     )  # fmt: skip
 
     assert result.returncode == 0, result.stderr

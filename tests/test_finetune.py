@@ -1,8 +1,8 @@
-"""Fine-tuning machinery and the weight-updating strategies, on tiny models built here (CPU, seconds)."""
+"""Fine-tuning machinery and the weight-updating strategies, on tiny models (CPU, seconds): the machinery
+on a 2-layer Llama over the SmolLM2 tokenizer (``make_tiny_causal_lm``), the strategies on the kit's tiny
+models (``slmbench.testing.tiny_models``), which they load as their own copies."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,13 +17,12 @@ from slmbench.lm.finetuning.batches import (
 )
 from slmbench.lm.finetuning.setup import TrainingSetup
 from slmbench.lm.finetuning.train_loop import train_model
-from slmbench.lm.models import SharedModels, stored_param_count
+from slmbench.lm.models import stored_param_count
 from slmbench.lm.scoring import answer_tokens, score_choices, tokenize_prompts
-from slmbench.strategy.base import RunContext
 from slmbench.strategy.registry import load_registry
 from slmbench.tasks.examples import Examples
 from slmbench.tasks.profiles import Budget
-from slmbench.testing import make_context as kit_context
+from slmbench.testing import make_context, tiny_models
 
 TEXTS = [
     "Profits rose sharply in the third quarter.",
@@ -38,7 +37,16 @@ TEXTS = [
 LABELS = [2, 0, 1, 0, 2, 1, 0, 1]
 TRAIN = Examples(TEXTS * 2, LABELS * 2)  # 16 examples
 VALIDATION = Examples(TEXTS[:6], LABELS[:6])
-BUDGET = Budget("test", None, None, None, 64, 4, 4, eval_every_steps=2)
+BUDGET = Budget(
+    name="test",
+    max_train_examples=None,
+    max_validation_examples=None,
+    max_test_examples=None,
+    max_input_tokens=64,
+    max_train_steps=4,
+    batch_size=4,
+    eval_every_steps=2,
+)
 
 # strategy module -> what its artifact directory must hold
 CAUSAL_LM_STRATEGIES = {
@@ -51,42 +59,6 @@ CAUSAL_LM_STRATEGIES = {
 }
 WEIGHT_UPDATING = [*CAUSAL_LM_STRATEGIES, "encoder-finetune"]
 REGISTRY = load_registry()
-
-
-# --- tiny models on disk, loaded by the strategies as their own copies ---------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dirs(tmp_path_factory, smollm2_tokenizer, make_tiny_causal_lm):
-    """(causal LM folder, BERT encoder folder): a 2-layer Llama with the SmolLM2 tokenizer and a 2-layer BERT."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-
-    from slmbench.lm.models import minilm_dir
-
-    root = tmp_path_factory.mktemp("tiny-models")
-    make_tiny_causal_lm().save_pretrained(root / "llama")
-    smollm2_tokenizer.save_pretrained(root / "llama")
-    bert_tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
-    torch.manual_seed(0)
-    bert = BertModel(
-        BertConfig(
-            vocab_size=bert_tokenizer.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            max_position_embeddings=128,
-        )
-    )
-    bert.save_pretrained(root / "bert")
-    bert_tokenizer.save_pretrained(root / "bert")
-    return root / "llama", root / "bert"
-
-
-def make_context(name: str, tiny_model_dirs, toy_task, artifact_dir: Path, budget: Budget = BUDGET, **options) -> RunContext:
-    llama, bert = tiny_model_dirs
-    models = SharedModels(causal_lm_name=str(llama), embedding_model_name=str(bert))
-    return kit_context(REGISTRY.strategy(name), artifact_dir, task=toy_task, models=models, budget=budget, **options)
 
 
 def strategy_class(name: str):
@@ -177,10 +149,10 @@ def test_token_budgets_shorten_training_and_validation(toy_task, smollm2_tokeniz
 
 
 @pytest.mark.parametrize("name", WEIGHT_UPDATING)
-def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, tiny_model_dirs, toy_task, tmp_path):
+def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, toy_task, tmp_path):
     from safetensors import safe_open
 
-    context = make_context(name, tiny_model_dirs, toy_task, tmp_path / name)
+    context = make_context(strategy_class(name), tmp_path / name, task=toy_task, budget=BUDGET)
     strategy = strategy_class(name)(context)
     strategy.fit(TRAIN, VALIDATION)
     predictions = strategy.predict(TEXTS[:5])
@@ -199,7 +171,7 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, tiny_mode
     files = {p.name for p in context.artifact_dir.iterdir()}
     if name == "encoder-finetune":
         assert {"model.safetensors", "config.json"} <= files
-        assert trainable == total and scale == round(stored_param_count(tiny_model_dirs[0]) / total) > 1
+        assert trainable == total and scale == round(stored_param_count(tiny_models()[0]) / total) > 1
         return
     assert files == CAUSAL_LM_STRATEGIES[name]
     weights = [p for p in context.artifact_dir.iterdir() if p.suffix == ".safetensors"]
@@ -211,18 +183,18 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, tiny_mode
     else:  # adapter-only: nothing of the base model is saved
         marker = {"adapters": ".adapter.", "prompt-tuning": "prompt_embeddings"}.get(name, "lora_")
         assert keys and all(marker in key for key in keys), keys[:5]
-        assert stored == trainable < total / 10
+        assert stored == trainable < total / 2  # the kit's Llama has 512 tokens: its layers, which are adapted, are most of it
 
 
-def test_unknown_options_are_rejected_with_a_suggestion(tiny_model_dirs, toy_task, tmp_path):
+def test_unknown_options_are_rejected_with_a_suggestion(toy_task, tmp_path):
     from slmbench.common.options import OptionError
 
     with pytest.raises(OptionError, match="lora has no option 'alhpa'; did you mean 'alpha'?"):
-        make_context("lora", tiny_model_dirs, toy_task, tmp_path / "lora", alhpa=8)
+        make_context(strategy_class("lora"), tmp_path / "lora", task=toy_task, budget=BUDGET, alhpa=8)
 
 
-def test_lora_options_reach_peft(tiny_model_dirs, toy_task, tmp_path):
-    context = make_context("lora", tiny_model_dirs, toy_task, tmp_path / "lora", r=4, alpha=8, merge=False)
+def test_lora_options_reach_peft(toy_task, tmp_path):
+    context = make_context(strategy_class("lora"), tmp_path / "lora", task=toy_task, budget=BUDGET, r=4, alpha=8, merge=False)
     strategy = strategy_class("lora")(context)
     strategy.fit(TRAIN, VALIDATION)
     config = strategy.model.peft_config["default"]
@@ -231,23 +203,24 @@ def test_lora_options_reach_peft(tiny_model_dirs, toy_task, tmp_path):
     assert set(strategy.details["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
 
 
-def test_soft_prompt_is_scored_where_it_was_trained(tiny_model_dirs, toy_task, tmp_path, smollm2_tokenizer):
+def test_soft_prompt_is_scored_where_it_was_trained(toy_task, tmp_path):
     """The scoring engine (prefix cache, packing) sees a prompt-tuned model exactly as training does."""
     from slmbench.lm.finetuning.batches import SoftPromptLM
     from slmbench.lm.prompts import build_messages
 
-    context = make_context("prompt-tuning", tiny_model_dirs, toy_task, tmp_path / "pt", learning_rate=0.5)
+    context = make_context(strategy_class("prompt-tuning"), tmp_path / "pt", task=toy_task, budget=BUDGET, learning_rate=0.5)
     strategy = strategy_class("prompt-tuning")(context)
     strategy.fit(TRAIN, VALIDATION)
     model = strategy.model
-    conversations = [build_messages(toy_task, t, tokenizer=smollm2_tokenizer, max_input_tokens=64) for t in TEXTS[:4]]
+    _, tokenizer = context.models.causal_lm()  # the kit's tiny Llama's tokenizer, which the strategy trained with
+    conversations = [build_messages(toy_task, t, tokenizer=tokenizer, max_input_tokens=64) for t in TEXTS[:4]]
     verbalizers = [label.verbalizer for label in toy_task.labels]
-    scores = score_choices(SoftPromptLM(model), smollm2_tokenizer, conversations, verbalizers, batch_size=3, bfloat16=False)
+    scores = score_choices(SoftPromptLM(model), tokenizer, conversations, verbalizers, batch_size=3, bfloat16=False)
 
     expected = np.zeros((4, 3))
     with torch.no_grad():
         for choice in range(3):
-            data = sft_dataset(toy_task, smollm2_tokenizer, Examples(TEXTS[:4], [choice] * 4), max_input_tokens=64)
+            data = sft_dataset(toy_task, tokenizer, Examples(TEXTS[:4], [choice] * 4), max_input_tokens=64)
             for i in range(4):
                 (row,) = SharedPrefixCollator()([data[i]])["rows"]
                 log_probs = torch.log_softmax(row_logits(model, row).float(), dim=-1)
@@ -366,18 +339,17 @@ def test_best_checkpoint_is_the_lowest_validation_loss_not_the_last(toy_task, sm
 # --- plugin hygiene -------------------------------------------------------------------------------
 
 
-def test_every_weight_updating_strategy_is_registered_and_dora_is_lora_configured():
-    from slmbench.strategy.base import Family
+def test_only_the_full_finetunes_update_every_weight_and_dora_is_lora_configured():
+    from slmbench import Family
     from slmbench_plugins.lora import Lora
 
     classes = {name: strategy_class(name) for name in WEIGHT_UPDATING}
-    assert all(cls.name == name for name, cls in classes.items())
     assert {name for name, cls in classes.items() if cls.family == Family.FULL} == {"full-finetune", "encoder-finetune"}
     assert issubclass(classes["dora"], Lora) and classes["dora"].Options().use_dora and not Lora.Options().use_dora
     assert classes["dora"].Options().dropout == 0.0 and classes["dora"].Options.model_fields.keys() == Lora.Options.model_fields.keys()
 
 
-def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_dirs, toy_task, tmp_path):
+def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(toy_task, tmp_path):
     """bitsandbytes repacks 4-bit weights for CPU inference on a no-grad eval pass (on AVX-512 BF16 CPUs),
     a layout with no backward; validation happens mid-training, so qlora keeps the trainable layout until
     it predicts. The flag it sets must exist on bitsandbytes' layers, and gradients after an eval pass
@@ -387,13 +359,14 @@ def test_qlora_keeps_4bit_layers_trainable_after_a_validation_pass(tiny_model_di
 
     from slmbench_plugins.qlora import set_cpu_inference_layout
 
-    context = make_context("qlora", tiny_model_dirs, toy_task, tmp_path / "qlora", dropout=0.0)  # deterministic gradients
+    # dropout 0: deterministic gradients
+    context = make_context(strategy_class("qlora"), tmp_path / "qlora", task=toy_task, budget=BUDGET, dropout=0.0)
     strategy = strategy_class("qlora")(context)
     model, _ = strategy.build()
     layers = [m for m in model.modules() if isinstance(m, Linear4bit)]
     assert layers and all(hasattr(m, "support_avx512bf16_for_cpu") for m in layers)  # a rename fails here
     assert not any(m.support_avx512bf16_for_cpu for m in layers)
-    tokens = torch.tensor([[1, 20, 300, 4000, 5, 6]])
+    tokens = torch.tensor([[1, 20, 300, 400, 5, 6]])  # the kit's Llama has 512 tokens
 
     def lora_gradients() -> dict[str, torch.Tensor]:
         model.train()

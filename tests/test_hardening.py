@@ -40,8 +40,10 @@ FAKES_SCRIPT = Path(fake_strategies.__file__)
 
 
 @pytest.fixture
-def wd(tmp_path: Path) -> Path:
-    """A working folder with ``data/data.csv`` and ``data/task.yaml`` (valid), runs going to ``out/``."""
+def wd(tmp_path: Path, monkeypatch) -> Path:
+    """A working folder with ``data/data.csv`` and ``data/task.yaml`` (valid), runs going to ``out/``; no
+    $SLMBENCH_DATA_DIR (the CLI rejects one that is not a folder), so data is found beside the task."""
+    monkeypatch.delenv("SLMBENCH_DATA_DIR", raising=False)
     return make_workdir(tmp_path / "wd")
 
 

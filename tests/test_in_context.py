@@ -9,11 +9,9 @@ import pytest
 from test_retrieval import BagOfWordsEmbedder
 
 import slmbench.lm.scoring
-from slmbench.lm.models import SharedModels, param_count
-from slmbench.strategy.base import Family, RunContext
+from slmbench.lm.models import param_count
 from slmbench.tasks.examples import Examples
-from slmbench.testing import make_context as kit_context
-from slmbench_plugins import few_shot, knn_vote, rag
+from slmbench.testing import make_context
 from slmbench_plugins.few_shot import FewShot, choose_demonstrations
 from slmbench_plugins.knn_vote import KnnVote, vote
 from slmbench_plugins.rag import Rag
@@ -41,9 +39,10 @@ TEST = [
 LEAKY_TRAIN = Examples(TRAIN.texts + [" " + TEST[0] + "\n"], TRAIN.labels + [2])
 
 
-def make_context(strategy, toy_task, tiny_causal_lm, tmp_path, **options) -> RunContext:
-    models = SharedModels(_loaded={"causal_lm": tiny_causal_lm, "embedder": BagOfWordsEmbedder()})
-    return kit_context(strategy, tmp_path, task=toy_task, models=models, **options)
+@pytest.fixture
+def models(tiny_causal_lm):
+    """The shared models the strategies get (``make_context(..., loaded=models)``): the tiny Llama and a bag-of-words embedder."""
+    return {"causal_lm": tiny_causal_lm, "embedder": BagOfWordsEmbedder()}
 
 
 @pytest.fixture
@@ -66,17 +65,6 @@ def demonstrations_of(conversation: list[dict]) -> list[tuple[str, str]]:
     return [(user["content"], assistant["content"]) for user, assistant in zip(turns[::2], turns[1::2])]
 
 
-def test_each_plugin_registers_its_strategy():
-    for module, strategy, family, uses in [
-        (few_shot, FewShot, Family.PROMPTING, ("causal_lm",)),
-        (rag, Rag, Family.RETRIEVAL, ("causal_lm", "embedder")),
-        (knn_vote, KnnVote, Family.RETRIEVAL, ("embedder",)),
-    ]:
-        registered = []
-        module.register_strategies(registered.append)
-        assert registered == [strategy] and strategy.family is family and strategy.uses_models == uses
-
-
 def test_few_shot_choice_is_class_balanced_interleaved_and_deterministic_for_a_seed():
     labels = [0] * 10 + [1] * 10 + [2] * 1
     chosen = choose_demonstrations(labels, 3, shots_per_class=2, seed=7)
@@ -94,8 +82,8 @@ def test_knn_vote_weights_neighbours_by_similarity():
     np.testing.assert_allclose(probabilities[2], [0, 0.5, 0.5])  # no positive similarity: one vote each
 
 
-def test_few_shot_end_to_end(toy_task, tiny_causal_lm, tmp_path, captured_conversations):
-    strategy = FewShot(make_context(FewShot, toy_task, tiny_causal_lm, tmp_path, shots_per_class=1, calibration="none"))
+def test_few_shot_end_to_end(toy_task, tiny_causal_lm, models, tmp_path, captured_conversations):
+    strategy = FewShot(make_context(FewShot, tmp_path, task=toy_task, loaded=models, shots_per_class=1, calibration="none"))
     strategy.fit(TRAIN, Examples([], []))
     predictions = strategy.predict(TEST)
 
@@ -110,8 +98,8 @@ def test_few_shot_end_to_end(toy_task, tiny_causal_lm, tmp_path, captured_conver
     assert strategy.parameter_counts() == (0, param_count(tiny_causal_lm[0]))
 
 
-def test_rag_end_to_end_nearest_last_and_no_leak(toy_task, tiny_causal_lm, tmp_path, captured_conversations):
-    strategy = Rag(make_context(Rag, toy_task, tiny_causal_lm, tmp_path, k=3, calibration="none"))
+def test_rag_end_to_end_nearest_last_and_no_leak(toy_task, tiny_causal_lm, models, tmp_path, captured_conversations):
+    strategy = Rag(make_context(Rag, tmp_path, task=toy_task, loaded=models, k=3, calibration="none"))
     strategy.fit(LEAKY_TRAIN, Examples([], []))
     predictions = strategy.predict(TEST)
 
@@ -129,10 +117,10 @@ def test_rag_end_to_end_nearest_last_and_no_leak(toy_task, tiny_causal_lm, tmp_p
     assert strategy.parameter_counts() == (0, param_count(tiny_causal_lm[0]) + embedder_params)
 
 
-def test_rag_truncates_demonstrations_to_the_plan(toy_task, tiny_causal_lm, tmp_path, captured_conversations):
+def test_rag_truncates_demonstrations_to_the_plan(toy_task, tiny_causal_lm, models, tmp_path, captured_conversations):
     _, tokenizer = tiny_causal_lm
     long_train = Examples([text + " And more words follow here." * 20 for text in TRAIN.texts], TRAIN.labels)
-    strategy = Rag(make_context(Rag, toy_task, tiny_causal_lm, tmp_path, k=2, demo_tokens=32, calibration="none"))
+    strategy = Rag(make_context(Rag, tmp_path, task=toy_task, loaded=models, k=2, demo_tokens=32, calibration="none"))
     strategy.fit(long_train, Examples([], []))
     strategy.predict(TEST)
     assert strategy.plan.tokens_per_demonstration == 32
@@ -141,37 +129,45 @@ def test_rag_truncates_demonstrations_to_the_plan(toy_task, tiny_causal_lm, tmp_
             assert len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= 32
 
 
-def test_knn_vote_end_to_end(toy_task, tiny_causal_lm, tmp_path):
-    strategy = KnnVote(make_context(KnnVote, toy_task, tiny_causal_lm, tmp_path, k=3))
-    strategy.fit(LEAKY_TRAIN, Examples([], []))
-    predictions = strategy.predict(TEST)
-
-    details = strategy.details
-    assert strategy.options.k == 3 and strategy.labelled_examples is None
-    assert details["self_matches_excluded"] == 2
-    expected = vote(
-        [[LEAKY_TRAIN.labels[i] for i in row] for row in details["neighbours"]],
-        strategy.index.search(TEST, 3).similarities,
-        3,
+def test_knn_vote_end_to_end(toy_task, models, tmp_path):
+    """Texts whose nearest train texts and cosine similarities are known by construction: every word below
+    falls in its own bucket of the bag-of-words embedder, so a text's similarity to another is the
+    cosine of their word counts (1 for the same words in another order, 0 for no shared word)."""
+    train = Examples(
+        ["profit rose", "rose profit", "profit rose again", "meeting held", "held meeting", "sales fell", "cut jobs"],
+        [2, 2, 0, 1, 1, 0, 0],
     )
-    np.testing.assert_allclose(predictions.probabilities, expected)
-    assert predictions.labels == expected.argmax(axis=1).tolist()
-    assert strategy.parameter_counts() == (0, param_count(BagOfWordsEmbedder()))
+    words = {word for text in train.texts for word in text.split()}
+    assert len({int(BagOfWordsEmbedder().encode([word]).argmax()) for word in words}) == len(words)  # the premise
+    strategy = KnnVote(make_context(KnnVote, tmp_path, task=toy_task, loaded=models, k=3))
+    strategy.fit(train, Examples([], []))
+    predictions = strategy.predict(["Profit rose.", "Rose again, again.", " held meeting\n", "profit rose again"])
+
+    near = 2 / 6**0.5  # "profit rose" and "profit rose again"
+    again, rose = 3 / 15**0.5, 1 / 10**0.5  # {rose, again x2} and "profit rose again"; and "profit rose"
+    expected = [
+        [near / (2 + near), 0, 2 / (2 + near)],  # two exact matches (positive) and a close negative
+        [again / (again + 2 * rose), 0, 2 * rose / (again + 2 * rose)],  # one close negative outweighs two far positives
+        [0, 1, 0],  # its own text is never its neighbour: the reordered one, then two that share no word
+        [0, 0, 1],  # likewise: the two positives it contains, then none sharing a word
+    ]
+    np.testing.assert_allclose(predictions.probabilities, expected, rtol=1e-5, atol=1e-7)
+    assert predictions.labels == [2, 0, 1, 2]
+    assert strategy.details["self_matches_excluded"] == 2 and strategy.labelled_examples is None
+    assert strategy.parameter_counts() == (0, BagOfWordsEmbedder.dim)  # the stand-in embedder's one 64-vector
 
 
 @pytest.mark.parametrize("method", ["batch", "content-free"])
-def test_calibration_divides_out_the_answer_bias_and_restores_the_train_prior(
-    method, toy_task, tiny_causal_lm, tmp_path, captured_conversations
-):
+def test_calibration_divides_out_the_answer_bias_and_restores_the_train_prior(method, toy_task, models, tmp_path, captured_conversations):
     """The bias is the mean answer distribution over unlabelled train texts (batch) or content-free inputs,
     scored with the strategy's own demonstrations; the train split's label frequencies replace it."""
     from slmbench.lm.prompts import CONTENT_FREE_TEXTS, label_frequencies
 
-    raw = FewShot(make_context(FewShot, toy_task, tiny_causal_lm, tmp_path / "raw", calibration="none"))
+    raw = FewShot(make_context(FewShot, tmp_path / "raw", task=toy_task, loaded=models, calibration="none"))
     raw.fit(TRAIN, Examples([], []))
     uncalibrated = raw.predict(TRAIN.texts).probabilities
     captured_conversations.clear()
-    strategy = FewShot(make_context(FewShot, toy_task, tiny_causal_lm, tmp_path / "cal", calibration=method, calibration_texts=64))
+    strategy = FewShot(make_context(FewShot, tmp_path / "cal", task=toy_task, loaded=models, calibration=method, calibration_texts=64))
     strategy.fit(TRAIN, Examples([], []))
     scored = [conversation[-1]["content"] for conversation in captured_conversations]
     assert sorted(scored) == sorted(CONTENT_FREE_TEXTS if method == "content-free" else TRAIN.texts)
@@ -183,4 +179,5 @@ def test_calibration_divides_out_the_answer_bias_and_restores_the_train_prior(
         np.testing.assert_allclose(bias, uncalibrated.mean(axis=0), rtol=1e-6)
     expected = uncalibrated / bias * prior
     np.testing.assert_allclose(strategy.predict(TRAIN.texts).probabilities, expected / expected.sum(axis=1, keepdims=True), rtol=1e-6)
-    assert strategy.details["calibration"]["method"] == method
+    assert strategy.calibration.method == method and "calibration" not in strategy.details
+    assert strategy.calibration.model_dump(mode="json")["bias"] == [round(float(b), 4) for b in bias]  # written rounded

@@ -8,15 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
-from slmbench import Examples, Family, Predictions, Strategy, hookimpl
+from slmbench import Examples, Family, Options, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 from slmbench.strategy.registry import PluginError, load_registry
+from slmbench.strategy.search_space import search_space
 
 
 class Dummy(Strategy):
-    name = "dummy"
-    description = "Always predicts the first label"
-    family = Family.PROMPTING
+    metadata = StrategyMetadata(name="dummy", description="Always predicts the first label", family=Family.PROMPTING)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         pass
@@ -30,9 +30,7 @@ class DummyTwin(Dummy):
 
 
 class NotAStrategy:
-    name = "not-a-strategy"
-    description = "Has the attributes but not the base class"
-    family = Family.FEATURE
+    metadata = StrategyMetadata(name="not-a-strategy", description="Has the metadata but not the base class", family=Family.FEATURE)
 
 
 class NoDescription(Dummy):
@@ -137,14 +135,82 @@ def test_duplicate_strategy_name_is_reported(no_entry_points):
     [
         (NotAStrategy, "is not a subclass of slmbench.Strategy"),
         (NoDescription, "does not set 'description'"),
-        (UnknownFamily, "'magic' is not a valid Family"),
+        (UnknownFamily, "family: Input should be 'prompting', 'retrieval'"),
     ],
 )
 def test_invalid_strategy_class_is_rejected(no_entry_points, cls, message):
     registry = load_registry(extra_plugins={"bad": registering(cls)})
 
     assert message in failures_by_plugin(registry)["bad"]
-    assert cls.name not in registry.strategies
+    assert cls.__name__ not in registry.strategies and len(registry.strategies) == 0
+
+
+def test_a_misspelt_shared_model_fails_at_registration_naming_it(no_entry_points):
+    class Defines:
+        @hookimpl
+        def register_strategies(self, register):
+            class Misspelt(Dummy):
+                metadata = StrategyMetadata(
+                    name="misspelt", description="calls a model that does not exist", family="feature", calls=("causal-lm",)
+                )
+
+            register(Misspelt)
+
+    registry = load_registry(extra_plugins={"typo": Defines()})
+
+    error = failures_by_plugin(registry)["typo"]
+    assert "calls.0" in error and "'causal-lm'" in error and "'causal_lm' or 'embedder'" in error
+    assert "misspelt" not in registry.strategies
+
+
+def test_a_misspelt_shared_model_in_the_old_class_attributes_fails_at_registration_naming_it(no_entry_points):
+    with pytest.warns(DeprecationWarning, match="uses_models"):
+
+        class OldStyle(Dummy):
+            name = "old-style"
+            uses_models = ("embeder",)
+
+    registry = load_registry(extra_plugins={"old": registering(OldStyle)})
+
+    assert (
+        "strategy class OldStyle: uses_models: Input should be 'causal_lm' or 'embedder' (got 'embeder')"
+        in failures_by_plugin(registry)["old"]
+    )
+
+
+def test_old_class_attributes_still_register_as_metadata_with_a_deprecation_warning(no_entry_points):
+    with pytest.warns(DeprecationWarning, match="declare metadata = StrategyMetadata"):
+
+        class OldStyle(Strategy):
+            name = "old-style"
+            description = "0.2-style attributes"
+            family = Family.PROMPTING
+            uses_models = ("causal_lm",)
+            learns_from_train = False
+            tune = {"k": ("int", 1, 4)}
+
+            class Options(Options):
+                k: int = Field(2, ge=1, le=8)
+
+            def fit(self, train, validation):
+                pass
+
+            def predict(self, texts):
+                return Predictions(labels=[0] * len(texts))
+
+    with pytest.warns(DeprecationWarning, match="OldStyle.tune is deprecated"):
+        registry = load_registry(extra_plugins={"old": registering(OldStyle)})
+
+    assert registry.strategy("old-style") is OldStyle
+    assert search_space(OldStyle) == {"k": Search.integer(1, 4)}
+    assert OldStyle.metadata == StrategyMetadata(
+        name="old-style",
+        description="0.2-style attributes",
+        family=Family.PROMPTING,
+        calls=(SharedModel.CAUSAL_LM,),
+        depends_on=(SharedModel.CAUSAL_LM,),
+        reads_labels=False,
+    )
 
 
 def test_strict_mode_raises_plugin_error_naming_the_plugin(no_entry_points):

@@ -22,7 +22,6 @@ from slmbench.engine.run_options import RunOptions
 from slmbench.engine.runner import run_benchmark
 
 ray = pytest.importorskip("ray")
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
 FAKES_SCRIPT = Path(fake_strategies.__file__)
 
 
@@ -41,12 +40,13 @@ def ray_address():
     ray.shutdown()
 
 
-def _options(shared_data_dir, output: Path, strategies: str, **extra) -> RunOptions:
+def _options(task: Path, output: Path, strategies: str, **extra) -> RunOptions:
+    """The smoke profile on the toy task ``task`` (its data beside it)."""
     return RunOptions(
-        task=str(TASKS / "financial_sentiment.yaml"),
+        task=str(task),
         strategies=strategies,
         profile="smoke",
-        data_dir=str(shared_data_dir),
+        data_dir=str(task.parent),
         output=str(output),
         **extra,
     )
@@ -62,13 +62,11 @@ def _executor(**settings):
     return RayExecutor(**{"workers": 2, "threads_per_trial": 1, **settings})
 
 
-def test_ray_gives_the_local_executor_s_predictions(ray_address, registry, shared_data_dir, tmp_path):
+def test_ray_gives_the_local_executor_s_predictions(ray_address, registry, toy_task_file, tmp_path):
     """Deterministic strategies, two seeds each: the same predictions whichever executor ran them."""
     options = {"strategies": "embedding-classifier,knn-vote", "seeds": [0, 1]}
-    local = run_benchmark(_options(shared_data_dir, tmp_path / "local", **options), registry, ProgressReporter(False))
-    parallel = run_benchmark(
-        _options(shared_data_dir, tmp_path / "ray", **options), registry, ProgressReporter(False), executor=_executor()
-    )
+    local = run_benchmark(_options(toy_task_file, tmp_path / "local", **options), registry, ProgressReporter(False))
+    parallel = run_benchmark(_options(toy_task_file, tmp_path / "ray", **options), registry, ProgressReporter(False), executor=_executor())
     assert sorted(parallel.ran) == sorted(local.ran) == [f"{s}.seed{n}" for s in ("embedding-classifier", "knn-vote") for n in (0, 1)]
     local_records, ray_records = _records(local.run_dir), _records(parallel.run_dir)
     for key, record in ray_records.items():
@@ -78,18 +76,18 @@ def test_ray_gives_the_local_executor_s_predictions(ray_address, registry, share
     assert "accuracy across seeds (sd; min–max)" in report
 
 
-def test_a_worker_killed_mid_trial_is_retried(ray_address, registry, shared_data_dir, tmp_path):
+def test_a_worker_killed_mid_trial_is_retried(ray_address, registry, toy_task_file, tmp_path):
     result = run_benchmark(
-        _options(shared_data_dir, tmp_path, "dies-once"), registry, ProgressReporter(False), executor=_executor(max_retries=2)
+        _options(toy_task_file, tmp_path, "dies-once"), registry, ProgressReporter(False), executor=_executor(max_retries=2)
     )
     (record,) = _records(result.run_dir).values()
     assert record["status"] == "ok", record["error"]
     assert (result.run_dir / "artifacts" / "dies-once.seed0" / "died-once").exists()  # it did die once
 
 
-def test_an_exception_in_a_strategy_is_a_failed_trial_not_retried(ray_address, registry, shared_data_dir, tmp_path):
+def test_an_exception_in_a_strategy_is_a_failed_trial_not_retried(ray_address, registry, toy_task_file, tmp_path):
     result = run_benchmark(
-        _options(shared_data_dir, tmp_path, "exploding,majority"), registry, ProgressReporter(False), executor=_executor(max_retries=2)
+        _options(toy_task_file, tmp_path, "exploding,majority"), registry, ProgressReporter(False), executor=_executor(max_retries=2)
     )
     records = _records(result.run_dir)
     assert records["exploding.seed0.json"]["status"] == "failed"
@@ -97,10 +95,10 @@ def test_an_exception_in_a_strategy_is_a_failed_trial_not_retried(ray_address, r
     assert records["majority.seed0.json"]["status"] == "ok"
 
 
-def test_the_driver_cancels_a_trial_past_its_time_limit(ray_address, registry, shared_data_dir, tmp_path, monkeypatch):
+def test_the_driver_cancels_a_trial_past_its_time_limit(ray_address, registry, toy_task_file, tmp_path, monkeypatch):
     monkeypatch.setenv("SLMBENCH_TEST_SLEEP_SECONDS", "600")
     result = run_benchmark(
-        _options(shared_data_dir, tmp_path, "sleeper,majority"), registry, ProgressReporter(False), executor=_executor(timeout_seconds=10)
+        _options(toy_task_file, tmp_path, "sleeper,majority"), registry, ProgressReporter(False), executor=_executor(timeout_seconds=10)
     )  # majority needs ~1 s, unloaded
     records = _records(result.run_dir)
     assert records["sleeper.seed0.json"]["status"] == "timeout"
@@ -108,7 +106,7 @@ def test_the_driver_cancels_a_trial_past_its_time_limit(ray_address, registry, s
     assert records["majority.seed0.json"]["status"] == "ok"
 
 
-def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_address, shared_data_dir, tmp_path):
+def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_address, toy_task_file, tmp_path):
     log = tmp_path / "fits.log"
     env = {**os.environ, "SLMBENCH_TEST_LOG": str(log), "PYTHONPATH": os.environ["PYTHONPATH"]}
     command = [
@@ -116,13 +114,13 @@ def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_
         str(FAKES_SCRIPT),
         "run",
         "--task",
-        str(TASKS / "financial_sentiment.yaml"),
+        str(toy_task_file),
         "--strategies",
         "majority,sleeper,last-label",
         "--profile",
         "smoke",
         "--data-dir",
-        str(shared_data_dir),
+        str(toy_task_file.parent),
         "--no-progress",
         "--executor",
         "ray",
@@ -137,7 +135,7 @@ def test_interrupt_keeps_finished_trials_and_resume_reruns_nothing_finished(ray_
         time.sleep(0.2)
     interrupted.send_signal(signal.SIGINT)
     assert interrupted.wait(timeout=120) == 130
-    run_dir = tmp_path / "financial_sentiment" / "smoke"
+    run_dir = tmp_path / "toy-sentiment" / "smoke"
     records = _records(run_dir)
     assert records["majority.seed0.json"]["status"] == "ok" and records["sleeper.seed0.json"]["status"] == "cancelled"
     assert "last-label.seed0.json" not in records
@@ -195,11 +193,11 @@ def test_gpu_trials_request_their_share_and_pack_onto_the_gpus(ray_address, gpus
     """On CUDA a trial asks for ``--gpus-per-trial`` GPUs: 4 GPUs run 8 half-GPU trials (two per GPU) at once, or
     4 one-GPU trials; a CPU trial asks for none."""
     from slmbench.records import ModelsConfig, TrialConfig
+    from slmbench.tasks.profiles import get_profile
 
     executor = _executor(workers=8, gpus_per_trial=gpus_per_trial)
-    config = TrialConfig(
-        strategy="x", task_path="t.yaml", profile={}, models=ModelsConfig(causal_lm="a", embedding_model="b", device="cuda")
-    )
+    models = ModelsConfig(causal_lm="a", embedding_model="b", device="cuda")
+    config = TrialConfig(strategy="x", task_path="t.yaml", profile=get_profile("smoke"), models=models)
     options = executor.task_options(config)
     assert options["num_gpus"] == gpus_per_trial and options["num_cpus"] == 1
     assert executor.task_options(config.model_copy(update={"models": config.models.model_copy(update={"device": "cpu"})}))["num_gpus"] == 0

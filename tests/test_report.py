@@ -21,6 +21,24 @@ from slmbench.report.summary import load_summary
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run_small"
 LABELS = ["no", "yes"]
+PROFILE = records.Budget(
+    name="toy",
+    max_train_examples=None,
+    max_validation_examples=None,
+    max_test_examples=None,
+    max_input_tokens=64,
+    max_train_steps=None,
+    batch_size=8,
+)
+V1_PROFILE = {  # slmbench 0.1's profile had these caps only
+    "name": "quick",
+    "max_train_examples": 1000,
+    "max_validation_examples": 200,
+    "max_test_examples": 200,
+    "max_input_tokens": 256,
+    "max_train_steps": 60,
+    "batch_size": 8,
+}
 
 
 @pytest.fixture
@@ -177,7 +195,7 @@ def test_a_version_1_run_folder_renders_as_it_did(tmp_path: Path) -> None:
         config={
             "strategy": "knn",
             "task_path": "/x/toy.yaml",
-            "profile": {},
+            "profile": V1_PROFILE,
             "seed": 0,
             "models": {"causal_lm_name": "a", "embedding_model_name": "b"},
             "params": {"k": 3},
@@ -194,6 +212,7 @@ def test_a_version_1_run_folder_renders_as_it_did(tmp_path: Path) -> None:
                 "command": "slmbench run --task toy",
                 "labels": LABELS,
                 "data": {"source": "file", "file": "/home/someone/data/toy.csv"},
+                "profile": V1_PROFILE,
             }
         )
     )
@@ -201,7 +220,8 @@ def test_a_version_1_run_folder_renders_as_it_did(tmp_path: Path) -> None:
     (entry,) = summary.entries
     assert (entry.labelled_examples, entry.first.options, entry.first.config.options) == (7, {"k": 3}, {"k": 3})
     assert entry.first.prompt_tokens_per_example == 12.5 and summary.run.commands == ["slmbench run --task toy"]
-    assert summary.run.data["file"] == "toy.csv"  # the file's name, as today, not the machine's path
+    assert summary.run.data is not None and summary.run.data.file == "toy.csv"  # the file's name, as today, not the machine's path
+    assert entry.first.config.profile == summary.run.profile == records.Budget(**V1_PROFILE)  # 0.1's caps, today's defaults
     assert "```sh\nslmbench run --task toy\n```" in render_report(run_dir).read_text()
 
 
@@ -266,7 +286,7 @@ def _trial(
         strategy=name,
         task="toy",
         task_path="toy.yaml",
-        profile={},
+        profile=PROFILE,
         seed=seed,
         train_size=train_size,
         models=records.ModelsConfig(causal_lm="lm", embedding_model="embedder"),

@@ -54,7 +54,7 @@ def hostile_run(folder: Path, labels: list[str], names: list[str], error: str, c
     run["data"]["file"] = other
     run["references"] = [{"system": other, "metric": other, "value": 0.5, "source": other}]
     run["environment"].update(python=other, packages={other: other})
-    run["profile"][other] = other
+    run["profile"]["name"] = other  # a profile's one text (caps are numbers; unknown ones are ignored)
     (run_dir / "run.json").write_text(json.dumps(run))
     for name, trial_name in zip(names, [*OK_TRIALS, FAILED_TRIAL]):
         path = run_dir / "trials" / f"{trial_name}.seed0.json"

@@ -127,19 +127,14 @@ def test_bfloat16_autocast_stays_close_to_fp32_and_leaves_the_model_untouched(ti
 
 
 @pytest.mark.integration
-def test_real_model_on_financial_sentences_matches_naive():
+@pytest.mark.real_data
+def test_real_model_on_financial_sentences_matches_naive(shared_data_dir):
     """SmolLM2-135M-Instruct on 10 financial sentences: fp32 engine = naive, bf16 agrees on the labels."""
     import csv
-    import os
-    from pathlib import Path
 
     from slmbench.lm.models import SharedModels
 
-    data_dir = Path(os.environ.get("SLMBENCH_DATA_DIR", Path(__file__).parents[2] / "shared" / "data"))
-    path = data_dir / "financial_phrasebank.csv"
-    if not path.exists():
-        pytest.skip(f"no {path}")
-    with path.open(newline="") as f:
+    with (shared_data_dir / "financial_phrasebank.csv").open(newline="") as f:
         texts = [row["text"] for _, row in zip(range(10), csv.DictReader(f))]
     model, tokenizer = SharedModels().causal_lm()
     system = {"role": "system", "content": "Classify the sentiment of this financial news sentence."}

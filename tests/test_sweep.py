@@ -12,22 +12,23 @@ import yaml
 from slmbench.cli.main import main
 from slmbench.engine.run_options import RunError
 from slmbench.engine.sweep import read_sweep
-
-TASKS = Path(__file__).resolve().parents[1] / "tasks"
+from slmbench.testing import toy_task_files
 
 
 def _run(*args: str) -> int:
     return main(list(args), extra_plugins={"fake-strategies": fake_strategies.plugin()})
 
 
-def _sweep(tmp_path: Path, shared_data_dir, **fields) -> Path:
+def _sweep(tmp_path: Path, **fields) -> Path:
+    """A sweep file over the toy task (written to ``tmp_path/task``), runs going to ``tmp_path/runs``."""
+    task = toy_task_files(tmp_path / "task")
     sweep = {
-        "tasks": [str(TASKS / "financial_sentiment.yaml")],
+        "tasks": [str(task)],
         "strategies": ["majority", "knn-vote"],
         "options": {"knn-vote": {"k": [1, 3]}},
         "seeds": [0, 1],
         "profile": "smoke",
-        "data_dir": str(Path(shared_data_dir).resolve()),
+        "data_dir": str(task.parent),
         "output": "runs",
         **fields,
     }
@@ -36,8 +37,8 @@ def _sweep(tmp_path: Path, shared_data_dir, **fields) -> Path:
     return path
 
 
-def test_dry_run_lists_every_combination_and_what_is_done(tmp_path, shared_data_dir, capsys):
-    path = _sweep(tmp_path, shared_data_dir, strategies=["majority", "last-label"], options={})
+def test_dry_run_lists_every_combination_and_what_is_done(tmp_path, capsys):
+    path = _sweep(tmp_path, strategies=["majority", "last-label"], options={})
     assert _run("run", "--config", str(path), "--dry-run") == 0
     listed = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
     assert sorted(key for _, _, key in listed) == ["last-label.seed0", "last-label.seed1", "majority.seed0", "majority.seed1"]
@@ -49,34 +50,28 @@ def test_dry_run_lists_every_combination_and_what_is_done(tmp_path, shared_data_
     assert status == {"majority.seed0": "done", "majority.seed1": "done", "last-label.seed0": "to run", "last-label.seed1": "to run"}
 
 
-def test_an_option_grid_is_a_variant_per_setting(tmp_path, shared_data_dir, capsys):
-    path = _sweep(tmp_path, shared_data_dir, strategies=["knn-vote"], seeds=[0])
+def test_an_option_grid_is_a_variant_per_setting(tmp_path, capsys):
+    path = _sweep(tmp_path, strategies=["knn-vote"], seeds=[0])
     assert _run("run", "--config", str(path), "--dry-run") == 0
     keys = sorted(line.split("\t")[2] for line in capsys.readouterr().out.splitlines())
     assert keys == ["knn-vote[k=1].seed0", "knn-vote[k=3].seed0"]
 
 
-def test_command_line_arguments_override_the_sweep_file(tmp_path, shared_data_dir, capsys):
-    path = _sweep(tmp_path, shared_data_dir, strategies=["majority"], options={})
+def test_command_line_arguments_override_the_sweep_file(tmp_path, capsys):
+    path = _sweep(tmp_path, strategies=["majority"], options={})
     assert _run("run", "--config", str(path), "--seeds", "5", "--dry-run") == 0
     assert [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()] == ["majority.seed5"]
 
 
-def test_a_sweep_over_two_tasks_writes_two_runs_and_a_comparison(tmp_path, shared_data_dir):
-    path = _sweep(
-        tmp_path,
-        shared_data_dir,
-        tasks=[str(TASKS / "financial_sentiment.yaml"), str(TASKS / "bbc.yaml")],
-        strategies=["majority", "last-label"],
-        options={},
-        seeds=[0],
-    )
+def test_a_sweep_over_two_tasks_writes_two_runs_and_a_comparison(tmp_path):
+    tasks = [toy_task_files(tmp_path / "task"), toy_task_files(tmp_path / "other", name="toy-other")]  # the same rows, two names
+    path = _sweep(tmp_path, tasks=[str(task) for task in tasks], strategies=["majority", "last-label"], options={}, seeds=[0])
     assert _run("run", "--config", str(path), "--no-progress") == 0
     output = tmp_path / "runs"  # relative to the sweep file
-    for task in ("financial_sentiment", "bbc"):
+    for task in ("toy-sentiment", "toy-other"):
         assert json.loads((output / task / "smoke" / "run.json").read_text())["task"] == task
     comparison = (output / "comparison.md").read_text()
-    assert "| strategy | financial_sentiment/smoke | bbc/smoke | mean rank |" in comparison
+    assert "| strategy | toy-sentiment/smoke | toy-other/smoke | mean rank |" in comparison
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,16 @@ message that says what is wrong."""
 from __future__ import annotations
 
 import random
+import sys
 import textwrap
+from pathlib import Path
+from typing import Annotated
 
 import pytest
 from pydantic import Field
 
-from slmbench import Examples, Family, Options, Predictions, Strategy
+from slmbench import Examples, Family, Options, Predictions, Search, SharedModel, Strategy, StrategyMetadata
+from slmbench.strategy.registry import load_registry
 from slmbench.testing import (
     StrategyCheckError,
     check_light_import,
@@ -19,13 +23,21 @@ from slmbench.testing import (
     check_strategy,
     parametrize_with_checks,
 )
-from slmbench_plugins.knn_vote import KnnVote
-from slmbench_plugins.tfidf_linear import TfidfLinear
-from slmbench_plugins.zero_shot import ZeroShot
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+sys.path[:0] = [str(EXAMPLES / "slmbench-nearest-centroid"), str(EXAMPLES / "slmbench-instruction-ensemble")]
+from slmbench_instruction_ensemble import InstructionEnsemble  # noqa: E402 - the example plugins, importable from their folders
+from slmbench_nearest_centroid import NearestCentroid  # noqa: E402
+
+BUILT_IN = [item.value for _, item in sorted(load_registry().strategies.items()) if item.value.__module__.startswith("slmbench_plugins.")]
 
 
-@parametrize_with_checks([KnnVote, TfidfLinear, ZeroShot])
-def test_built_in_strategies_pass(strategy, check):
+def test_every_built_in_strategy_is_checked():
+    assert len(BUILT_IN) == 14 and {strategy.name for strategy in BUILT_IN} >= {"zero-shot", "ensemble", "qlora", "dora"}
+
+
+@parametrize_with_checks([*BUILT_IN, NearestCentroid, InstructionEnsemble])
+def test_built_in_and_example_strategies_pass(strategy, check):
     check(strategy)
 
 
@@ -35,9 +47,7 @@ def test_built_in_strategies_pass(strategy, check):
 class MajorityLabel(Strategy):
     """A correct model-free strategy; each broken one below changes one thing."""
 
-    name = "majority-label"
-    description = "the most frequent train label"
-    family = Family.FEATURE
+    metadata = StrategyMetadata(name="majority-label", description="the most frequent train label", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         self.label = max(set(train.labels), key=train.labels.count)
@@ -47,21 +57,21 @@ class MajorityLabel(Strategy):
 
 
 class WrongLength(MajorityLabel):
-    name = "wrong-length"
+    metadata = StrategyMetadata(name="wrong-length", description="the most frequent train label", family=Family.FEATURE)
 
     def predict(self, texts):
         return Predictions(labels=[self.label] * (len(texts) - 1))
 
 
 class OutOfRange(MajorityLabel):
-    name = "out-of-range"
+    metadata = StrategyMetadata(name="out-of-range", description="the most frequent train label", family=Family.FEATURE)
 
     def predict(self, texts):
         return Predictions(labels=[len(self.context.task.labels)] * len(texts))
 
 
 class UnnormalisedProbabilities(MajorityLabel):
-    name = "unnormalised-probabilities"
+    metadata = StrategyMetadata(name="unnormalised-probabilities", description="the most frequent train label", family=Family.FEATURE)
 
     def predict(self, texts):
         import numpy as np
@@ -70,7 +80,7 @@ class UnnormalisedProbabilities(MajorityLabel):
 
 
 class SetInDetails(MajorityLabel):
-    name = "set-in-details"
+    metadata = StrategyMetadata(name="set-in-details", description="the most frequent train label", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         super().fit(train, validation)
@@ -78,7 +88,7 @@ class SetInDetails(MajorityLabel):
 
 
 class Unseeded(MajorityLabel):
-    name = "unseeded"
+    metadata = StrategyMetadata(name="unseeded", description="the most frequent train label", family=Family.FEATURE)
 
     def predict(self, texts):
         rng = random.Random()  # not seeded with context.seed
@@ -86,7 +96,7 @@ class Unseeded(MajorityLabel):
 
 
 class PickledArtifact(MajorityLabel):
-    name = "pickled-artifact"
+    metadata = StrategyMetadata(name="pickled-artifact", description="the most frequent train label", family=Family.FEATURE)
 
     def fit(self, train: Examples, validation: Examples) -> None:
         import pickle
@@ -96,16 +106,29 @@ class PickledArtifact(MajorityLabel):
 
 
 class SearchBeyondOptions(MajorityLabel):
-    name = "search-beyond-options"
-    tune = {"smoothing": ("float", 0.0, 2.0)}
+    metadata = StrategyMetadata(name="search-beyond-options", description="the most frequent train label", family=Family.FEATURE)
 
     class Options(Options):
-        smoothing: float = Field(0.5, gt=0, le=1)
+        smoothing: Annotated[float, Search.linear(0.0, 2.0)] = Field(0.5, gt=0, le=1)
 
 
 class NoDescription(MajorityLabel):
     name = "no-description"
     description = ""
+
+
+class DeclaresAnUncalledModel(MajorityLabel):
+    metadata = StrategyMetadata(
+        name="declares-an-uncalled-model", description="says it calls the embedder", family=Family.FEATURE, calls=(SharedModel.EMBEDDER,)
+    )
+
+
+class CallsAnUndeclaredModel(MajorityLabel):
+    metadata = StrategyMetadata(name="calls-an-undeclared-model", description="encodes without saying so", family=Family.FEATURE)
+
+    def predict(self, texts):
+        self.context.models.encode(texts)
+        return super().predict(texts)
 
 
 @pytest.mark.parametrize(
@@ -116,8 +139,10 @@ class NoDescription(MajorityLabel):
         (UnnormalisedProbabilities, check_protocol, "probabilities that are negative or whose rows do not sum to 1"),
         (SetInDetails, check_protocol, "details are not plain JSON: details holds a set"),
         (PickledArtifact, check_protocol, "artifacts saved as pickles: model.pkl"),
+        (DeclaresAnUncalledModel, check_protocol, "metadata.calls names the shared embedder but fit and predict never call it"),
+        (CallsAnUndeclaredModel, check_protocol, "it calls the shared embedder without naming it in metadata.calls"),
         (Unseeded, check_reproducible, "predictions differ at the same seed: seed every random choice with context.seed"),
-        (SearchBeyondOptions, check_registration, "tune['smoothing']"),
+        (SearchBeyondOptions, check_registration, "search over 'smoothing' (float 0..2)"),
         (NoDescription, check_registration, "does not set 'description'"),
     ],
     ids=lambda value: getattr(value, "name", None) or getattr(value, "__name__", "message"),
@@ -169,7 +194,7 @@ def test_check_strategy_lists_every_failing_check():
         check_strategy(WrongLength)
 
     failed = [line.split(" failed")[0] for line in str(failure.value).splitlines()]
-    assert failed == ["check_protocol", "check_reproducible"]
+    assert failed == ["check_protocol", "check_reproducible", "check_many_labels"]
 
 
 def test_a_correct_strategy_passes_every_check():

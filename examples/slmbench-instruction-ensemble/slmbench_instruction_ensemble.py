@@ -23,7 +23,9 @@ from slmbench import (
     Predictions,
     PromptOptions,
     RunContext,
+    SharedModel,
     Strategy,
+    StrategyMetadata,
     hookimpl,
 )
 
@@ -37,11 +39,13 @@ PHRASINGS = (
 
 
 class InstructionEnsemble(Strategy):
-    name = "instruction-ensemble"
-    description = "Zero-shot under several phrasings of the instruction, calibrated probabilities averaged"
-    family = Family.PROMPTING
-    uses_models = ("causal_lm",)
-    learns_from_train = False
+    metadata = StrategyMetadata(
+        name="instruction-ensemble",
+        description="Zero-shot under several phrasings of the instruction, calibrated probabilities averaged",
+        family=Family.PROMPTING,
+        calls=(SharedModel.CAUSAL_LM,),
+        reads_labels=False,
+    )
 
     class Options(PromptOptions):  # calibration and calibration_texts, as zero-shot has them
         instructions: int = Field(3, ge=1, le=len(PHRASINGS), description="phrasings asked, the task's own first")
@@ -63,7 +67,9 @@ class InstructionEnsemble(Strategy):
             for context in self.contexts
         ]
         self.labelled_examples = 0
-        asked = [{"instruction": c.task.instruction, "calibration": b.describe()} for c, b in zip(self.contexts, self.calibrations)]
+        asked = [
+            {"instruction": c.task.instruction, "calibration": b.model_dump(mode="json")} for c, b in zip(self.contexts, self.calibrations)
+        ]
         (self.context.artifact_dir / "instructions.json").write_text(json.dumps(asked, indent=1), encoding="utf-8")
 
     def predict(self, texts: Sequence[str]) -> Predictions:
@@ -81,14 +87,9 @@ class InstructionEnsemble(Strategy):
         self.prompt_tokens_per_example = sum(answer.prompt_tokens_per_example for answer in answers)
         self.details = {
             "agreement": round(float((votes == votes[0]).all(axis=0).mean()), 4),  # share of texts all phrasings agree on
-            "per_instruction": [answer.details for answer in answers],
+            "per_instruction": [{**a.details, "calibration": b.model_dump(mode="json")} for a, b in zip(answers, self.calibrations)],
         }
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
-
-    def parameter_counts(self) -> tuple[int, int]:
-        from slmbench import param_count
-
-        return 0, param_count(self.context.models.causal_lm()[0])
 
 
 @hookimpl

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
 
-from slmbench import Examples, Family, Options, Predictions, Strategy, hookimpl
+from slmbench import Examples, Family, Options, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,14 +38,17 @@ def label_prototypes(vectors: np.ndarray, count: int, seed: int) -> np.ndarray:
 
 
 class NearestCentroid(Strategy):
-    name = "nearest-centroid"
-    description = "Closest label prototype (k-means means) in the shared sentence-embedding space"
-    family = Family.FEATURE
-    uses_models = ("embedder",)
-    tune = {"prototypes": ("int", 1, 8)}
+    metadata = StrategyMetadata(
+        name="nearest-centroid",
+        description="Closest label prototype (k-means means) in the shared sentence-embedding space",
+        family=Family.FEATURE,
+        calls=(SharedModel.EMBEDDER,),
+    )
 
     class Options(Options):
-        prototypes: int = Field(1, ge=1, le=32, description="prototypes per label: k-means clusters of its train texts")
+        prototypes: Annotated[int, Search.integer(1, 8)] = Field(
+            1, ge=1, le=32, description="prototypes per label: k-means clusters of its train texts"
+        )
         temperature: float = Field(
             0.05, gt=0, le=1, description="softmax temperature over cosine similarities (lower: more confident probabilities)"
         )
@@ -82,9 +85,7 @@ class NearestCentroid(Strategy):
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        from slmbench import param_count
-
-        return self.vectors.size, self.vectors.size + param_count(self.context.models.embedder())
+        return self.vectors.size, self.vectors.size + self.shared_parameters()
 
 
 @hookimpl

@@ -14,18 +14,16 @@ def _origin(item) -> str:
 
 
 def _strategy_info(name: str, item) -> dict:
-    """A registered strategy as plain data: family, origin, description, shared models, options."""
+    """A registered strategy as plain data: its metadata, origin, options and the ranges the search tries."""
     from slmbench.common.options import describe_options
+    from slmbench.strategy.search_space import search_space
 
     cls = item.value
     return {
-        "name": name,
-        "family": cls.family.value,
+        **cls.metadata.model_dump(mode="json"),
         "from": _origin(item),
-        "description": cls.description,
-        "uses_models": list(cls.uses_models),
         "options": [option.to_dict() for option in describe_options(cls.Options)],
-        "searched": {option: list(spec) for option, spec in cls.tune.items()},
+        "searched": {option: search.describe() for option, search in search_space(cls).items()},
     }
 
 
@@ -87,8 +85,8 @@ def _print_options(name: str, item, indent: str = "") -> None:
     print(f"{name} options:" if info["options"] else f"{name}: no options")
     for option in info["options"]:
         allowed = f"; allowed: {option['allowed']}" if option["allowed"] else ""
-        spec = info["searched"].get(option["name"])
-        searched = f"; searched on validation: {spec[0]} {', '.join(map(str, spec[1:]))}" if spec else ""
+        search = info["searched"].get(option["name"])
+        searched = f"; searched on validation: {search}" if search else ""
         print(f"{indent}{option['name']} ({option['type']}, default {option['default']!r}{allowed}{searched}): {option['description']}")
 
 
@@ -104,5 +102,7 @@ def show_command(args: argparse.Namespace, registry) -> None:
         return
     info = _strategy_info(args.strategy, item)
     print(f"{info['name']} ({info['family']}, from {info['from']}): {info['description']}")
-    print(f"shared models: {', '.join(info['uses_models']) or 'none'}")
+    print(f"calls shared models: {', '.join(info['calls']) or 'none'}; depends on: {', '.join(info['depends_on']) or 'none'}")
+    if not info["reads_labels"]:
+        print("reads no train label (learning curves run it once)")
     _print_options(args.strategy, item, indent="  ")

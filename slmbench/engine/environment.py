@@ -7,6 +7,8 @@ import importlib.metadata
 import os
 import platform
 
+from slmbench.records import Environment, Hardware
+
 PACKAGES = (
     "slmbench",
     "torch",
@@ -37,20 +39,20 @@ def _version(package: str) -> str | None:
 
 
 @functools.cache
-def _hardware() -> dict:
+def _hardware() -> Hardware:
     """The CPU and its measured fp32/bf16 matmul peak, once per process (about two seconds)."""
     from slmbench.lm.hardware import hardware_info
 
     return hardware_info()
 
 
-def collect_environment() -> dict:
+def collect_environment() -> Environment:
     """Versions and hardware of this process; the matmul peaks are measured the first time it is asked."""
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "hardware": _hardware(),
-        "packages": {name: v for name in PACKAGES if (v := _version(name))},
-    }
+    return Environment(
+        python=platform.python_version(),
+        platform=platform.platform(),
+        cpu=platform.processor() or platform.machine(),
+        cpu_count=os.cpu_count(),
+        hardware=_hardware(),
+        packages={name: v for name in PACKAGES if (v := _version(name))},
+    )

@@ -15,7 +15,8 @@ from slmbench.engine.tuning import searched
 from slmbench.lm.memory import PeakMemory
 from slmbench.lm.models import SharedModels
 from slmbench.records import TrialConfig, TrialRecord, Tuning
-from slmbench.strategy.base import RunContext, Strategy
+from slmbench.strategy.base import CombiningStrategy, RunContext, Strategy
+from slmbench.strategy.search_space import search_space
 from slmbench.tasks.examples import Examples, MemberPredictions, Predictions
 from slmbench.tasks.profiles import Budget
 from slmbench.tasks.spec import TaskSpec
@@ -83,12 +84,15 @@ class TrialSetup:
             budget=self.budget,
             artifact_dir=directory,
             progress=self.progress,
-            members=self.member_predictions,
             options=build_options(self.config.strategy, self.strategy_cls.Options, values),
             **({"on_validation_loss": report} if report else {}),
         )
         with PeakMemory(self.models.device) as memory:
-            strategy = self.strategy_cls(context)
+            strategy = (
+                self.strategy_cls(context, self.member_predictions)
+                if issubclass(self.strategy_cls, CombiningStrategy)
+                else self.strategy_cls(context)
+            )
             start = time.perf_counter()
             strategy.fit(self.train, self.validation)
             seconds = time.perf_counter() - start
@@ -100,7 +104,7 @@ class TrialSetup:
 def fit_strategy(setup: TrialSetup, record: TrialRecord) -> Fit:
     """The trial's strategy fitted with its options, or the best setting of the option search when the
     strategy has options to search and the budget allows more than one setting."""
-    space = searched(setup.strategy_cls.tune, setup.config.options)
+    space = searched(search_space(setup.strategy_cls), setup.config.options)
     if space and setup.budget.tuning_trials > 1:
         return _searched_fit(setup, space, record)
     return setup.fit(setup.defaults.model_dump(), setup.artifact_dir)

@@ -1,4 +1,4 @@
-"""A strategy that combines others (``Strategy.combines_others``): its members' predictions as it
+"""A strategy that combines others (a ``CombiningStrategy``): its members' predictions as it
 reads them, and its cost with theirs added."""
 
 from __future__ import annotations

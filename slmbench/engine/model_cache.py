@@ -3,17 +3,15 @@ models of each models configuration, the task's splits and the environment."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmbench.engine.environment import collect_environment
 from slmbench.lm.models import SharedModels
-from slmbench.tasks.profiles import Budget
 
 if TYPE_CHECKING:
     from slmbench.common.progress import ProgressReporter
-    from slmbench.records import TrialConfig
+    from slmbench.records import Budget, Environment, TrialConfig
     from slmbench.tasks.spec import TaskSpec
 
 
@@ -27,17 +25,17 @@ class ModelCache:
         if progress is not None:
             quiet_libraries(progress.enabled)
         self.progress = progress
-        self._splits: dict[str, Any] = {}
+        self._splits: dict[tuple[str, str | None, bool, Budget], Any] = {}
         self._models: dict[str, SharedModels] = {}
-        self._environment: dict[str, Any] | None = None
+        self._environment: Environment | None = None
 
     def splits(self, task: TaskSpec, config: TrialConfig) -> Any:
         from slmbench.tasks.splits import load_splits
 
-        key = json.dumps([config.task_path, config.data_dir, config.allow_outside_data_dir, config.profile], sort_keys=True)
+        key = (config.task_path, config.data_dir, config.allow_outside_data_dir, config.profile)
         if key not in self._splits:
             data_dir = Path(config.data_dir) if config.data_dir else None
-            self._splits[key] = load_splits(task, data_dir, Budget(**config.profile), config.allow_outside_data_dir)
+            self._splits[key] = load_splits(task, data_dir, config.profile, config.allow_outside_data_dir)
         return self._splits[key]
 
     def models(self, config: TrialConfig) -> SharedModels:
@@ -48,7 +46,7 @@ class ModelCache:
         return self._models[key]
 
     @property
-    def environment(self) -> dict[str, Any]:
+    def environment(self) -> Environment:
         if self._environment is None:
             self._environment = collect_environment()
         return self._environment

@@ -12,7 +12,7 @@ import hashlib
 import itertools
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,8 +31,9 @@ from slmbench.engine.run_options import (
     run_folder,
     select_strategies,
 )
+from slmbench.lm.models import SharedModel
 from slmbench.records import ModelsConfig, RunRecord, TrialConfig, TrialRecord
-from slmbench.strategy.base import Strategy
+from slmbench.strategy.base import CombiningStrategy, Strategy
 from slmbench.strategy.registry import Registry
 from slmbench.tasks.spec import TaskSpec, load_task
 
@@ -122,11 +123,11 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
         task_sha256=hashlib.sha256(task_path.read_bytes()).hexdigest(),
         data_dir=str(data_dir.resolve()) if data_dir else None,
         allow_outside_data_dir=options.allow_outside_data_dir,
-        profile=budget.to_dict(),
+        profile=budget,
         models=ModelsConfig(causal_lm="", embedding_model="", device=device, dtype=dtype, trust_remote_code=options.trust_remote_code),
     )
     splits = ModelCache(progress=None).splits(task, base)  # validates the data before anything runs
-    base = base.model_copy(update={"data_sha256": splits.provenance["content_sha256"]})
+    base = base.model_copy(update={"data_sha256": splits.provenance.content_sha256})
     check_train_sizes(options.train_sizes, len(task.labels), len(splits.train), budget.name)
     trials = _plan_trials(options, registry, strategies, base, run_dir)
     return RunPlan(run_dir, _run_record(options, task, base, run_dir, strategies, splits), trials, list(splits.test.texts))
@@ -136,7 +137,7 @@ def _plan_trials(options: RunOptions, registry: Registry, strategies: list[str],
     """Every trial of the run, strategy by strategy; a combining strategy's config holds its members' hashes."""
     trials = [planned for name in strategies for planned in _strategy_trials(name, options, registry, base, run_dir)]
     for planned in trials:
-        if planned.strategy.combines_others:
+        if issubclass(planned.strategy, CombiningStrategy):
             inputs = {other.key: other.config.config_hash() for other in member_trials(planned, trials)}
             planned.config = planned.config.model_copy(update={"inputs": inputs})
     return trials
@@ -148,10 +149,10 @@ def _strategy_trials(name: str, options: RunOptions, registry: Registry, base: T
     grid = options.options.get(name, {})
     varying = {option for option, values in grid.items() if len(values) > 1}
     model_axes = {
-        "model": options.models if "causal_lm" in cls.uses_models else [""],
-        "embedding_model": options.embedding_models if "embedder" in cls.uses_models else [""],
+        "model": options.models if SharedModel.CAUSAL_LM in cls.metadata.depends_on else [""],
+        "embedding_model": options.embedding_models if SharedModel.EMBEDDER in cls.metadata.depends_on else [""],
     }
-    sizes = [None, *options.train_sizes] if cls.learns_from_train else [None]
+    sizes = [None, *options.train_sizes] if cls.metadata.reads_labels else [None]
     points = [_typed(name, cls, point) for point in option_grid(grid)]
     trials = []
     for point, causal_lm, embedder, seed, size in itertools.product(
@@ -183,28 +184,23 @@ def _run_record(options: RunOptions, task: TaskSpec, base: TrialConfig, run_dir:
 
     earlier = records.read_run(run_dir) if (run_dir / "run.json").exists() else None
     command = shlex.join(["slmbench", *sys.argv[1:]])
-    stored_options = {**asdict(options), "task": base.task_path, "run_id": run_dir.name, "data_dir": base.data_dir}
-    del stored_options["allow_outside_data_dir"]
     return RunRecord(
         run_id=run_dir.name,
         task=task.name,
         task_path=base.task_path,
         commands=list(dict.fromkeys([*(earlier.commands if earlier else []), command])),  # in first-run order
-        options=stored_options,
+        options=options.model_copy(update={"task": base.task_path, "run_id": run_dir.name, "data_dir": base.data_dir}),
         profile=base.profile,
         seeds=sorted({*(earlier.seeds if earlier else []), *options.seeds}),
         labels=task.label_names,
         strategies=list(dict.fromkeys([*(earlier.strategies if earlier else []), *strategies])),
         splits=records.SplitSummary(**splits.summary()),
-        data={**splits.provenance, **({"file": Path(splits.provenance["file"]).name} if "file" in splits.provenance else {})},
+        data=splits.provenance.model_copy(update={"file": splits.provenance.file and Path(splits.provenance.file).name}),
         floors=majority_floor(splits, task.label_names),
-        models={
-            "causal_lm": options.models,
-            "embedding_model": options.embedding_models,
-            "device": base.models.device,
-            "dtype": base.models.dtype,
-        },
-        references=[records.Reference(**vars(reference)) for reference in task.references],
+        models=records.RunModels(
+            causal_lm=options.models, embedding_model=options.embedding_models, device=base.models.device, dtype=base.models.dtype
+        ),
+        references=list(task.references),
         environment=collect_environment(),
         started_at=earlier.started_at if earlier else datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
@@ -215,7 +211,7 @@ def member_trials(planned: PlannedTrial, trials: list[PlannedTrial]) -> list[Pla
     return [
         other
         for other in trials
-        if not other.strategy.combines_others
+        if not issubclass(other.strategy, CombiningStrategy)
         and other.config.seed == planned.config.seed
         and other.config.train_size == planned.config.train_size
     ]

@@ -11,9 +11,10 @@ import hashlib
 import itertools
 import os
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+
+from pydantic import Field
 
 from slmbench import records
 from slmbench.lm.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
@@ -28,30 +29,13 @@ class RunError(ValueError):
     """An argument or option of the run is wrong; the message names it and the problem."""
 
 
-@dataclass
-class RunOptions:
-    """What a run is asked to do: every field is stored in run.json, so ``--resume`` can repeat it."""
+class RunOptions(records.RunOptionsRecord):
+    """What a run is asked to do: run.json stores every field but ``allow_outside_data_dir``, so ``--resume``
+    can repeat it; the models default to the embedded ones."""
 
-    task: str
-    strategies: str = "all"
-    profile: str = "quick"
-    data_dir: str | None = None
-    output: str = "runs"
-    seeds: list[int] = field(default_factory=lambda: [0])
-    options: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
-    """Strategy -> option -> values to try (``--set`` gives one value; a sweep file a grid)."""
-    models: list[str] = field(default_factory=lambda: [EMBEDDED_CAUSAL_LM])
-    embedding_models: list[str] = field(default_factory=lambda: [EMBEDDED_EMBEDDING_MODEL])
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    run_id: str | None = None
-    trial_timeout: float | None = None
-    train_sizes: list[int] = field(default_factory=list)
-    """Learning curve: smaller train sizes each strategy also runs at (the whole split always runs)."""
-    tuning_trials: int | None = None
-    """Option settings every strategy may try on validation (default: the profile's)."""
-    allow_outside_data_dir: bool = False
+    models: list[str] = Field(default_factory=lambda: [EMBEDDED_CAUSAL_LM])
+    embedding_models: list[str] = Field(default_factory=lambda: [EMBEDDED_EMBEDDING_MODEL])
+    allow_outside_data_dir: bool = Field(False, exclude=True)
     """Let the task read a data file outside the data folder and its own folder (not stored: ``--resume`` asks again)."""
 
 
@@ -120,8 +104,9 @@ def run_folder(options: RunOptions, task_name: str) -> Path:
 
 
 def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
-    """The options a run was started with, read back from its run.json (for ``--resume``)."""
-    from pydantic import TypeAdapter, ValidationError
+    """The options a run was started with, read back from its run.json (for ``--resume``); what it does
+    not record (an opt-in such as ``allow_outside_data_dir`` never is) takes the default."""
+    from pydantic import ValidationError
 
     run = records.read_run(Path(run_dir))
     folder = Path(run_dir).resolve()  # `--resume .` names the folder too
@@ -130,17 +115,16 @@ def options_from_run_dir(run_dir: Path, **overrides: Any) -> RunOptions:
             f"--resume {run_dir}: a run folder of task {run.task[:60]!r} must sit in a folder named after "
             "the task (<output>/<task>/<run id>); move it back there"
         )
-    saved = {key: value for key, value in run.options.items() if key in RunOptions.__dataclass_fields__}
-    saved.pop("allow_outside_data_dir", None)  # an opt-in is never taken from a file
+    saved = run.options.model_dump(exclude_none=True) if run.options is not None else {}  # None: not recorded, or the default
     if run.task_path:
         saved["task"] = run.task_path
     try:
-        saved_options = TypeAdapter(RunOptions).validate_python(saved)
+        saved_options = RunOptions.model_validate(saved)
     except ValidationError as error:
         problem = error.errors(include_url=False)[0]
         where = ".".join(["options", *map(str, problem["loc"])])
         raise records.RecordError(f"{Path(run_dir) / 'run.json'}: damaged run record: field {where!r}: {problem['msg']}") from None
-    options = replace(saved_options, **{k: v for k, v in overrides.items() if v is not None})
+    options = saved_options.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     options.output, options.run_id = str(folder.parent.parent), folder.name
     return options
 
@@ -200,7 +184,7 @@ def run_budget(options: RunOptions) -> Budget:
     if options.tuning_trials is not None:
         if options.tuning_trials < 1:
             raise RunError(f"--tuning-trials {options.tuning_trials}: must be 1 (defaults only) or more")
-        budget = replace(budget, tuning_trials=options.tuning_trials)
+        budget = budget.model_copy(update={"tuning_trials": options.tuning_trials})
     return budget
 
 

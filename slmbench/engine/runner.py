@@ -18,6 +18,7 @@ from slmbench import records
 from slmbench.engine.planning import PlannedTrial, RunPlan, member_trials, plan_run
 from slmbench.engine.run_options import RunError, RunOptions
 from slmbench.records import TrialRecord
+from slmbench.strategy.base import CombiningStrategy
 from slmbench.strategy.registry import Registry
 
 LOCK_FILE = ".slmbench.lock"
@@ -220,8 +221,8 @@ def _run_trials(
     """Run the pending trials on ``executor``, combining strategies last; True if Ctrl-C or SIGTERM stopped them."""
     with signals_as_interrupt():
         try:
-            executor.run([planned for planned in pending if not planned.strategy.combines_others], finish)
-            combining = [planned for planned in pending if planned.strategy.combines_others]
+            executor.run([planned for planned in pending if not issubclass(planned.strategy, CombiningStrategy)], finish)
+            combining = [planned for planned in pending if issubclass(planned.strategy, CombiningStrategy)]
             for planned in combining:  # after the trials they combine, with their records
                 plan = next(plan for plan in plans if plan.run_dir == planned.run_dir)
                 planned.members = [record for member in member_trials(planned, plan.trials) if (record := finished_record(member))]

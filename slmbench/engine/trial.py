@@ -30,8 +30,7 @@ from slmbench.engine.serving import deployment_checks, single_request_latency, u
 from slmbench.engine.trial_timeout import TrialTimeout, time_limit
 from slmbench.lm.memory import PeakMemory, free_accelerator_memory
 from slmbench.records import Cost, ErrorInfo, Metrics, TrialConfig, TrialRecord
-from slmbench.strategy.base import Strategy
-from slmbench.tasks.profiles import Budget
+from slmbench.strategy.base import CombiningStrategy, Strategy
 from slmbench.tasks.spec import load_task
 
 if TYPE_CHECKING:
@@ -76,7 +75,7 @@ def run_trial(
         config_hash=config.config_hash(),
         description=strategy_cls.description,
         family=str(strategy_cls.family.value),
-        learns_from_train=strategy_cls.learns_from_train,
+        learns_from_train=strategy_cls.metadata.reads_labels,
         started_at=_now(),
     )
     try:
@@ -118,7 +117,7 @@ def _fit_and_evaluate(
     parameters = fit.strategy.parameter_counts()
     record.metrics = Metrics(**classification_metrics(setup.test.labels, predictions.labels, setup.task.label_names))
     record.cost = _cost(setup, fit, predict_seconds, memory.peak_added_bytes, parameters)
-    if strategy_cls.combines_others:
+    if issubclass(strategy_cls, CombiningStrategy):
         record.cost = with_member_costs(record.cost, members)
     record.predictions = prediction_record(setup.test.labels, predictions)
     record.validation_predictions = prediction_record(setup.validation.labels, fit.validation)
@@ -146,8 +145,8 @@ def _setup(
     record.options = defaults.model_dump(mode="json")
     splits = model_cache.splits(task, config)
     models = model_cache.models(config)
-    for model_name in strategy_cls.uses_models:  # load outside the timers: shared by all trials
-        getattr(models, model_name)()
+    for kind in strategy_cls.metadata.calls:  # load outside the timers: shared by all trials
+        models.load(kind)
     models.reset_usage()
 
     train, validation = splits.train, splits.validation
@@ -156,14 +155,13 @@ def _setup(
         share = config.train_size / len(splits.train)
         validation = nested_subset(splits.validation, math.ceil(share * len(splits.validation)), config.seed)
     record.train_examples, record.validation_examples = len(train), len(validation)
-    budget = Budget(**config.profile)
     member_predictions = [member_predictions_of(member, validation, splits.test, len(task.labels)) for member in members]
     return TrialSetup(
         config=config,
         strategy_cls=strategy_cls,
         task=task,
         models=models,
-        budget=budget,
+        budget=config.profile,
         train=train,
         validation=validation,
         test=splits.test,
@@ -176,16 +174,17 @@ def _setup(
 
 def _record_strategy_account(record: TrialRecord, setup: TrialSetup, strategy: Strategy) -> None:
     """What the strategy says of itself: labelled examples needed, train examples learnt from, prompt
-    tokens, free-form details (each with its default when it says nothing)."""
+    tokens, calibration, free-form details (each with its default when it says nothing)."""
     record.labelled_examples = (
         strategy.labelled_examples if strategy.labelled_examples is not None else len(setup.train) + len(setup.validation)
     )
     record.train_examples_seen = (
         strategy.train_examples_seen
         if strategy.train_examples_seen is not None
-        else (len(setup.train) if setup.strategy_cls.learns_from_train else 0)
+        else (len(setup.train) if setup.strategy_cls.metadata.reads_labels else 0)
     )
     record.prompt_tokens_per_example = strategy.prompt_tokens_per_example
+    record.calibration = strategy.calibration
     record.details = _plain_json(strategy.details, "details")
 
 

@@ -1,8 +1,7 @@
 """Equal tuning: every strategy may try the same number of option settings, chosen on validation only.
 
-A strategy declares what may be searched in ``Strategy.tune`` (``{"learning_rate": ("log", 1e-4,
-3e-3)}``; kinds ``log`` and ``float`` (a range of floats), ``int`` (a range of whole numbers) and
-``choice`` (a list)). The profile's ``tuning_trials`` is the number of settings every strategy may
+A strategy declares what may be searched on its option fields (``Search.log(1e-4, 3e-3)``; see
+``slmbench.strategy.search_space``). The profile's ``tuning_trials`` is the number of settings every strategy may
 try; options the user set are fixed, not searched. The search is Optuna's: the strategy's defaults
 first, then a scrambled Sobol sequence (``QMCSampler``: evenly spread points, which for so few
 trials beats a model-based sampler), each setting fitted on train and scored on validation
@@ -19,12 +18,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from slmbench.records import TuningTrial
+from slmbench.strategy.search_space import Search, SearchSpace
 
 if TYPE_CHECKING:
     from slmbench.strategy.base import Strategy
     from slmbench.tasks.examples import Predictions
 
-SearchSpace = dict[str, tuple]
 METHOD = "optuna: defaults first, then scrambled Sobol points (QMCSampler), median pruning on validation loss"
 
 
@@ -34,22 +33,21 @@ class Pruned(Exception):
 
 def searched(space: SearchSpace, fixed: dict[str, Any]) -> SearchSpace:
     """The part of ``space`` the search may vary: options the user set stay as set."""
-    return {name: spec for name, spec in space.items() if name not in fixed}
+    return {name: search for name, search in space.items() if name not in fixed}
 
 
-def _distribution(spec: tuple) -> Any:
+def _distribution(search: Search) -> Any:
     from optuna.distributions import (
         CategoricalDistribution,
         FloatDistribution,
         IntDistribution,
     )
 
-    kind, *arguments = spec
-    if kind == "choice":
-        return CategoricalDistribution(list(arguments[0]))
-    if kind == "int":
-        return IntDistribution(arguments[0], arguments[1])
-    return FloatDistribution(arguments[0], arguments[1], log=kind == "log")
+    if search.kind == "choice":
+        return CategoricalDistribution(list(search.choices))
+    if search.kind == "int":
+        return IntDistribution(int(search.low), int(search.high))
+    return FloatDistribution(search.low, search.high, log=search.kind == "log")
 
 
 @dataclass
@@ -109,7 +107,7 @@ def search(
     import optuna
 
     study = _new_study(space, defaults, seed)
-    distributions = {name: _distribution(spec) for name, spec in space.items()}
+    distributions = {name: _distribution(search) for name, search in space.items()}
     best: Candidate | None = None
     tried: list[TuningTrial] = []
     seen: list[dict[str, Any]] = []

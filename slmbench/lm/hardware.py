@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from slmbench.records import CpuFeatures, Hardware
+
 _CPUINFO = Path("/proc/cpuinfo")
 
 
@@ -43,7 +45,7 @@ def _torch_probe(name: str) -> bool | None:
         return None
 
 
-def cpu_features() -> dict[str, Any]:
+def cpu_features() -> CpuFeatures:
     """``amx`` and ``avx512_bf16`` (native bf16 matrix units) and ``avx512``, plus torch's own capability name.
 
     The CPU flags of /proc/cpuinfo decide where they exist; elsewhere torch's probes do.
@@ -54,14 +56,14 @@ def cpu_features() -> dict[str, Any]:
         "avx512_bf16": ("avx512_bf16", "_is_avx512_bf16_supported"),
         "avx512": ("avx512f", "_is_avx512_supported"),
     }
-    features: dict[str, Any] = {name: (flag in flags) if flags else bool(_torch_probe(probe)) for name, (flag, probe) in probes.items()}
+    features = {name: (flag in flags) if flags else bool(_torch_probe(probe)) for name, (flag, probe) in probes.items()}
     try:
         import torch
 
-        features["torch_capability"] = torch.backends.cpu.get_cpu_capability()
+        capability = torch.backends.cpu.get_cpu_capability()
     except Exception:
-        features["torch_capability"] = None
-    return features
+        capability = None
+    return CpuFeatures(**features, torch_capability=capability)
 
 
 def matmul_peak_gflops(dtype: Any = None, size: int = 1536, repeats: int = 5) -> float:
@@ -79,24 +81,19 @@ def matmul_peak_gflops(dtype: Any = None, size: int = 1536, repeats: int = 5) ->
     return 2 * size**3 / best / 1e9
 
 
-def hardware_info(measure_peaks: bool = True) -> dict[str, Any]:
+def hardware_info(measure_peaks: bool = True) -> Hardware:
     """CPU model, features, thread count and (unless ``measure_peaks`` is false) the fp32 and bf16 matmul peaks."""
     import torch
 
-    info: dict[str, Any] = {
-        "cpu_model": cpu_model(),
-        "cpu_features": cpu_features(),
-        "torch_threads": torch.get_num_threads(),
-    }
-    if measure_peaks:
-        info["matmul_peak_gflops"] = {
-            "float32": round(matmul_peak_gflops(torch.float32), 1),
-            "bfloat16": round(matmul_peak_gflops(torch.bfloat16), 1),
-        }
-    return info
+    peaks = (
+        {"float32": round(matmul_peak_gflops(torch.float32), 1), "bfloat16": round(matmul_peak_gflops(torch.bfloat16), 1)}
+        if measure_peaks
+        else {}
+    )
+    return Hardware(cpu_model=cpu_model(), cpu_features=cpu_features(), torch_threads=torch.get_num_threads(), matmul_peak_gflops=peaks)
 
 
 def native_bfloat16_cpu() -> bool:
     """Whether this CPU has bf16 matrix units (AVX512-BF16 or AMX): bf16 compute is then faster than fp32."""
     features = cpu_features()
-    return bool(features["avx512_bf16"] or features["amx"])
+    return bool(features.avx512_bf16 or features.amx)

@@ -8,6 +8,7 @@ folder). Any other name is handed to ``from_pretrained`` as a hub id or a local 
 
 from __future__ import annotations
 
+import enum
 import importlib.metadata
 import importlib.util
 import math
@@ -173,12 +174,22 @@ def param_count(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+class SharedModel(str, enum.Enum):
+    """A model a run loads once and shares between its strategies: a ``SharedModels`` method of that name."""
+
+    CAUSAL_LM = "causal_lm"
+    """The causal LM (``--model``): ``causal_lm()`` gives (model, tokenizer)."""
+    EMBEDDER = "embedder"
+    """The sentence-embedding model (``--embedding-model``): ``embedder()``, or ``encode(texts)``."""
+
+
 @dataclass
 class SharedModels:
     """The models of one run, loaded on first use and then shared by every strategy.
 
     ``used`` records which models were asked for since the last ``reset_usage()``, so each trial
-    can be charged the memory of the shared weights it relied on.
+    can be charged the memory of the shared weights it relied on; ``called`` says which of the
+    ``SharedModel`` kinds that was.
     """
 
     causal_lm_name: str = EMBEDDED_CAUSAL_LM
@@ -191,6 +202,7 @@ class SharedModels:
     _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
     _vectors: dict[str, Any] = field(default_factory=dict, repr=False)
     used: dict[str, int] = field(default_factory=dict)
+    called: set[SharedModel] = field(default_factory=set)
 
     @classmethod
     def from_config(cls, config: Any) -> SharedModels:
@@ -213,6 +225,7 @@ class SharedModels:
             self._loaded["causal_lm"] = (model, tokenizer)
         model, tokenizer = self._loaded["causal_lm"]
         self.used[self.causal_lm_name] = param_bytes(model)
+        self.called.add(SharedModel.CAUSAL_LM)
         return model, tokenizer
 
     def causal_lm_path(self) -> str:
@@ -233,6 +246,7 @@ class SharedModels:
             )
         model = self._loaded["embedder"]
         self.used[self.embedding_model_name] = param_bytes(model)
+        self.called.add(SharedModel.EMBEDDER)
         return model
 
     def embedding_model_path(self) -> str:
@@ -256,7 +270,19 @@ class SharedModels:
         """Drop the cached vectors (before a timed prediction: it must pay for its own encoding)."""
         self._vectors = {}
 
+    def load(self, kind: SharedModel) -> None:
+        """Load ``kind`` now (before a trial's timers start)."""
+        getattr(self, SharedModel(kind).value)()
+
+    def param_count(self, kind: SharedModel) -> int:
+        """Parameters of the shared ``kind`` (loaded if needed), without counting it as called."""
+        used, called = dict(self.used), set(self.called)
+        loaded = getattr(self, SharedModel(kind).value)()
+        self.used, self.called = used, called
+        return param_count(loaded[0] if isinstance(loaded, tuple) else loaded)
+
     def reset_usage(self) -> None:
         """Start a trial: no model used yet, no vector cached (a trial pays for its own encoding)."""
         self.used = {}
+        self.called = set()
         self.forget_vectors()

@@ -7,12 +7,12 @@ here, explicitly and by tokens, so no strategy relies on silent truncation elsew
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import Field
 
 from slmbench.common.options import Options
+from slmbench.records import Calibration, CalibrationMethod
 
 if TYPE_CHECKING:
     import numpy as np
@@ -60,7 +60,6 @@ def build_messages(
     return messages
 
 
-CalibrationMethod = Literal["batch", "content-free", "none"]
 CALIBRATIONS: tuple[str, ...] = get_args(CalibrationMethod)
 
 
@@ -79,34 +78,16 @@ CONTENT_FREE_TEXTS = ("N/A", "", "[MASK]")
 """Zhao et al. (2021), "Calibrate Before Use": inputs that carry no content, to read the LM's answer bias."""
 
 
-@dataclass(frozen=True)
-class Calibration:
-    """Prior correction of an LM classifier: p(label | text) ∝ p_LM(label | text) / bias(label) * prior(label).
+def calibrated(probabilities: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """``probabilities`` (texts x labels) with the LM's answer bias divided out and the prior put in its place."""
+    import numpy as np
 
-    ``bias`` is the LM's own preference among the answers whatever the text, estimated as its mean
-    answer distribution over inputs (``batch``: unlabelled train texts, Zhou et al. 2023, "Batch
-    Calibration"; ``content-free``: ``CONTENT_FREE_TEXTS``, Zhao et al. 2021); ``prior`` is the label
-    distribution to restore (the train split's label frequencies for strategies that see labels;
-    None: uniform). ``none`` leaves the probabilities as the LM gives them.
-    """
-
-    method: str
-    bias: tuple[float, ...] | None = None
-    prior: tuple[float, ...] | None = None
-
-    def apply(self, probabilities: np.ndarray) -> np.ndarray:
-        import numpy as np
-
-        corrected = np.asarray(probabilities, dtype=float)
-        if self.bias is not None:
-            corrected = corrected / np.maximum(np.asarray(self.bias), 1e-12)
-        if self.prior is not None:
-            corrected = corrected * np.asarray(self.prior)
-        return corrected / corrected.sum(axis=1, keepdims=True)
-
-    def describe(self) -> dict[str, Any]:
-        rounded = lambda values: None if values is None else [round(v, 4) for v in values]  # noqa: E731
-        return {"method": self.method, "bias": rounded(self.bias), "prior": rounded(self.prior)}
+    corrected = np.asarray(probabilities, dtype=float)
+    if calibration.bias is not None:
+        corrected = corrected / np.maximum(np.asarray(calibration.bias), 1e-12)
+    if calibration.prior is not None:
+        corrected = corrected * np.asarray(calibration.prior)
+    return corrected / corrected.sum(axis=1, keepdims=True)
 
 
 def label_frequencies(labels: Sequence[int], n_labels: int) -> tuple[float, ...]:

@@ -20,19 +20,26 @@ import hashlib
 import json
 import re
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     NonNegativeInt,
+    field_serializer,
     model_validator,
 )
 
-SCHEMA_VERSION = 2
-"""Version 1: slmbench 0.1 (untyped dicts). Version 2: typed records, seeds, options, variants."""
+SCHEMA_VERSION = 3
+"""Version 1: slmbench 0.1 (untyped dicts). Version 2: typed records, seeds, options, variants. Version 3:
+typed to the leaves (budget, run options, data, models, environment; calibration out of ``details``)."""
 Status = Literal["ok", "failed", "timeout", "cancelled"]
+OptionValue: TypeAlias = JsonValue
+"""A strategy option's value as written: the built-in strategies' are JSON scalars (bool, int, float, str, None)."""
+CalibrationMethod = Literal["batch", "content-free", "none"]
+"""How a prompting strategy measures the LM's answer bias (see ``Calibration``)."""
 MAX_RECORD_BYTES = 512 * 2**20
 """A record larger than this is refused unread (a trial of 100,000 test examples is about 10 MiB)."""
 SAFE_NAME = re.compile(r'[\\/:*?"<>|\s\x00-\x1f]')
@@ -127,6 +134,41 @@ class ModelsConfig(Record):
     trust_remote_code: bool = False
 
 
+class Budget(Record):
+    """Caps applied identically to every strategy of a run (``None`` means no cap): a profile."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    max_train_examples: int | None
+    max_validation_examples: int | None
+    max_test_examples: int | None
+    max_input_tokens: int
+    """Texts are truncated to this many tokens before they enter a language-model prompt."""
+    max_train_steps: int | None
+    """Optimizer steps for weight-updating strategies. With a cap (and ``max_train_tokens``) every
+    fine-tuning strategy gets the same training *compute*; without one, each trains ``train_epochs``
+    passes over the train split (early stopping aside): the same *examples*."""
+    batch_size: int
+    eval_every_steps: int | None = None
+    """Weight-updating strategies measure the validation loss every this many optimizer steps (and
+    before the first and after the last); ``None`` means once per epoch. It picks the checkpoint kept."""
+    early_stopping_patience: int | None = None
+    """Stop training after this many validation measurements without improvement (``None``: never)."""
+    max_train_tokens: int | None = None
+    """Compute cap of weight-updating strategies, with ``max_train_steps`` (the lower wins): tokens
+    run through the model in training (a prompt prefix shared by a batch counts once). Long texts
+    get fewer steps than short ones for the same cost."""
+    max_validation_tokens: int | None = None
+    """The validation loss is measured on the first validation examples up to this many tokens."""
+    train_epochs: float = 3.0
+    """Passes over the train split when ``max_train_steps`` is None."""
+    tuning_trials: int = 1
+    """Option settings every strategy may try, chosen on validation accuracy (``slmbench.engine.tuning``); 1: defaults only."""
+    latency_requests: int = 20
+    """Test texts predicted one at a time for the single-request latency (p50, p95)."""
+
+
 class TrialConfig(Record):
     """Everything that determines a trial's result; its hash decides whether a finished trial is reused.
 
@@ -146,10 +188,10 @@ class TrialConfig(Record):
     """The task may read a data file outside ``data_dir`` and its own folder (``--allow-outside-data-dir``):
     never written, so every command that reads such a file opts in again."""
     data_sha256: str = ""
-    profile: dict[str, Any]
+    profile: Budget
     seed: NonNegativeInt = 0
     models: ModelsConfig
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, OptionValue] = Field(default_factory=dict)
     """The options set by the user or the sweep; the strategy's defaults fill in the rest."""
     code_version: str = ""
     """slmbench's version and a hash of the strategy's source files: edited code is a new config."""
@@ -166,7 +208,7 @@ class TrialConfig(Record):
 class TuningTrial(Record):
     """One option setting a strategy tried, scored on the validation split."""
 
-    options: dict[str, Any]
+    options: dict[str, OptionValue]
     validation_accuracy: float | None
     state: str = "complete"
     """``complete``, ``pruned`` (stopped early by the search) or ``failed``."""
@@ -179,7 +221,7 @@ class Tuning(Record):
     method: str
     budget: int
     """Settings the profile allows every strategy to try."""
-    chosen: dict[str, Any]
+    chosen: dict[str, OptionValue]
     tried: list[TuningTrial]
 
 
@@ -193,6 +235,56 @@ class DeploymentCheck(Record):
     latency_ms_per_example: float | None = None
     single_request: Latency | None = None
     error: str | None = None
+
+
+class Calibration(Record):
+    """A prompting strategy's prior correction: p(label | text) ∝ p_LM(label | text) / bias(label) * prior(label).
+
+    ``bias`` is the LM's own preference among the answers whatever the text, its mean answer distribution
+    over inputs (``batch``: unlabelled train texts, Zhou et al. 2023, "Batch Calibration"; ``content-free``:
+    inputs such as "N/A", Zhao et al. 2021); ``prior`` is the label distribution to restore (the train
+    split's label frequencies for strategies that see labels; None: uniform). ``none`` leaves the
+    probabilities as the LM gives them. Both are written rounded to 4 decimals.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    method: CalibrationMethod
+    bias: tuple[float, ...] | None = None
+    prior: tuple[float, ...] | None = None
+
+    @field_serializer("bias", "prior")
+    def _rounded(self, values: tuple[float, ...] | None) -> list[float] | None:
+        return None if values is None else [round(value, 4) for value in values]
+
+
+class CpuFeatures(Record):
+    """The CPU's bf16 matrix units (AMX, AVX512-BF16) and AVX-512, and torch's name for what it uses."""
+
+    amx: bool | None = None
+    avx512_bf16: bool | None = None
+    avx512: bool | None = None
+    torch_capability: str | None = None
+
+
+class Hardware(Record):
+    """The CPU, torch's threads and the fp32/bf16 matmul peaks measured in the process (GFLOP/s by dtype)."""
+
+    cpu_model: str | None = None
+    cpu_features: CpuFeatures | None = None
+    torch_threads: int | None = None
+    matmul_peak_gflops: dict[str, float] = Field(default_factory=dict)
+
+
+class Environment(Record):
+    """What a run or trial ran on: Python, platform, CPU, hardware and the versions of the packages that matter."""
+
+    python: str | None = None
+    platform: str | None = None
+    cpu: str | None = None
+    cpu_count: int | None = None
+    hardware: Hardware | None = None
+    packages: dict[str, str] = Field(default_factory=dict)
 
 
 def seconds_between(started_at: str | None, finished_at: str | None) -> float | None:
@@ -220,7 +312,7 @@ class TrialRecord(Record):
     family: str | None = None
     config: TrialConfig | None = None
     config_hash: str = ""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, OptionValue] = Field(default_factory=dict)
     """Every option value the strategy ran with (its defaults included)."""
     train_examples: int | None = None
     """Size of the train split (or learning-curve subset) the trial was given."""
@@ -231,6 +323,8 @@ class TrialRecord(Record):
     """Distinct train examples the strategy actually learnt from (a capped fine-tune sees fewer)."""
     learns_from_train: bool = True
     prompt_tokens_per_example: float | None = None
+    calibration: Calibration | None = None
+    """How a prompting strategy corrected the LM's answer bias (None: it prompts no LM, or says nothing)."""
     metrics: Metrics | None = None
     cost: Cost = Field(default_factory=Cost)
     predictions: PredictionRecord | None = None
@@ -241,7 +335,7 @@ class TrialRecord(Record):
     details: dict[str, Any] = Field(default_factory=dict)
     """Free-form, strategy-specific figures (loss curves, prompt plans...)."""
     models: ModelsConfig | None = None
-    environment: dict[str, Any] = Field(default_factory=dict)
+    environment: Environment = Field(default_factory=Environment)
     started_at: str | None = None
     finished_at: str | None = None
 
@@ -295,10 +389,81 @@ class Floors(Record):
 
 
 class Reference(Record):
+    """A published result on the task (from its YAML), shown in reports beside the measured ones."""
+
+    model_config = ConfigDict(frozen=True)
+
     system: str
     metric: str
     value: float
     source: str
+
+
+class HubSource(Record):
+    """A task's public Hugging Face dataset (its YAML's ``source.hub``), for users who are online."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    name: str | None = None
+    split: str = "train"
+    revision: str | None = None
+    data_dir: str | None = None
+    """Folder of the dataset repository to load (``load_dataset(..., data_dir=)``)."""
+    text_column: str | None = None
+    """The hub copy's text column when it differs from the task's ``text_column``."""
+    label_column: str | None = None
+    """The hub copy's label column when it differs from the task's ``label_column``."""
+
+
+class DataProvenance(Record):
+    """Where a run's rows came from (the local file, by name and hash, or the hub dataset) and what was read."""
+
+    source: Literal["file", "hub"] | None = None
+    file: str | None = None
+    """The file's name in a run record (the full path while the data is read)."""
+    sha256: str | None = None
+    hub: HubSource | None = None
+    rows: int | None = None
+    content_sha256: str | None = None
+    """A hash of the texts and label indices read, whatever the file format."""
+    texts_with_conflicting_labels: int | None = None
+
+
+class RunModels(Record):
+    """The models a run's strategies use (a trial per model where several are given) and where they run."""
+
+    causal_lm: list[str] = Field(default_factory=list)
+    embedding_model: list[str] = Field(default_factory=list)
+    device: str | None = None
+    dtype: str | None = None
+
+
+class RunOptionsRecord(Record):
+    """What a run was asked to do, as ``run.json`` stores it (``slmbench run --resume`` starts from it);
+    ``slmbench.engine.run_options.RunOptions`` is this, with the embedded models as defaults."""
+
+    task: str
+    strategies: str = "all"
+    profile: str = "quick"
+    data_dir: str | None = None
+    output: str = "runs"
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    options: dict[str, dict[str, list[OptionValue]]] = Field(default_factory=dict)
+    """Strategy -> option -> values to try (``--set`` gives one value; a sweep file a grid)."""
+    models: list[str] | None = None
+    """Causal LMs, a trial for each (None: not recorded; ``RunOptions`` runs the embedded one)."""
+    embedding_models: list[str] | None = None
+    """Embedding models, a trial for each (None: not recorded; ``RunOptions`` runs the embedded one)."""
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    run_id: str | None = None
+    trial_timeout: float | None = None
+    train_sizes: list[int] = Field(default_factory=list)
+    """Learning curve: smaller train sizes each strategy also runs at (the whole split always runs)."""
+    tuning_trials: int | None = None
+    """Option settings every strategy may try on validation (default: the profile's)."""
 
 
 class RunRecord(Record):
@@ -310,16 +475,16 @@ class RunRecord(Record):
     task_path: str | None = None
     commands: list[str] = Field(default_factory=list)
     """Every command that added to the run folder, in the order first used."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: RunOptionsRecord | None = None
     """The run's options as last given (``slmbench run --resume`` starts from them)."""
-    profile: dict[str, Any] = Field(default_factory=dict)
+    profile: Budget | None = None
     seeds: list[NonNegativeInt] = Field(default_factory=lambda: [0])
     labels: list[str] = Field(default_factory=list)
     strategies: list[str] = Field(default_factory=list)
     splits: SplitSummary = Field(default_factory=SplitSummary)
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: DataProvenance | None = None
     floors: Floors | None = None
-    models: dict[str, Any] = Field(default_factory=dict)
+    models: RunModels = Field(default_factory=RunModels)
     references: list[Reference] = Field(default_factory=list)
-    environment: dict[str, Any] = Field(default_factory=dict)
+    environment: Environment = Field(default_factory=Environment)
     started_at: str | None = None

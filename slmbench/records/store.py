@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from slmbench.records.schema import (
     SAFE_NAME,
     Record,
     RecordError,
+    RunOptionsRecord,
     RunRecord,
     TrialRecord,
 )
@@ -78,23 +80,21 @@ def read_trial(path: Path) -> TrialRecord:
     return _validate(TrialRecord, data, path, "trial record")
 
 
-RUN_OPTION_PATHS = ("task", "data_dir")
-"""Run options that are paths (the task file is stored resolved): written relative to the run folder."""
-
-
 def read_run(run_dir: Path) -> RunRecord:
     """The run record of ``run_dir``, its paths resolved against the folder, or a RecordError."""
     path = Path(run_dir) / "run.json"
     run = _validate(RunRecord, _migrated(migrate_run, _read_object(path, "run record"), path, "run record"), path, "run record")
     if run.task_path:
         run.task_path = _from_run_dir(run.task_path, Path(run_dir))
-    for key in RUN_OPTION_PATHS:
-        value = run.options.get(key)
-        if value is not None and not isinstance(value, str):
-            raise RecordError(f"{path}: damaged run record: field 'options.{key}' is a {type(value).__name__}, not a path")
-        if value:
-            run.options = {**run.options, key: _from_run_dir(value, Path(run_dir))}
+    if run.options is not None:
+        run.options = _option_paths(run.options, lambda value: _from_run_dir(value, Path(run_dir)))
     return run
+
+
+def _option_paths(options: RunOptionsRecord, convert: Callable[[str], str | None]) -> RunOptionsRecord:
+    """``options`` with its paths (the task file, stored resolved, and the data folder) converted where set."""
+    paths = {key: convert(value) for key, value in (("task", options.task), ("data_dir", options.data_dir)) if value}
+    return options.model_copy(update=paths)
 
 
 def read_test_texts(run_dir: Path) -> list[str] | None:
@@ -222,7 +222,7 @@ def write_trial(path: Path, record: TrialRecord, run_dir: Path) -> None:
 
 def write_run(run_dir: Path, run: RunRecord) -> None:
     """Write ``run.json``, its paths made relative to the run folder."""
-    options = {key: _to_run_dir(value, run_dir) if key in RUN_OPTION_PATHS else value for key, value in run.options.items()}
+    options = None if run.options is None else _option_paths(run.options, lambda value: _to_run_dir(value, run_dir))
     stored = run.model_copy(update={"task_path": _to_run_dir(run.task_path, run_dir), "options": options})
     write_json(Path(run_dir) / "run.json", stored.model_dump(mode="json"))
 

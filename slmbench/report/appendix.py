@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from slmbench.common.text import plural
-from slmbench.records import RunRecord, TrialRecord, seconds_between
+from slmbench.records import Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
 from slmbench.report.summary import Summary
@@ -60,16 +60,18 @@ def _data_protocol(summary: Summary) -> str:
     ]
     if run is None:
         return "\n\n".join(part for part in [*parts, _options_table(summary), _tuning(summary), _calibration(summary)] if part)
-    if run.data:
-        seeds = ", ".join(map(str, run.seeds))
+    if run.data is not None:
+        data, seeds = run.data, ", ".join(map(str, run.seeds))
         parts.append(
-            f"Data file {code(run.data.get('file', MISSING))}: {text(run.data.get('rows', MISSING))} rows, "
-            f"SHA-256 {code(run.data.get('sha256', MISSING))}. Seed{'s' if len(run.seeds) > 1 else ''}: {seeds}."
+            f"Data file {code(data.file or MISSING)}: {text(MISSING if data.rows is None else data.rows)} rows, "
+            f"SHA-256 {code(data.sha256 or MISSING)}. Seed{'s' if len(run.seeds) > 1 else ''}: {seeds}."
         )
     parts += _split_tables(summary, run)
-    if run.profile:
-        rows = [[text(key), "no cap" if value is None else text(value)] for key, value in run.profile.items() if key != "name"]
-        parts.append(f"Budget profile {code(run.profile.get('name', MISSING))}, shared by every strategy:")
+    if run.profile is not None:
+        recorded = run.profile.model_fields_set  # an older run's profile had fewer caps: its defaults are not shown
+        caps = [(name, getattr(run.profile, name)) for name in type(run.profile).model_fields if name != "name" and name in recorded]
+        rows = [[text(name), "no cap" if value is None else text(value)] for name, value in caps]
+        parts.append(f"Budget profile {code(run.profile.name)}, shared by every strategy:")
         parts.append(table(["cap", "value"], rows))
     parts += [_options_table(summary), _tuning(summary), _calibration(summary), _decision_cost(summary)]
     return "\n\n".join(part for part in parts if part)
@@ -137,15 +139,14 @@ def _references(summary: Summary) -> str:
     )
 
 
-def _hardware_rows(hardware: dict[str, Any]) -> list[tuple[str, Any]]:
+def _hardware_rows(hardware: Hardware) -> list[tuple[str, Any]]:
     """CPU model, its bf16 matrix units and the matmul peaks measured when the run started."""
-    features = hardware.get("cpu_features") or {}
-    peaks = hardware.get("matmul_peak_gflops") or {}
-    units = [name for name, key in (("AMX", "amx"), ("AVX-512 BF16", "avx512_bf16")) if features.get(key)]
+    features, peaks = hardware.cpu_features, hardware.matmul_peak_gflops
+    units = [name for name, present in (("AMX", features and features.amx), ("AVX-512 BF16", features and features.avx512_bf16)) if present]
     return [
-        ("CPU model", hardware.get("cpu_model")),
-        ("bf16 matrix units", (", ".join(units) or "none") if features else None),
-        ("matmul peak, measured at the start (GFLOP/s)", peaks and ", ".join(f"{dtype} {number(value)}" for dtype, value in peaks.items())),
+        ("CPU model", hardware.cpu_model),
+        ("bf16 matrix units", (", ".join(units) or "none") if features is not None else None),
+        ("matmul peak, measured at the start (GFLOP/s)", ", ".join(f"{dtype} {number(value)}" for dtype, value in peaks.items())),
     ]
 
 
@@ -153,23 +154,19 @@ def _environment(summary: Summary) -> str:
     if summary.run is None:
         return ""
     models, environment = summary.run.models, summary.run.environment
-    cores = environment.get("cpu_count")
-
-    def listed(value: Any) -> Any:
-        return ", ".join(map(str, value)) if isinstance(value, list) else value
-
+    cores = environment.cpu_count
     items = [
-        ("causal language model", listed(models.get("causal_lm"))),
-        ("embedding model", listed(models.get("embedding_model"))),
-        ("device", models.get("device")),
-        ("dtype", models.get("dtype")),
-        ("Python", environment.get("python")),
-        ("platform", environment.get("platform")),
-        ("CPU", environment.get("cpu") and f"{environment['cpu']}" + (f" ({cores} cores)" if cores else "")),
-        *_hardware_rows(environment.get("hardware") or {}),
+        ("causal language model", ", ".join(models.causal_lm)),
+        ("embedding model", ", ".join(models.embedding_model)),
+        ("device", models.device),
+        ("dtype", models.dtype),
+        ("Python", environment.python),
+        ("platform", environment.platform),
+        ("CPU", environment.cpu and environment.cpu + (f" ({cores} cores)" if cores else "")),
+        *(_hardware_rows(environment.hardware) if environment.hardware is not None else []),
     ]
     rows = [[name, text(value)] for name, value in items if value]
-    packages = environment.get("packages") or {}
+    packages = environment.packages
     parts = ["## Environment"]
     if rows:
         parts.append(table(["", "value"], rows))
@@ -178,7 +175,7 @@ def _environment(summary: Summary) -> str:
     return "\n\n".join(parts) if len(parts) > 1 else ""
 
 
-def _settings(options: dict[str, Any]) -> str:
+def _settings(options: dict[str, OptionValue]) -> str:
     return ", ".join(f"{name}={number(value) if isinstance(value, float) else value}" for name, value in options.items())
 
 
@@ -210,19 +207,16 @@ def _tuning(summary: Summary) -> str:
 
 def _calibration(summary: Summary) -> str:
     """How the prompting strategies corrected the LM's answer bias."""
-    calibrated = [
-        (entry, calibration) for entry in summary.entries if isinstance(calibration := entry.first.details.get("calibration"), dict)
-    ]
+    calibrated = [(entry, calibration) for entry in summary.entries if (calibration := entry.first.calibration) is not None]
     if not calibrated:
         return ""
     described = []
     for entry, calibration in calibrated:
-        method = calibration.get("method")
-        if method == "none":
+        if calibration.method == "none":
             described.append(f"{code(entry.name)}: not calibrated")
             continue
-        source = "unlabelled train texts" if method == "batch" else "content-free inputs (N/A, empty, [MASK])"
-        prior = "the train split's label frequencies" if calibration.get("prior") else "equal label priors"
+        source = "unlabelled train texts" if calibration.method == "batch" else "content-free inputs (N/A, empty, [MASK])"
+        prior = "the train split's label frequencies" if calibration.prior else "equal label priors"
         described.append(f"{code(entry.name)}: bias measured on {source}, replaced by {prior}")
     return (
         "Calibrated prompting: a small LM prefers some answers whatever the text, so the strategies that prompt it divide "

@@ -142,10 +142,12 @@ def _ensemble_sentence(summary: Summary) -> str | None:
     beats = ensemble.accuracy > best.accuracy and p is not None and p < SIGNIFICANCE
     verdict = "beats" if beats else ("is more accurate than" if ensemble.accuracy > best.accuracy else "does not beat")
     noise = "beyond noise" if beats else "but not beyond noise" if ensemble.accuracy > best.accuracy else ""
+    combiner = ensemble.first.details.get("combiner")
+    how = f" It combined them with {text(md.one_line(str(combiner)))}." if combiner else ""
     return (
         f"Combining strategies: {code(ensemble.name)} ({_quality_summary(ensemble)}) {verdict} the best single strategy "
         f"{code(best.name)} ({metric(best.accuracy)}) {noise} ({difference_test(ensemble, best)}, p = {md.p_value(p)}); "
-        "its costs include those of every strategy it combines."
+        f"its costs include those of every strategy it combines.{how}"
     ).replace("  ", " ")
 
 

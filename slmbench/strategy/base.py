@@ -8,32 +8,25 @@ loaded once per run and shared by every strategy.
 
 from __future__ import annotations
 
-import enum
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pydantic import ValidationError
+
 from slmbench.common.options import Options
+from slmbench.strategy.metadata import StrategyMetadata
 from slmbench.tasks.examples import Examples, MemberPredictions, Predictions
 
 if TYPE_CHECKING:
     from slmbench.common.progress import ProgressReporter
     from slmbench.lm.models import SharedModels
+    from slmbench.records import Calibration
     from slmbench.tasks.profiles import Budget
     from slmbench.tasks.spec import TaskSpec
-
-
-class Family(str, enum.Enum):
-    """How a strategy adapts the model; the report groups and compares by family."""
-
-    PROMPTING = "prompting"
-    RETRIEVAL = "retrieval"
-    FEATURE = "feature"
-    PARAMETER_EFFICIENT = "parameter-efficient"
-    FULL = "full"
-    ENSEMBLE = "ensemble"
 
 
 @dataclass
@@ -50,15 +43,33 @@ class RunContext:
     progress: ProgressReporter
     options: Options | None = None
     """The strategy's options (an instance of its ``Options``); None means all defaults."""
-    members: list[MemberPredictions] = field(default_factory=list)
-    """For a strategy that combines others: their predictions (empty for every other strategy)."""
     on_validation_loss: Callable[[int, float], None] = lambda step, loss: None
     """Call it with (step, validation loss) while training: the option search (``slmbench.engine.tuning``) may
     stop a setting that falls behind by raising from it. Outside a search it does nothing."""
 
 
+_LEGACY_ATTRIBUTES = {
+    "name": "name",
+    "description": "description",
+    "family": "family",
+    "uses_models": "calls",
+    "learns_from_train": "reads_labels",
+}
+"""Class attributes of slmbench 0.2 strategies, folded into ``metadata`` (with a DeprecationWarning)."""
+
+
+class _FromMetadata:
+    """``Strategy.name``, ``.description`` and ``.family``: read from the class's ``metadata``."""
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.attribute = attribute
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        return getattr(owner.metadata, self.attribute)  # type: ignore[attr-defined]  # every Strategy subclass has it
+
+
 class Strategy(ABC):
-    """Base class of every strategy. Subclasses set the three class attributes and two methods.
+    """Base of every strategy: set ``metadata`` (and ``Options`` if it has options), write ``fit`` and ``predict``.
 
     What the trial records besides the predictions:
 
@@ -66,24 +77,65 @@ class Strategy(ABC):
     - ``self.labelled_examples``: labelled examples the strategy needs, if fewer than train +
       validation (few-shot: its demonstrations; zero-shot: 0);
     - ``self.train_examples_seen``: distinct train examples it learnt from, if not all of them;
-    - ``self.prompt_tokens_per_example``: for strategies that prompt a language model.
+    - ``self.prompt_tokens_per_example``: for strategies that prompt a language model;
+    - ``self.calibration``: the ``Calibration`` that corrected the language model's answer bias, if any.
     """
 
-    name: ClassVar[str]
-    description: ClassVar[str]
-    family: ClassVar[Family]
-    uses_models: ClassVar[tuple[str, ...]] = ()
-    """Shared models the strategy needs ("causal_lm", "embedder"): loaded before its timer starts."""
-    learns_from_train: ClassVar[bool] = True
-    """False for a strategy that ignores the train split (zero-shot): learning curves run it once."""
-    combines_others: ClassVar[bool] = False
-    """True for a strategy built on the run's other trials (ensemble): it runs after them, receives
-    their predictions in ``context.members``, and its costs include theirs (deploying it runs them all)."""
+    metadata: ClassVar[StrategyMetadata]
+    """What the strategy is: name, description, family, the shared models it calls and depends on."""
     Options: ClassVar[type[Options]] = Options
-    """The options a user may set (``--set NAME.OPTION=VALUE``); subclass ``slmbench.Options``."""
-    tune: ClassVar[dict[str, tuple]] = {}
-    """Options the equal-tuning search may vary, chosen on validation (``slmbench.engine.tuning``):
-    ``{"learning_rate": ("log", 1e-4, 3e-3), "k": ("int", 1, 32), "kind": ("choice", ["a", "b"])}``."""
+    """The options a user may set (``--set NAME.OPTION=VALUE``), with the ranges the search may try
+    (``slmbench.strategy.search_space.Search``); subclass ``slmbench.Options``."""
+    name = _FromMetadata()
+    description = _FromMetadata()
+    family = _FromMetadata()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Fold the 0.2-style class attributes (``name = ...``, ``uses_models = ...``) into ``metadata``;
+        an invalid value is kept as the error that registering the class raises. A base class that sets
+        some of them (a family, the models) passes them on to its subclasses (``metadata_defaults``)."""
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("combines_others") and not issubclass(cls, CombiningStrategy):
+            cls.metadata_error = (
+                f"{cls.__name__}: combines_others is gone: subclass slmbench.CombiningStrategy (members arrive as self.members)"
+            )
+            return
+        present = sorted(set(_LEGACY_ATTRIBUTES) & set(cls.__dict__))
+        if not present:
+            return
+        legacy = {_LEGACY_ATTRIBUTES[attribute]: cls.__dict__[attribute] for attribute in present}
+        for attribute in present:
+            delattr(cls, attribute)
+        inherited = getattr(cls, "metadata", None)
+        values = {**cls.metadata_defaults, **(inherited.model_dump() if isinstance(inherited, StrategyMetadata) else {}), **legacy}
+        if "calls" in legacy:  # uses_models meant both called and depended on; depends_on always includes calls
+            values["depends_on"] = ()
+        cls.metadata_error = None
+        missing = [field for field in ("name", "description", "family") if not values.get(field)]
+        if missing:  # a base class: its subclasses complete it
+            cls.metadata_defaults = {**cls.metadata_defaults, **legacy}
+            cls.metadata_error = f"strategy class {cls.__name__} does not set {missing[0]!r}"
+            return
+        warnings.warn(
+            f"{cls.__name__}: the class attributes {', '.join(present)} are deprecated: declare metadata = StrategyMetadata(...)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        try:
+            cls.metadata = StrategyMetadata.model_validate(values)
+        except ValidationError as error:
+            written_as = {field: name for name, field in _LEGACY_ATTRIBUTES.items() if name in present}
+            problems = (
+                f"{written_as.get(str(e['loc'][0]), '.'.join(map(str, e['loc'])))}: {e['msg']} (got {e['input']!r})"
+                for e in error.errors(include_url=False)
+            )
+            cls.metadata_error = f"strategy class {cls.__name__}: {'; '.join(problems)}"
+
+    metadata_error: ClassVar[str | None] = None
+    """Why the 0.2-style class attributes do not make a valid ``metadata`` (raised at registration)."""
+    metadata_defaults: ClassVar[dict[str, Any]] = {}
+    """Metadata fields a base class gives the 0.2-style subclasses that do not set them
+    (``FineTunedCausalLM``: its family and the causal LM it depends on)."""
 
     def __init__(self, context: RunContext) -> None:
         self.context = context
@@ -94,6 +146,7 @@ class Strategy(ABC):
         self.labelled_examples: int | None = None
         self.train_examples_seen: int | None = None
         self.prompt_tokens_per_example: float | None = None
+        self.calibration: Calibration | None = None
 
     @classmethod
     def variant(cls, name: str, description: str, **defaults: Any) -> type[Strategy]:
@@ -104,8 +157,7 @@ class Strategy(ABC):
         options = with_defaults(cls.Options, defaults)
         options()  # a default out of range fails here, when the plugin registers it
         attributes = {
-            "name": name,
-            "description": description,
+            "metadata": StrategyMetadata.model_validate({**cls.metadata.model_dump(), "name": name, "description": description}),
             "Options": options,
             "__module__": cls.__module__,
             "__doc__": f"{cls.name} with {', '.join(f'{k}={v!r}' for k, v in defaults.items())}.",
@@ -121,8 +173,13 @@ class Strategy(ABC):
         """Return one label index per text."""
 
     def parameter_counts(self) -> tuple[int, int]:
-        """(trainable, total) parameters of what this strategy uses at prediction time."""
-        return 0, 0
+        """(trainable, total) parameters of what this strategy uses at prediction time. Default: none
+        trained, and the shared models it calls (``shared_parameters``)."""
+        return 0, self.shared_parameters()
+
+    def shared_parameters(self) -> int:
+        """Parameters of the shared models the strategy calls (``metadata.calls``)."""
+        return sum(self.context.models.param_count(kind) for kind in self.metadata.calls)
 
     def deployment_variants(self) -> Iterable[Any]:
         """Quantized copies of the trained model, for the report's deployment check (called after ``predict``).
@@ -131,3 +188,13 @@ class Strategy(ABC):
         ``predict(texts)`` and ``size_bytes`` (its size on disk), freed on exit. Default: none.
         """
         return ()
+
+
+class CombiningStrategy(Strategy):
+    """Base of a strategy built on the run's other trials (an ensemble): it runs after them, receives
+    their validation and test predictions as ``self.members``, and its costs include theirs (deploying
+    it means running them all)."""
+
+    def __init__(self, context: RunContext, members: Sequence[MemberPredictions]) -> None:
+        super().__init__(context)
+        self.members = list(members)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
@@ -32,7 +32,10 @@ from slmbench.lm.finetuning.batches import (
 )
 from slmbench.lm.finetuning.setup import TrainingSetup
 from slmbench.lm.finetuning.train_loop import train_model
-from slmbench.strategy.base import Family, Strategy
+from slmbench.lm.models import SharedModel
+from slmbench.strategy.base import Strategy
+from slmbench.strategy.metadata import Family
+from slmbench.strategy.search_space import Search
 
 if TYPE_CHECKING:
     from slmbench.lm.deployment import QuantizedCopy, Rebuild
@@ -55,7 +58,9 @@ CODE_VERSION_INCLUDES = (
 class FineTuneOptions(Options):
     """Options of every strategy that trains weights with ``train_model``."""
 
-    learning_rate: float = Field(1e-3, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)")
+    learning_rate: Annotated[float, Search.log(2e-4, 3e-3)] = Field(
+        1e-3, gt=0, le=1, description="peak learning rate of AdamW (linear warmup, then decay)"
+    )
 
 
 # --- model loading -----------------------------------------------------------------------------
@@ -157,17 +162,18 @@ def save_peft_adapter(model: Any, directory: Path) -> None:
 class FineTunedCausalLM(Strategy):
     """Base of the strategies that fine-tune (part of) the causal LM; subclasses say what is trained.
 
+    Their metadata says ``depends_on=(SharedModel.CAUSAL_LM,)`` and calls nothing: each trains its own
+    copy of the causal LM (``load_causal_lm``); the shared one only fixes which model.
+
     ``fit``: ``build`` a trainable model, train it (``fit_causal_lm``), ``save`` the artifact, then
     ``for_prediction`` (e.g. merge an adapter). ``predict``: the shared scoring engine.
     ``deployment_variants``: the predicting model quantized (``slmbench.lm.deployment``), rebuilt by
     ``deployment_rebuild``.
     """
 
-    family: ClassVar[Family] = Family.PARAMETER_EFFICIENT
-    uses_models: ClassVar[tuple[str, ...]] = ("causal_lm",)
-    """Trains its own copy of the causal LM (``load_causal_lm``); the shared one only fixes which model."""
     Options: ClassVar[type[Options]] = FineTuneOptions
     options: FineTuneOptions
+    metadata_defaults: ClassVar[dict[str, Any]] = {"family": Family.PARAMETER_EFFICIENT, "depends_on": (SharedModel.CAUSAL_LM,)}
     deployment_reference: ClassVar[bool] = True
     """Whether the deployment check includes the unquantized model as its reference."""
     deployment_quantizations: ClassVar[tuple[str, ...]] = ("int8", "nf4")

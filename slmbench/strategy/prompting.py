@@ -7,12 +7,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from slmbench.lm.prompts import (
-    CALIBRATIONS,
-    CONTENT_FREE_TEXTS,
-    Calibration,
-    build_messages,
-)
+from slmbench.lm.prompts import CALIBRATIONS, CONTENT_FREE_TEXTS, build_messages, calibrated
+from slmbench.records import Calibration, CalibrationMethod
 from slmbench.tasks.examples import Predictions
 
 if TYPE_CHECKING:
@@ -32,7 +28,7 @@ def estimate_calibration(
     context: RunContext,
     model: Any,
     tokenizer: Any,
-    method: str,
+    method: CalibrationMethod,
     unlabelled: Sequence[str],
     *,
     sample: int,
@@ -47,7 +43,7 @@ def estimate_calibration(
     if method not in CALIBRATIONS:
         raise ValueError(f"calibration {method!r}: expected one of {', '.join(CALIBRATIONS)}")
     if method == "none":
-        return Calibration("none", None, prior)
+        return Calibration(method="none", prior=prior)
     if method == "content-free":
         texts = list(CONTENT_FREE_TEXTS)
     else:
@@ -57,7 +53,7 @@ def estimate_calibration(
     probabilities = scored.predictions.probabilities
     assert probabilities is not None  # classify_with_lm always gives them
     bias = probabilities.mean(axis=0)
-    return Calibration(method, tuple(float(b) for b in bias), prior)
+    return Calibration(method=method, bias=tuple(float(b) for b in bias), prior=prior)
 
 
 def classify_with_lm(
@@ -86,12 +82,11 @@ def classify_with_lm(
         batch_size=budget.batch_size,
         progress=context.progress,
     )
-    probabilities = scores.probabilities if calibration is None else calibration.apply(scores.probabilities)
+    probabilities = scores.probabilities if calibration is None else calibrated(scores.probabilities, calibration)
     details = {
         "max_prompt_tokens": max(scores.prompt_tokens, default=0),
         "shared_prefix_tokens": scores.shared_prefix_tokens,
         "compute_dtype": scores.compute_dtype,
-        **({"calibration": calibration.describe()} if calibration is not None else {}),
     }
     return LMClassification(
         Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities),

@@ -20,13 +20,14 @@ from typing import Any
 import pluggy
 
 from slmbench.strategy import hookspecs
-from slmbench.strategy.base import Family, Strategy
+from slmbench.strategy.base import Strategy
+from slmbench.strategy.metadata import NAME_PATTERN, StrategyMetadata
 
 ENTRY_POINT_GROUP = "slmbench"
 ONLY_PLUGINS_ENV = "SLMBENCH_PLUGINS"
 """Comma-separated entry-point names: when set, only these plugins load."""
-STRATEGY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-"""What a strategy may be called: it names files and appears on command lines."""
+TRACKER_NAME = re.compile(NAME_PATTERN)
+"""What a tracker may be called (as a strategy: it appears on command lines)."""
 
 
 class PluginError(RuntimeError):
@@ -130,21 +131,21 @@ def hook_callers(manager: pluggy.PluginManager, hook_name: str) -> Iterator[tupl
 
 
 def _check_strategy(cls: Any) -> None:
+    """A TypeError saying what is wrong unless ``cls`` is a Strategy with valid metadata, options and search space."""
     from slmbench.common.options import Options
+    from slmbench.strategy.search_space import check_space
 
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise TypeError(f"{cls!r} is not a subclass of slmbench.Strategy")
-    for attribute in ("name", "description", "family"):
-        if not getattr(cls, attribute, None):
-            raise TypeError(f"strategy class {cls.__name__} does not set {attribute!r}")
-    if not isinstance(cls.name, str) or not STRATEGY_NAME.fullmatch(cls.name):
-        raise TypeError(f"strategy name {cls.name!r} of {cls.__name__}: use 1-64 letters, digits, '-' or '_'")
-    Family(cls.family)
+    if cls.metadata_error:
+        raise TypeError(cls.metadata_error)
+    if not isinstance(getattr(cls, "metadata", None), StrategyMetadata):
+        raise TypeError(
+            f"strategy class {cls.__name__} does not declare metadata = StrategyMetadata(name=..., description=..., family=...)"
+        )
     if not (isinstance(cls.Options, type) and issubclass(cls.Options, Options)):
         raise TypeError(f"{cls.__name__}.Options is not a subclass of slmbench.Options")
     cls.Options()  # every default must be valid
-    from slmbench.strategy.search_space import check_space
-
     check_space(cls)
 
 
@@ -236,7 +237,7 @@ class PluginLoader:
 
     def _tracker_registrar(self, plugin: str) -> Callable[..., None]:
         def register(name: str, description: str = "", check: Callable[[], None] | None = None) -> None:
-            if not isinstance(name, str) or not STRATEGY_NAME.fullmatch(name):
+            if not isinstance(name, str) or not TRACKER_NAME.fullmatch(name):
                 raise ValueError(f"tracker name {name!r}: use 1-64 letters, digits, '-' or '_'")
             if name in self.registry.trackers:
                 raise ValueError(f"tracker {name!r} is already registered by plugin {self.registry.trackers[name].plugin!r}")

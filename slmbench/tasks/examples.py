@@ -32,7 +32,7 @@ class Predictions:
 @dataclass
 class MemberPredictions:
     """Another trial's probabilities for each validation and test text, for a strategy that combines
-    others (``Strategy.combines_others``): the run's trials of the same seed and train size."""
+    others (a ``CombiningStrategy``): the run's trials of the same seed and train size."""
 
     name: str
     probabilities: dict[str, list[float]]

@@ -12,11 +12,12 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from slmbench.common.files import file_problem, is_inside
+from slmbench.records import DataProvenance, HubSource
 from slmbench.tasks.rows import check_label_sizes, check_rows, conflicting_texts
-from slmbench.tasks.spec import HubSource, TaskError, TaskSpec, brief
+from slmbench.tasks.spec import TaskError, TaskSpec, brief
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +35,8 @@ class LoadedData:
 
     texts: list[str]
     labels: list[int]
-    provenance: dict[str, Any]
+    provenance: DataProvenance
+    """Where the rows came from (the file's full path while it is read; a run record keeps its name)."""
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -163,20 +165,20 @@ def load_rows(task: TaskSpec, data_dir: Path | None, allow_outside: bool = False
         frame = read_table(found)
         origin = str(found)
         text_column, label_column = task.text_column, task.label_column
-        provenance: dict[str, Any] = {"source": "file", "file": str(found.resolve()), "sha256": _sha256(found)}
+        provenance = DataProvenance(source="file", file=str(found.resolve()), sha256=_sha256(found))
     elif task.source.hub is not None:
         hub = task.source.hub
         frame = _load_hub(task, hub, looked_in, data_dir, allow_outside)
         origin = f"{task.path}: hub dataset {brief(hub.path)}"
         text_column, label_column = hub.text_column or task.text_column, hub.label_column or task.label_column
-        provenance = {"source": "hub", "hub": {k: v for k, v in vars(hub).items() if v is not None}}
+        provenance = DataProvenance(source="hub", hub=hub)
     else:
         raise TaskError(_not_found(task, looked_in, data_dir))
     texts, labels = check_rows(task, frame, origin, text_column, label_column)
     check_label_sizes(task, texts, labels, origin)
-    provenance.update(
-        rows=len(texts),
-        content_sha256=hashlib.sha256(json.dumps([texts, labels]).encode()).hexdigest(),
-        texts_with_conflicting_labels=conflicting_texts(texts, labels),
-    )
-    return LoadedData(texts, labels, provenance)
+    read = {
+        "rows": len(texts),
+        "content_sha256": hashlib.sha256(json.dumps([texts, labels]).encode()).hexdigest(),
+        "texts_with_conflicting_labels": conflicting_texts(texts, labels),
+    }
+    return LoadedData(texts, labels, provenance.model_copy(update=read))

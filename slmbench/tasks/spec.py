@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from slmbench.common.text import did_you_mean
+from slmbench.records import HubSource, Reference
 
 
 class TaskError(ValueError):
@@ -42,20 +43,6 @@ class Label:
 
 
 @dataclass(frozen=True)
-class HubSource:
-    path: str
-    name: str | None = None
-    split: str = "train"
-    revision: str | None = None
-    data_dir: str | None = None
-    """Folder of the dataset repository to load (``load_dataset(..., data_dir=)``)."""
-    text_column: str | None = None
-    """The hub copy's text column when it differs from the task's ``text_column``."""
-    label_column: str | None = None
-    """The hub copy's label column when it differs from the task's ``label_column``."""
-
-
-@dataclass(frozen=True)
 class DataSource:
     file: str | None = None
     """A CSV, JSONL or Parquet file, relative to the data directory."""
@@ -69,16 +56,6 @@ class SplitProtocol:
     validation_size: float = 0.1
     stratify: bool = True
     seed: int = 13
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A published result on this task, shown in reports beside the measured ones."""
-
-    system: str
-    metric: str
-    value: float
-    source: str
 
 
 @dataclass(frozen=True)
@@ -360,7 +337,9 @@ def _references(file: Path, value: Any) -> tuple[Reference, ...]:
     for i, item in enumerate(value):
         ref = _Section.read(file, f"references[{i}]", item, _REFERENCE_KEYS)
         value = float(ref.get("value", "number"))
-        references.append(Reference(ref.get("system", "text"), ref.get("metric", "text"), value, ref.get("source", "text")))
+        references.append(
+            Reference(system=ref.get("system", "text"), metric=ref.get("metric", "text"), value=value, source=ref.get("source", "text"))
+        )
     return tuple(references)
 
 

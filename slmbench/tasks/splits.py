@@ -14,12 +14,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slmbench.records import DataProvenance
 from slmbench.tasks.examples import Examples
 from slmbench.tasks.sources import LoadedData, load_rows
 from slmbench.tasks.spec import TaskError, TaskSpec, load_task
 
 if TYPE_CHECKING:
-    from slmbench.tasks.profiles import Budget
+    from slmbench.records import Budget
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -32,7 +33,7 @@ class Splits:
     validation: Examples
     test: Examples
     label_names: tuple[str, ...]
-    provenance: dict[str, Any]
+    provenance: DataProvenance
     duplicates_removed: dict[str, int]
     """Exact duplicate texts dropped per split (test wins over validation, validation over train)."""
     full_sizes: dict[str, int]
@@ -177,7 +178,7 @@ def validate(task_path: str | Path, data_dir: Path | None, allow_outside: bool =
     data = load_rows(task, data_dir, allow_outside)
     splits = make_splits(task, data)
     provenance = data.provenance
-    where = provenance["file"] if provenance["source"] == "file" else f"hub dataset {provenance['hub']['path']}"
+    where = f"hub dataset {provenance.hub.path}" if provenance.hub is not None else provenance.file
     counts = class_counts(data.labels, task.label_names)
     protocol = task.split
     sizes = splits.summary()["sizes"]
@@ -190,6 +191,6 @@ def validate(task_path: str | Path, data_dir: Path | None, allow_outside: bool =
         + ", ".join(f"{name} {sizes[name]}" for name in SPLIT_NAMES),
         f"exact duplicate texts removed: {sum(removed.values())} (" + ", ".join(f"{name} {removed[name]}" for name in SPLIT_NAMES) + ")",
     ]
-    if provenance["texts_with_conflicting_labels"]:
-        lines.append(f"warning: {provenance['texts_with_conflicting_labels']} texts appear with more than one label")
+    if provenance.texts_with_conflicting_labels:
+        lines.append(f"warning: {provenance.texts_with_conflicting_labels} texts appear with more than one label")
     return "\n".join(lines)

@@ -18,36 +18,57 @@ tokenizers trained on the task's words, no download), on the CPU, in seconds:
 - ``check_light_import``: importing the strategy's module loads no heavy library (torch, transformers...);
 - ``check_protocol``: a trial finishes ``ok``: one label in range per test text, probabilities of
   shape (texts, labels) summing to 1, plain-JSON ``details``, parameter counts, no pickle among the
-  saved artifacts;
-- ``check_reproducible``: the same seed gives the same predictions and probabilities.
+  saved artifacts, and the shared models it calls named in ``metadata.calls`` (and no others);
+- ``check_reproducible``: the same seed gives the same predictions and probabilities;
+- ``check_many_labels``: a trial on a 20-label task with one validation example of some labels and
+  none of others finishes ``ok`` (degrade to what the data allows, and say so).
 
-``tiny_models``, ``toy_task_files`` and ``make_context`` are the same pieces, for a plugin's own tests.
+A ``CombiningStrategy`` (an ensemble) is checked on trials of two toy members (``TOY_MEMBERS``).
+
+``tiny_models``, ``toy_task_files`` and ``make_context`` are the same pieces, for a plugin's own tests
+(``tiny_llama`` builds the tiny causal LM for a tokenizer of your own).
 """
 
 from slmbench.testing.checks import (
     HEAVY_MODULES,
     StrategyCheckError,
     check_light_import,
+    check_many_labels,
     check_protocol,
     check_registration,
     check_reproducible,
     check_strategy,
     parametrize_with_checks,
     pickled_files,
+    run_toy_trial,
 )
-from slmbench.testing.toys import make_context, tiny_models, toy_rows, toy_splits, toy_task_files
+from slmbench.testing.toys import (
+    TOY_MEMBERS,
+    make_context,
+    many_labels_task_files,
+    tiny_llama,
+    tiny_models,
+    toy_rows,
+    toy_splits,
+    toy_task_files,
+)
 
 __all__ = [
     "HEAVY_MODULES",
+    "TOY_MEMBERS",
     "StrategyCheckError",
     "check_light_import",
+    "check_many_labels",
     "check_protocol",
     "check_registration",
     "check_reproducible",
     "check_strategy",
     "make_context",
+    "many_labels_task_files",
     "parametrize_with_checks",
     "pickled_files",
+    "run_toy_trial",
+    "tiny_llama",
     "tiny_models",
     "toy_rows",
     "toy_splits",

@@ -8,11 +8,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from slmbench.strategy.base import Strategy
-from slmbench.testing.toys import tiny_models, toy_task_files
+from slmbench.lm.models import SharedModel
+from slmbench.strategy.base import CombiningStrategy, Strategy
+from slmbench.testing.toys import TOY_MEMBERS, many_labels_task_files, tiny_models, toy_task_files
 
 HEAVY_MODULES = ("torch", "transformers", "sklearn", "scipy", "matplotlib", "sentence_transformers", "peft", "faiss", "pandas")
 
@@ -54,9 +56,21 @@ def check_light_import(strategy: type[Strategy]) -> None:
         _fail("check_light_import", strategy, f"importing {strategy.__module__} loads {loaded}: import them inside fit/predict")
 
 
-def _trial(strategy: type[Strategy], seed: int = 0, inspect_artifacts: Callable[[Path], None] = lambda folder: None) -> Any:
-    """The record of a real trial of ``strategy`` on the toy task; ``inspect_artifacts`` sees its
-    artifact folder before the folder is deleted."""
+@dataclass(frozen=True)
+class TrialOutcome:
+    """A real trial of a strategy on a toy task, and what the check needs from around it."""
+
+    record: Any
+    """Its ``TrialRecord``."""
+    pickled: list[str]
+    """Artifacts saved as pickles (relative paths)."""
+    called: frozenset[SharedModel]
+    """The shared models the strategy called (``SharedModels.called``)."""
+
+
+def run_toy_trial(strategy: type[Strategy], seed: int = 0, task_files: Callable[[Path], Path] = toy_task_files) -> TrialOutcome:
+    """A real trial of ``strategy`` (``slmbench.engine.trial.run_trial``) on a toy task written by
+    ``task_files``, with the tiny models; a ``CombiningStrategy`` first gets trials of ``TOY_MEMBERS``."""
     from slmbench import records
     from slmbench.common.progress import ProgressReporter
     from slmbench.engine.model_cache import ModelCache
@@ -65,18 +79,41 @@ def _trial(strategy: type[Strategy], seed: int = 0, inspect_artifacts: Callable[
 
     causal_lm, embedder = tiny_models()
     with tempfile.TemporaryDirectory(prefix="slmbench-check-") as folder:
-        task_path = toy_task_files(Path(folder) / "task")
+        task_path = task_files(Path(folder) / "task")
         config = records.TrialConfig(
             strategy=strategy.name,
             task_path=str(task_path),
             data_dir=str(task_path.parent),
-            profile=get_profile("smoke").to_dict(),
+            profile=get_profile("smoke"),
             seed=seed,
             models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
         )
-        record = run_trial(config, strategy, ModelCache(ProgressReporter(enabled=False)), Path(folder) / "artifacts")
-        inspect_artifacts(Path(folder) / "artifacts")
-        return record
+        cache = ModelCache(ProgressReporter(enabled=False))
+        members = [
+            run_trial(config.model_copy(update={"strategy": member.name}), member, cache, Path(folder) / member.name)
+            for member in (TOY_MEMBERS if issubclass(strategy, CombiningStrategy) else ())
+        ]
+        record = run_trial(config, strategy, cache, Path(folder) / "artifacts", members=members)
+        pickled = pickled_files(Path(folder) / "artifacts") if (Path(folder) / "artifacts").is_dir() else []
+        return TrialOutcome(record, pickled, frozenset(cache.models(config).called))
+
+
+_first_trials: dict[tuple[type[Strategy], str], TrialOutcome] = {}
+
+
+def _first_trial(strategy: type[Strategy], task_files: Callable[[Path], Path] = toy_task_files) -> TrialOutcome:
+    """The seed-0 trial on a toy task, run once per process: check_protocol and check_reproducible share it."""
+    key = (strategy, task_files.__name__)
+    if key not in _first_trials:
+        _first_trials[key] = run_toy_trial(strategy, task_files=task_files)
+    return _first_trials[key]
+
+
+def _ended_ok(check: str, strategy: type[Strategy], record: Any, where: str = "") -> None:
+    if not record.ok:
+        error = record.error
+        ending = f"{error.type}: {error.message}" if error else record.status
+        _fail(check, strategy, f"the trial{where} ended {record.status}: {ending}")
 
 
 PICKLE_OPCODE = 0x80
@@ -103,29 +140,49 @@ def pickled_files(folder: Path) -> list[str]:
 
 def check_protocol(strategy: type[Strategy]) -> None:
     """A real trial on the toy task finishes ``ok`` (the trial checks labels, probabilities and details),
-    with sensible parameter counts and no pickled artifact."""
-    pickles: list[str] = []
-    record = _trial(strategy, inspect_artifacts=lambda folder: pickles.extend(pickled_files(folder)))
-    if not record.ok:
-        error = record.error
-        _fail("check_protocol", strategy, f"the trial ended {record.status}: {error.type}: {error.message}" if error else record.status)
+    with sensible parameter counts, no pickled artifact, and the shared models it calls declared in
+    ``metadata.calls`` and no others."""
+    outcome = _first_trial(strategy)
+    record = outcome.record
+    _ended_ok("check_protocol", strategy, record)
     trainable, total = record.cost.trainable_params, record.cost.total_params
     if not (0 <= trainable <= total or total == 0):
         _fail("check_protocol", strategy, f"parameter_counts() gave trainable {trainable} > total {total}")
-    if pickles:
+    if outcome.pickled:
         _fail(
             "check_protocol",
             strategy,
-            f"artifacts saved as pickles: {', '.join(pickles)}: loading a pickle runs code; "
+            f"artifacts saved as pickles: {', '.join(outcome.pickled)}: loading a pickle runs code; "
             "save tensors as safetensors and settings as JSON",
         )
+    declared = set(strategy.metadata.calls)
+    for kind in sorted(declared - outcome.called):
+        _fail(
+            "check_protocol",
+            strategy,
+            f"metadata.calls names the shared {kind.value} but fit and predict never call it: the run loads it for nothing "
+            f"(if the results depend on which {kind.value} is chosen without calling it, say depends_on=(SharedModel.{kind.name},))",
+        )
+    for kind in sorted(outcome.called - declared):
+        _fail(
+            "check_protocol",
+            strategy,
+            f"it calls the shared {kind.value} without naming it in metadata.calls: it would load inside the timers "
+            f"and its parameters would not count (add calls=(SharedModel.{kind.name},))",
+        )
+
+
+def check_many_labels(strategy: type[Strategy]) -> None:
+    """A trial on a task of 20 labels, with one validation example of some and none of others, finishes ``ok``:
+    a strategy degrades to what the data allows (and says so in its details) instead of failing."""
+    _ended_ok("check_many_labels", strategy, _first_trial(strategy, many_labels_task_files).record, " on the 20-label task")
 
 
 def check_reproducible(strategy: type[Strategy]) -> None:
     """Two trials with the same seed predict the same labels with the same probabilities (to 1e-4)."""
     import numpy as np
 
-    first, second = _trial(strategy), _trial(strategy)
+    first, second = _first_trial(strategy).record, run_toy_trial(strategy).record
     if not (first.ok and second.ok):
         _fail("check_reproducible", strategy, "a trial did not finish ok (see check_protocol)")
     hint = "seed every random choice with context.seed, and keep no state between instances"
@@ -142,7 +199,13 @@ def check_reproducible(strategy: type[Strategy]) -> None:
             _fail("check_reproducible", strategy, f"probabilities differ by up to {gap:.4g} at the same seed: {hint}")
 
 
-CHECKS: tuple[Callable[[type[Strategy]], None], ...] = (check_registration, check_light_import, check_protocol, check_reproducible)
+CHECKS: tuple[Callable[[type[Strategy]], None], ...] = (
+    check_registration,
+    check_light_import,
+    check_protocol,
+    check_reproducible,
+    check_many_labels,
+)
 
 
 def check_strategy(strategy: type[Strategy]) -> None:

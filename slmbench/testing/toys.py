@@ -7,11 +7,13 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from slmbench.strategy.base import RunContext, Strategy
-from slmbench.tasks.examples import Examples
+from slmbench.strategy.metadata import Family, StrategyMetadata
+from slmbench.tasks.examples import Examples, Predictions
 
 LABELS = ("negative", "neutral", "positive")
 WORDS = {
@@ -25,32 +27,39 @@ CHAT_TEMPLATE = (
 )
 
 
-def toy_rows(per_label: int = 20) -> list[tuple[str, str]]:
-    """(text, label) rows of the toy task: a sentence per row, its label's words mixed with common ones."""
+def toy_rows(per_label: int | Mapping[str, int] = 20) -> list[tuple[str, str]]:
+    """(text, label) rows of the toy task: a sentence per row, its label's words mixed with common ones.
+    ``per_label``: rows of each label, or of each label by name (``{"neutral": 40, ...}``: an unbalanced task)."""
     import random
 
+    counts = dict.fromkeys(WORDS, per_label) if isinstance(per_label, int) else {label: per_label.get(label, 0) for label in WORDS}
     rng = random.Random(0)
     filler = ("the", "company", "said", "on", "tuesday", "that", "shares", "quarter", "its", "board")
     rows = []
-    for i in range(per_label):
+    for i in range(max(counts.values())):
         for label, words in WORDS.items():
+            if i >= counts[label]:
+                continue
             sentence = [*rng.sample(filler, 4), *rng.sample(words, 2), f"item{i}"]
             rng.shuffle(sentence)
             rows.append((" ".join(sentence).capitalize() + ".", label))
     return rows
 
 
-def toy_task_files(directory: Path) -> Path:
-    """Write the toy task (``toy.yaml``) and its data (``toy.csv``) into ``directory``; return the YAML path."""
+def toy_task_files(directory: Path, *, per_label: int | Mapping[str, int] = 20, name: str = "toy-sentiment") -> Path:
+    """Write the toy task (``toy.yaml``) and its data (``toy.csv``) into ``directory``; return the YAML path.
+
+    ``per_label`` as ``toy_rows`` takes it (the default, 60 rows, splits 30/15/15); ``name`` is the task's
+    name, which names its run folders."""
     import csv
 
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "toy.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["text", "label"])
-        writer.writerows(toy_rows())
+        writer.writerows(toy_rows(per_label))
     task = {
-        "name": "toy-sentiment",
+        "name": name,
         "description": "Toy sentiment of short business sentences (slmbench.testing).",
         "source": {"file": "toy.csv"},
         "labels": [{"name": label, "description": f"words such as {', '.join(WORDS[label][:3])}"} for label in LABELS],
@@ -73,7 +82,6 @@ def _corpus() -> list[str]:
 
 def _causal_lm(directory: Path) -> None:
     """A 2-layer Llama with a byte-level BPE tokenizer (and a chat template) trained on the toy task's words."""
-    import torch
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -82,7 +90,7 @@ def _causal_lm(directory: Path) -> None:
         processors,
         trainers,
     )
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
     special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
     tokenizer = Tokenizer(models.BPE())
@@ -95,9 +103,19 @@ def _causal_lm(directory: Path) -> None:
     tokenizer.train_from_iterator(_corpus(), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = CHAT_TEMPLATE
+    tiny_llama(fast).save_pretrained(directory)
+    fast.save_pretrained(directory)
+
+
+def tiny_llama(tokenizer: Any, *, attn_implementation: str | None = None) -> Any:
+    """A 2-layer Llama (hidden size 64, random but peaked weights, seeded) over ``tokenizer``'s vocabulary,
+    fp32, in eval mode: the kit's tiny causal LM, or one for a tokenizer of your own."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=len(fast),
+        vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
         num_hidden_layers=2,
@@ -106,12 +124,12 @@ def _causal_lm(directory: Path) -> None:
         max_position_embeddings=1024,
         initializer_range=0.2,
         tie_word_embeddings=True,
-        pad_token_id=fast.pad_token_id,
-        eos_token_id=fast.eos_token_id,
-        bos_token_id=fast.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        attn_implementation=attn_implementation,  # type: ignore[call-arg]  # a PretrainedConfig keyword; None: the default
     )
-    LlamaForCausalLM(config).save_pretrained(directory)
-    fast.save_pretrained(directory)
+    return LlamaForCausalLM(config).eval()
 
 
 def _embedder(directory: Path) -> None:
@@ -182,18 +200,26 @@ def make_context(
     *,
     task: Any = None,
     models: Any = None,
+    loaded: Mapping[str, Any] | None = None,
     budget: Any = None,
     seed: int = 0,
     **options: Any,
 ) -> RunContext:
     """A RunContext for calling a strategy by hand: the toy task and tiny models unless given, the smoke
-    profile, CPU, fp32, no progress bars; ``options`` set the strategy's options (validated)."""
+    profile, CPU, fp32, no progress bars; ``options`` set the strategy's options (validated).
+
+    ``models``: a ``SharedModels``; or ``loaded``: models already in memory by shared-model name
+    (``{"causal_lm": (model, tokenizer), "embedder": embedder}``), which the strategy then shares."""
     from slmbench.common.options import build_options
     from slmbench.common.progress import ProgressReporter
     from slmbench.lm.models import SharedModels
     from slmbench.tasks.profiles import get_profile
     from slmbench.tasks.spec import load_task
 
+    if loaded is not None:
+        if models is not None:
+            raise TypeError("make_context: give models or loaded, not both")
+        models = SharedModels(_loaded=dict(loaded))
     if models is None:
         causal_lm, embedder = tiny_models()
         models = SharedModels(causal_lm_name=str(causal_lm), embedding_model_name=str(embedder))
@@ -226,3 +252,73 @@ def toy_splits() -> tuple[Examples, Examples, Examples]:
 
 
 # --- the checks -----------------------------------------------------------------------------------
+
+
+# --- a task with many labels and few examples of each -------------------------------------------
+
+MANY_LABELS = 20
+
+
+def many_labels_task_files(directory: Path, per_label: int = 5) -> Path:
+    """Write a ``MANY_LABELS``-label task (``many.yaml``, ``many.csv``) into ``directory``; return the YAML path.
+
+    Under the smoke profile its validation split holds one example of some labels and none of others:
+    what a strategy that learns on validation (an ensemble's stacker) must survive."""
+    import csv
+    import random
+
+    rng = random.Random(0)
+    words = [word for group in WORDS.values() for word in group]
+    labels = [f"topic {chr(ord('a') + i)}" for i in range(MANY_LABELS)]
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "many.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        for i in range(per_label):
+            for index, label in enumerate(labels):
+                writer.writerow([f"The {words[index % len(words)]} {words[(index * 7) % len(words)]} {rng.choice(words)} item{i}.", label])
+    task = {
+        "name": "toy-many-labels",
+        "description": f"Toy task with {MANY_LABELS} labels and a handful of examples each (slmbench.testing).",
+        "source": {"file": "many.csv"},
+        "labels": [{"name": label, "description": f"texts about {label}"} for label in labels],
+        "instruction": "Which topic is this sentence about?",
+        "split": {"test_size": 0.25, "validation_size": 0.25, "seed": 1},
+    }
+    (directory / "many.yaml").write_text(json.dumps(task, indent=1), encoding="utf-8")  # JSON is YAML
+    return directory / "many.yaml"
+
+
+# --- strategies for a combining strategy to combine -----------------------------------------------
+
+
+class LabelPrior(Strategy):
+    """Every text gets the train split's label frequencies as probabilities (a member for ensemble checks)."""
+
+    metadata = StrategyMetadata(name="label-prior", description="train label frequencies for every text", family=Family.FEATURE)
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        counts = [train.labels.count(label) for label in range(len(self.context.task.labels))]
+        self.prior = [count / sum(counts) for count in counts]
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        import numpy as np
+
+        probabilities = np.tile(self.prior, (len(texts), 1))
+        return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
+
+
+class WordOverlap(Strategy):
+    """The label of the train text sharing most words with the text, no probabilities (a member for ensemble checks)."""
+
+    metadata = StrategyMetadata(name="word-overlap", description="label of the train text sharing most words", family=Family.RETRIEVAL)
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        self.train = [(set(text.lower().split()), label) for text, label in zip(train.texts, train.labels)]
+
+    def predict(self, texts: Sequence[str]) -> Predictions:
+        return Predictions(labels=[max(self.train, key=lambda row: len(row[0] & set(text.lower().split())))[1] for text in texts])
+
+
+TOY_MEMBERS: tuple[type[Strategy], ...] = (LabelPrior, WordOverlap)
+"""What the kit's checks give a ``CombiningStrategy`` to combine."""
