@@ -51,23 +51,35 @@ def toy_task_files(directory: Path, *, per_label: int | Mapping[str, int] = 20, 
 
     ``per_label`` as ``toy_rows`` takes it (the default, 60 rows, splits 30/15/15); ``name`` is the task's
     name, which names its run folders."""
-    import csv
-
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "toy.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(toy_rows(per_label))
+    labels = {label: f"words such as {', '.join(WORDS[label][:3])}" for label in LABELS}
     task = {
         "name": name,
         "description": "Toy sentiment of short business sentences (slmbench.testing).",
-        "source": {"file": "toy.csv"},
-        "labels": [{"name": label, "description": f"words such as {', '.join(WORDS[label][:3])}"} for label in LABELS],
         "instruction": "Is this sentence good, bad or neutral news for the company?",
+    }
+    return _write_task(directory, "toy", toy_rows(per_label), labels, task)
+
+
+def _write_task(directory: Path, stem: str, rows: list[tuple[str, str]], labels: dict[str, str], task: dict[str, Any]) -> Path:
+    """Write ``rows`` as ``STEM.csv`` and the task (``task``'s name, description and instruction, its source,
+    ``labels``: name -> description, and a 50/25/25 split) as ``STEM.yaml`` into ``directory``; return the YAML path."""
+    import csv
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / f"{stem}.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+    task = {
+        "name": task["name"],
+        "description": task["description"],
+        "source": {"file": f"{stem}.csv"},
+        "labels": [{"name": label, "description": description} for label, description in labels.items()],
+        "instruction": task["instruction"],
         "split": {"test_size": 0.25, "validation_size": 0.25, "seed": 1},
     }
-    (directory / "toy.yaml").write_text(json.dumps(task, indent=1), encoding="utf-8")  # JSON is YAML
-    return directory / "toy.yaml"
+    (directory / f"{stem}.yaml").write_text(json.dumps(task, indent=1), encoding="utf-8")  # JSON is YAML
+    return directory / f"{stem}.yaml"
 
 
 def _corpus() -> list[str]:
@@ -264,29 +276,22 @@ def many_labels_task_files(directory: Path, per_label: int = 5) -> Path:
 
     Under the smoke profile its validation split holds one example of some labels and none of others:
     what a strategy that learns on validation (an ensemble's stacker) must survive."""
-    import csv
     import random
 
     rng = random.Random(0)
     words = [word for group in WORDS.values() for word in group]
     labels = [f"topic {chr(ord('a') + i)}" for i in range(MANY_LABELS)]
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "many.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        for i in range(per_label):
-            for index, label in enumerate(labels):
-                writer.writerow([f"The {words[index % len(words)]} {words[(index * 7) % len(words)]} {rng.choice(words)} item{i}.", label])
+    rows = [
+        (f"The {words[index % len(words)]} {words[(index * 7) % len(words)]} {rng.choice(words)} item{i}.", label)
+        for i in range(per_label)
+        for index, label in enumerate(labels)
+    ]
     task = {
         "name": "toy-many-labels",
         "description": f"Toy task with {MANY_LABELS} labels and a handful of examples each (slmbench.testing).",
-        "source": {"file": "many.csv"},
-        "labels": [{"name": label, "description": f"texts about {label}"} for label in labels],
         "instruction": "Which topic is this sentence about?",
-        "split": {"test_size": 0.25, "validation_size": 0.25, "seed": 1},
     }
-    (directory / "many.yaml").write_text(json.dumps(task, indent=1), encoding="utf-8")  # JSON is YAML
-    return directory / "many.yaml"
+    return _write_task(directory, "many", rows, {label: f"texts about {label}" for label in labels}, task)
 
 
 # --- strategies for a combining strategy to combine -----------------------------------------------
