@@ -95,7 +95,15 @@ class Cost(Record):
     throughput_examples_per_second: float | None = None
     single_request: Latency | None = None
     peak_memory_mb: float | None = None
-    """Peak resident memory of the trial, shared models included (CUDA: peak allocation)."""
+    """Peak memory of the trial where its models run, shared models included: host resident memory on
+    the CPU, the accelerator's reserved memory on a GPU (what ``--max-memory-mb`` is compared with)."""
+    peak_host_memory_mb: float | None = None
+    """Peak resident host memory the trial added, shared models' host share included."""
+    peak_accelerator_memory_mb: float | None = None
+    """Peak memory reserved on the trial's accelerator (torch's caching allocator), shared models
+    included; None on the CPU."""
+    estimated_memory_mb: float | None = None
+    """The memory the trial was estimated to need before it ran (``TrialRecord.memory_estimate``)."""
     trainable_params: int | None = None
     total_params: int | None = None
     artifact_bytes: int | None = None
@@ -276,6 +284,32 @@ class Hardware(Record):
     matmul_peak_gflops: dict[str, float] = Field(default_factory=dict)
 
 
+class Accelerator(Record):
+    """The GPU a run or trial used: what the report and a reader comparing runs need to know of it."""
+
+    name: str
+    memory_mb: float
+    compute_capability: str
+    """``major.minor`` (8.0: A100, 9.0: H100, 7.5: T4)."""
+    count: int = 1
+    """GPUs visible to the process."""
+    cuda_version: str | None = None
+    """The CUDA version torch was built with."""
+    driver_version: str | None = None
+    bf16_native: bool = False
+    """Whether the GPU multiplies bfloat16 natively (compute capability 8.0 or above)."""
+
+
+class Determinism(Record):
+    """The settings that decide whether a seed reproduces bit for bit on an accelerator."""
+
+    deterministic_algorithms: bool = False
+    cudnn_deterministic: bool = False
+    cudnn_benchmark: bool = False
+    tf32_matmul: bool = False
+    cublas_workspace_config: str | None = None
+
+
 class Environment(Record):
     """What a run or trial ran on: Python, platform, CPU, hardware and the versions of the packages that matter."""
 
@@ -284,6 +318,9 @@ class Environment(Record):
     cpu: str | None = None
     cpu_count: int | None = None
     hardware: Hardware | None = None
+    accelerator: Accelerator | None = None
+    """The GPU, when the trial (or run) had one."""
+    determinism: Determinism | None = None
     packages: dict[str, str] = Field(default_factory=dict)
 
 
@@ -295,6 +332,32 @@ def seconds_between(started_at: str | None, finished_at: str | None) -> float | 
         return (datetime.fromisoformat(finished_at) - datetime.fromisoformat(started_at)).total_seconds()
     except (TypeError, ValueError):
         return None
+
+
+class MemoryEstimate(Record):
+    """A trial's memory where its models run, estimated from the models' configs before it runs (MiB).
+
+    ``fits`` compares ``total_mb`` with ``device_memory_mb``; when it does not fit, ``remedies`` says
+    what would make it fit (gradient checkpointing, a paged 8-bit optimizer, a smaller batch, qlora).
+    """
+
+    device: str
+    weights_mb: float = 0.0
+    """Weights of the model the trial trains or runs (its own copy), at the dtype they are held in."""
+    gradients_mb: float = 0.0
+    optimizer_mb: float = 0.0
+    activations_mb: float = 0.0
+    """At the profile's batch size and input length."""
+    shared_models_mb: float = 0.0
+    """The shared models the trial calls (loaded once per process, but resident while it runs)."""
+    total_mb: float = 0.0
+    device_memory_mb: float | None = None
+    """What the device offers (None: unknown)."""
+    fits: bool | None = None
+    """None: the device's memory is unknown."""
+    remedies: list[str] = Field(default_factory=list)
+    applied: list[str] = Field(default_factory=list)
+    """Changes slmbench made itself so it fits (e.g. gradient checkpointing turned on)."""
 
 
 class TrialRecord(Record):
@@ -332,6 +395,7 @@ class TrialRecord(Record):
     """Predictions on the validation split, kept for strategies that combine others (ensemble)."""
     tuning: Tuning | None = None
     deployment: list[DeploymentCheck] = Field(default_factory=list)
+    memory_estimate: MemoryEstimate | None = None
     details: dict[str, Any] = Field(default_factory=dict)
     """Free-form, strategy-specific figures (loss curves, prompt plans...)."""
     models: ModelsConfig | None = None

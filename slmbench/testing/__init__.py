@@ -26,7 +26,8 @@ tokenizers trained on the task's words, no download), on the CPU, in seconds:
 A ``CombiningStrategy`` (an ensemble) is checked on trials of two toy members (``TOY_MEMBERS``).
 
 ``tiny_models``, ``toy_task_files`` and ``make_context`` are the same pieces, for a plugin's own tests
-(``tiny_llama`` builds the tiny causal LM for a tokenizer of your own).
+(``tiny_llama`` builds the tiny causal LM for a tokenizer of your own, ``tiny_causal_lm`` one of the
+Llama, Phi-3 or Qwen2 architecture, ``tiny_causal_lm_folder`` a ``--model`` folder of one).
 """
 
 from slmbench.testing.checks import (
@@ -46,6 +47,8 @@ from slmbench.testing.toys import (
     TOY_MEMBERS,
     make_context,
     many_labels_task_files,
+    tiny_causal_lm,
+    tiny_causal_lm_folder,
     tiny_llama,
     tiny_models,
     toy_rows,
@@ -68,6 +71,8 @@ __all__ = [
     "parametrize_with_checks",
     "pickled_files",
     "run_toy_trial",
+    "tiny_causal_lm",
+    "tiny_causal_lm_folder",
     "tiny_llama",
     "tiny_models",
     "toy_rows",

@@ -92,8 +92,9 @@ def _corpus() -> list[str]:
     return [text for text, _ in toy_rows()] + prompt_words + labels
 
 
-def _causal_lm(directory: Path) -> None:
-    """A 2-layer Llama with a byte-level BPE tokenizer (and a chat template) trained on the toy task's words."""
+def _causal_lm(directory: Path, architecture: str = "llama") -> None:
+    """A 2-layer causal LM of ``architecture`` with a byte-level BPE tokenizer (and a chat template)
+    trained on the toy task's words."""
     from tokenizers import (
         Tokenizer,
         decoders,
@@ -115,18 +116,30 @@ def _causal_lm(directory: Path) -> None:
     tokenizer.train_from_iterator(_corpus(), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<|im_start|>", eos_token="<|im_end|>", pad_token="<|endoftext|>")
     fast.chat_template = CHAT_TEMPLATE
-    tiny_llama(fast).save_pretrained(directory)
+    tiny_causal_lm(fast, architecture).save_pretrained(directory)
     fast.save_pretrained(directory)
 
 
-def tiny_llama(tokenizer: Any, *, attn_implementation: str | None = None) -> Any:
-    """A 2-layer Llama (hidden size 64, random but peaked weights, seeded) over ``tokenizer``'s vocabulary,
-    fp32, in eval mode: the kit's tiny causal LM, or one for a tokenizer of your own."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+ARCHITECTURES = ("llama", "phi3", "qwen2")
+"""The decoder architectures ``tiny_causal_lm`` builds: those of the models users bring (SmolLM2 and
+Llama, Phi-3 / Phi-3.5, Qwen2 / Qwen2.5)."""
 
+
+def tiny_causal_lm(tokenizer: Any, architecture: str = "llama", *, attn_implementation: str | None = None) -> Any:
+    """A 2-layer causal LM of ``architecture`` (hidden size 64, random but peaked weights, seeded) over
+    ``tokenizer``'s vocabulary, fp32, in eval mode: the kit's tiny causal LM, or one for a tokenizer of
+    your own. Same sizes whatever the architecture; Phi-3's fused projections and Qwen2's attention
+    biases are theirs."""
+    import torch
+    import transformers
+
+    classes = {"llama": "Llama", "phi3": "Phi3", "qwen2": "Qwen2"}
+    if architecture not in classes:
+        raise ValueError(f"tiny_causal_lm: architecture {architecture!r} is not one of {', '.join(classes)}")
+    config_cls = getattr(transformers, f"{classes[architecture]}Config")
+    model_cls = getattr(transformers, f"{classes[architecture]}ForCausalLM")
     torch.manual_seed(0)
-    config = LlamaConfig(
+    config = config_cls(
         vocab_size=len(tokenizer),
         hidden_size=64,
         intermediate_size=128,
@@ -139,9 +152,14 @@ def tiny_llama(tokenizer: Any, *, attn_implementation: str | None = None) -> Any
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
         bos_token_id=tokenizer.bos_token_id,
-        attn_implementation=attn_implementation,  # type: ignore[call-arg]  # a PretrainedConfig keyword; None: the default
+        attn_implementation=attn_implementation,  # a PretrainedConfig keyword; None: the default
     )
-    return LlamaForCausalLM(config).eval()
+    return model_cls(config).eval()
+
+
+def tiny_llama(tokenizer: Any, *, attn_implementation: str | None = None) -> Any:
+    """``tiny_causal_lm(tokenizer, "llama")``: the kit's tiny causal LM."""
+    return tiny_causal_lm(tokenizer, "llama", attn_implementation=attn_implementation)
 
 
 def _embedder(directory: Path) -> None:
@@ -194,6 +212,13 @@ def _embedder(directory: Path) -> None:
     transformer = Transformer(str(encoder_dir), max_seq_length=128)
     modules = [transformer, Pooling(transformer.get_embedding_dimension(), "mean"), Normalize()]
     SentenceTransformer(modules=modules, device="cpu").save(str(directory))
+
+
+def tiny_causal_lm_folder(directory: Path, architecture: str = "llama") -> Path:
+    """``directory`` holding a tiny causal LM of ``architecture`` (``tiny_causal_lm``) and its tokenizer,
+    trained on the fly on the toy task's words: a ``--model`` folder needing no download."""
+    _causal_lm(Path(directory), architecture)
+    return Path(directory)
 
 
 @functools.cache
