@@ -11,7 +11,7 @@ deployment check quantizes the frozen base and puts the adapters back on it in f
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -22,6 +22,9 @@ from slmbench.strategy.finetuned_lm import (
     load_causal_lm,
 )
 from slmbench.strategy.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from slmbench.lm.memory_estimate import ModelShape
 
 ADAPTERS_FILE = "adapters.safetensors"
 
@@ -41,6 +44,12 @@ class Adapters(FineTunedCausalLM):
 
     Options = AdaptersOptions
     options: AdaptersOptions
+
+    @classmethod
+    def trained_parameters(cls, shape: ModelShape, options: AdaptersOptions) -> int:
+        """Two adapters a layer, each down- and up-projection with biases."""
+        per_adapter = 2 * shape.hidden_size * options.bottleneck + options.bottleneck + shape.hidden_size
+        return 2 * shape.layers * per_adapter
 
     def build(self) -> tuple[Any, Any]:
         from slmbench.lm.bottleneck import add_bottleneck_adapters

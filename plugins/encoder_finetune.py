@@ -19,12 +19,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
 from slmbench.strategy import Examples, Family, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 from slmbench.strategy.finetuned_lm import FineTuneOptions
+
+if TYPE_CHECKING:
+    from slmbench.lm.memory_estimate import MemoryRequest
+    from slmbench.records import MemoryEstimate
 
 PREDICT_BATCH = 64
 
@@ -48,6 +52,14 @@ class EncoderFinetune(Strategy):
     Options = EncoderFinetuneOptions
     options: EncoderFinetuneOptions
 
+    @classmethod
+    def estimate_memory(cls, request: MemoryRequest) -> MemoryEstimate:
+        """Every weight of its own fp32 copy of the embedding model trained with AdamW; it calls no shared model."""
+        from slmbench.lm.memory_estimate import TrainingPlan, estimate_training
+
+        shape = request.embedding_model_shape()
+        return estimate_training(request, shape, TrainingPlan("full", shape.parameters), weights_dtype="float32", causal_lm=False)
+
     def _dataset(self, texts: Sequence[str], labels: Sequence[int] | None = None) -> Any:
         from datasets import Dataset
 
@@ -65,11 +77,11 @@ class EncoderFinetune(Strategy):
         )
         from slmbench.lm.finetuning.setup import TrainingSetup
         from slmbench.lm.finetuning.train_loop import train_model
-        from slmbench.lm.models import param_count, stored_param_count
+        from slmbench.lm.models import param_count, remote_code, stored_param_count
 
         path = self.context.models.embedding_model_path()
         names = self.context.task.label_names
-        trust = self.context.models.trust_remote_code
+        trust = remote_code(path, self.context.models.trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
         self.model = AutoModelForSequenceClassification.from_pretrained(
             path,

@@ -19,7 +19,7 @@ keeps a dropped-out copy), but its effect on the validation loss was mixed (READ
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -30,6 +30,9 @@ from slmbench.strategy.finetuned_lm import (
     load_causal_lm,
 )
 from slmbench.strategy.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from slmbench.lm.memory_estimate import ModelShape
 
 
 class LoraOptions(FineTuneOptions):
@@ -75,6 +78,12 @@ class Lora(FineTunedCausalLM):
 
     Options = MergeableLoraOptions
     options: MergeableLoraOptions
+    adapts_linear_layers = True
+
+    @classmethod
+    def trained_parameters(cls, shape: ModelShape, options: MergeableLoraOptions) -> int:
+        """A and B of every targeted layer, plus DoRA's magnitudes (about one per output: counted as r)."""
+        return (options.r + int(options.use_dora)) * shape.linear_widths
 
     def build(self) -> tuple[Any, Any]:
         from peft import get_peft_model

@@ -10,7 +10,7 @@ before the prompt, where training put them.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
@@ -21,6 +21,9 @@ from slmbench.strategy.finetuned_lm import (
     load_causal_lm,
 )
 from slmbench.strategy.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from slmbench.lm.memory_estimate import ModelShape
 
 
 class PromptTuningOptions(FineTuneOptions):
@@ -40,6 +43,10 @@ class PromptTuning(FineTunedCausalLM):
 
     Options = PromptTuningOptions
     options: PromptTuningOptions
+
+    @classmethod
+    def trained_parameters(cls, shape: ModelShape, options: PromptTuningOptions) -> int:
+        return options.virtual_tokens * shape.hidden_size
 
     def build(self) -> tuple[Any, Any]:
         from peft import PromptTuningConfig, PromptTuningInit, get_peft_model

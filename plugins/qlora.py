@@ -14,7 +14,7 @@ adapter was trained on.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
@@ -23,6 +23,9 @@ from slmbench.strategy import Family, SharedModel, StrategyMetadata
 from slmbench.strategy.finetuned_lm import FineTunedCausalLM, load_causal_lm
 from slmbench.strategy.hookspecs import hookimpl
 from slmbench_plugins.lora import LoraOptions, lora_config, target_module_names
+
+if TYPE_CHECKING:
+    from slmbench.lm.memory_estimate import ModelShape
 
 
 def set_cpu_inference_layout(model: Any, allowed: bool) -> None:
@@ -56,6 +59,12 @@ class Qlora(FineTunedCausalLM):
 
     Options = QloraOptions
     options: QloraOptions
+    trains = "quantized_adapter"
+    adapts_linear_layers = True
+
+    @classmethod
+    def trained_parameters(cls, shape: ModelShape, options: QloraOptions) -> int:
+        return options.r * shape.linear_widths
 
     def build(self) -> tuple[Any, Any]:
         import torch

@@ -53,17 +53,37 @@ class LastLabel(MajorityClass):
 
 
 class Sleeper(MajorityClass):
-    """Sleeps $SLMBENCH_TEST_SLEEP_SECONDS (default 60) in fit, in short naps, logs that it woke, then acts like majority."""
+    """Sleeps its option ``seconds`` (default $SLMBENCH_TEST_SLEEP_SECONDS, else 60) in fit, in short naps, logs that it
+    woke, then acts like majority. (The option reaches Ray workers that an environment variable set later would not.)"""
 
     metadata = StrategyMetadata(name="sleeper", description="sleeps, then predicts the majority label", family=Family.FEATURE)
 
+    class Options(Options):
+        seconds: float | None = Field(None, ge=0, description="how long to sleep (default: $SLMBENCH_TEST_SLEEP_SECONDS, else 60)")
+
     def fit(self, train: Examples, validation: Examples) -> None:
         _log(self.name)
-        deadline = time.monotonic() + float(os.environ.get("SLMBENCH_TEST_SLEEP_SECONDS", "60"))
+        seconds = self.options.seconds if self.options.seconds is not None else float(os.environ.get("SLMBENCH_TEST_SLEEP_SECONDS", "60"))
+        deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             time.sleep(0.05)
         _log(f"{self.name}:woke")
         self.label = majority_label(train.labels)
+
+
+class NodeSleeper(Sleeper):
+    """A ``sleeper`` that first writes, in its artifact folder, which Ray node it runs on: ``second`` if the node
+    offers the custom resource ``second``, else ``head`` (one file per attempt: ``ran-on.<pid>``)."""
+
+    metadata = StrategyMetadata(name="node-sleeper", description="says its Ray node, then sleeps", family=Family.FEATURE)
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        import ray
+
+        node = ray.get_runtime_context().get_node_id()
+        resources = next(n["Resources"] for n in ray.nodes() if n["NodeID"] == node)
+        (self.context.artifact_dir / f"ran-on.{os.getpid()}").write_text("second" if "second" in resources else "head")
+        super().fit(train, validation)
 
 
 class FirstLabel(MajorityClass):
@@ -140,7 +160,7 @@ def plugin() -> object:
 
     @hookimpl
     def register_strategies(register):
-        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, Exploding, Interrupting, WrongLength, DiesOnce, Tunable):
+        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, NodeSleeper, Exploding, Interrupting, WrongLength, DiesOnce, Tunable):
             register(cls)
 
     module = types.ModuleType("fake_strategies_plugin")

@@ -53,7 +53,8 @@ def table(header: str) -> list[list[str]]:
     for line in lines[lines.index(header) + 2 :]:  # past the header and the |---| line
         if not line.startswith("|"):
             break
-        rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        cells = re.split(r"(?<!\\)\|", line.strip().strip("|"))  # a cell may hold an escaped pipe, \|
+        rows.append([cell.strip().replace("\\|", "|") for cell in cells])
     return rows
 
 

@@ -140,14 +140,54 @@ def _executor(settings, trial_timeout: float | None, progress):
 
 
 def _print_dry_run(runs, registry) -> None:
-    """Each trial the runs would do, done or to run, and a count of each on stderr."""
+    """Each trial the runs would do, done or to run (stdout, tab-separated for scripts); on stderr the
+    memory each is estimated to need beside the device's, the trials that will not fit with what would
+    make them fit, and a count."""
     from slmbench.engine.runner import dry_run
+    from slmbench.lm.memory_estimate import DEVICE_MEMORY_ENV, USABLE_FRACTION
 
     trials = dry_run(runs, registry)
-    for planned, done in trials:
-        print(f"{'done' if done else 'to run'}\t{planned.run_dir}\t{planned.key}")
-    pending = sum(not done for _, done in trials)
-    print(f"{len(trials)} trials: {pending} to run, {len(trials) - pending} done", file=sys.stderr)
+    for trial in trials:
+        print(f"{'done' if trial.done else 'to run'}\t{trial.planned.run_dir}\t{trial.planned.key}")
+    width = max((len(trial.planned.key) for trial in trials), default=0)
+    device = None
+    for trial in trials:
+        memory = trial.memory
+        if memory is not None and (memory.device, memory.device_memory_mb) != device:
+            device = (memory.device, memory.device_memory_mb)
+            offers = "unknown" if memory.device_memory_mb is None else f"{_size(memory.device_memory_mb)}, {USABLE_FRACTION:.0%} usable"
+            print(f"memory estimates on {memory.device} ({offers}; set {DEVICE_MEMORY_ENV} to plan for another):", file=sys.stderr)
+        print(f"  {trial.planned.key:<{width}}  {_memory_line(trial)}", file=sys.stderr)
+        if memory is not None and memory.fits is False:
+            for remedy in memory.remedies or ["a smaller model"]:
+                print(f"  {'':<{width}}    would lower it: {remedy}", file=sys.stderr)
+    pending = sum(not trial.done for trial in trials)
+    too_big = sum(trial.memory is not None and trial.memory.fits is False for trial in trials)
+    will_not_fit = f", {too_big} will not fit" if too_big else ""
+    print(f"{len(trials)} trials: {pending} to run, {len(trials) - pending} done{will_not_fit}", file=sys.stderr)
+
+
+def _memory_line(trial) -> str:
+    """``12.3 GiB  fits  weights 4.0 GiB, gradients ...``: the peak, whether it fits, and its parts."""
+    memory = trial.memory
+    if memory is None:
+        return f"no estimate ({trial.no_memory_estimate})"
+    parts = {
+        "weights": memory.weights_mb,
+        "gradients": memory.gradients_mb,
+        "optimizer": memory.optimizer_mb,
+        "activations": memory.activations_mb,
+        "shared models": memory.shared_models_mb,
+    }
+    breakdown = ", ".join(f"{name} {_size(mb)}" for name, mb in parts.items() if mb >= 0.5)
+    verdict = {True: "fits", False: "WILL NOT FIT", None: ""}[memory.fits]
+    if memory.applied:
+        verdict += f" with {', '.join(memory.applied)} (set by slmbench)"
+    return f"{_size(memory.total_mb):>9}  {verdict:<12}  {breakdown or 'no model'}"
+
+
+def _size(mb: float) -> str:
+    return f"{mb / 1024:.1f} GiB" if mb >= 1024 else f"{mb:.0f} MiB"
 
 
 def _print_trial(record, reused: bool, console) -> None:

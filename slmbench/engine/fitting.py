@@ -43,7 +43,10 @@ class Fit:
     seconds: float
     """Training time: the fit, or for an option search all of it (fits and validation passes: the cost of choosing)."""
     peak_bytes: int
-    """Peak memory added while fitting and predicting validation (for a search: the largest of one setting)."""
+    """Peak memory added where the models run while fitting and predicting validation (for a search: the
+    largest of one setting); ``PeakMemory.peak_added_bytes``."""
+    host_peak_bytes: int = 0
+    """The same, of host memory (equal to ``peak_bytes`` on the CPU)."""
 
 
 @dataclass
@@ -98,7 +101,7 @@ class TrialSetup:
             seconds = time.perf_counter() - start
             predictions = strategy.predict(self.validation.texts)
         check_predictions(predictions, len(self.validation), self.n_labels)
-        return Fit(strategy, predictions, seconds, memory.peak_added_bytes)
+        return Fit(strategy, predictions, seconds, memory.peak_added_bytes, memory.host_added_bytes)
 
 
 def fit_strategy(setup: TrialSetup, record: TrialRecord) -> Fit:
@@ -120,17 +123,19 @@ def _searched_fit(setup: TrialSetup, space: dict, record: TrialRecord) -> Fit:
     artifact_dir, validation_labels = setup.artifact_dir, setup.validation.labels
     trials = setup.budget.tuning_trials
     peaks: list[int] = []
+    host_peaks: list[int] = []
     folders: list[Path] = []
 
     def fit(values: dict[str, Any], report: Any) -> Candidate:
         folders.append(artifact_dir / f".try-{len(folders)}")
         fitted = setup.fit(values, folders[-1], report)
         peaks.append(fitted.peak_bytes)
+        host_peaks.append(fitted.host_peak_bytes)
         correct = sum(int(p) == g for p, g in zip(fitted.validation.labels, validation_labels))
         return Candidate(fitted.strategy, fitted.validation, correct / max(len(validation_labels), 1))
 
     start = time.perf_counter()
-    result = search(space, setup.defaults.model_dump(), trials, setup.config.seed, fit)
+    result = search(space, setup.defaults.model_dump(), trials, setup.config.seed, fit, device=setup.models.device)
     seconds = time.perf_counter() - start
     best = result.best.strategy
     for item in best.context.artifact_dir.iterdir():  # the chosen setting's artifacts become the trial's
@@ -140,4 +145,4 @@ def _searched_fit(setup: TrialSetup, space: dict, record: TrialRecord) -> Fit:
     best.context.artifact_dir = artifact_dir
     record.options = best.options.model_dump(mode="json")
     record.tuning = Tuning(method=METHOD, budget=trials, chosen={name: result.options[name] for name in space}, tried=result.tried)
-    return Fit(best, result.best.validation, seconds, max(peaks))
+    return Fit(best, result.best.validation, seconds, max(peaks), max(host_peaks))

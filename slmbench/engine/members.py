@@ -30,6 +30,8 @@ def with_member_costs(cost: Cost, members: Sequence[TrialRecord]) -> Cost:
         "predict_seconds",
         "latency_ms_per_example",
         "peak_memory_mb",
+        "peak_host_memory_mb",
+        "peak_accelerator_memory_mb",
         "trainable_params",
         "total_params",
         "artifact_bytes",

@@ -1,5 +1,6 @@
 """What every trial of a run shares, loaded once per process and kept between trials: the shared
-models of each models configuration, the task's splits and the environment."""
+models (one copy of each model per name, device and dtype, whichever configurations name it), the
+task's splits and the environment."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmbench.engine.environment import collect_environment
-from slmbench.lm.models import SharedModels
+from slmbench.lm.models import LoadedModels, SharedModels
 
 if TYPE_CHECKING:
     from slmbench.common.progress import ProgressReporter
@@ -27,7 +28,8 @@ class ModelCache:
         self.progress = progress
         self._splits: dict[tuple[str, str | None, bool, Budget], Any] = {}
         self._models: dict[str, SharedModels] = {}
-        self._environment: Environment | None = None
+        self._loaded: LoadedModels = {}
+        self._environments: dict[str, Environment] = {}
 
     def splits(self, task: TaskSpec, config: TrialConfig) -> Any:
         from slmbench.tasks.splits import load_splits
@@ -39,14 +41,15 @@ class ModelCache:
         return self._splits[key]
 
     def models(self, config: TrialConfig) -> SharedModels:
+        """The shared models ``config`` names; every configuration shares this process's loaded copies."""
         key = config.models.model_dump_json()
         if key not in self._models:
-            self._models[key] = SharedModels.from_config(config.models)
+            self._models[key] = SharedModels.from_config(config.models, self._loaded)
             self._models[key].progress = self.progress
         return self._models[key]
 
-    @property
-    def environment(self) -> Environment:
-        if self._environment is None:
-            self._environment = collect_environment()
-        return self._environment
+    def environment(self, device: str) -> Environment:
+        """This process's environment, with the GPU ``device`` names (collected once per device)."""
+        if device not in self._environments:
+            self._environments[device] = collect_environment(device)
+        return self._environments[device]

@@ -102,7 +102,7 @@ def majority_floor(splits: Splits, label_names: list[str]) -> records.Floors:
 def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     """Validate the run's arguments, task and data, and list its trials; no model is loaded."""
     from slmbench.engine.model_cache import ModelCache
-    from slmbench.lm.models import choose_device, choose_dtype
+    from slmbench.lm.models import choose_device
 
     budget = run_budget(options)
     task_path = resolve_task_path(options.task, registry).resolve()
@@ -113,7 +113,6 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     data_dir = data_folder(options)
     check_device_and_models(options)
     device = choose_device(options.device)
-    dtype = choose_dtype(options.dtype, device)
     run_dir = run_folder(options, task.name)
 
     base = TrialConfig(
@@ -124,7 +123,10 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
         data_dir=str(data_dir.resolve()) if data_dir else None,
         allow_outside_data_dir=options.allow_outside_data_dir,
         profile=budget,
-        models=ModelsConfig(causal_lm="", embedding_model="", device=device, dtype=dtype, trust_remote_code=options.trust_remote_code),
+        # dtype "auto" is resolved by each trial on the GPU it runs on (``SharedModels``), not here
+        models=ModelsConfig(
+            causal_lm="", embedding_model="", device=device, dtype=options.dtype, trust_remote_code=options.trust_remote_code
+        ),
     )
     splits = ModelCache(progress=None).splits(task, base)  # validates the data before anything runs
     base = base.model_copy(update={"data_sha256": splits.provenance.content_sha256})
@@ -201,7 +203,7 @@ def _run_record(options: RunOptions, task: TaskSpec, base: TrialConfig, run_dir:
             causal_lm=options.models, embedding_model=options.embedding_models, device=base.models.device, dtype=base.models.dtype
         ),
         references=list(task.references),
-        environment=collect_environment(),
+        environment=collect_environment(base.models.device, measure_peaks=True),
         started_at=earlier.started_at if earlier else datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 

@@ -17,7 +17,7 @@ from typing import Any
 from slmbench import records
 from slmbench.engine.planning import PlannedTrial, RunPlan, member_trials, plan_run
 from slmbench.engine.run_options import RunError, RunOptions
-from slmbench.records import TrialRecord
+from slmbench.records import MemoryEstimate, TrialRecord
 from slmbench.strategy.base import CombiningStrategy
 from slmbench.strategy.registry import Registry
 
@@ -259,9 +259,33 @@ def _render_comparison(plans: list[RunPlan], output: str) -> Path | None:
     return comparison
 
 
-def dry_run(runs: list[RunOptions], registry: Registry) -> list[tuple[PlannedTrial, bool]]:
-    """Every trial the runs would run, with whether it is already done (reused); nothing is written."""
-    return [(planned, finished_record(planned) is not None) for options in runs for planned in plan_run(options, registry).trials]
+@dataclass
+class DryRunTrial:
+    """A trial ``--dry-run`` lists: whether it is done already, and its memory estimate or why there is none."""
+
+    planned: PlannedTrial
+    done: bool
+    memory: MemoryEstimate | None
+    no_memory_estimate: str | None = None
+
+
+def dry_run(runs: list[RunOptions], registry: Registry) -> list[DryRunTrial]:
+    """Every trial the runs would run, with whether it is already done (reused) and the memory it is
+    estimated to need (``Strategy.estimate_memory``, from the models' configs); nothing is written or loaded."""
+    return [_dry_run_trial(planned) for options in runs for planned in plan_run(options, registry).trials]
+
+
+def _dry_run_trial(planned: PlannedTrial) -> DryRunTrial:
+    from slmbench.common.options import build_options
+    from slmbench.lm.memory_estimate import MemoryRequest
+
+    done = finished_record(planned) is not None
+    options = build_options(planned.config.strategy, planned.strategy.Options, planned.config.options)
+    try:
+        memory = planned.strategy.estimate_memory(MemoryRequest.for_trial(planned.config, options))
+    except Exception as error:  # noqa: BLE001 - a dry run lists every trial, whether its memory can be estimated or not
+        return DryRunTrial(planned, done, None, f"{type(error).__name__}: {error}")
+    return DryRunTrial(planned, done, memory)
 
 
 def _notify(registry: Registry, hook: str, track: tuple[str, ...], **arguments: Any) -> None:

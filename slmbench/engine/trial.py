@@ -28,7 +28,10 @@ from slmbench.engine.metrics import classification_metrics
 from slmbench.engine.predictions import check_predictions, prediction_record
 from slmbench.engine.serving import deployment_checks, single_request_latency, uncached
 from slmbench.engine.trial_timeout import TrialTimeout, time_limit
+from slmbench.lm.determinism import apply_determinism
 from slmbench.lm.memory import PeakMemory, free_accelerator_memory
+from slmbench.lm.memory_estimate import MemoryRequest, applied_settings, check_fits, estimate_before_trial
+from slmbench.lm.models import choose_device
 from slmbench.records import Cost, ErrorInfo, Metrics, TrialConfig, TrialRecord
 from slmbench.strategy.base import CombiningStrategy, Strategy
 from slmbench.tasks.spec import load_task
@@ -78,6 +81,8 @@ def run_trial(
         learns_from_train=strategy_cls.metadata.reads_labels,
         started_at=_now(),
     )
+    device = choose_device(config.models.device)
+    determinism = apply_determinism(device)
     try:
         with time_limit(timeout_seconds):
             _fit_and_evaluate(config, strategy_cls, model_cache, artifact_dir, record, members)
@@ -87,10 +92,9 @@ def run_trial(
         record.status, record.error = "cancelled", _error(error, "interrupted by the user or a SIGTERM")
     except Exception as error:  # noqa: BLE001 - one failing strategy never takes down a run
         out_of_memory = isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
-        if out_of_memory:
-            free_accelerator_memory()
         record.status, record.error = "failed", _error(error, OUT_OF_MEMORY_HINT if out_of_memory else None)
-    record.environment = model_cache.environment
+    free_accelerator_memory()  # the next trial starts from the shared models alone, whatever this one did
+    record.environment = model_cache.environment(device).model_copy(update={"determinism": determinism})
     record.finished_at = _now()
     return record
 
@@ -110,20 +114,22 @@ def _fit_and_evaluate(
     with PeakMemory(setup.models.device) as memory:
         start = time.perf_counter()
         predictions = fit.strategy.predict(setup.test.texts)
-        predict_seconds = time.perf_counter() - start
+        predict_seconds = time.perf_counter() - start  # predictions are on the host: the GPU's work is done
     check_predictions(predictions, len(setup.test), setup.n_labels)
 
     _record_strategy_account(record, setup, fit.strategy)
     parameters = fit.strategy.parameter_counts()
     record.metrics = Metrics(**classification_metrics(setup.test.labels, predictions.labels, setup.task.label_names))
-    record.cost = _cost(setup, fit, predict_seconds, memory.peak_added_bytes, parameters)
+    record.cost = _cost(setup, fit, predict_seconds, memory, parameters)
     if issubclass(strategy_cls, CombiningStrategy):
         record.cost = with_member_costs(record.cost, members)
+    if record.memory_estimate is not None:
+        record.cost = record.cost.model_copy(update={"estimated_memory_mb": record.memory_estimate.total_mb})
     record.predictions = prediction_record(setup.test.labels, predictions)
     record.validation_predictions = prediction_record(setup.validation.labels, fit.validation)
     if config.train_size is None:  # a learning-curve point's model is never the one deployed
         record.deployment = deployment_checks(fit.strategy, setup.test, setup.task.label_names, setup.budget.latency_requests, config.seed)
-    record.models = config.models
+    record.models = config.models.model_copy(update={"device": setup.models.device, "dtype": setup.models.dtype})  # as resolved here
     record.status = "ok"
 
 
@@ -145,6 +151,12 @@ def _setup(
     record.options = defaults.model_dump(mode="json")
     splits = model_cache.splits(task, config)
     models = model_cache.models(config)
+    request = MemoryRequest.for_trial(config, defaults, models.device, models.dtype)
+    record.memory_estimate = estimate_before_trial(strategy_cls.estimate_memory, request)
+    check_fits(record.memory_estimate, config.strategy)  # WouldNotFit, before any model loads or trains
+    if record.memory_estimate is not None and record.memory_estimate.applied:  # settings that make it fit, as --set would
+        defaults = build_options(config.strategy, strategy_cls.Options, {**config.options, **applied_settings(record.memory_estimate)})
+        record.options = defaults.model_dump(mode="json")
     for kind in strategy_cls.metadata.calls:  # load outside the timers: shared by all trials
         models.load(kind)
     models.reset_usage()
@@ -188,25 +200,34 @@ def _record_strategy_account(record: TrialRecord, setup: TrialSetup, strategy: S
     record.details = _plain_json(strategy.details, "details")
 
 
-def _cost(setup: TrialSetup, fit: Fit, predict_seconds: float, predict_peak_bytes: int, parameters: tuple[int, int]) -> Cost:
+def _cost(setup: TrialSetup, fit: Fit, predict_seconds: float, predict_memory: PeakMemory, parameters: tuple[int, int]) -> Cost:
     """The trial's cost: training (``fit``), the timed test prediction, single requests, peak memory
-    (models included), parameters and artifacts on disk."""
+    (the shared models included, on the device they live on), parameters and artifacts on disk."""
     test, models = setup.test, setup.models
     trainable, total = parameters
     single_request = single_request_latency(
         uncached(fit.strategy.predict, models), test.texts, setup.budget.latency_requests, setup.config.seed
     )
+    shared = sum(models.used.values())
+    host = max(fit.host_peak_bytes, predict_memory.host_added_bytes)
+    accelerator = None if predict_memory.accelerator_added_bytes is None else max(fit.peak_bytes, predict_memory.accelerator_added_bytes)
     return Cost(
         train_seconds=round(fit.seconds, 3),
         predict_seconds=round(predict_seconds, 3),
         latency_ms_per_example=round(1000 * predict_seconds / len(test), 3),
         throughput_examples_per_second=round(len(test) / predict_seconds, 3) if predict_seconds else None,
         single_request=single_request,
-        peak_memory_mb=round((max(fit.peak_bytes, predict_peak_bytes) + sum(models.used.values())) / 2**20, 1),
+        peak_memory_mb=_mib((host if accelerator is None else accelerator) + shared),
+        peak_host_memory_mb=_mib(host + (shared if accelerator is None else 0)),
+        peak_accelerator_memory_mb=None if accelerator is None else _mib(accelerator + shared),
         trainable_params=int(trainable),
         total_params=int(total),
         artifact_bytes=folder_bytes(setup.artifact_dir),
     )
+
+
+def _mib(size: int) -> float:
+    return round(size / 2**20, 1)
 
 
 def _plain_json(value: Any, where: str) -> Any:

@@ -8,19 +8,29 @@ trials beats a model-based sampler), each setting fitted on train and scored on 
 (accuracy). A strategy that reports its validation loss while it trains
 (``RunContext.on_validation_loss``) is stopped early when it falls behind the median of the
 settings before it at the same step (``MedianPruner``).
+
+**One setting on the accelerator at a time.** Only the best candidate so far is kept; on an
+accelerator its own models (the torch modules it holds, never the shared models) wait on the CPU
+while the next setting trains, and come back when it is chosen. After every setting, memory is freed
+(garbage collected; CUDA's cached blocks handed back), and a setting that ran out of memory is
+recorded as ``failed: OutOfMemoryError``.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from slmbench.lm.memory import free_accelerator_memory
 from slmbench.records import TuningTrial
 from slmbench.strategy.search_space import Search, SearchSpace
 
 if TYPE_CHECKING:
+    import torch
+
     from slmbench.strategy.base import Strategy
     from slmbench.tasks.examples import Predictions
 
@@ -91,24 +101,97 @@ def _pruning_reporter(trial: Any) -> Callable[[int, float], None]:
     return report
 
 
+def _shared_parameters(strategy: Strategy) -> set[int]:
+    """Ids of the parameters of the run's shared models, which every setting uses."""
+    import torch
+
+    loaded = strategy.context.models.loaded.values()
+    parts = [part for value in loaded for part in (value if isinstance(value, tuple) else (value,))]
+    return {id(p) for part in parts if isinstance(part, torch.nn.Module) for p in part.parameters()}
+
+
+def _own_modules(strategy: Strategy) -> list[torch.nn.Module]:
+    """The torch modules a fitted strategy holds in its attributes, but those of the shared models."""
+    import torch
+
+    shared = _shared_parameters(strategy)
+    modules = [value for value in vars(strategy).values() if isinstance(value, torch.nn.Module)]
+    return [module for module in modules if not any(id(p) in shared for p in module.parameters())]
+
+
+def _move(candidate: Candidate, device: str) -> None:
+    """Move ``candidate``'s own models to ``device``."""
+    for module in _own_modules(candidate.strategy):
+        module.to(device)
+
+
+def _free_memory(device: str) -> None:
+    """Collect a discarded setting's garbage; on CUDA hand the cached blocks back too."""
+    if device.startswith("cuda"):
+        free_accelerator_memory()
+    else:
+        gc.collect()
+
+
+def _failure(error: Exception) -> str:
+    """The state of a setting that raised ``error``: out of memory named as such, whoever raised it."""
+    out_of_memory = type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
+    return f"failed: {'OutOfMemoryError' if out_of_memory else type(error).__name__}"
+
+
+def _fit_setting(
+    study: Any,
+    trial: Any,
+    values: dict[str, Any],
+    fit: Callable[[dict[str, Any], Callable[[int, float], None]], Candidate],
+    tried: list[TuningTrial],
+    *,
+    must_work: bool,
+) -> Candidate | None:
+    """``fit`` one setting, told to ``study`` and recorded in ``tried``; None if it was stopped or failed
+    (a failure is raised if it ``must_work``)."""
+    import optuna
+
+    started = time.perf_counter()
+    try:
+        candidate = fit(values, _pruning_reporter(trial))
+    except Pruned:
+        study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        tried.append(TuningTrial(options=trial.params, validation_accuracy=None, state="pruned", seconds=_since(started)))
+        return None
+    except Exception as error:  # noqa: BLE001 - a setting that breaks (diverges, runs out of memory...) is one failed try;
+        if must_work:  # but the defaults must work
+            raise
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        tried.append(TuningTrial(options=trial.params, validation_accuracy=None, state=_failure(error), seconds=_since(started)))
+        return None
+    study.tell(trial, candidate.accuracy)
+    tried.append(TuningTrial(options=trial.params, validation_accuracy=round(candidate.accuracy, 4), seconds=_since(started)))
+    return candidate
+
+
 def search(
     space: SearchSpace,
     defaults: dict[str, Any],
     trials: int,
     seed: int,
     fit: Callable[[dict[str, Any], Callable[[int, float], None]], Candidate],
+    *,
+    device: str = "cpu",
 ) -> SearchResult:
     """Try up to ``trials`` settings of ``space`` (``defaults`` first); keep the best on validation accuracy.
 
     ``fit(options, report)`` builds and fits a strategy with ``options`` (the defaults overridden by
-    the sampled values) and returns it with its validation accuracy; ``report(step, loss)`` raises
-    ``Pruned`` when the setting should stop. Only the best candidate is kept alive.
+    the sampled values) on ``device`` and returns it with its validation accuracy; ``report(step, loss)``
+    raises ``Pruned`` when the setting should stop. Only the best candidate is kept alive, on the CPU
+    while another setting trains on an accelerator.
     """
     import optuna
 
     study = _new_study(space, defaults, seed)
     distributions = {name: _distribution(search) for name, search in space.items()}
     best: Candidate | None = None
+    parked = False
     tried: list[TuningTrial] = []
     seen: list[dict[str, Any]] = []
     for _ in range(trials * 10):  # a setting drawn again (whole numbers, choices) is skipped, not tried twice
@@ -120,30 +203,18 @@ def search(
             continue
         seen.append(trial.params)
         values = {**defaults, **trial.params}
-        started = time.perf_counter()
-        try:
-            candidate = fit(values, _pruning_reporter(trial))
-        except Pruned:
-            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
-            tried.append(TuningTrial(options=trial.params, validation_accuracy=None, state="pruned", seconds=_since(started)))
-            continue
-        except Exception as error:  # noqa: BLE001 - a setting that breaks (diverges...) is one failed try;
-            if best is None:  # but the defaults must work
-                raise
-            study.tell(trial, state=optuna.trial.TrialState.FAIL)
-            tried.append(
-                TuningTrial(
-                    options=trial.params, validation_accuracy=None, state=f"failed: {type(error).__name__}", seconds=_since(started)
-                )
-            )
-            continue
-        study.tell(trial, candidate.accuracy)
-        tried.append(TuningTrial(options=trial.params, validation_accuracy=round(candidate.accuracy, 4), seconds=_since(started)))
-        if best is None or candidate.accuracy > best.accuracy:
-            best, options = candidate, values
+        if best is not None and not parked and device != "cpu":
+            _move(best, "cpu")  # the accelerator's memory for the next setting
+            parked = True
+        candidate = _fit_setting(study, trial, values, fit, tried, must_work=best is None)
+        if candidate is not None and (best is None or candidate.accuracy > best.accuracy):
+            best, options, parked = candidate, values, False
         del candidate
+        _free_memory(device)  # out of the failed setting's traceback, which held its tensors
     if best is None:
         raise RuntimeError(f"every one of the {len(tried)} settings tried failed or was stopped")
+    if parked:
+        _move(best, device)
     return SearchResult(best, options, tried)
 
 

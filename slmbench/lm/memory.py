@@ -1,4 +1,4 @@
-"""Peak memory of one trial: resident memory sampled while it runs (or CUDA's own counter)."""
+"""Peak memory of one trial: host resident memory sampled while it runs, and on CUDA the GPU's own counter."""
 
 from __future__ import annotations
 
@@ -28,19 +28,29 @@ def release_freed_memory() -> None:
 
 
 class PeakMemory:
-    """Context manager measuring the peak memory a block adds on top of what was resident before.
+    """Context manager measuring the peak memory a block adds on top of what was in use before.
 
-    On CUDA the accelerator's peak allocation is used instead, as that is what limits a GPU run.
-    On CPU, garbage and freed heap memory are released first: otherwise a block could reuse memory
-    an earlier one freed but left resident, and look as if it needed almost none.
+    Host memory is resident memory sampled while the block runs; garbage and freed heap memory are
+    released first, otherwise a block could reuse memory an earlier one freed but left resident, and
+    look as if it needed almost none. On CUDA the accelerator's own figure is measured too, on the
+    block's device: the peak memory reserved by torch's caching allocator (what the GPU cannot give
+    to anything else), beside the host's.
+
+    ``peak_added_bytes`` is the figure of the device the models run on (the GPU's on CUDA, else the
+    host's); ``host_added_bytes`` and ``accelerator_added_bytes`` (None off CUDA) are both.
     """
 
     def __init__(self, device: str = "cpu", interval_seconds: float = 0.05) -> None:
         self.device = device
         self.interval = interval_seconds
-        self.peak_added_bytes = 0
+        self.host_added_bytes = 0
+        self.accelerator_added_bytes: int | None = None
         self._peak = 0
         self._stop = threading.Event()
+
+    @property
+    def peak_added_bytes(self) -> int:
+        return self.host_added_bytes if self.accelerator_added_bytes is None else self.accelerator_added_bytes
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
@@ -50,29 +60,27 @@ class PeakMemory:
         if self.device.startswith("cuda"):
             import torch
 
-            torch.cuda.reset_peak_memory_stats()
-            self._baseline = torch.cuda.memory_allocated()
-        else:
-            gc.collect()
-            release_freed_memory()
-            self._baseline = self._peak = current_rss_bytes()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._accelerator_baseline = torch.cuda.memory_reserved(self.device)
+        gc.collect()
+        release_freed_memory()
+        self._baseline = self._peak = current_rss_bytes()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.host_added_bytes = max(0, max(self._peak, current_rss_bytes()) - self._baseline)
         if self.device.startswith("cuda"):
             import torch
 
-            peak = torch.cuda.max_memory_allocated()
-        else:
-            self._stop.set()
-            self._thread.join()
-            peak = max(self._peak, current_rss_bytes())
-        self.peak_added_bytes = max(0, peak - self._baseline)
+            self.accelerator_added_bytes = max(0, torch.cuda.max_memory_reserved(self.device) - self._accelerator_baseline)
 
 
 def free_accelerator_memory() -> None:
+    """Collect garbage and hand the CUDA caching allocator's unused blocks back (after every trial)."""
     gc.collect()
     import torch
 

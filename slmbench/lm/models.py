@@ -96,13 +96,17 @@ def choose_device(requested: str = "auto") -> str:
 
 
 def choose_dtype(requested: str, device: str) -> str:
-    """bfloat16 on GPUs that support it, float16 on other GPUs, float32 elsewhere, unless named."""
+    """bfloat16 on GPUs that multiply it natively (compute capability 8.0 and above), float16 on older
+    GPUs, float32 elsewhere, unless named. Called where the trial runs: the GPU that decides is its own.
+
+    torch's ``is_bf16_supported()`` alone says yes on a T4 too, where bf16 is emulated and slow.
+    """
     if requested != "auto":
         return requested
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+        return "bfloat16" if torch.cuda.is_bf16_supported(including_emulation=False) else "float16"
     return "float32"
 
 
@@ -166,6 +170,30 @@ def check_fits_in_memory(path: str, device: str, dtype: str) -> None:
         )
 
 
+def native_model_type(path: str) -> str | None:
+    """The ``model_type`` of the model at ``path`` when transformers implements it itself, else None.
+
+    A hub repository may ship its own modelling code (``auto_map`` in its config) for an architecture
+    transformers has since adopted; Phi-3.5's old file knows nothing of the cache argument the
+    scoring engine passes. Reading the config needs no code from the repository.
+    """
+    from transformers import PretrainedConfig
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    try:
+        config, _ = PretrainedConfig.get_config_dict(path)
+    except (OSError, ValueError):
+        return None
+    model_type = config.get("model_type")
+    return model_type if model_type in CONFIG_MAPPING_NAMES else None
+
+
+def remote_code(path: str, trust_remote_code: bool) -> bool:
+    """Whether to run the repository's own code for the model at ``path``: only when the user allows it
+    and transformers has no implementation of its architecture (``native_model_type``)."""
+    return trust_remote_code and native_model_type(path) is None
+
+
 def param_bytes(model: Any) -> int:
     return sum(p.numel() * p.element_size() for p in model.parameters())
 
@@ -183,9 +211,15 @@ class SharedModel(str, enum.Enum):
     """The sentence-embedding model (``--embedding-model``): ``embedder()``, or ``encode(texts)``."""
 
 
+LoadedModels = dict[tuple[str, str, str, str, bool], Any]
+"""Models in memory, by (kind, name, device, dtype, trust_remote_code): one copy of each per process."""
+
+
 @dataclass
 class SharedModels:
-    """The models of one run, loaded on first use and then shared by every strategy.
+    """The models of one trial's models configuration, loaded on first use and then shared by every
+    strategy; ``loaded`` (given by the process's ``ModelCache``) holds one copy of each model per name,
+    device and dtype, whatever configuration asked for it.
 
     ``used`` records which models were asked for since the last ``reset_usage()``, so each trial
     can be charged the memory of the shared weights it relied on; ``called`` says which of the
@@ -196,34 +230,54 @@ class SharedModels:
     embedding_model_name: str = EMBEDDED_EMBEDDING_MODEL
     device: str = "cpu"
     dtype: str = "float32"
+    """Resolved where the trial runs (``choose_dtype``) when ``auto``."""
     trust_remote_code: bool = False
     progress: Any = None
     """A ``ProgressReporter`` for encoding; None: silent."""
-    _loaded: dict[str, Any] = field(default_factory=dict, repr=False)
+    loaded: LoadedModels = field(default_factory=dict, repr=False)
     _vectors: dict[str, Any] = field(default_factory=dict, repr=False)
     used: dict[str, int] = field(default_factory=dict)
     called: set[SharedModel] = field(default_factory=set)
 
+    def __post_init__(self) -> None:
+        self.device = choose_device(self.device)
+        self.dtype = choose_dtype(self.dtype, self.device)
+
     @classmethod
-    def from_config(cls, config: Any) -> SharedModels:
-        """The models a ``slmbench.records.schema.ModelsConfig`` names."""
-        return cls(config.causal_lm, config.embedding_model, config.device, config.dtype, config.trust_remote_code)
+    def from_config(cls, config: Any, loaded: LoadedModels | None = None) -> SharedModels:
+        """The models a ``slmbench.records.schema.ModelsConfig`` names, sharing ``loaded``'s copies."""
+        return cls(
+            config.causal_lm,
+            config.embedding_model,
+            config.device,
+            config.dtype,
+            config.trust_remote_code,
+            loaded=loaded if loaded is not None else {},
+        )
+
+    def key(self, kind: SharedModel) -> tuple[str, str, str, str, bool]:
+        """Where ``kind`` is kept in ``loaded``."""
+        name = self.causal_lm_name if kind == SharedModel.CAUSAL_LM else self.embedding_model_name
+        return (SharedModel(kind).value, name, self.device, self.dtype, self.trust_remote_code)
 
     def causal_lm(self) -> tuple[Any, Any]:
-        """(model, tokenizer) of the causal LM, in eval mode, on the run's device and dtype."""
-        if "causal_lm" not in self._loaded:
+        """(model, tokenizer) of the causal LM, in eval mode, loaded straight onto the run's device and dtype."""
+        key = self.key(SharedModel.CAUSAL_LM)
+        if key not in self.loaded:
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
             path = resolve_causal_lm(self.causal_lm_name)
             check_fits_in_memory(path, self.device, self.dtype)
-            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=self.trust_remote_code)
+            trust = remote_code(path, self.trust_remote_code)
+            tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(self.dtype), trust_remote_code=self.trust_remote_code)
-            model.to(self.device)  # type: ignore[arg-type]  # transformers' wrapper of .to() hides its signature
+            model = AutoModelForCausalLM.from_pretrained(
+                path, dtype=torch_dtype(self.dtype), device_map=self.device, trust_remote_code=trust
+            )
             model.eval()
-            self._loaded["causal_lm"] = (model, tokenizer)
-        model, tokenizer = self._loaded["causal_lm"]
+            self.loaded[key] = (model, tokenizer)
+        model, tokenizer = self.loaded[key]
         self.used[self.causal_lm_name] = param_bytes(model)
         self.called.add(SharedModel.CAUSAL_LM)
         return model, tokenizer
@@ -233,18 +287,26 @@ class SharedModels:
         return resolve_causal_lm(self.causal_lm_name)
 
     def embedder(self) -> Any:
-        """The sentence-transformers embedding model."""
-        if "embedder" not in self._loaded:
+        """The sentence-transformers embedding model, on the run's device; on a GPU in the run's 16-bit
+        dtype, with TF32 matmuls allowed for whatever stays in fp32."""
+        key = self.key(SharedModel.EMBEDDER)
+        if key not in self.loaded:
             from sentence_transformers import SentenceTransformer
 
             path = resolve_embedding_model(self.embedding_model_name)
             check_fits_in_memory(path, self.device, self.dtype)
-            self._loaded["embedder"] = SentenceTransformer(
+            on_gpu = self.device.startswith("cuda")
+            if on_gpu:
+                import torch
+
+                torch.set_float32_matmul_precision("high")  # TF32 for fp32 matmuls
+            self.loaded[key] = SentenceTransformer(
                 path,
                 device=self.device,
-                trust_remote_code=self.trust_remote_code,
+                trust_remote_code=remote_code(path, self.trust_remote_code),
+                model_kwargs={"dtype": torch_dtype(self.dtype)} if on_gpu else None,
             )
-        model = self._loaded["embedder"]
+        model = self.loaded[key]
         self.used[self.embedding_model_name] = param_bytes(model)
         self.called.add(SharedModel.EMBEDDER)
         return model

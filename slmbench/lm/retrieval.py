@@ -71,7 +71,10 @@ def encode(embedder: Any, texts: Sequence[str], progress: ProgressReporter, desc
     """(len(texts), dim) float32 unit vectors from a sentence-transformers-like ``embedder``."""
     import numpy as np
 
-    batches = [list(texts[i : i + ENCODE_BATCH]) for i in range(0, len(texts), ENCODE_BATCH)]
+    from slmbench.lm.batch_sizes import inference_batch_size
+
+    size = inference_batch_size(ENCODE_BATCH, str(getattr(embedder, "device", "cpu")))
+    batches = [list(texts[i : i + size]) for i in range(0, len(texts), size)]
     vectors = [embedder.encode(batch, normalize_embeddings=True, show_progress_bar=False) for batch in progress.track(batches, description)]
     return np.ascontiguousarray(np.concatenate(vectors), dtype=np.float32)
 

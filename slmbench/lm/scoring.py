@@ -15,8 +15,9 @@ organised so that nothing is computed twice:
 4. Logits (the vocabulary projection) are computed only where an answer token is predicted.
 
 On hardware with native bfloat16 matmuls an fp32 model runs under bfloat16 autocast (about twice
-as fast on an AVX512-BF16 CPU), except for the vocabulary projection, kept in fp32 (it runs on a
-few positions only, and bf16 logits were the main cause of labels differing from fp32). Needs a
+as fast on an AVX512-BF16 CPU). The vocabulary projection is computed in fp32 whenever anything
+runs in 16 bits, a bf16 or fp16 model on a GPU included (it runs on a few positions only, and bf16
+logits were the main cause of labels differing from fp32). Needs a
 model whose forward accepts ``position_ids``, a 4D ``attention_mask`` and a 2D ``logits_to_keep``
 (transformers' decoder LMs).
 """
@@ -122,26 +123,29 @@ def _repeat(prefix: Any, n: int, config: Any) -> Any:
 
 
 @contextmanager
-def _bfloat16_autocast(model: Any) -> Iterator[None]:
-    """bfloat16 autocast for an fp32 model, its vocabulary projection (output embeddings) left in fp32.
+def _fp32_vocabulary_projection(model: Any) -> Iterator[None]:
+    """The vocabulary projection (output embeddings) computed in fp32, whatever the model's dtype or
+    an enclosing autocast: bf16 logits (8 bits of mantissa: steps of 0.125 at a logit of 20) were the
+    main cause of labels differing from fp32. A 16-bit head's weights are copied to fp32 once, for the
+    duration (vocabulary x hidden x 4 bytes).
 
-    The projection's forward is swapped for an fp32 one for the duration (a forward hook would run
-    the bf16 projection first, then replace its output).
+    The projection's forward is swapped for an fp32 one (a forward hook would run the 16-bit
+    projection first, then replace its output).
     """
     import torch
 
     head = model.get_output_embeddings()
     own_forward = vars(head).get("forward")
-    bf16_forward = head.forward
+    weight = head.weight.float()
+    bias = None if getattr(head, "bias", None) is None else head.bias.float()
 
     def fp32_forward(hidden: torch.Tensor) -> torch.Tensor:
         with torch.autocast(model.device.type, enabled=False):
-            return bf16_forward(hidden.float())
+            return torch.nn.functional.linear(hidden.float(), weight, bias)
 
     head.forward = fp32_forward
     try:
-        with torch.autocast(model.device.type, dtype=torch.bfloat16):
-            yield
+        yield
     finally:
         if own_forward is None:
             del head.forward
@@ -149,12 +153,26 @@ def _bfloat16_autocast(model: Any) -> Iterator[None]:
             head.forward = own_forward
 
 
+@contextmanager
+def _precision(model: Any, bfloat16_autocast: bool) -> Iterator[None]:
+    """bfloat16 autocast if asked (for an fp32 model), and the vocabulary projection in fp32 whenever
+    anything runs in 16 bits (the model's own dtype or the autocast)."""
+    import torch
+
+    sixteen_bit = bfloat16_autocast or model.dtype != torch.float32
+    with (
+        _fp32_vocabulary_projection(model) if sixteen_bit else nullcontext(),
+        torch.autocast(model.device.type, dtype=torch.bfloat16) if bfloat16_autocast else nullcontext(),
+    ):
+        yield
+
+
 def fast_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices natively (faster than fp32)."""
     import torch
 
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # not emulated: a T4 emulates bf16, slowly
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cpu":
         from slmbench.lm.hardware import native_bfloat16_cpu
 
@@ -243,7 +261,7 @@ def score_token_choices(
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     with (
         torch.no_grad(),  # not inference_mode: under it autocast re-casts the weights at every pass
-        _bfloat16_autocast(model) if autocast else nullcontext(),
+        _precision(model, autocast),
         progress.task("Scoring choices", len(prompts)) as advance,
     ):
         prefix = None

@@ -320,6 +320,8 @@ class Environment(Record):
     hardware: Hardware | None = None
     accelerator: Accelerator | None = None
     """The GPU, when the trial (or run) had one."""
+    node: str | None = None
+    """The Ray node that ran the trial (its node id), when a cluster ran it."""
     determinism: Determinism | None = None
     packages: dict[str, str] = Field(default_factory=dict)
 
@@ -396,6 +398,8 @@ class TrialRecord(Record):
     tuning: Tuning | None = None
     deployment: list[DeploymentCheck] = Field(default_factory=list)
     memory_estimate: MemoryEstimate | None = None
+    resources: dict[str, float] = Field(default_factory=dict)
+    """What the trial asked its executor for (Ray: ``CPU`` threads, its ``GPU`` share); empty when it ran locally."""
     details: dict[str, Any] = Field(default_factory=dict)
     """Free-form, strategy-specific figures (loss curves, prompt plans...)."""
     models: ModelsConfig | None = None

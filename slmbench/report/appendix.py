@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from slmbench.common.text import plural
-from slmbench.records import Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
+from slmbench.records import Environment, Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
 from slmbench.report.summary import Summary
@@ -73,8 +73,29 @@ def _data_protocol(summary: Summary) -> str:
         rows = [[text(name), "no cap" if value is None else text(value)] for name, value in caps]
         parts.append(f"Budget profile {code(run.profile.name)}, shared by every strategy:")
         parts.append(table(["cap", "value"], rows))
-    parts += [_options_table(summary), _tuning(summary), _calibration(summary), _decision_cost(summary)]
+    parts += [_options_table(summary), _tuning(summary), _calibration(summary), _resources(summary), _decision_cost(summary)]
     return "\n\n".join(part for part in parts if part)
+
+
+def _resources(summary: Summary) -> str:
+    """What each strategy's trials asked a Ray cluster for (CPU threads, GPU share); nothing for a local run."""
+    asked: dict[str, set[tuple[float, float]]] = {}
+    for trial in summary.trials:
+        if trial.resources:
+            asked.setdefault(trial.strategy, set()).add((trial.resources.get("CPU", 0.0), trial.resources.get("GPU", 0.0)))
+    if not asked:
+        return ""
+    rows = [
+        [text(strategy), ", ".join(number(cpu) for cpu, _ in sorted(shares)), ", ".join(number(gpu) for _, gpu in sorted(shares))]
+        for strategy, shares in sorted(asked.items())
+    ]
+    return "\n\n".join(
+        [
+            "Trials ran as Ray tasks, each asking for these resources (a GPU share of 0: the strategy never uses a GPU; "
+            "1: its memory estimate needs a whole GPU):",
+            table(["strategy", "CPU threads", "GPU share"], rows),
+        ]
+    )
 
 
 def _search_beyond_chosen(trial: TrialRecord) -> float:
@@ -150,16 +171,42 @@ def _hardware_rows(hardware: Hardware) -> list[tuple[str, Any]]:
     ]
 
 
+def _accelerator_rows(environment: Environment) -> list[tuple[str, Any]]:
+    """The GPU and the determinism settings of the trials' environment (nothing on a CPU-only run)."""
+    gpu, determinism = environment.accelerator, environment.determinism
+    if gpu is None:
+        return []
+    facts = [f"{gpu.memory_mb / 1024:.0f} GiB", f"compute capability {gpu.compute_capability}"]
+    facts += [f"CUDA {gpu.cuda_version}"] * bool(gpu.cuda_version) + [f"driver {gpu.driver_version}"] * bool(gpu.driver_version)
+    rows: list[tuple[str, Any]] = [("GPU", f"{gpu.count} x {gpu.name} ({', '.join(facts)})")]
+    if determinism is not None:
+        settings = [
+            name
+            for name, on in (
+                ("deterministic algorithms", determinism.deterministic_algorithms),
+                ("cuDNN deterministic", determinism.cudnn_deterministic),
+                ("TF32 matmuls", determinism.tf32_matmul),
+            )
+            if on
+        ]
+        rows.append(("determinism", ", ".join(settings) or "none"))
+    return rows
+
+
 def _environment(summary: Summary) -> str:
     if summary.run is None:
         return ""
     models, environment = summary.run.models, summary.run.environment
+    ran = [trial for trial in summary.trials if trial.models is not None]
+    dtypes = sorted({trial.models.dtype for trial in ran if trial.models and trial.models.dtype}) or [models.dtype or ""]
+    trial_environment = next((trial.environment for trial in ran if trial.environment.accelerator), environment)
     cores = environment.cpu_count
     items = [
         ("causal language model", ", ".join(models.causal_lm)),
         ("embedding model", ", ".join(models.embedding_model)),
         ("device", models.device),
-        ("dtype", models.dtype),
+        ("dtype", ", ".join(dtypes)),
+        *_accelerator_rows(trial_environment),
         ("Python", environment.python),
         ("platform", environment.platform),
         ("CPU", environment.cpu and environment.cpu + (f" ({cores} cores)" if cores else "")),

@@ -23,8 +23,9 @@ from slmbench.tasks.examples import Examples, MemberPredictions, Predictions
 
 if TYPE_CHECKING:
     from slmbench.common.progress import ProgressReporter
+    from slmbench.lm.memory_estimate import MemoryRequest
     from slmbench.lm.models import SharedModels
-    from slmbench.records import Calibration
+    from slmbench.records import Calibration, MemoryEstimate
     from slmbench.tasks.profiles import Budget
     from slmbench.tasks.spec import TaskSpec
 
@@ -180,6 +181,16 @@ class Strategy(ABC):
     def shared_parameters(self) -> int:
         """Parameters of the shared models the strategy calls (``metadata.calls``)."""
         return sum(self.context.models.param_count(kind) for kind in self.metadata.calls)
+
+    @classmethod
+    def estimate_memory(cls, request: MemoryRequest) -> MemoryEstimate:
+        """The memory a trial of this strategy needs where its models run, estimated from the models'
+        configs before anything loads (``slmbench.lm.memory_estimate``): the trial fails at once if it
+        cannot fit, and ``--dry-run`` prints it. Default: running the shared models in ``metadata.calls``
+        (none: about nothing). Override it if the strategy loads or trains models of its own."""
+        from slmbench.lm.memory_estimate import estimate_inference
+
+        return estimate_inference(request, cls.metadata.calls)
 
     def deployment_variants(self) -> Iterable[Any]:
         """Quantized copies of the trained model, for the report's deployment check (called after ``predict``).

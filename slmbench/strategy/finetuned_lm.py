@@ -39,6 +39,8 @@ from slmbench.strategy.search_space import Search
 
 if TYPE_CHECKING:
     from slmbench.lm.deployment import QuantizedCopy, Rebuild
+    from slmbench.lm.memory_estimate import MemoryRequest, ModelShape, TrainingKind
+    from slmbench.records import MemoryEstimate
     from slmbench.strategy.base import RunContext
     from slmbench.strategy.prompting import LMClassification
     from slmbench.tasks.examples import Examples, Predictions
@@ -75,20 +77,18 @@ def load_causal_lm(context: RunContext, *, dtype: str | None = None, quantizatio
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from slmbench.lm.models import torch_dtype
+    from slmbench.lm.models import remote_code, torch_dtype
 
     path = context.models.causal_lm_path()
-    trust = context.models.trust_remote_code
+    trust = remote_code(path, context.models.trust_remote_code)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     dtype = dtype or ("float32" if context.dtype == "float16" else context.dtype)
-    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), "trust_remote_code": trust}
+    kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), "trust_remote_code": trust, "device_map": context.device}
     if quantization_config is not None:
-        kwargs.update(quantization_config=quantization_config, device_map=context.device)
+        kwargs["quantization_config"] = quantization_config
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if quantization_config is None:
-        model.to(context.device)  # type: ignore[arg-type]  # transformers' wrapper of .to() hides its signature
     return model, tokenizer
 
 
@@ -177,6 +177,38 @@ class FineTunedCausalLM(Strategy):
     deployment_reference: ClassVar[bool] = True
     """Whether the deployment check includes the unquantized model as its reference."""
     deployment_quantizations: ClassVar[tuple[str, ...]] = ("int8", "nf4")
+
+    # --- memory, estimated before the trial runs (``slmbench.lm.memory_estimate``) ---
+
+    trains: ClassVar[TrainingKind] = "adapter"
+    """What training holds in memory: ``full`` (every weight, fp32), ``adapter`` (a frozen base and
+    a small trained part) or ``quantized_adapter`` (the same on a 4-bit base)."""
+
+    adapts_linear_layers: ClassVar[bool] = False
+    """LoRA-like: a trained path beside every linear layer, keeping each one's input again (dropped
+    out if the options have a ``dropout`` above 0)."""
+
+    @classmethod
+    def trained_parameters(cls, shape: ModelShape, options: Any) -> int:
+        """Parameters the strategy trains on a model of ``shape`` (all of them for ``full``)."""
+        return shape.parameters if cls.trains == "full" else 0
+
+    @classmethod
+    def estimate_memory(cls, request: MemoryRequest) -> MemoryEstimate:
+        """Training its own copy of the causal LM (loaded in fp32 for ``full`` and under float16 runs,
+        as ``load_causal_lm`` does), with the options' gradient checkpointing and optimizer if it has them."""
+        from slmbench.lm.memory_estimate import ADAMW, TrainingPlan, estimate_training
+
+        shape, options = request.causal_lm_shape(), request.options
+        plan = TrainingPlan(
+            kind=cls.trains,
+            trained_parameters=cls.trained_parameters(shape, options),
+            gradient_checkpointing=bool(getattr(options, "gradient_checkpointing", False)),
+            optimizer=getattr(options, "optimizer", ADAMW),
+            lora_dropout=getattr(options, "dropout", 0.0) if cls.adapts_linear_layers else None,
+        )
+        weights_dtype = "float32" if cls.trains != "adapter" or request.dtype == "float16" else request.dtype
+        return estimate_training(request, shape, plan, weights_dtype=weights_dtype)
 
     def build(self) -> tuple[Any, Any]:
         """(trainable model, tokenizer), built from ``self.options``."""

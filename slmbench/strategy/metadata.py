@@ -61,6 +61,11 @@ class StrategyMetadata(BaseModel):
         "includes ``calls``; a fine-tuner that trains its own copy depends on the LM without calling it",
     )
     reads_labels: bool = Field(True, description="False: it never reads a train label (zero-shot), so learning curves run it once")
+    uses_gpu: bool | None = Field(
+        None,
+        description="whether its trials use a GPU when there is one (a cluster gives them a GPU share); "
+        "None: it does when it depends on a shared model (a strategy loading a model of its own says True)",
+    )
 
     @field_validator("calls", "depends_on")
     @classmethod
@@ -71,3 +76,8 @@ class StrategyMetadata(BaseModel):
     def _depends_on_what_it_calls(self) -> StrategyMetadata:
         object.__setattr__(self, "depends_on", tuple(dict.fromkeys((*self.depends_on, *self.calls))))
         return self
+
+    @property
+    def needs_gpu(self) -> bool:
+        """``uses_gpu``, or when unsaid whether it depends on a shared model (the only models slmbench knows it runs)."""
+        return bool(self.depends_on) if self.uses_gpu is None else self.uses_gpu

@@ -66,6 +66,7 @@ def classify_with_lm(
 ) -> LMClassification:
     """Classify ``texts`` with the scoring engine, one prompt each (``demonstrations[i]`` for text i),
     the probabilities corrected by ``calibration`` when given."""
+    from slmbench.lm.batch_sizes import inference_batch_size
     from slmbench.lm.scoring import score_choices
     from slmbench.tasks.examples import Predictions
 
@@ -79,7 +80,7 @@ def classify_with_lm(
         tokenizer,
         conversations,
         [label.verbalizer for label in task.labels],
-        batch_size=budget.batch_size,
+        batch_size=inference_batch_size(budget.batch_size, context.device),
         progress=context.progress,
     )
     probabilities = scores.probabilities if calibration is None else calibrated(scores.probabilities, calibration)

@@ -249,14 +249,15 @@ def make_context(
     (``{"causal_lm": (model, tokenizer), "embedder": embedder}``), which the strategy then shares."""
     from slmbench.common.options import build_options
     from slmbench.common.progress import ProgressReporter
-    from slmbench.lm.models import SharedModels
+    from slmbench.lm.models import SharedModel, SharedModels
     from slmbench.tasks.profiles import get_profile
     from slmbench.tasks.spec import load_task
 
     if loaded is not None:
         if models is not None:
             raise TypeError("make_context: give models or loaded, not both")
-        models = SharedModels(_loaded=dict(loaded))
+        models = SharedModels()
+        models.loaded.update({models.key(SharedModel(kind)): value for kind, value in loaded.items()})
     if models is None:
         causal_lm, embedder = tiny_models()
         models = SharedModels(causal_lm_name=str(causal_lm), embedding_model_name=str(embedder))

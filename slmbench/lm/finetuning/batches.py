@@ -14,6 +14,13 @@ prefix and itself only, position ids restart after the prefix, and the vocabular
 only where an answer token is predicted (``logits_to_keep``). Gradients are those of separate
 sequences: the prefix's activations just receive the sum of the examples' gradients.
 
+**On CUDA a batch's rows run in one forward** (``padded_causal_lm_loss``): right-padded to the longest,
+the padding masked, each row's own positions and query positions; the same loss and gradients as one
+forward per row (``row_by_row_causal_lm_loss``), which the CPU keeps (``causal_lm_loss`` chooses by the
+batch's device). Side by side on 2 CPU cores (SmolLM2-135M, batches of 16 in 2-3 rows), the padded
+forward took 1.9x the time of the per-row one for LoRA under bf16 autocast, the common CPU case, and
+0.73x for a full fp32 fine-tune.
+
 A prompt-tuned model's virtual tokens go before the prefix in training (``row_logits``) and, through
 ``SoftPromptLM``, at prediction time.
 """
@@ -131,40 +138,78 @@ def soft_prompt(model: Any) -> torch.Tensor | None:
     return model.get_prompt(batch_size=1)
 
 
-def _row_attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """(1, 1, n, n) additive mask: causal, and an example sees only the shared prefix (-1) and itself."""
+PADDING_SEGMENT = -2
+"""Segment of the padding after a shorter row of a padded batch: no token of the row sees it."""
+
+
+def _attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(rows, 1, n, n) additive mask of (rows, n) ``segments``: causal, and an example sees only the
+    shared prefix (-1) and itself (padding likewise sees the prefix and padding: no row is all masked)."""
     import torch
 
-    n = len(segments)
+    n = segments.shape[-1]
     causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
-    visible = causal & ((segments[None, :] == -1) | (segments[None, :] == segments[:, None]))
-    return torch.zeros(n, n, dtype=dtype, device=segments.device).masked_fill(~visible, torch.finfo(dtype).min)[None, None]
+    visible = causal & ((segments[:, None, :] == -1) | (segments[:, None, :] == segments[:, :, None]))
+    return torch.zeros(visible.shape, dtype=dtype, device=segments.device).masked_fill(~visible, torch.finfo(dtype).min)[:, None]
 
 
-def row_logits(model: Any, row: dict[str, torch.Tensor]) -> torch.Tensor:
-    """(targets, vocabulary) logits of one packed row, computed only at the query positions.
+def _with_soft_prompt(
+    model: Any, input_ids: torch.Tensor, positions: torch.Tensor, segments: torch.Tensor
+) -> tuple[Any, dict[str, torch.Tensor], torch.Tensor, torch.Tensor, int]:
+    """(model to call, its inputs, positions, segments, virtual tokens) for (rows, n) token ids.
 
     A peft prompt-tuning model's virtual tokens go first, as part of the shared prefix, at positions
-    0..V-1: the layout ``SoftPromptLM`` reproduces at prediction time.
+    0..V-1: the layout ``SoftPromptLM`` reproduces at prediction time. Other models: as given, V = 0.
     """
     import torch
 
-    input_ids, positions, segments, queries = row["input_ids"], row["position_ids"], row["segments"], row["queries"]
     prompt = soft_prompt(model)
     if prompt is None:
-        lm, inputs = model, {"input_ids": input_ids[None]}
-    else:
-        lm = model.base_model
-        embeddings = lm.get_input_embeddings()(input_ids[None])
-        n_virtual = prompt.shape[1]
-        inputs = {"inputs_embeds": torch.cat([prompt.to(embeddings.dtype), embeddings], dim=1)}
-        positions = torch.cat([torch.arange(n_virtual, device=positions.device), positions + n_virtual])
-        segments = torch.cat([torch.full((n_virtual,), -1, device=segments.device), segments])
-        queries = queries + n_virtual
+        return model, {"input_ids": input_ids}, positions, segments, 0
+    lm = model.base_model
+    embeddings = lm.get_input_embeddings()(input_ids)
+    rows, n_virtual = input_ids.shape[0], prompt.shape[1]
+    inputs = {"inputs_embeds": torch.cat([prompt.to(embeddings.dtype).expand(rows, -1, -1), embeddings], dim=1)}
+    positions = torch.cat([torch.arange(n_virtual, device=positions.device).expand(rows, -1), positions + n_virtual], dim=1)
+    segments = torch.cat([torch.full((rows, n_virtual), -1, dtype=segments.dtype, device=segments.device), segments], dim=1)
+    return lm, inputs, positions, segments, n_virtual
+
+
+def row_logits(model: Any, row: dict[str, torch.Tensor]) -> torch.Tensor:
+    """(targets, vocabulary) logits of one packed row, computed only at the query positions (after a
+    prompt-tuned model's virtual tokens: ``_with_soft_prompt``)."""
+    lm, inputs, positions, segments, n_virtual = _with_soft_prompt(
+        model, row["input_ids"][None], row["position_ids"][None], row["segments"][None]
+    )
     # One example after the prefix needs nothing but the causal mask the model builds itself.
-    mask = _row_attention_mask(segments, lm.dtype) if int(segments.max()) > 0 else None
-    output = lm(**inputs, position_ids=positions[None], attention_mask=mask, logits_to_keep=queries, use_cache=False)
+    mask = _attention_mask(segments, lm.dtype) if int(segments.max()) > 0 else None
+    output = lm(**inputs, position_ids=positions, attention_mask=mask, logits_to_keep=row["queries"] + n_virtual, use_cache=False)
     return output.logits[0]
+
+
+def _padded(rows: list[dict[str, torch.Tensor]], name: str, value: int) -> torch.Tensor:
+    """(rows, longest) tensor of the rows' ``name``, right-padded with ``value``."""
+    from torch.nn.utils.rnn import pad_sequence
+
+    return pad_sequence([row[name] for row in rows], batch_first=True, padding_value=value)
+
+
+def padded_row_logits(model: Any, rows: list[dict[str, torch.Tensor]]) -> list[torch.Tensor]:
+    """``row_logits`` of every row, the rows right-padded into one forward pass.
+
+    Padding is masked (``PADDING_SEGMENT``), positions are the rows' own, and the vocabulary projection
+    runs at the query positions of any row; each row then takes its own.
+    """
+    import torch
+
+    lm, inputs, positions, segments, n_virtual = _with_soft_prompt(
+        model, _padded(rows, "input_ids", 0), _padded(rows, "position_ids", 0), _padded(rows, "segments", PADDING_SEGMENT)
+    )
+    queries = [row["queries"] + n_virtual for row in rows]
+    kept = torch.unique(torch.cat(queries))  # sorted
+    mask = _attention_mask(segments, lm.dtype)
+    logits = lm(**inputs, position_ids=positions, attention_mask=mask, logits_to_keep=kept, use_cache=False).logits
+    return [logits[i, torch.searchsorted(kept, row_queries)] for i, row_queries in enumerate(queries)]
 
 
 def validation_by_scoring(model: Any, dataset: Any, *, batch_size: int, bfloat16: bool | None = None) -> tuple[float, int]:
@@ -189,8 +234,8 @@ def validation_by_scoring(model: Any, dataset: Any, *, batch_size: int, bfloat16
     return total, sum(map(len, answers))
 
 
-def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
-    """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch."""
+def row_by_row_causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch, one forward per row."""
     import torch
     import torch.nn.functional as F
 
@@ -201,6 +246,30 @@ def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int
         total = total + F.cross_entropy(logits.float(), row["targets"], reduction="sum")
         count += len(row["targets"])
     return total, count
+
+
+def padded_causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """``row_by_row_causal_lm_loss`` with the batch's rows right-padded into one forward (``padded_row_logits``)."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = torch.cat(padded_row_logits(model, batch["rows"]))
+    targets = torch.cat([row["targets"] for row in batch["rows"]])
+    return F.cross_entropy(logits.float(), targets, reduction="sum"), len(targets)
+
+
+def _runs_on_cuda(batch: dict[str, Any]) -> bool:
+    return batch["rows"][0]["input_ids"].device.type == "cuda"
+
+
+def causal_lm_loss(model: Any, batch: dict[str, Any]) -> tuple[torch.Tensor, int]:
+    """(summed cross-entropy of the answer tokens, number of answer tokens) of a packed batch.
+
+    On CUDA the rows run in one padded forward (one forward per row leaves the GPU waiting on
+    launches); on the CPU one forward per row, measured faster there for LoRA (module docstring).
+    """
+    loss = padded_causal_lm_loss if _runs_on_cuda(batch) else row_by_row_causal_lm_loss
+    return loss(model, batch)
 
 
 @dataclass

@@ -1,10 +1,25 @@
 """slmbench's side of the transformers ``Trainer`` that ``slmbench.lm.finetuning.train_loop.train_model`` runs: the
-trainer class (pluggable batch loss, autocast, an exact validation loss, the compile fallback) and
-the callback that records the curves, stops early and keeps the best checkpoint.
+trainer class (pluggable batch loss, autocast, an exact validation loss, the compile fallback), its
+arguments on the trial's one device, and the callback that records the curves, stops early and keeps
+the best checkpoint.
+
+**One trial, one device.** transformers trains on ``cuda:0`` and, with several GPUs visible to the
+process, wraps the model in ``DataParallel`` (``args.n_gpu > 1``). A trial runs on exactly its own
+device (``TrainingSetup.device``, e.g. ``cuda:1``): ``arguments_class`` makes that device
+``args.device`` and the current CUDA device, with ``n_gpu`` 1.
+
+**The best checkpoint stays in host memory**: a CPU copy of the trainable weights, refreshed in place
+at each improvement and copied back at the end, never written to disk (a full fine-tune of a 3.8B
+model would write 15 GB each time); the strategy saves its artifact once, after training.
+
+**Step times wait for the device**: CUDA kernels run asynchronously, so the clock is read after
+``torch.cuda.synchronize``. Freed heap memory is handed back to the OS (``release_freed_memory``)
+only when training on the CPU: device memory is not the host heap.
 
 transformers and trl are imported lazily, so their classes cannot be base classes at module level:
-the behaviour is in the module-level mixins ``TrainingMonitor`` and ``SlmbenchTrainerMixin``, and
-``monitor_callback`` / ``trainer_class`` put them in front of ``TrainerCallback`` / the given trainer.
+the behaviour is in the module-level mixins ``TrainingMonitor``, ``SlmbenchTrainerMixin`` and
+``OneDeviceArguments``, and ``monitor_callback`` / ``trainer_class`` / ``arguments_class`` put them in
+front of ``TrainerCallback`` / the given trainer / the given arguments class.
 """
 
 from __future__ import annotations
@@ -12,8 +27,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from slmbench.lm.memory import release_freed_memory
 
@@ -26,32 +41,46 @@ else:
     _TrainerBase = object
 
 
-def _trainable_state(model: Any) -> dict[str, torch.Tensor]:
-    """The trainable parameters, copied to the CPU."""
-    return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _load_trainable_state(model: Any, snapshot: Path) -> None:
-    """Copy the parameters saved in ``snapshot`` back into ``model`` (on their device, in their dtype)."""
+def _keep_trainable_state(model: Any, kept: dict[str, torch.Tensor]) -> None:
+    """Copy ``model``'s trainable parameters into host memory: into ``kept``'s tensors, allocated at the
+    first call and reused after (a full fine-tune's copy is the size of the model)."""
     import torch
-    from safetensors.torch import load_file
 
-    best = load_file(str(snapshot))
     with torch.no_grad():
         for name, parameter in model.named_parameters():
-            if name in best:
-                parameter.copy_(best[name].to(parameter.device, parameter.dtype))
+            if parameter.requires_grad:
+                if name not in kept:  # a copy even on the CPU: the parameter itself trains on
+                    kept[name] = torch.empty_like(parameter, device="cpu")
+                kept[name].copy_(parameter)
+
+
+def _load_trainable_state(model: Any, kept: dict[str, torch.Tensor]) -> None:
+    """Copy the ``kept`` parameters back into ``model`` (on their device, in their dtype)."""
+    import torch
+
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name in kept:
+                parameter.copy_(kept[name])
+
+
+def _synchronize(device: str) -> None:
+    """Wait for ``device``'s queued kernels (CUDA runs them asynchronously); nothing to wait for elsewhere."""
+    if device.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
 
 
 class TrainingMonitor:
-    """Loss curves, step timing, progress, early stopping and best-checkpoint snapshots: the behaviour
-    of the callback ``monitor_callback`` builds (combined there with transformers' ``TrainerCallback``)."""
+    """Loss curves, step timing, progress, early stopping, host-memory trimming and the best weights
+    kept in host memory: the behaviour of the callback ``monitor_callback`` builds (combined there with
+    transformers' ``TrainerCallback``)."""
 
     def __init__(
         self,
         model: Any,
         setup: TrainingSetup,
-        directory: Path,
         advance: Callable[[int], None],
         on_validation_loss: Callable[[int, float], None] | None,
     ) -> None:
@@ -66,14 +95,22 @@ class TrainingMonitor:
         self.bad_evaluations = 0
         self.stopped_early = False
         self.step_seconds = self.step_cpu_seconds = 0.0
-        self.snapshot = directory / "best.safetensors"
+        self.best_state: dict[str, torch.Tensor] = {}
+        """The trainable weights of the best validation loss, in host memory (empty before the first)."""
+
+    def _trim_host_memory(self) -> None:
+        """Hand freed heap memory back to the OS when training on the CPU (on CUDA the model is not there)."""
+        if self._setup.device == "cpu":
+            release_freed_memory()
 
     def on_step_begin(self, args, state, control, **kwargs):
+        _synchronize(self._setup.device)  # the previous work done, so it is not charged to this step
         self._started, self._started_cpu = time.perf_counter(), time.process_time()
 
     def on_step_end(self, args, state, control, **kwargs):
+        _synchronize(self._setup.device)
         if state.global_step % self._setup.trim_memory_every_steps == 0:
-            release_freed_memory()
+            self._trim_host_memory()
         self.step_seconds += time.perf_counter() - self._started
         self.step_cpu_seconds += time.process_time() - self._started_cpu
         self._advance(1)
@@ -89,17 +126,16 @@ class TrainingMonitor:
         if self.validation_curve and self.validation_curve[-1][0] == state.global_step:
             return  # already evaluated at this step
         self.validation_curve.append((state.global_step, loss))
+        self._trim_host_memory()
         self._judge(loss, state, control)
         if self._on_validation_loss is not None:  # an option search may stop this setting here (it raises)
             self._on_validation_loss(state.global_step, loss)
 
     def _judge(self, loss: float, state: Any, control: Any) -> None:
-        """Snapshot the weights of a new best ``loss``; otherwise count towards stopping early."""
-        from safetensors.torch import save_file
-
+        """Keep the weights of a new best ``loss``; otherwise count towards stopping early."""
         if self.best_loss is None or loss < self.best_loss:
             self.best_loss, self.best_step, self.bad_evaluations = loss, state.global_step, 0
-            save_file(_trainable_state(self._model), str(self.snapshot))
+            _keep_trainable_state(self._model, self.best_state)
         else:
             self.bad_evaluations += 1
             if self._setup.patience is not None and self.bad_evaluations >= self._setup.patience:
@@ -107,25 +143,51 @@ class TrainingMonitor:
                 control.should_training_stop = True
 
     def restore_best(self) -> None:
-        """Put back the trainable weights of the best validation loss (if one was snapshotted)."""
-        if self.snapshot.exists():
-            _load_trainable_state(self._model, self.snapshot)
+        """Put back the trainable weights of the best validation loss (if one was kept)."""
+        _load_trainable_state(self._model, self.best_state)
 
 
 def monitor_callback(
     model: Any,
     setup: TrainingSetup,
-    directory: Path,
     advance: Callable[[int], None],
     on_validation_loss: Callable[[int, float], None] | None,
 ) -> Any:
     """A callback recording loss curves and step times, advancing the progress bar, stopping early after
-    ``setup.patience`` evaluations without improvement and snapshotting (to ``directory``) the trainable
-    weights of the best validation loss, which its ``restore_best()`` puts back."""
+    ``setup.patience`` evaluations without improvement and keeping in host memory the trainable weights
+    of the best validation loss, which its ``restore_best()`` puts back."""
     from transformers import TrainerCallback
 
     monitor_cls = type("Monitor", (TrainingMonitor, TrainerCallback), {"__module__": __name__})
-    return monitor_cls(model, setup, directory, advance, on_validation_loss)
+    return monitor_cls(model, setup, advance, on_validation_loss)
+
+
+class OneDeviceArguments:
+    """What ``arguments_class`` puts in front of transformers' ``TrainingArguments`` (or trl's
+    ``SFTConfig``): on CUDA, ``args.device`` is ``trial_device``, made the current device, and
+    ``n_gpu`` is 1, so the ``Trainer`` places the model and batches there and never wraps the model in
+    ``DataParallel``. Elsewhere transformers' own choice stands (the CPU through ``use_cpu``)."""
+
+    trial_device: ClassVar[str]
+
+    @cached_property
+    def _setup_devices(self) -> torch.device:
+        import torch
+
+        device = torch.device(self.trial_device)
+        if device.type != "cuda":
+            return super()._setup_devices  # type: ignore[misc]
+        if device.index is None:  # "cuda": the current device, before transformers makes cuda:0 current
+            device = torch.device("cuda", torch.cuda.current_device())
+        _ = super()._setup_devices  # type: ignore[misc]  # transformers' own set-up: accelerate's state, n_gpu
+        self._n_gpu = 1
+        torch.cuda.set_device(device)  # accelerate's device is "cuda": the current one
+        return device
+
+
+def arguments_class(base: type, device: str) -> type:
+    """``base`` (``TrainingArguments`` or ``SFTConfig``) training on exactly ``device`` (``OneDeviceArguments``)."""
+    return type(f"OneDevice{base.__name__}", (OneDeviceArguments, base), {"__module__": __name__, "trial_device": device})
 
 
 class SlmbenchTrainerMixin(_TrainerBase):
@@ -194,7 +256,6 @@ class SlmbenchTrainerMixin(_TrainerBase):
         with torch.no_grad():
             total, count = self.compilation.run(self._validation_total, eval_dataset)
         model.train(was_training)
-        release_freed_memory()
         metrics = {f"{metric_key_prefix}_loss": total / max(count, 1)}
         self.eval_seconds += time.perf_counter() - started
         self.log(metrics)

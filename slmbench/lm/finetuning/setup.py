@@ -4,8 +4,8 @@ reports (``TrainResult``), and the precision and compile choices close to the ha
 **Closer to the hardware** (``TrainingSetup``'s defaults; ``benchmarks/train_throughput.py`` runs
 the earlier set-up side by side): under bf16 autocast the frozen linear weights are stored in bf16,
 the dtype autocast computes them in anyway, instead of being re-cast from fp32 at every pass (same
-results); the optimizer is torch's fused AdamW; freed heap memory is handed back to the OS every
-``trim_memory_every_steps`` steps, not after each one. ``torch.compile`` is opt-in (``compile``):
+results); the optimizer is torch's fused AdamW; training on the CPU, freed heap memory is handed back
+to the OS every ``trim_memory_every_steps`` steps, not after each one. ``torch.compile`` is opt-in (``compile``):
 on a 2-core CPU its compile time exceeds what it saves in a quick trial; a failure to compile falls
 back to eager, recorded in the trial details.
 """
@@ -130,7 +130,7 @@ class TrainingSetup:
     bfloat16_frozen_weights: bool = True
     """Under bf16 autocast, store frozen fp32 linear weights in bf16 (autocast computes them in bf16 anyway)."""
     trim_memory_every_steps: int = 10
-    """Hand freed heap memory back to the OS every this many steps (``release_freed_memory`` costs ~0.1 s)."""
+    """On the CPU, hand freed heap memory back to the OS every this many steps (``release_freed_memory`` costs ~0.1 s)."""
     compile: bool = False
     """``torch.compile`` the model (inductor); eager if that fails. Off: compiling costs more than a quick trial saves."""
     score_validation: bool = True
@@ -152,7 +152,9 @@ class TrainingSetup:
     ) -> TrainingSetup:
         """The profile's training budget on ``device``; ``compute_scale`` multiplies its step and token
         caps (and the evaluation interval) for a model that many times smaller than the causal LM: same
-        compute."""
+        compute. The validation batch scales with the device (``slmbench.lm.batch_sizes``); the training
+        batch is the profile's on every device."""
+        from slmbench.lm.batch_sizes import inference_batch_size
 
         def scaled(cap: int | None) -> int | None:
             return None if cap is None else cap * compute_scale
@@ -169,7 +171,7 @@ class TrainingSetup:
             epochs=budget.train_epochs,
             seed=seed,
             device=device,
-            **overrides,
+            **{"eval_batch_size": inference_batch_size(EVAL_BATCH_SIZE, device), **overrides},
         )
 
 

@@ -7,7 +7,7 @@ the QLoRA paged 8-bit optimizer on CUDA), under bfloat16 autocast where the hard
 bfloat16 natively (fp32 master weights). The validation loss (answer tokens, whole validation
 split), taken before training and every ``budget.eval_every_steps`` steps, drives early stopping
 (``budget.early_stopping_patience`` evaluations without improvement) and the choice of the best
-checkpoint, whose trainable weights are restored before prediction. The causal LMs' validation loss
+checkpoint, whose trainable weights are kept in host memory and restored before prediction. The causal LMs' validation loss
 is computed by the scoring engine (``validation_by_scoring``): the shared prompt prefix once, every
 prompt once, instead of once per packed row (``score_validation``).
 """
@@ -17,10 +17,9 @@ from __future__ import annotations
 import math
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from slmbench.lm.finetuning.hf_trainer import monitor_callback, trainer_class
+from slmbench.lm.finetuning.hf_trainer import arguments_class, monitor_callback, trainer_class
 from slmbench.lm.finetuning.setup import (
     Compilation,
     TrainingSetup,
@@ -107,17 +106,18 @@ def _training_arguments(setup: TrainingSetup, *, max_steps: int, train_examples:
     )
 
 
-def _arguments_and_trainer_class(sft: bool, output_dir: str, arguments: dict[str, Any]) -> tuple[Any, type]:
+def _arguments_and_trainer_class(sft: bool, output_dir: str, arguments: dict[str, Any], device: str) -> tuple[Any, type]:
     """trl's ``SFTConfig`` and ``SFTTrainer`` (``sft``), else transformers' ``TrainingArguments`` and
-    ``Trainer``; the trainer with slmbench's additions (``trainer_class``)."""
+    ``Trainer``; the arguments on exactly ``device`` (``arguments_class``), the trainer with slmbench's
+    additions (``trainer_class``)."""
     if sft:
         from trl import SFTConfig, SFTTrainer
 
-        args = SFTConfig(output_dir=output_dir, max_length=None, dataset_num_proc=None, **arguments)
+        args = arguments_class(SFTConfig, device)(output_dir=output_dir, max_length=None, dataset_num_proc=None, **arguments)
         return args, trainer_class(SFTTrainer)
     import transformers
 
-    training_args = transformers.TrainingArguments(output_dir=output_dir, **arguments)
+    training_args = arguments_class(transformers.TrainingArguments, device)(output_dir=output_dir, **arguments)
     return training_args, trainer_class(transformers.Trainer)
 
 
@@ -194,13 +194,13 @@ def train_model(
     arguments = _training_arguments(setup, max_steps=max_steps, train_examples=len(train_dataset), evaluates=validation_dataset is not None)
     frozen_dtype = setup.autocast if setup.bfloat16_frozen_weights else None
     with (
-        tempfile.TemporaryDirectory(prefix="slmbench-train-") as scratch,
+        tempfile.TemporaryDirectory(prefix="slmbench-train-") as scratch,  # the trainer's output_dir: nothing is saved
         frozen_linears_in(model, frozen_dtype) as frozen_bf16,
         Compilation(model, setup.compile) as compilation,
     ):
-        args, trainer_cls = _arguments_and_trainer_class(sft, scratch, arguments)
+        args, trainer_cls = _arguments_and_trainer_class(sft, scratch, arguments, setup.device)
         with progress.task(f"{description}: training", max_steps) as advance:
-            monitor = monitor_callback(model, setup, Path(scratch), advance, on_validation_loss)
+            monitor = monitor_callback(model, setup, advance, on_validation_loss)
             trainer = trainer_cls(
                 model=model,
                 args=args,
