@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from test_finetune import LABELS as FINETUNE_LABELS
+from test_finetune import TEXTS as FINETUNE_TEXTS
 
 from slmbench.lm.finetuning.batches import (
     SharedPrefixCollator,
@@ -23,15 +25,7 @@ from slmbench.lm.finetuning.setup import TrainingSetup
 from slmbench.lm.finetuning.train_loop import train_model
 from slmbench.tasks.examples import Examples
 
-TEXTS = [
-    "Profits rose sharply in the third quarter.",
-    "The company cut 300 jobs after a bad year.",
-    "The annual meeting will be held on Tuesday.",
-    "Sales fell by half.",
-    "Orders grew strongly and the outlook was raised.",
-    "The chief executive will speak at noon.",
-]
-LABELS = [2, 0, 1, 0, 2, 1]
+TEXTS, LABELS = FINETUNE_TEXTS[:6], FINETUNE_LABELS[:6]
 
 
 def _setup(**fields) -> TrainingSetup:

@@ -64,10 +64,11 @@ def accelerator(device: str) -> Accelerator | None:
         return None
     import torch
 
+    from slmbench.lm.hardware import gpu_properties
+
     if not torch.cuda.is_available():
         return None
-    index = torch.device(device).index
-    properties = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
+    properties = gpu_properties(device)
     return Accelerator(
         name=properties.name,
         memory_mb=round(properties.total_memory / 2**20),

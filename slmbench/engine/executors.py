@@ -375,11 +375,9 @@ def _gpu_memory_mb() -> float | None:
 def trial_memory_estimate(planned: PlannedTrial) -> MemoryEstimate | None:
     """The memory ``planned`` is estimated to need on its device, by its strategy's ``estimate_memory``;
     None if a model's shape cannot be read."""
-    from slmbench.common.options import build_options
-    from slmbench.lm.memory_estimate import MemoryRequest, estimate_before_trial
+    from slmbench.lm.memory_estimate import estimate_before_trial
 
-    options = build_options(planned.config.strategy, planned.strategy.Options, planned.config.options)
-    return estimate_before_trial(planned.strategy.estimate_memory, MemoryRequest.for_trial(planned.config, options))
+    return estimate_before_trial(planned.strategy.estimate_memory, planned.memory_request())
 
 
 def _stopped(planned: PlannedTrial, status: str, error_type: str, message: str, resources: dict[str, float]) -> TrialRecord:

@@ -38,6 +38,7 @@ from slmbench.strategy.registry import Registry
 from slmbench.tasks.spec import TaskSpec, load_task
 
 if TYPE_CHECKING:
+    from slmbench.lm.memory_estimate import MemoryRequest
     from slmbench.tasks.splits import Splits
 
 
@@ -60,6 +61,14 @@ class PlannedTrial:
     @property
     def artifact_dir(self) -> Path:
         return self.run_dir / "artifacts" / self.key
+
+    def memory_request(self) -> MemoryRequest:
+        """What ``Strategy.estimate_memory`` needs to know of this trial (its options validated), as planned."""
+        from slmbench.common.options import build_options
+        from slmbench.lm.memory_estimate import MemoryRequest
+
+        options = build_options(self.config.strategy, self.strategy.Options, self.config.options)
+        return MemoryRequest.for_trial(self.config, options)
 
 
 @dataclass

@@ -276,13 +276,9 @@ def dry_run(runs: list[RunOptions], registry: Registry) -> list[DryRunTrial]:
 
 
 def _dry_run_trial(planned: PlannedTrial) -> DryRunTrial:
-    from slmbench.common.options import build_options
-    from slmbench.lm.memory_estimate import MemoryRequest
-
     done = finished_record(planned) is not None
-    options = build_options(planned.config.strategy, planned.strategy.Options, planned.config.options)
     try:
-        memory = planned.strategy.estimate_memory(MemoryRequest.for_trial(planned.config, options))
+        memory = planned.strategy.estimate_memory(planned.memory_request())
     except Exception as error:  # noqa: BLE001 - a dry run lists every trial, whether its memory can be estimated or not
         return DryRunTrial(planned, done, None, f"{type(error).__name__}: {error}")
     return DryRunTrial(planned, done, memory)

@@ -18,7 +18,6 @@ recorded as ``failed: OutOfMemoryError``.
 
 from __future__ import annotations
 
-import gc
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -125,14 +124,6 @@ def _move(candidate: Candidate, device: str) -> None:
         module.to(device)
 
 
-def _free_memory(device: str) -> None:
-    """Collect a discarded setting's garbage; on CUDA hand the cached blocks back too."""
-    if device.startswith("cuda"):
-        free_accelerator_memory()
-    else:
-        gc.collect()
-
-
 def _failure(error: Exception) -> str:
     """The state of a setting that raised ``error``: out of memory named as such, whoever raised it."""
     out_of_memory = type(error).__name__ == "OutOfMemoryError" or "out of memory" in str(error).lower()
@@ -210,7 +201,7 @@ def search(
         if candidate is not None and (best is None or candidate.accuracy > best.accuracy):
             best, options, parked = candidate, values, False
         del candidate
-        _free_memory(device)  # out of the failed setting's traceback, which held its tensors
+        free_accelerator_memory()  # out of the failed setting's traceback, which held its tensors
     if best is None:
         raise RuntimeError(f"every one of the {len(tried)} settings tried failed or was stopped")
     if parked:

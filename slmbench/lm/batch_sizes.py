@@ -18,10 +18,9 @@ def device_scale(device: str) -> int:
     """How many times the CPU-sized inference batches fit ``device`` (1 off CUDA)."""
     if not device.startswith("cuda"):
         return 1
-    import torch
+    from slmbench.lm.hardware import gpu_properties
 
-    index = torch.device(device).index
-    memory = torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index).total_memory
+    memory = gpu_properties(device).total_memory
     scale = 1
     while scale * 2 <= min(MAX_SCALE, memory / 2**30 / GIB_PER_STEP):
         scale *= 2

@@ -93,6 +93,14 @@ def hardware_info(measure_peaks: bool = True) -> Hardware:
     return Hardware(cpu_model=cpu_model(), cpu_features=cpu_features(), torch_threads=torch.get_num_threads(), matmul_peak_gflops=peaks)
 
 
+def gpu_properties(device: str) -> Any:
+    """torch's properties of the CUDA device ``device`` names (``cuda:1``; plain ``cuda``: the current one)."""
+    import torch
+
+    index = torch.device(device).index
+    return torch.cuda.get_device_properties(torch.cuda.current_device() if index is None else index)
+
+
 def native_bfloat16_cpu() -> bool:
     """Whether this CPU has bf16 matrix units (AVX512-BF16 or AMX): bf16 compute is then faster than fp32."""
     features = cpu_features()

@@ -345,9 +345,11 @@ def device_memory_mb(device: str) -> float | None:
     if device.startswith("cuda"):
         import torch
 
+        from slmbench.lm.hardware import gpu_properties
+
         if not torch.cuda.is_available():
             return None
-        return torch.cuda.get_device_properties(torch.device(device).index or 0).total_memory / MIB
+        return gpu_properties(device).total_memory / MIB
     if device == "mps":
         return None
     import psutil
