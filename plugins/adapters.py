@@ -59,11 +59,18 @@ class Adapters(FineTunedCausalLM):
         self.details["adapted_modules"] = len(adapted)
         return model, tokenizer
 
-    def save(self, directory: Path) -> None:
+    def save_trained(self, directory: Path) -> None:
         from slmbench.lm.bottleneck import save_adapters
 
         metadata = {"bottleneck": str(self.options.bottleneck), "activation": self.options.activation}
         save_adapters(self.model, directory / ADAPTERS_FILE, metadata)
+
+    def trained_model(self, directory: Path) -> tuple[Any, Any]:
+        from slmbench.lm.bottleneck import load_adapters
+
+        model, tokenizer = self.build()
+        load_adapters(model, directory / ADAPTERS_FILE)
+        return model, tokenizer
 
     def deployment_rebuild(self, scratch: Path) -> Any:
         """The frozen base checkpoint quantized, the saved adapters put back on it in full precision."""

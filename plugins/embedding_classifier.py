@@ -2,17 +2,21 @@
 
 The feature-based approach: the embedding model stays frozen and only a linear classifier is
 trained. Its regularisation strength ``C`` is an option, searched on the validation split like
-every strategy's (``slmbench.engine.tuning``). The trained classifier is saved as safetensors (never pickled).
+every strategy's (``slmbench.engine.tuning``). The trained classifier is saved in skops' format
+(``classifier.skops``, never pickled).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
 
 from slmbench.strategy import Examples, Family, Options, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
+
+CLASSIFIER_FILE = "classifier.skops"
 
 
 class EmbeddingClassifierOptions(Options):
@@ -33,17 +37,23 @@ class EmbeddingClassifier(Strategy):
     options: EmbeddingClassifierOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:
-        from safetensors.numpy import save_file
         from sklearn.linear_model import LogisticRegression
 
         features = self.context.models.encode(train.texts, f"{self.name}: encoding train")
         self.classifier = LogisticRegression(C=self.options.C, max_iter=2000, random_state=self.context.seed)
         self.classifier.fit(features, train.labels)
-        save_file(
-            {"coef": self.classifier.coef_, "intercept": self.classifier.intercept_, "classes": self.classifier.classes_},
-            str(self.context.artifact_dir / "classifier.safetensors"),
-        )
         self.details = {"embedding_dim": int(features.shape[1])}
+
+    def save(self, directory: Path) -> None:
+        """The logistic regression in skops' format (``classifier.skops``); the embedding model is the shared one."""
+        import skops.io
+
+        skops.io.dump(self.classifier, directory / CLASSIFIER_FILE)
+
+    def load(self, directory: Path) -> None:
+        import skops.io
+
+        self.classifier = skops.io.load(directory / CLASSIFIER_FILE)  # refuses any type outside scikit-learn's and numpy's
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np

@@ -6,8 +6,9 @@ a fresh head) is trained with cross-entropy on the labels. Texts are truncated t
 ``max_input_tokens`` (and the encoder's own limit); batches are padded dynamically and grouped by
 length. Validation loss, early stopping, best checkpoint and bfloat16 autocast are those of the
 other fine-tuning strategies (``slmbench.lm.finetuning.train_loop``). It predicts with its own head, not the LM
-scoring engine. The artifact is the whole fine-tuned encoder (``model.safetensors``); the deployment
-check quantizes it (``slmbench.lm.deployment``) and predicts with the same loop.
+scoring engine. The artifact is the whole fine-tuned encoder with its tokenizer, a transformers
+sequence-classification folder (``model.safetensors``); the deployment check quantizes it
+(``slmbench.lm.deployment``) and predicts with the same loop.
 
 The profile's step and token caps are set for the causal LM. Training compute is about 6 x
 parameters x tokens, so an encoder k times smaller than the causal LM (all-MiniLM-L6-v2: 23M
@@ -17,6 +18,7 @@ recorded as ``compute_scale``. Without it, 60 steps leave the new classification
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from slmbench.records import MemoryEstimate
 
 PREDICT_BATCH = 64
+SETTINGS_FILE = "encoder.json"
 
 
 class EncoderFinetuneOptions(FineTuneOptions):
@@ -122,7 +125,25 @@ class EncoderFinetune(Strategy):
         self.autocast = setup.autocast
         self.details = {**result.details(), "max_input_tokens": self.max_length, "compute_scale": compute_scale}
         self.train_examples_seen = min(result.examples_seen, len(train))
-        self.model.save_pretrained(str(self.context.artifact_dir), safe_serialization=True)
+
+    def save(self, directory: Path) -> None:
+        """The fine-tuned encoder and its tokenizer (a transformers sequence-classification folder) and
+        how it predicts (``encoder.json``: the input length, the autocast dtype)."""
+        self.model.save_pretrained(str(directory), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(directory))
+        autocast = None if self.autocast is None else str(self.autocast).removeprefix("torch.")
+        saved = {"max_input_tokens": self.max_length, "autocast": autocast}
+        (directory / SETTINGS_FILE).write_text(json.dumps(saved), encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        saved = json.loads((directory / SETTINGS_FILE).read_text(encoding="utf-8"))
+        self.max_length = saved["max_input_tokens"]
+        self.autocast = None if saved["autocast"] is None else getattr(torch, saved["autocast"])
+        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(directory)).to(self.context.device)
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         return self.predict_with(self.model, texts)
@@ -158,7 +179,7 @@ class EncoderFinetune(Strategy):
 
         from slmbench.lm.deployment import Rebuild, quantized_copies
 
-        def rebuild(scratch: Path) -> Rebuild:  # the artifact is the whole model, saved by fit; its new head stays as trained
+        def rebuild(scratch: Path) -> Rebuild:  # the artifact is the whole model (save); its new head stays as trained
             return Rebuild(str(self.context.artifact_dir), AutoModelForSequenceClassification, self.predict_with, keep=["classifier"])
 
         return quantized_copies(rebuild, self.context.device, self.context.dtype)

@@ -10,15 +10,25 @@ and one with a single label the members' mean; ``details["combiner"]`` says whic
 
 Its cost is honest: deploying it means training and running every member, so the trial adds the
 members' training time, prediction time, memory, parameters and artifacts to its own.
+
+It saves the combiner (skops) and its members' names; reloaded (``slmbench predict``), it runs its
+reloaded members on the new texts, their probabilities rounded as their trials recorded them.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from pydantic import Field
 
 from slmbench.strategy import CombiningStrategy, Examples, Family, Options, Predictions, StrategyMetadata, hookimpl
+
+COMBINER_FILE = "combiner.skops"
+MEMBERS_FILE = "ensemble.json"
+CROSS_VALIDATION = "sklearn.model_selection._split.StratifiedKFold"
+"""The one type skops does not trust by default in the combiner: the folds that chose its C."""
 
 
 class EnsembleOptions(Options):
@@ -53,6 +63,27 @@ class Ensemble(CombiningStrategy):
             weights = abs(self.combiner.coef_).reshape(len(self.combiner.classes_), len(members), -1).sum(axis=(0, 2))
             self.details["weight_share"] = {member.name: round(float(w / weights.sum()), 4) for member, w in zip(members, weights)}
         self.train_examples_seen = 0
+
+    def save(self, directory: Path) -> None:
+        """The combiner in skops' format (``combiner.skops``; none when it takes the members' mean) and
+        the members in their order (``ensemble.json``); the members' own trials keep their artifacts."""
+        import skops.io
+
+        if self.combiner is not None:
+            skops.io.dump(self.combiner, directory / COMBINER_FILE)
+        saved = {"members": [member.name for member in self.members], "combined_by": self.combined_by}
+        (directory / MEMBERS_FILE).write_text(json.dumps(saved), encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        """The combiner back; ``self.members`` are the reloaded members, which must be those it was fitted on."""
+        import skops.io
+
+        saved = json.loads((directory / MEMBERS_FILE).read_text(encoding="utf-8"))
+        if saved["members"] != [member.name for member in self.members]:
+            raise ValueError(f"the ensemble combined {saved['members']}, not {[member.name for member in self.members]}")
+        self.combined_by = saved["combined_by"]
+        file = directory / COMBINER_FILE
+        self.combiner = skops.io.load(file, trusted=[CROSS_VALIDATION]) if file.exists() else None
 
     def _fitted_combiner(self, features, labels: list[int]):
         """The logistic regression, its C chosen by stratified cross-validation; on a validation split too

@@ -9,11 +9,14 @@ shortened, then dropped, if the prompt could exceed ``max_prompt_tokens`` (``slm
 Calibration (``slmbench.lm.prompts.Calibration``): the LM's answer bias, measured with the same
 demonstrations on unlabelled train texts, is divided out, and the train split's label frequencies
 put in its place (``label_prior``); the trial then counts the whole train split as labelled examples.
+
+It saves the demonstrations as shown and the calibration (``prompt.json``): train texts, in the clear.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -94,6 +97,18 @@ class FewShot(Strategy):
             "demonstrations": [{"train_index": i, "label": task.label_names[train.labels[i]]} for i in chosen],
             "demonstration_plan": self.plan.to_dict(),
         }
+
+    def save(self, directory: Path) -> None:
+        """The demonstrations as shown (cut to the plan) and the calibration (``prompt.json``): they hold train texts."""
+        from slmbench.strategy.prompting import save_prompt
+
+        save_prompt(directory, self.calibration, demonstrations=self.demonstrations)
+
+    def load(self, directory: Path) -> None:
+        from slmbench.strategy.prompting import load_prompt
+
+        self.calibration, saved = load_prompt(directory)
+        self.demonstrations = [(text, int(label)) for text, label in saved["demonstrations"]]
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         from slmbench.strategy.prompting import classify_with_lm

@@ -80,8 +80,12 @@ class FullFinetune(FineTunedCausalLM):
             "optimizer": self.options.optimizer,
         }
 
-    def save(self, directory: Path) -> None:
+    def save_trained(self, directory: Path) -> None:
+        """The whole trained model, a transformers folder (``model.safetensors``)."""
         self.model.save_pretrained(str(directory), safe_serialization=True)
+
+    def trained_model(self, directory: Path) -> tuple[Any, Any]:
+        return load_causal_lm(self.context, dtype="float32", weights=directory)
 
 
 @hookimpl

@@ -9,6 +9,7 @@ retrieval alone explains.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
@@ -50,14 +51,21 @@ class KnnVote(Strategy):
         """Index the train split."""
         from slmbench.lm.retrieval import TrainIndex
 
-        self.labels = train.labels
         self.index = TrainIndex(self.context.models.encode, train)
-        self.index.save(str(self.context.artifact_dir / "train.faiss"))
         self.details = self.index.describe()
+
+    def save(self, directory: Path) -> None:
+        """The FAISS index and its labels (no train text: a hash of each tells a query equal to one)."""
+        self.index.save(directory)
+
+    def load(self, directory: Path) -> None:
+        from slmbench.lm.retrieval import TrainIndex
+
+        self.index = TrainIndex.load(self.context.models.encode, directory)
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         neighbours = self.index.search(texts, self.options.k)
-        neighbour_labels = [[self.labels[i] for i in nearest] for nearest in neighbours.indices]
+        neighbour_labels = [[self.index.labels[i] for i in nearest] for nearest in neighbours.indices]
         probabilities = vote(neighbour_labels, neighbours.similarities, len(self.context.task.labels))
         self.details.update(self_matches_excluded=neighbours.self_matches_excluded, neighbours=neighbours.indices)
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)

@@ -9,11 +9,14 @@ Demonstrations are shortened, then dropped, if the prompt could exceed ``max_pro
 Calibration (``slmbench.lm.prompts.Calibration``): the LM's answer bias is measured on train texts
 with their own retrieved neighbours, divided out, and the train split's label frequencies put in
 its place (``label_prior``).
+
+It saves the index with its labels, the train texts, the plan and the calibration: train texts, in the clear.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
@@ -47,9 +50,8 @@ class Rag(Strategy):
 
         model, tokenizer = self.context.models.causal_lm()
         task, options = self.context.task, self.options
-        self.train = train
+        self.train_texts = train.texts
         self.index = TrainIndex(self.context.models.encode, train)
-        self.index.save(str(self.context.artifact_dir / "train.faiss"))
         self.plan = plan_demonstrations(
             task,
             tokenizer,
@@ -71,6 +73,21 @@ class Rag(Strategy):
         )
         self.details = {**self.index.describe(), "k": self.plan.demonstrations, "demonstration_plan": self.plan.to_dict()}
 
+    def save(self, directory: Path) -> None:
+        """The FAISS index with its labels, and the train texts, the plan and the calibration (``prompt.json``)."""
+        from slmbench.strategy.prompting import save_prompt
+
+        self.index.save(directory)
+        save_prompt(directory, self.calibration, train_texts=self.train_texts, plan=self.plan.to_dict())
+
+    def load(self, directory: Path) -> None:
+        from slmbench.lm.retrieval import DemonstrationPlan, TrainIndex
+        from slmbench.strategy.prompting import load_prompt
+
+        self.index = TrainIndex.load(self.context.models.encode, directory)
+        self.calibration, saved = load_prompt(directory)
+        self.train_texts, self.plan = saved["train_texts"], DemonstrationPlan(**saved["plan"])
+
     def _demonstrations(self, texts: Sequence[str]) -> tuple[list[list[tuple[str, int]]], Neighbours]:
         """Each text's nearest train examples as (text, label) demonstrations, the most similar last."""
         from slmbench.lm.prompts import truncate_text
@@ -78,9 +95,9 @@ class Rag(Strategy):
         _, tokenizer = self.context.models.causal_lm()
         neighbours = self.index.search(texts, self.plan.demonstrations)
         cut = {
-            i: truncate_text(tokenizer, self.train.texts[i], self.plan.tokens_per_demonstration) for i in set().union(*neighbours.indices)
+            i: truncate_text(tokenizer, self.train_texts[i], self.plan.tokens_per_demonstration) for i in set().union(*neighbours.indices)
         }
-        demonstrations = [[(cut[i], self.train.labels[i]) for i in reversed(nearest)] for nearest in neighbours.indices]
+        demonstrations = [[(cut[i], self.index.labels[i]) for i in reversed(nearest)] for nearest in neighbours.indices]
         return demonstrations, neighbours
 
     def predict(self, texts: Sequence[str]) -> Predictions:

@@ -3,19 +3,21 @@
 No language model is involved and it trains in seconds: every report shows what a strategy costing
 a thousand times more must beat. Terms are lowercased word unigrams and bigrams with sublinear tf
 (1 + log tf) and the idf of the train split; ``C`` is searched on the validation split like every
-strategy's option (``slmbench.engine.tuning``). The artifact is the vocabulary as JSON and the numbers
-(idf, weights, intercepts) as safetensors: nothing is pickled.
+strategy's option (``slmbench.engine.tuning``). The artifact is the fitted scikit-learn pipeline in
+skops' format (``pipeline.skops``), which loads only scikit-learn's and numpy's types: nothing is pickled.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field
 
 from slmbench.strategy import Examples, Family, Options, Predictions, Search, Strategy, StrategyMetadata, hookimpl
+
+PIPELINE_FILE = "pipeline.skops"
 
 
 class TfidfLinearOptions(Options):
@@ -39,40 +41,35 @@ class TfidfLinear(Strategy):
     def fit(self, train: Examples, validation: Examples) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
 
-        self.vectorizer = TfidfVectorizer(ngram_range=(1, self.options.max_ngram), sublinear_tf=True, min_df=self.options.min_df)
-        features = self.vectorizer.fit_transform(train.texts)
-        self.classifier = LogisticRegression(C=self.options.C, max_iter=2000, random_state=self.context.seed)
-        self.classifier.fit(features, train.labels)
-        self._save()
-        self.details = {"vocabulary_size": len(self.vectorizer.vocabulary_)}
+        vectorizer = TfidfVectorizer(ngram_range=(1, self.options.max_ngram), sublinear_tf=True, min_df=self.options.min_df)
+        classifier = LogisticRegression(C=self.options.C, max_iter=2000, random_state=self.context.seed)
+        self.pipeline = make_pipeline(vectorizer, classifier).fit(train.texts, train.labels)
+        self.details = {"vocabulary_size": len(vectorizer.vocabulary_)}
 
-    def _save(self) -> None:
-        """Write ``vocabulary.json`` (terms in feature order) and ``weights.safetensors``."""
-        from safetensors.numpy import save_file
+    def save(self, directory: Path) -> None:
+        """The fitted scikit-learn pipeline in skops' format (``pipeline.skops``): usable without slmbench."""
+        import skops.io
 
-        directory = self.context.artifact_dir
-        terms = self.vectorizer.get_feature_names_out().tolist()
-        (directory / "vocabulary.json").write_text(json.dumps({"terms": terms}), encoding="utf-8")
-        save_file(
-            {
-                "idf": self.vectorizer.idf_,
-                "coef": self.classifier.coef_,
-                "intercept": self.classifier.intercept_,
-                "classes": self.classifier.classes_,
-            },
-            str(directory / "weights.safetensors"),
-        )
+        skops.io.dump(self.pipeline, directory / PIPELINE_FILE)
+
+    def load(self, directory: Path) -> None:
+        import skops.io
+
+        self.pipeline = skops.io.load(directory / PIPELINE_FILE)  # refuses any type outside scikit-learn's and numpy's
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np
 
+        classes = self.pipeline.classes_
         probabilities = np.zeros((len(texts), len(self.context.task.labels)))
-        probabilities[:, self.classifier.classes_] = self.classifier.predict_proba(self.vectorizer.transform(texts))
+        probabilities[:, classes] = self.pipeline.predict_proba(list(texts))
         return Predictions(labels=probabilities.argmax(axis=1).tolist(), probabilities=probabilities)
 
     def parameter_counts(self) -> tuple[int, int]:
-        weights = self.classifier.coef_.size + self.classifier.intercept_.size
+        classifier = self.pipeline[-1]
+        weights = classifier.coef_.size + classifier.intercept_.size
         return weights, weights
 
 

@@ -7,12 +7,14 @@ assistant's answer by log-likelihood, so every text gets a valid label and a pro
 
 Small LMs prefer some answers whatever the text. By default that bias is measured on unlabelled
 train texts and divided out (batch calibration, Zhou et al. 2023; ``calibration``): zero-shot reads
-no label, so it restores no label prior either (every label equally likely a priori).
+no label, so it restores no label prior either (every label equally likely a priori). The calibration is what it saves
+(``prompt.json``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from slmbench.lm.prompts import PromptOptions
 from slmbench.strategy import Examples, Family, Predictions, SharedModel, Strategy, StrategyMetadata, hookimpl
@@ -38,6 +40,17 @@ class ZeroShot(Strategy):
             self.context, model, tokenizer, self.options.calibration, train.texts, sample=self.options.calibration_texts
         )
         self.labelled_examples = 0
+
+    def save(self, directory: Path) -> None:
+        """The calibration (``prompt.json``): all that zero-shot learns."""
+        from slmbench.strategy.prompting import save_prompt
+
+        save_prompt(directory, self.calibration)
+
+    def load(self, directory: Path) -> None:
+        from slmbench.strategy.prompting import load_prompt
+
+        self.calibration, _ = load_prompt(directory)
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         from slmbench.strategy.prompting import classify_with_lm

@@ -58,6 +58,7 @@ def test_copies_are_rebuilt_with_what_the_strategy_keeps_apart(name: str, tmp_pa
     strategy = strategy_cls(make_context(strategy_cls, tmp_path / name))
     train, validation, test = toy_splits()
     strategy.fit(train, validation)
+    strategy.save(strategy.context.artifact_dir)  # as the trial does: the copies are rebuilt from it
     own = strategy.predict(test.texts)
     scratch = tmp_path / "scratch"
     scratch.mkdir()

@@ -155,6 +155,7 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, toy_task,
     context = make_context(strategy_class(name), tmp_path / name, task=toy_task, budget=BUDGET)
     strategy = strategy_class(name)(context)
     strategy.fit(TRAIN, VALIDATION)
+    strategy.save(context.artifact_dir)  # as the trial does, before any prediction
     predictions = strategy.predict(TEXTS[:5])
 
     assert len(predictions.labels) == 5 and all(0 <= label < 3 for label in predictions.labels)
@@ -173,7 +174,7 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, toy_task,
         assert {"model.safetensors", "config.json"} <= files
         assert trainable == total and scale == round(stored_param_count(tiny_models()[0]) / total) > 1
         return
-    assert files == CAUSAL_LM_STRATEGIES[name]
+    assert files == {*CAUSAL_LM_STRATEGIES[name], "training.json"}
     weights = [p for p in context.artifact_dir.iterdir() if p.suffix == ".safetensors"]
     with safe_open(str(weights[0]), "pt") as handle:
         keys = list(handle.keys())

@@ -101,6 +101,7 @@ def test_few_shot_end_to_end(toy_task, tiny_causal_lm, models, tmp_path, capture
 def test_rag_end_to_end_nearest_last_and_no_leak(toy_task, tiny_causal_lm, models, tmp_path, captured_conversations):
     strategy = Rag(make_context(Rag, tmp_path, task=toy_task, loaded=models, k=3, calibration="none"))
     strategy.fit(LEAKY_TRAIN, Examples([], []))
+    strategy.save(tmp_path)
     predictions = strategy.predict(TEST)
 
     assert len(predictions.labels) == 3 and predictions.probabilities.shape == (3, 3)

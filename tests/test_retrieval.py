@@ -104,9 +104,15 @@ def test_hnsw_index_search_matches_exact_on_a_small_set():
     np.testing.assert_allclose(approximate.search(queries, 5).similarities, exact.search(queries, 5).similarities, rtol=1e-5)
 
 
-def test_save_writes_a_readable_faiss_index(tmp_path):
-    make_index().save(str(tmp_path / "train.faiss"))
+def test_save_writes_a_readable_faiss_index_that_load_searches_alike_without_the_texts(tmp_path):
+    index = make_index()
+    index.save(tmp_path)
     assert faiss.read_index(str(tmp_path / "train.faiss")).ntotal == len(TRAIN)
+    assert not any(text in (tmp_path / "train_index.json").read_text() for text in TRAIN.texts)
+
+    loaded = TrainIndex.load(index.encoder, tmp_path)
+    queries = [TRAIN.texts[0], "a text of its own"]  # the first equals a train text: never its own neighbour
+    assert loaded.search(queries, 3) == index.search(queries, 3) and loaded.labels == index.labels
 
 
 def worst_case_prompt_tokens(toy_task, tokenizer, plan, max_input_tokens) -> int:

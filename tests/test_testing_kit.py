@@ -3,6 +3,7 @@ message that says what is wrong."""
 
 from __future__ import annotations
 
+import json
 import random
 import sys
 import textwrap
@@ -20,6 +21,7 @@ from slmbench.testing import (
     check_protocol,
     check_registration,
     check_reproducible,
+    check_reusable,
     check_strategy,
     parametrize_with_checks,
 )
@@ -131,6 +133,20 @@ class CallsAnUndeclaredModel(MajorityLabel):
         return super().predict(texts)
 
 
+class SavesWithoutLoad(MajorityLabel):
+    metadata = StrategyMetadata(name="saves-without-load", description="the most frequent train label", family=Family.FEATURE)
+
+    def save(self, directory):
+        (directory / "label.json").write_text(json.dumps(self.label))
+
+
+class LoadsSomethingElse(SavesWithoutLoad):
+    metadata = StrategyMetadata(name="loads-something-else", description="the most frequent train label", family=Family.FEATURE)
+
+    def load(self, directory):
+        self.label = (json.loads((directory / "label.json").read_text()) + 1) % len(self.context.task.labels)
+
+
 @pytest.mark.parametrize(
     ("strategy", "check", "message"),
     [
@@ -144,6 +160,8 @@ class CallsAnUndeclaredModel(MajorityLabel):
         (Unseeded, check_reproducible, "predictions differ at the same seed: seed every random choice with context.seed"),
         (SearchBeyondOptions, check_registration, "search over 'smoothing' (float 0..2)"),
         (NoDescription, check_registration, "does not set 'description'"),
+        (SavesWithoutLoad, check_reusable, "it implements save without its counterpart: implement both save and load, or neither"),
+        (LoadsSomethingElse, check_reusable, "reloaded by load, it predicts 15 of 15 test labels differently"),
     ],
     ids=lambda value: getattr(value, "name", None) or getattr(value, "__name__", "message"),
 )

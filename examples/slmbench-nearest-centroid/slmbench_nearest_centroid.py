@@ -6,14 +6,16 @@ clusters (k-means, seeded) when one mean is too coarse for a varied label, each 
 scaled back to unit length. A text's score for a label is its cosine similarity to that label's
 closest prototype, and the probabilities are a softmax of the scores at ``temperature``. It keeps a
 handful of vectors per label where knn-vote keeps every train example, and trains nothing by
-gradient where embedding-classifier fits a logistic regression. The artifact is the prototypes as
-safetensors and the settings as JSON: nothing is pickled.
+gradient where embedding-classifier fits a logistic regression. It saves the prototypes as
+safetensors and the settings as JSON (nothing is pickled) and loads them back, so that
+``slmbench predict`` can apply a trial to new texts.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
@@ -55,7 +57,6 @@ class NearestCentroid(Strategy):
 
     def fit(self, train: Examples, validation: Examples) -> None:
         import numpy as np
-        from safetensors.numpy import save_file
 
         vectors = self.context.models.encode(train.texts, f"{self.name}: encoding train")
         labels = np.asarray(train.labels)
@@ -63,15 +64,27 @@ class NearestCentroid(Strategy):
         groups = [label_prototypes(vectors[labels == label], self.options.prototypes, self.context.seed) for label in present]
         self.vectors = np.concatenate(groups)
         self.labels = np.concatenate([np.full(len(group), label) for label, group in zip(present, groups)])
-        save_file({"vectors": self.vectors, "labels": self.labels}, str(self.context.artifact_dir / "prototypes.safetensors"))
+        names = self.context.task.label_names
+        self.details = {"prototypes": {names[label]: len(group) for label, group in zip(present, groups)}}
+
+    def save(self, directory: Path) -> None:
+        """The prototypes and their labels (safetensors), and the settings they go with (JSON)."""
+        from safetensors.numpy import save_file
+
+        save_file({"vectors": self.vectors, "labels": self.labels}, str(directory / "prototypes.safetensors"))
         settings = {
             "label_names": self.context.task.label_names,
             "temperature": self.options.temperature,
             "embedding_model": self.context.models.embedding_model_name,
         }
-        (self.context.artifact_dir / "prototypes.json").write_text(json.dumps(settings, indent=1), encoding="utf-8")
-        names = self.context.task.label_names
-        self.details = {"prototypes": {names[label]: len(group) for label, group in zip(present, groups)}}
+        (directory / "prototypes.json").write_text(json.dumps(settings, indent=1), encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        """What ``save`` wrote: ``slmbench predict`` then applies the trial to new texts."""
+        from safetensors.numpy import load_file
+
+        saved = load_file(str(directory / "prototypes.safetensors"))
+        self.vectors, self.labels = saved["vectors"], saved["labels"]
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np

@@ -22,6 +22,7 @@ def _strategy_info(name: str, item) -> dict:
     return {
         **cls.metadata.model_dump(mode="json"),
         "from": _origin(item),
+        "reusable": cls.reusable(),
         "options": [option.to_dict() for option in describe_options(cls.Options)],
         "searched": {option: search.describe() for option, search in search_space(cls).items()},
     }
@@ -105,4 +106,9 @@ def show_command(args: argparse.Namespace, registry) -> None:
     print(f"calls shared models: {', '.join(info['calls']) or 'none'}; depends on: {', '.join(info['depends_on']) or 'none'}")
     if not info["reads_labels"]:
         print("reads no train label (learning curves run it once)")
+    print(
+        "saves and loads what it learns: slmbench predict applies its trials"
+        if info["reusable"]
+        else "saves nothing: its trials cannot be reused"
+    )
     _print_options(args.strategy, item, indent="  ")

@@ -14,6 +14,7 @@ from slmbench.cli.catalog import list_command, show_command
 from slmbench.cli.console import error_console, say
 from slmbench.cli.exit_codes import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
 from slmbench.cli.parser import build_parser
+from slmbench.cli.predict import predict_command
 from slmbench.cli.report import report_command
 from slmbench.cli.run import run_command
 from slmbench.cli.validate import validate_command
@@ -24,19 +25,36 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pydantic import ValidationError
 
     from slmbench.common.options import OptionError
+    from slmbench.engine.reuse import ReuseError
     from slmbench.engine.run_options import RunError
     from slmbench.lm.models import ModelError
     from slmbench.records import RecordError
+    from slmbench.strategy.base import NotReusable
     from slmbench.strategy.registry import PluginError, UnknownName
     from slmbench.tasks.spec import TaskError
+    from slmbench.tasks.text_input import PredictInputError
 
-    return PluginError, ValidationError, TaskError, UnknownName, RecordError, RunError, OptionError, ModelError
+    return (
+        PluginError,
+        ValidationError,
+        TaskError,
+        UnknownName,
+        RecordError,
+        RunError,
+        OptionError,
+        ModelError,
+        ReuseError,
+        NotReusable,
+        PredictInputError,
+    )
 
 
 def _dispatch(args: argparse.Namespace, registry, console) -> int:
     """Run the command ``args`` names; its exit code."""
     if args.command == "run":
         return run_command(args, registry, console)
+    if args.command == "predict":
+        return predict_command(args, registry, console)
     if args.command == "list":
         list_command(args, registry)
     elif args.command == "show":

@@ -137,6 +137,11 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         metavar="SWEEP_YAML",
         help="a sweep file: tasks, strategies, option grids, seeds, models... (arguments given here override it)",
     )
+    run.add_argument(
+        "--keep-artifacts",
+        choices=["all", "none"],
+        help="all: keep what every trial learnt, for slmbench predict (default); none: delete it once the trial is scored",
+    )
     run.add_argument("--dry-run", action="store_true", help="list the trials the command would run and which are done; run nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     _add_execution(run)
@@ -198,6 +203,24 @@ def _add_report(report: argparse.ArgumentParser) -> None:
     report.add_argument("--output", type=Path, metavar="FILE", help="write json, csv or the comparison here instead of stdout")
 
 
+def _add_predict(predict: argparse.ArgumentParser) -> None:
+    """``predict``: which trial, the input, the output."""
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    predict.add_argument("input", metavar="INPUT", help="a .csv, .jsonl or .parquet file of texts, or - for one text per line on stdin")
+    predict.add_argument("--strategy", help="the trial's strategy or variant (default: the report's recommendation)")
+    predict.add_argument("--seed", type=int, help="the trial's seed (default: the seed with the best validation accuracy)")
+    predict.add_argument("--text-column", metavar="NAME", help="the input's column of texts (default: the task's text column)")
+    predict.add_argument(
+        "--format", choices=["jsonl", "csv"], default="jsonl", help="jsonl: one JSON object per text (default); csv: a table"
+    )
+    predict.add_argument("--output", type=Path, metavar="FILE", help="write the predictions here instead of stdout")
+    predict.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: where the trial ran)")
+    predict.add_argument(
+        "--batch-size", type=_positive(int), default=1024, metavar="N", help="texts read and predicted at a time (default: 1024)"
+    )
+    predict.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``slmbench`` parser with its sub-commands, in the order ``--help`` lists them."""
     common, limits = _common_parser(), _constraints_parser()
@@ -213,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("show", "describe a strategy and every option it accepts", _add_show, []),
         ("validate", "check a task YAML and its data without running anything", _add_validate, []),
         ("report", "render a run folder's report, or export its records", _add_report, [limits]),
+        ("predict", "apply a finished trial to new texts", _add_predict, [limits]),
     ):
         add_arguments(commands.add_parser(name, help=help, parents=[common, *parents]))
     return parser

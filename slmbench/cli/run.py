@@ -33,6 +33,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
         "trial_timeout": args.trial_timeout,
         "train_sizes": args.train_sizes,
         "tuning_trials": args.tuning_trials,
+        "keep_artifacts": args.keep_artifacts,
         "models": [args.model] if args.model else None,
         "embedding_models": [args.embedding_model] if args.embedding_model else None,
         "allow_outside_data_dir": args.allow_outside_data_dir,

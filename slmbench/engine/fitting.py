@@ -17,7 +17,7 @@ from slmbench.lm.models import SharedModels
 from slmbench.records import TrialConfig, TrialRecord, Tuning
 from slmbench.strategy.base import CombiningStrategy, RunContext, Strategy
 from slmbench.strategy.search_space import search_space
-from slmbench.tasks.examples import Examples, MemberPredictions, Predictions
+from slmbench.tasks.examples import Examples, Member, Predictions
 from slmbench.tasks.profiles import Budget
 from slmbench.tasks.spec import TaskSpec
 
@@ -66,7 +66,7 @@ class TrialSetup:
     """The strategy's options: its defaults with the trial's values set."""
     artifact_dir: Path
     progress: Any
-    member_predictions: list[MemberPredictions] = field(default_factory=list)
+    member_predictions: list[Member] = field(default_factory=list)
     """For a strategy that combines others: the predictions of the trials it combines."""
 
     @property
@@ -99,6 +99,8 @@ class TrialSetup:
             start = time.perf_counter()
             strategy.fit(self.train, self.validation)
             seconds = time.perf_counter() - start
+            if strategy.reusable():  # before any prediction: what predict reloads is what was fitted
+                strategy.save(directory)
             predictions = strategy.predict(self.validation.texts)
         check_predictions(predictions, len(self.validation), self.n_labels)
         return Fit(strategy, predictions, seconds, memory.peak_added_bytes, memory.host_added_bytes)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slmbench.records import PredictionRecord
 from slmbench.tasks.examples import Predictions
 
@@ -32,5 +34,10 @@ def prediction_record(gold: list[int], predictions: Predictions) -> PredictionRe
     return PredictionRecord(
         gold=list(gold),
         predicted=[int(label) for label in predictions.labels],
-        probabilities=None if probabilities is None else [[round(float(p), 5) for p in row] for row in probabilities],
+        probabilities=None if probabilities is None else rounded(probabilities),
     )
+
+
+def rounded(probabilities: Any) -> list[list[float]]:
+    """Probabilities as a trial records them (5 places): what a combining strategy reads of its members."""
+    return [[round(float(p), 5) for p in row] for row in probabilities]

@@ -179,11 +179,12 @@ def _run_plans(
     from slmbench.engine.executors import LocalExecutor
 
     results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
+    keeps = {plan.run_dir: plan.run.options is None or plan.run.options.keep_artifacts == "all" for plan in plans}
     pending = _write_runs(plans, results, on_trial)
 
     def finish(planned: PlannedTrial, record: TrialRecord) -> None:
         records.write_trial(planned.file, record, planned.run_dir)
-        if planned.config.train_size is not None:  # learning-curve points keep measurements, not models
+        if planned.config.train_size is not None or not keeps[planned.run_dir]:  # learning-curve points keep measurements, not models
             shutil.rmtree(planned.artifact_dir, ignore_errors=True)
         result = results[planned.run_dir]
         (result.ran if record.ok else result.failed).append(planned.key)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 import traceback
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from slmbench.engine.fitting import Fit, TrialSetup, fit_strategy
 from slmbench.engine.members import member_predictions_of, with_member_costs
 from slmbench.engine.metrics import classification_metrics
 from slmbench.engine.predictions import check_predictions, prediction_record
+from slmbench.engine.reuse import TASK_COPY
 from slmbench.engine.serving import deployment_checks, single_request_latency, uncached
 from slmbench.engine.trial_timeout import TrialTimeout, time_limit
 from slmbench.lm.determinism import apply_determinism
@@ -34,6 +36,7 @@ from slmbench.lm.memory_estimate import MemoryRequest, applied_settings, check_f
 from slmbench.lm.models import choose_device
 from slmbench.records import Cost, ErrorInfo, Metrics, TrialConfig, TrialRecord
 from slmbench.strategy.base import CombiningStrategy, Strategy
+from slmbench.tasks.examples import Member
 from slmbench.tasks.spec import load_task
 
 if TYPE_CHECKING:
@@ -110,6 +113,8 @@ def _fit_and_evaluate(
     """The trial itself; fills ``record`` as it goes, so that a failure keeps what was learnt."""
     setup = _setup(config, strategy_cls, model_cache, artifact_dir, record, members)
     fit = fit_strategy(setup, record)
+    if strategy_cls.reusable():  # with what the strategy saved, the trial can be reloaded (slmbench.engine.reuse)
+        shutil.copyfile(config.task_path, artifact_dir / TASK_COPY)
     setup.models.forget_vectors()  # test texts are encoded by the prediction that is timed
     with PeakMemory(setup.models.device) as memory:
         start = time.perf_counter()
@@ -167,7 +172,7 @@ def _setup(
         share = config.train_size / len(splits.train)
         validation = nested_subset(splits.validation, math.ceil(share * len(splits.validation)), config.seed)
     record.train_examples, record.validation_examples = len(train), len(validation)
-    member_predictions = [member_predictions_of(member, validation, splits.test, len(task.labels)) for member in members]
+    member_predictions: list[Member] = [member_predictions_of(member, validation, splits.test, len(task.labels)) for member in members]
     return TrialSetup(
         config=config,
         strategy_cls=strategy_cls,

@@ -13,8 +13,11 @@ causal LM's context window, shortening the demonstrations, then dropping some, w
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
@@ -103,17 +106,47 @@ class Neighbours:
     """Retrieved train texts dropped because they equal their query."""
 
 
+INDEX_FILE = "train.faiss"
+INDEX_ENTRIES_FILE = "train_index.json"
+
+
 class TrainIndex:
-    """The train split's texts, embedded and indexed for nearest-neighbour search."""
+    """The train split's texts, embedded and indexed for nearest-neighbour search.
+
+    Saved as ``train.faiss`` (the index) and ``train_index.json`` (the labels, and a hash of each
+    text to tell a query equal to a train text: the texts themselves are not needed to search)."""
 
     def __init__(self, encoder: Encoder, train: Examples, exact_max: int = EXACT_SEARCH_MAX) -> None:
         """``encoder(texts, description)``: unit vectors, e.g. ``SharedModels.encode`` (or ``encode`` bound to an embedder)."""
+        index = build_index(encoder(train.texts, "Encoding train texts"), exact_max)
+        self._attach(encoder, index, train.labels, [_text_hash(text) for text in train.texts])
+
+    @classmethod
+    def load(cls, encoder: Encoder, directory: Path) -> TrainIndex:
+        """The index ``save`` wrote to ``directory``, searched with ``encoder`` (the same embedding model)."""
+        import faiss
+
+        saved = json.loads((directory / INDEX_ENTRIES_FILE).read_text(encoding="utf-8"))
+        loaded = cls.__new__(cls)
+        loaded._attach(encoder, faiss.read_index(str(directory / INDEX_FILE)), saved["labels"], saved["text_sha256"])
+        return loaded
+
+    def _attach(self, encoder: Encoder, index: Any, labels: Sequence[int], text_hashes: Sequence[str]) -> None:
         self.encoder = encoder
-        self.labels = list(train.labels)
-        self.index = build_index(encoder(train.texts, "Encoding train texts"), exact_max)
+        self.index = index
+        self.labels = list(labels)
+        self.text_hashes = list(text_hashes)
         self.positions_by_text: dict[str, set[int]] = {}
-        for position, text in enumerate(train.texts):
-            self.positions_by_text.setdefault(text.strip(), set()).add(position)
+        for position, text_hash in enumerate(self.text_hashes):
+            self.positions_by_text.setdefault(text_hash, set()).add(position)
+
+    def save(self, directory: Path) -> None:
+        """Write ``train.faiss`` and ``train_index.json`` into the folder ``directory``."""
+        import faiss
+
+        faiss.write_index(self.index, str(directory / INDEX_FILE))
+        saved = {"labels": self.labels, "text_sha256": self.text_hashes}
+        (directory / INDEX_ENTRIES_FILE).write_text(json.dumps(saved), encoding="utf-8")
 
     @property
     def kind(self) -> str:
@@ -128,7 +161,7 @@ class TrainIndex:
 
     def search(self, texts: Sequence[str], k: int) -> Neighbours:
         """The ``k`` train texts nearest each of ``texts``, never one equal to it (after stripping)."""
-        excluded = [self.positions_by_text.get(text.strip(), set()) for text in texts]
+        excluded = [self.positions_by_text.get(_text_hash(text), set()) for text in texts]
         depth = min(k + max(map(len, excluded), default=0), self.index.ntotal)
         if self.kind == "IndexHNSWFlat":
             self.index.hnsw.efSearch = max(HNSW_EF_SEARCH, depth)
@@ -142,10 +175,10 @@ class TrainIndex:
             neighbours.similarities.append([s for _, s in kept[:k]])
         return neighbours
 
-    def save(self, path: str) -> None:
-        import faiss
 
-        faiss.write_index(self.index, path)
+def _text_hash(text: str) -> str:
+    """What tells a query equal to a train text: the SHA-256 of the text without surrounding whitespace."""
+    return hashlib.sha256(text.strip().encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)

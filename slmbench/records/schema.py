@@ -532,6 +532,8 @@ class RunOptionsRecord(Record):
     """Learning curve: smaller train sizes each strategy also runs at (the whole split always runs)."""
     tuning_trials: int | None = None
     """Option settings every strategy may try on validation (default: the profile's)."""
+    keep_artifacts: Literal["all", "none"] = "all"
+    """Keep every trial's artifacts for ``slmbench predict`` (all), or delete them once it is scored (none)."""
 
 
 class RunRecord(Record):

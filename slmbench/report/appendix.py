@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from slmbench.common.files import folder_bytes
 from slmbench.common.text import plural
 from slmbench.records import Environment, Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
@@ -73,7 +74,14 @@ def _data_protocol(summary: Summary) -> str:
         rows = [[text(name), "no cap" if value is None else text(value)] for name, value in caps]
         parts.append(f"Budget profile {code(run.profile.name)}, shared by every strategy:")
         parts.append(table(["cap", "value"], rows))
-    parts += [_options_table(summary), _tuning(summary), _calibration(summary), _resources(summary), _decision_cost(summary)]
+    parts += [
+        _options_table(summary),
+        _tuning(summary),
+        _calibration(summary),
+        _resources(summary),
+        _decision_cost(summary),
+        _kept(summary),
+    ]
     return "\n\n".join(part for part in parts if part)
 
 
@@ -332,6 +340,19 @@ def deployment(summary: Summary) -> str:
             "writes the file format but has no model converter; llama.cpp's `convert_hf_to_gguf.py` is not packaged "
             "by its authors).",
         ]
+    )
+
+
+def _kept(summary: Summary) -> str:
+    """How many trials' artifacts the run folder kept for ``slmbench predict``, and their size beside the records'."""
+    directory = summary.directory
+    keys = [file.file.removeprefix("trials/").removesuffix(".json") for file in summary.folder.trials if file.record and file.record.ok]
+    kept = [key for key in keys if (directory / "artifacts" / key).is_dir()]
+    artifacts = sum(folder_bytes(directory / "artifacts" / key) for key in kept)
+    return (
+        f"Kept in this run folder for `slmbench predict`: the artifacts of {len(kept)} of its "
+        f"{plural(len(keys), 'finished trial')}, {md.size(artifacts)}, beside {md.size(folder_bytes(directory / 'trials'))} "
+        "of trial records (`slmbench run --keep-artifacts none` keeps no artifact)."
     )
 
 

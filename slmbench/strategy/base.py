@@ -4,6 +4,10 @@ A strategy is fitted once on the train split (the validation split is there for 
 model selection, never for the final score) and then predicts label indices for test texts.
 Everything heavy it needs (the causal LM, the embedding model) comes from ``context.models``,
 loaded once per run and shared by every strategy.
+
+What it learnt it ``save``s to its artifact folder (the trial calls it right after ``fit``), and a
+new instance ``load``s it in place of ``fit``: ``slmbench predict`` applies a trial to new texts
+that way, without the train split.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from pydantic import ValidationError
 
 from slmbench.common.options import Options
 from slmbench.strategy.metadata import StrategyMetadata
-from slmbench.tasks.examples import Examples, MemberPredictions, Predictions
+from slmbench.tasks.examples import Examples, Member, Predictions
 
 if TYPE_CHECKING:
     from slmbench.common.progress import ProgressReporter
@@ -70,7 +74,8 @@ class _FromMetadata:
 
 
 class Strategy(ABC):
-    """Base of every strategy: set ``metadata`` (and ``Options`` if it has options), write ``fit`` and ``predict``.
+    """Base of every strategy: set ``metadata`` (and ``Options`` if it has options), write ``fit`` and
+    ``predict``, and ``save`` and ``load`` so that a trial can be reused (``slmbench predict``).
 
     What the trial records besides the predictions:
 
@@ -173,6 +178,24 @@ class Strategy(ABC):
     def predict(self, texts: Sequence[str]) -> Predictions:
         """Return one label index per text."""
 
+    def save(self, directory: Path) -> None:
+        """Write what ``fit`` learnt to ``directory`` (never the shared models), in safe formats:
+        safetensors for tensors, JSON for settings and texts, FAISS for indexes, skops for
+        scikit-learn objects; never a pickle. The trial calls it after ``fit``, before ``predict``.
+        Default: the strategy cannot be reused (``slmbench predict`` says so)."""
+        raise NotReusable(f"strategy {self.name} does not implement save and load: its trials cannot be reused")
+
+    def load(self, directory: Path) -> None:
+        """Become the fitted strategy that ``save`` wrote to ``directory``, in place of ``fit``: with
+        the same context (task, shared models, options, seed), ``predict`` must then give exactly the
+        predictions of the instance that was fitted."""
+        raise NotReusable(f"strategy {self.name} does not implement save and load: its trials cannot be reused")
+
+    @classmethod
+    def reusable(cls) -> bool:
+        """Whether the strategy implements both ``save`` and ``load``."""
+        return cls.save is not Strategy.save and cls.load is not Strategy.load
+
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters of what this strategy uses at prediction time. Default: none
         trained, and the shared models it calls (``shared_parameters``)."""
@@ -201,11 +224,17 @@ class Strategy(ABC):
         return ()
 
 
+class NotReusable(Exception):
+    """A trial that cannot be applied to new texts: its strategy does not save and load, or its
+    artifacts were not kept."""
+
+
 class CombiningStrategy(Strategy):
     """Base of a strategy built on the run's other trials (an ensemble): it runs after them, receives
     their validation and test predictions as ``self.members``, and its costs include theirs (deploying
-    it means running them all)."""
+    it means running them all). Reloaded for ``slmbench predict``, its members are the reloaded
+    member strategies, predicting as they go (``Member``)."""
 
-    def __init__(self, context: RunContext, members: Sequence[MemberPredictions]) -> None:
+    def __init__(self, context: RunContext, members: Sequence[Member]) -> None:
         super().__init__(context)
         self.members = list(members)

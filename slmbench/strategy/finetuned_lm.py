@@ -14,6 +14,7 @@ engine every strategy is judged by.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -68,8 +69,11 @@ class FineTuneOptions(Options):
 # --- model loading -----------------------------------------------------------------------------
 
 
-def load_causal_lm(context: RunContext, *, dtype: str | None = None, quantization_config: Any = None) -> tuple[Any, Any]:
-    """A trainable copy of the run's causal LM and its tokenizer, loaded by the strategy itself.
+def load_causal_lm(
+    context: RunContext, *, dtype: str | None = None, quantization_config: Any = None, weights: Path | None = None
+) -> tuple[Any, Any]:
+    """A trainable copy of the run's causal LM and its tokenizer, loaded by the strategy itself
+    (``weights``: a folder of the same model's trained weights to load instead).
 
     Fine-tuning strategies never touch ``context.models.causal_lm()``: the shared model must stay
     frozen for the other strategies, and the copy loaded here is charged to this trial's memory.
@@ -88,7 +92,7 @@ def load_causal_lm(context: RunContext, *, dtype: str | None = None, quantizatio
     kwargs: dict[str, Any] = {"dtype": torch_dtype(dtype), "trust_remote_code": trust, "device_map": context.device}
     if quantization_config is not None:
         kwargs["quantization_config"] = quantization_config
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(str(weights or path), **kwargs)
     return model, tokenizer
 
 
@@ -148,6 +152,10 @@ def predict_causal_lm(context: RunContext, model: Any, tokenizer: Any, texts: Se
 # --- artifacts ---------------------------------------------------------------------------------
 
 
+PEFT_WEIGHTS = "adapter_model.safetensors"
+TRAINING_FILE = "training.json"
+
+
 def save_peft_adapter(model: Any, directory: Path) -> None:
     """The adapter weights only (``adapter_model.safetensors``) and their config, never the base model."""
     model.save_pretrained(str(directory), safe_serialization=True)
@@ -165,8 +173,9 @@ class FineTunedCausalLM(Strategy):
     Their metadata says ``depends_on=(SharedModel.CAUSAL_LM,)`` and calls nothing: each trains its own
     copy of the causal LM (``load_causal_lm``); the shared one only fixes which model.
 
-    ``fit``: ``build`` a trainable model, train it (``fit_causal_lm``), ``save`` the artifact, then
-    ``for_prediction`` (e.g. merge an adapter). ``predict``: the shared scoring engine.
+    ``fit``: ``build`` a trainable model and train it (``fit_causal_lm``); ``save`` writes what was
+    trained, ``load`` rebuilds the trained model from it (``trained_model``). ``predict``: the
+    shared scoring engine, on the model made ready once by ``for_prediction`` (e.g. an adapter merged).
     ``deployment_variants``: the predicting model quantized (``slmbench.lm.deployment``), rebuilt by
     ``deployment_rebuild``.
     """
@@ -219,11 +228,46 @@ class FineTunedCausalLM(Strategy):
         return {}
 
     def save(self, directory: Path) -> None:
-        """Write the trained artifact (adapter weights only for PEFT methods) as safetensors."""
+        """The trained weights (``save_trained``) and what training did to the frozen ones (``training.json``)."""
+        self.save_trained(directory)
+        saved = {"frozen_linears_rounded_to": self.frozen_rounding}
+        (directory / TRAINING_FILE).write_text(json.dumps(saved), encoding="utf-8")
+
+    def save_trained(self, directory: Path) -> None:
+        """Write the trained weights as safetensors: the adapter's only, for PEFT methods."""
         save_peft_adapter(self.model, directory)
 
+    def load(self, directory: Path) -> None:
+        import torch
+
+        from slmbench.lm.finetuning.setup import round_frozen_linears
+
+        self.model, self.tokenizer = self.trained_model(directory)
+        rounding = json.loads((directory / TRAINING_FILE).read_text(encoding="utf-8"))["frozen_linears_rounded_to"]
+        if rounding is not None:  # training stored the frozen layers in bfloat16: their weights came back rounded
+            round_frozen_linears(self.model, getattr(torch, rounding))
+        self.frozen_rounding = rounding
+        self.trainable, self.total = count_parameters(self.model)
+        self.predicting = False
+
+    def trained_model(self, directory: Path) -> tuple[Any, Any]:
+        """(model, tokenizer) as training left them, from what ``save`` wrote to ``directory``: by default
+        the model built as for training (``build``) with the saved PEFT weights put in."""
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        model, tokenizer = self.build()
+        set_peft_model_state_dict(model, load_file(str(directory / PEFT_WEIGHTS), device=str(model.device)))
+        return model, tokenizer
+
     def for_prediction(self, model: Any) -> Any:
+        """The trained model as it predicts (merged, repacked...), made once, after ``save``."""
         return model
+
+    def prediction_model(self) -> Any:
+        if not self.predicting:
+            self.model, self.predicting = self.for_prediction(self.model), True
+        return self.model
 
     def fit(self, train: Examples, validation: Examples) -> None:
         self.model, self.tokenizer = self.build()
@@ -235,11 +279,11 @@ class FineTunedCausalLM(Strategy):
         details = fit_causal_lm(self.context, self.model, self.tokenizer, train, validation, setup, description=self.name)
         self.details = {**details, **self.details}
         self.train_examples_seen = min(details["train_examples_seen"], len(train))
-        self.save(self.context.artifact_dir)
-        self.model = self.for_prediction(self.model)
+        self.frozen_rounding = "bfloat16" if details.get("frozen_bfloat16_layers") else None
+        self.predicting = False
 
     def predict(self, texts: Sequence[str]) -> Predictions:
-        result = predict_causal_lm(self.context, self.model, self.tokenizer, texts)
+        result = predict_causal_lm(self.context, self.prediction_model(), self.tokenizer, texts)
         self.prompt_tokens_per_example = result.prompt_tokens_per_example
         self.details.update(result.details)
         return result.predictions

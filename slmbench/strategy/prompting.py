@@ -1,10 +1,13 @@
 """Classify with the shared causal LM from inside a strategy: calibration estimated on the run's
-unlabelled train texts, then each label's answer scored by the scoring engine."""
+unlabelled train texts, then each label's answer scored by the scoring engine; what a prompting
+strategy learnt saved as JSON (``save_prompt``, ``load_prompt``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmbench.lm.prompts import CALIBRATIONS, CONTENT_FREE_TEXTS, build_messages, calibrated
@@ -13,6 +16,23 @@ from slmbench.tasks.examples import Predictions
 
 if TYPE_CHECKING:
     from slmbench.strategy.base import RunContext
+
+
+PROMPT_FILE = "prompt.json"
+
+
+def save_prompt(directory: Path, calibration: Calibration | None, **parts: Any) -> None:
+    """Write ``prompt.json``: the calibration at full precision (a trial record rounds it) and ``parts``
+    (demonstrations, the demonstration plan...), plain JSON."""
+    saved = {"calibration": None if calibration is None else dict(calibration), **parts}
+    (directory / PROMPT_FILE).write_text(json.dumps(saved, ensure_ascii=False), encoding="utf-8")
+
+
+def load_prompt(directory: Path) -> tuple[Calibration | None, dict[str, Any]]:
+    """The calibration and the other parts ``save_prompt`` wrote."""
+    saved = json.loads((directory / PROMPT_FILE).read_text(encoding="utf-8"))
+    calibration = saved.pop("calibration")
+    return (None if calibration is None else Calibration.model_validate(calibration)), saved
 
 
 @dataclass

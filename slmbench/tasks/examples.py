@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,6 +29,16 @@ class Predictions:
     probabilities: np.ndarray | None = None
 
 
+class Member(Protocol):
+    """A trial that a ``CombiningStrategy`` combines: its name and its probabilities for texts."""
+
+    name: str
+
+    def rows(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), labels) probabilities (one-hot of the predicted label where it gives none)."""
+        ...
+
+
 @dataclass
 class MemberPredictions:
     """Another trial's probabilities for each validation and test text, for a strategy that combines
@@ -43,3 +53,12 @@ class MemberPredictions:
         import numpy as np
 
         return np.asarray([self.probabilities[text] for text in texts], dtype=float)
+
+
+def probability_rows(predictions: Predictions, n_labels: int) -> np.ndarray:
+    """(texts, labels) probabilities of ``predictions``: one-hot of the predicted labels where it has none."""
+    import numpy as np
+
+    if predictions.probabilities is not None:
+        return np.asarray(predictions.probabilities, dtype=float)
+    return np.eye(n_labels)[np.asarray(predictions.labels, dtype=int)]

@@ -21,7 +21,10 @@ tokenizers trained on the task's words, no download), on the CPU, in seconds:
   saved artifacts, and the shared models it calls named in ``metadata.calls`` (and no others);
 - ``check_reproducible``: the same seed gives the same predictions and probabilities;
 - ``check_many_labels``: a trial on a 20-label task with one validation example of some labels and
-  none of others finishes ``ok`` (degrade to what the data allows, and say so).
+  none of others finishes ``ok`` (degrade to what the data allows, and say so);
+- ``check_reusable``: a strategy that implements ``save`` and ``load`` (both, or neither), reloaded from
+  its trial's artifacts by a new instance as ``slmbench predict`` does, predicts the test split exactly
+  as the trial did (the same labels, the same probabilities to the record's 5 places).
 
 A ``CombiningStrategy`` (an ensemble) is checked on trials of two toy members (``TOY_MEMBERS``).
 
@@ -38,6 +41,7 @@ from slmbench.testing.checks import (
     check_protocol,
     check_registration,
     check_reproducible,
+    check_reusable,
     check_strategy,
     parametrize_with_checks,
     pickled_files,
@@ -65,6 +69,7 @@ __all__ = [
     "check_protocol",
     "check_registration",
     "check_reproducible",
+    "check_reusable",
     "check_strategy",
     "make_context",
     "many_labels_task_files",

@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -68,9 +70,19 @@ class TrialOutcome:
     """The shared models the strategy called (``SharedModels.called``)."""
 
 
-def run_toy_trial(strategy: type[Strategy], seed: int = 0, task_files: Callable[[Path], Path] = toy_task_files) -> TrialOutcome:
+def run_toy_trial(
+    strategy: type[Strategy],
+    seed: int = 0,
+    task_files: Callable[[Path], Path] = toy_task_files,
+    run_dir: Path | None = None,
+) -> TrialOutcome:
     """A real trial of ``strategy`` (``slmbench.engine.trial.run_trial``) on a toy task written by
-    ``task_files``, with the tiny models; a ``CombiningStrategy`` first gets trials of ``TOY_MEMBERS``."""
+    ``task_files``, with the tiny models; a ``CombiningStrategy`` first gets trials of ``TOY_MEMBERS``.
+    Its records and artifacts are laid out as in a run folder, in ``run_dir`` if given (kept: the
+    caller's), else in a temporary folder removed on return."""
+    if run_dir is None:
+        with tempfile.TemporaryDirectory(prefix="slmbench-check-") as folder:
+            return run_toy_trial(strategy, seed, task_files, Path(folder))
     from slmbench import records
     from slmbench.common.progress import ProgressReporter
     from slmbench.engine.model_cache import ModelCache
@@ -78,34 +90,47 @@ def run_toy_trial(strategy: type[Strategy], seed: int = 0, task_files: Callable[
     from slmbench.tasks.profiles import get_profile
 
     causal_lm, embedder = tiny_models()
-    with tempfile.TemporaryDirectory(prefix="slmbench-check-") as folder:
-        task_path = task_files(Path(folder) / "task")
-        config = records.TrialConfig(
-            strategy=strategy.name,
-            task_path=str(task_path),
-            data_dir=str(task_path.parent),
-            profile=get_profile("smoke"),
-            seed=seed,
-            models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
-        )
-        cache = ModelCache(ProgressReporter(enabled=False))
-        members = [
-            run_trial(config.model_copy(update={"strategy": member.name}), member, cache, Path(folder) / member.name)
-            for member in (TOY_MEMBERS if issubclass(strategy, CombiningStrategy) else ())
-        ]
-        record = run_trial(config, strategy, cache, Path(folder) / "artifacts", members=members)
-        pickled = pickled_files(Path(folder) / "artifacts") if (Path(folder) / "artifacts").is_dir() else []
-        return TrialOutcome(record, pickled, frozenset(cache.models(config).called))
+    task_path = task_files(run_dir / "task")
+    config = records.TrialConfig(
+        strategy=strategy.name,
+        task_path=str(task_path),
+        data_dir=str(task_path.parent),
+        profile=get_profile("smoke"),
+        seed=seed,
+        models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
+    )
+    cache = ModelCache(ProgressReporter(enabled=False))
+    members = []
+    for member in TOY_MEMBERS if issubclass(strategy, CombiningStrategy) else ():
+        key = records.trial_key(member.name, seed)
+        member_config = config.model_copy(update={"strategy": member.name})
+        members.append(run_trial(member_config, member, cache, run_dir / "artifacts" / key))
+        records.write_trial(records.trial_file(run_dir, key), members[-1], run_dir)
+    inputs = {records.trial_key(member.strategy, seed): member.config_hash for member in members}
+    key = records.trial_key(strategy.name, seed)
+    record = run_trial(config.model_copy(update={"inputs": inputs}), strategy, cache, run_dir / "artifacts" / key, members=members)
+    records.write_trial(records.trial_file(run_dir, key), record, run_dir)
+    artifacts = run_dir / "artifacts" / key
+    pickled = pickled_files(artifacts) if artifacts.is_dir() else []
+    return TrialOutcome(record, pickled, frozenset(cache.models(config).called))
 
 
-_first_trials: dict[tuple[type[Strategy], str], TrialOutcome] = {}
+_first_trials: dict[tuple[type[Strategy], str], tuple[TrialOutcome, Path]] = {}
 
 
 def _first_trial(strategy: type[Strategy], task_files: Callable[[Path], Path] = toy_task_files) -> TrialOutcome:
-    """The seed-0 trial on a toy task, run once per process: check_protocol and check_reproducible share it."""
+    """The seed-0 trial on a toy task, run once per process: check_protocol, check_reproducible and
+    check_reusable share it."""
+    return _first_trial_and_folder(strategy, task_files)[0]
+
+
+def _first_trial_and_folder(strategy: type[Strategy], task_files: Callable[[Path], Path] = toy_task_files) -> tuple[TrialOutcome, Path]:
+    """``_first_trial`` and its run folder, kept until the process exits (check_reusable reloads from it)."""
     key = (strategy, task_files.__name__)
     if key not in _first_trials:
-        _first_trials[key] = run_toy_trial(strategy, task_files=task_files)
+        folder = Path(tempfile.mkdtemp(prefix="slmbench-check-"))
+        atexit.register(shutil.rmtree, folder, True)
+        _first_trials[key] = (run_toy_trial(strategy, task_files=task_files, run_dir=folder), folder)
     return _first_trials[key]
 
 
@@ -199,12 +224,51 @@ def check_reproducible(strategy: type[Strategy]) -> None:
             _fail("check_reproducible", strategy, f"probabilities differ by up to {gap:.4g} at the same seed: {hint}")
 
 
+def check_reusable(strategy: type[Strategy]) -> None:
+    """A strategy that implements ``save`` and ``load`` (both or neither), reloaded from its trial's artifacts
+    by a new instance (``slmbench.engine.reuse.load_trial``, as ``slmbench predict`` does), predicts the
+    test split exactly as the trial did: the same labels, the same probabilities to the record's 5 places.
+    A strategy with neither still runs; ``slmbench predict`` says it cannot be reused."""
+    import numpy as np
+
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.model_cache import ModelCache
+    from slmbench.engine.reuse import SavedTrial, load_trial
+    from slmbench.records import trial_key
+    from slmbench.tasks.examples import probability_rows
+    from slmbench.tasks.spec import load_task
+
+    overridden = [method for method in ("save", "load") if getattr(strategy, method) is not getattr(Strategy, method)]
+    if len(overridden) == 1:
+        _fail(
+            "check_reusable", strategy, f"it implements {overridden[0]} without its counterpart: implement both save and load, or neither"
+        )
+    if not strategy.reusable():
+        return
+    classes = {cls.name: cls for cls in (strategy, *TOY_MEMBERS)}
+    outcome, folder = _first_trial_and_folder(strategy)
+    record = outcome.record
+    _ended_ok("check_reusable", strategy, record)
+    reloaded = load_trial(SavedTrial(folder, trial_key(strategy.name, 0), record), classes.__getitem__, ProgressReporter(enabled=False))
+    test = ModelCache(None).splits(load_task(record.config.task_path), record.config).test
+    predictions = reloaded.predict(test.texts)
+    recorded = record.predictions
+    if list(map(int, predictions.labels)) != recorded.predicted:
+        different = sum(int(a) != b for a, b in zip(predictions.labels, recorded.predicted))
+        _fail("check_reusable", strategy, f"reloaded by load, it predicts {different} of {len(recorded.predicted)} test labels differently")
+    if recorded.probabilities is not None:
+        gap = float(np.abs(probability_rows(predictions, len(record.labels)) - np.asarray(recorded.probabilities)).max())
+        if gap > 6e-6:
+            _fail("check_reusable", strategy, f"reloaded by load, its probabilities differ from the trial's by up to {gap:.3g}")
+
+
 CHECKS: tuple[Callable[[type[Strategy]], None], ...] = (
     check_registration,
     check_light_import,
     check_protocol,
     check_reproducible,
     check_many_labels,
+    check_reusable,
 )
 
 

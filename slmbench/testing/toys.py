@@ -332,6 +332,12 @@ class LabelPrior(Strategy):
         counts = [train.labels.count(label) for label in range(len(self.context.task.labels))]
         self.prior = [count / sum(counts) for count in counts]
 
+    def save(self, directory: Path) -> None:
+        (directory / "prior.json").write_text(json.dumps(self.prior), encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        self.prior = json.loads((directory / "prior.json").read_text(encoding="utf-8"))
+
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np
 
@@ -346,6 +352,14 @@ class WordOverlap(Strategy):
 
     def fit(self, train: Examples, validation: Examples) -> None:
         self.train = [(set(text.lower().split()), label) for text, label in zip(train.texts, train.labels)]
+
+    def save(self, directory: Path) -> None:
+        rows = [(sorted(words), label) for words, label in self.train]
+        (directory / "train_words.json").write_text(json.dumps(rows), encoding="utf-8")
+
+    def load(self, directory: Path) -> None:
+        rows = json.loads((directory / "train_words.json").read_text(encoding="utf-8"))
+        self.train = [(set(words), label) for words, label in rows]
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         return Predictions(labels=[max(self.train, key=lambda row: len(row[0] & set(text.lower().split())))[1] for text in texts])

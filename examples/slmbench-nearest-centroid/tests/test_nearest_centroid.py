@@ -16,11 +16,12 @@ def test_slmbench_protocol(strategy, check):
     check(strategy)
 
 
-def test_each_label_gets_its_prototypes_and_they_are_saved(tmp_path):
+def test_each_label_gets_its_prototypes_and_save_writes_them(tmp_path):
     train, validation, test = toy_splits()
     strategy = NearestCentroid(make_context(NearestCentroid, tmp_path / "artifacts", prototypes=2))
 
     strategy.fit(train, validation)
+    strategy.save(tmp_path / "artifacts")
     predictions = strategy.predict(test.texts)
 
     assert strategy.details["prototypes"] == {"negative": 2, "neutral": 2, "positive": 2}

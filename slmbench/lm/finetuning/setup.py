@@ -65,6 +65,13 @@ def frozen_linears_in(model: Any, dtype: Any) -> Iterator[int]:
             module.to(torch.float32)
 
 
+def round_frozen_linears(model: Any, dtype: Any) -> None:
+    """What ``frozen_linears_in`` leaves behind: the frozen linear layers' weights rounded to ``dtype``.
+    A model reloaded after training gets it too, so that it is exactly the model that was trained."""
+    with frozen_linears_in(model, dtype):
+        pass
+
+
 class Compilation:
     """``torch.compile`` (inductor) of a model's transformer, undone at its first error and when the
     ``with`` block ends (prediction runs eagerly); ``status`` says what ran."""

@@ -1,0 +1,75 @@
+"""``slmbench predict``: apply a finished trial to new texts.
+
+The trial is the report's recommendation unless ``--strategy`` names one, at the seed with the best
+validation accuracy unless ``--seed`` names one; its strategy is rebuilt from the run folder
+(``slmbench.engine.reuse``). The input is checked before any model loads, then read, predicted and
+written a batch at a time, so that its size does not matter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from slmbench.cli.console import say
+from slmbench.cli.exit_codes import EXIT_OK
+from slmbench.cli.parser import constraints
+
+
+def predict_command(args: argparse.Namespace, registry, console) -> int:
+    """Write one prediction per input text to stdout or ``--output``."""
+    from slmbench.cli.prediction_output import PredictionWriter
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.predictions import check_predictions
+    from slmbench.engine.reuse import ReuseError, find_trial, load_trial, reusable, validation_accuracy
+    from slmbench.tasks.text_input import input_rows, text_batches
+
+    saved = find_trial(args.run_dir, args.strategy, args.seed, constraints(args))
+    task = reusable(saved, registry.strategy).task
+    batches = text_batches(args.input, args.text_column or task.text_column, args.batch_size)  # checks the input first
+    chosen = "the report's recommendation" if args.strategy is None else "as asked"
+    say(
+        console,
+        "cyan",
+        "predict",
+        f"{saved.record.name}, seed {saved.record.seed} ({chosen}; validation accuracy {validation_accuracy(saved.record):.3f}), "
+        f"from {saved.run_dir}",
+    )
+    strategy = load_trial(saved, registry.strategy, ProgressReporter(enabled=False), args.device)
+    labels = task.label_names
+    show_progress = not args.no_progress and sys.stderr.isatty()
+    done = 0
+    with PredictionWriter(labels, args.output, args.format) as writer, _progress(show_progress, input_rows(args.input)) as advance:
+        for batch in batches:
+            try:
+                predictions = strategy.predict(batch)
+                check_predictions(predictions, len(batch), len(labels))
+            except Exception as error:  # noqa: BLE001 - a plugin's predict: one line naming the texts, no partial output
+                raise ReuseError(
+                    f"{saved.record.name} failed on input texts {done + 1}-{done + len(batch)}: {type(error).__name__}: {error}"
+                ) from None
+            strategy.context.models.forget_vectors()  # keeps no embedding of a text already predicted
+            probabilities = predictions.probabilities
+            writer.write([int(label) for label in predictions.labels], None if probabilities is None else probabilities.tolist())
+            done += len(batch)
+            advance(len(batch))
+    if args.output is not None:
+        say(console, "green", "wrote", f"{done} predictions to {args.output}")
+    return EXIT_OK
+
+
+@contextmanager
+def _progress(enabled: bool, total: int | None) -> Iterator[Callable[[int], None]]:
+    """A progress bar of texts predicted on stderr (a terminal), or nothing."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("predicting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("predicting", total=total)
+        yield lambda n: progress.advance(task, n)

@@ -1,0 +1,190 @@
+"""Reusing a finished trial: which one (``find_trial``) and its strategy rebuilt from the run folder
+(``load_trial``), ready to predict new texts without the train split.
+
+A trial's artifact folder (``artifacts/<key>/``) holds what its strategy ``save``d and a copy of the
+task file (``TASK_COPY``); its record (``trials/<key>.json``) holds the options, the seed, the
+profile and the shared models. Nothing else is read: the data files and the train split are not needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from slmbench.common.options import build_options
+from slmbench.engine.fitting import seed_everything
+from slmbench.engine.predictions import rounded
+from slmbench.records import RecordError, TrialConfig, TrialRecord, read_trial, trial_file
+from slmbench.strategy.base import CombiningStrategy, NotReusable, RunContext, Strategy
+from slmbench.tasks.examples import probability_rows
+
+if TYPE_CHECKING:
+    from slmbench.common.progress import ProgressReporter
+    from slmbench.report.recommend import Constraints
+    from slmbench.tasks.spec import TaskSpec
+
+TASK_COPY = "slmbench-task.yaml"
+"""The task file as the trial ran it, copied into every reusable trial's artifact folder."""
+
+
+class ReuseError(ValueError):
+    """A run folder without the trial asked for, or a trial that cannot be reused (one line: exit 2)."""
+
+
+@dataclass(frozen=True)
+class SavedTrial:
+    """A finished trial of a run folder: its record and where its artifacts are."""
+
+    run_dir: Path
+    key: str
+    record: TrialRecord
+
+    @property
+    def artifact_dir(self) -> Path:
+        return self.run_dir / "artifacts" / self.key
+
+
+def find_trial(run_dir: Path, strategy: str | None = None, seed: int | None = None, constraints: Constraints | None = None) -> SavedTrial:
+    """The trial of ``strategy`` (a variant or strategy name; default: the report's recommendation under
+    ``constraints``) and ``seed`` (default: the seed with the best *validation* accuracy, never test)."""
+    from slmbench.report.recommend import Constraints, recommend
+    from slmbench.report.summary import load_summary
+
+    summary = load_summary(run_dir)
+    if strategy is None:
+        choice = recommend(summary, constraints or Constraints()).choice
+        if choice is None:
+            raise ReuseError(f"{run_dir}: no trial finished ok, so there is no recommendation to use: name one with --strategy")
+        strategy = choice.name
+    whole = [trial for trial in summary.trials if trial.train_size is None]
+    trials = [trial for trial in whole if trial.name == strategy] or [trial for trial in whole if trial.strategy == strategy]
+    if not trials:
+        names = sorted({trial.name for trial in whole})
+        raise ReuseError(f"{run_dir}: no trial of {strategy!r} in this run folder (it has {', '.join(names) or 'none'})")
+    if len({trial.name for trial in trials}) > 1:
+        variants = ", ".join(sorted({trial.name for trial in trials}))
+        raise ReuseError(f"--strategy {strategy}: the run has several variants of it ({variants}): name one")
+    if seed is not None:
+        trials = [trial for trial in trials if trial.seed == seed]
+        if not trials:
+            raise ReuseError(f"{run_dir}: {strategy} has no trial with seed {seed}")
+    finished = [trial for trial in trials if trial.ok]
+    if not finished:
+        trial = trials[0]
+        why = f": {trial.error.type}: {trial.error.message}" if trial.error else ""
+        raise ReuseError(f"{run_dir}: the trial of {strategy} (seed {trial.seed}) ended {trial.status}{why}; it has nothing to reuse")
+    best = max(finished, key=lambda trial: (validation_accuracy(trial), -trial.seed))
+    return SavedTrial(Path(run_dir), _key(summary, best), best)
+
+
+def validation_accuracy(trial: TrialRecord) -> float:
+    """The trial's accuracy on the validation split (-1 where it recorded no validation predictions)."""
+    predictions = trial.validation_predictions
+    if predictions is None or not predictions.gold:
+        return -1.0
+    return sum(p == g for p, g in zip(predictions.predicted, predictions.gold)) / len(predictions.gold)
+
+
+def _key(summary: Any, trial: TrialRecord) -> str:
+    """The trial's key, from the file it was read from (``trials/<key>.json``)."""
+    file = next(file.file for file in summary.folder.trials if file.record is trial)
+    return file.removeprefix("trials/").removesuffix(".json")
+
+
+@dataclass(frozen=True)
+class Reusable:
+    """What a finished trial needs to be rebuilt, checked before any model loads."""
+
+    config: TrialConfig
+    strategy: type[Strategy]
+    task: TaskSpec
+    """The task as the trial ran it: the copy in its artifact folder (``TASK_COPY``)."""
+
+
+def reusable(saved: SavedTrial, strategies: Callable[[str], type[Strategy]]) -> Reusable:
+    """``saved``'s config, strategy class and task; ReuseError or NotReusable, in one line, when it cannot
+    be rebuilt (failed, its strategy saves nothing, its artifacts were not kept)."""
+    from slmbench.tasks.spec import load_task
+
+    record = saved.record
+    if not record.ok:
+        raise ReuseError(f"{saved.run_dir}: trial {saved.key} ended {record.status}; it has nothing to reuse")
+    if record.config is None:
+        raise ReuseError(f"{saved.run_dir}: trial {saved.key} was recorded without its config (an early slmbench): rerun it")
+    strategy_cls = strategies(record.config.strategy)
+    if not strategy_cls.reusable():
+        raise NotReusable(f"strategy {strategy_cls.name} does not implement save and load: its trial {saved.key} cannot be reused")
+    if not (saved.artifact_dir / TASK_COPY).is_file():
+        raise NotReusable(
+            f"{saved.artifact_dir}: the artifacts of trial {saved.key} were not kept (--keep-artifacts none) or were deleted: "
+            "rerun the trial to reuse it"
+        )
+    return Reusable(record.config, strategy_cls, load_task(saved.artifact_dir / TASK_COPY))
+
+
+def load_trial(
+    saved: SavedTrial, strategies: Callable[[str], type[Strategy]], progress: ProgressReporter, device: str | None = None
+) -> Strategy:
+    """``saved``'s strategy rebuilt from its artifacts (``Strategy.load``), its shared models loaded on
+    ``device`` (default: where the trial ran); a combining strategy's members rebuilt likewise.
+    ``strategies``: the class of a strategy name (``Registry.strategy``)."""
+    from slmbench.engine.model_cache import ModelCache
+
+    record = saved.record
+    checked = reusable(saved, strategies)
+    config, strategy_cls = checked.config, checked.strategy
+    models_config = record.models or config.models
+    if device is not None:
+        models_config = models_config.model_copy(update={"device": device})
+    models = ModelCache(progress).models(config.model_copy(update={"models": models_config}))
+    for kind in strategy_cls.metadata.calls:
+        models.load(kind)
+    seed_everything(config.seed)  # building a model to load weights into draws random initial values
+    context = RunContext(
+        task=checked.task,
+        models=models,
+        device=models.device,
+        dtype=models.dtype,
+        seed=config.seed,
+        budget=config.profile,
+        artifact_dir=saved.artifact_dir,
+        progress=progress,
+        options=build_options(config.strategy, strategy_cls.Options, record.options),
+    )
+    if issubclass(strategy_cls, CombiningStrategy):
+        saved_members = [SavedTrial(saved.run_dir, key, _read(saved.run_dir, key)) for key in config.inputs]
+        members = [LiveMember(member.record.name, load_trial(member, strategies, progress, device)) for member in saved_members]
+        strategy: Strategy = strategy_cls(context, members)
+    else:
+        strategy = strategy_cls(context)
+    try:
+        strategy.load(saved.artifact_dir)
+    except Exception as error:  # noqa: BLE001 - a plugin's load, on a folder that may be damaged: one line, naming the trial
+        raise ReuseError(
+            f"{saved.artifact_dir}: the artifacts of trial {saved.key} cannot be loaded: {type(error).__name__}: {error}"
+        ) from None
+    return strategy
+
+
+def _read(run_dir: Path, key: str) -> TrialRecord:
+    try:
+        return read_trial(trial_file(run_dir, key))
+    except RecordError as error:
+        raise ReuseError(f"a member of the ensemble cannot be read: {error}") from None
+
+
+@dataclass
+class LiveMember:
+    """A reloaded member of a combining strategy: its probabilities for any text, rounded as its trial
+    recorded them (what the combining strategy was fitted on)."""
+
+    name: str
+    strategy: Strategy
+
+    def rows(self, texts: Sequence[str]) -> Any:
+        import numpy as np
+
+        predictions = self.strategy.predict(texts)
+        return np.asarray(rounded(probability_rows(predictions, len(self.strategy.context.task.labels))), dtype=float)
