@@ -142,8 +142,11 @@ class EncoderFinetune(Strategy):
         saved = json.loads((directory / SETTINGS_FILE).read_text(encoding="utf-8"))
         self.max_length = saved["max_input_tokens"]
         self.autocast = None if saved["autocast"] is None else getattr(torch, saved["autocast"])
-        self.tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(directory)).to(self.context.device)
+        from slmbench.lm.models import remote_code
+
+        trust = remote_code(str(directory), self.context.models.trust_remote_code)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust)
+        self.model = AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=trust).to(self.context.device)
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         return self.predict_with(self.model, texts)

@@ -71,7 +71,11 @@ class Ensemble(CombiningStrategy):
 
         if self.combiner is not None:
             skops.io.dump(self.combiner, directory / COMBINER_FILE)
-        saved = {"members": [member.name for member in self.members], "combined_by": self.combined_by}
+        saved = {
+            "members": [member.name for member in self.members],
+            "combined_by": self.combined_by,
+            "combiner": self.combiner is not None,
+        }
         (directory / MEMBERS_FILE).write_text(json.dumps(saved), encoding="utf-8")
 
     def load(self, directory: Path) -> None:
@@ -82,8 +86,7 @@ class Ensemble(CombiningStrategy):
         if saved["members"] != [member.name for member in self.members]:
             raise ValueError(f"the ensemble combined {saved['members']}, not {[member.name for member in self.members]}")
         self.combined_by = saved["combined_by"]
-        file = directory / COMBINER_FILE
-        self.combiner = skops.io.load(file, trusted=[CROSS_VALIDATION]) if file.exists() else None
+        self.combiner = skops.io.load(directory / COMBINER_FILE, trusted=[CROSS_VALIDATION]) if saved["combiner"] else None
 
     def _fitted_combiner(self, features, labels: list[int]):
         """The logistic regression, its C chosen by stratified cross-validation; on a validation split too

@@ -188,6 +188,38 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(hostile_site, case):
     assert result.code == 2
 
 
+def test_an_ensemble_reloads_the_members_it_combined_not_one_that_failed(tmp_path):
+    causal_lm, embedder = tiny_models()
+    argv = [*_run_argv(tmp_path, "ensemble"), "--strategies", "tfidf-linear,knn-vote,exploding,ensemble"]
+    result = run_cli(
+        [*argv, "--model", str(causal_lm), "--embedding-model", str(embedder)], cwd=tmp_path, kind="cli argument", invalid=None
+    )
+    assert result.code == 1, str(result)  # exploding failed, the others ran
+    run_dir = tmp_path / "runs" / "toy-sentiment" / "ensemble"
+    record = read_trial(trial_file(run_dir, "ensemble.seed0"))
+    assert record.ok and sorted(record.details["members"]) == ["knn-vote", "tfidf-linear"] and "exploding.seed0" in record.config.inputs
+    test_texts = json.loads((run_dir / "test_texts.json").read_text())
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps({"text": text}) + "\n" for text in test_texts), encoding="utf-8")
+
+    argv = ["predict", str(run_dir), "--strategy", "ensemble", "test.jsonl", "--output", "out.jsonl"]
+    result = run_cli(argv, cwd=tmp_path, kind="cli argument", invalid=False, writes=tmp_path / "out.jsonl")
+    assert result.outcome == "accepted", str(result)
+    assert [row["label"] for row in _jsonl(tmp_path / "out.jsonl")] == [record.labels[i] for i in record.predictions.predicted]
+
+
+def test_a_device_this_machine_lacks_is_one_clear_line(hostile_site):
+    result = run_cli(["predict", MIXED, "inputs/good.csv", "--device", "cuda"], cwd=hostile_site, kind="cli argument", invalid=None)
+    check(result, "--device cuda", accept=not torch_cuda())
+    result = run_cli(["predict", MIXED, "inputs/good.csv", "--device", "gpu"], cwd=hostile_site, kind="cli argument", invalid=True)
+    check(result, "--device 'gpu': not a device", accept=False)
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 ARTIFACT_DAMAGE = ["deleted", "emptied", "garbage"]
 
 

@@ -20,15 +20,17 @@ from slmbench.cli.parser import constraints
 
 def predict_command(args: argparse.Namespace, registry, console) -> int:
     """Write one prediction per input text to stdout or ``--output``."""
+    import numpy as np
+
     from slmbench.cli.prediction_output import PredictionWriter
-    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.model_cache import ModelCache
     from slmbench.engine.predictions import check_predictions
-    from slmbench.engine.reuse import ReuseError, find_trial, load_trial, reusable, validation_accuracy
+    from slmbench.engine.reuse import ReuseError, check_trial, find_trial, load_trial, validation_accuracy
     from slmbench.tasks.text_input import input_rows, text_batches
 
     saved = find_trial(args.run_dir, args.strategy, args.seed, constraints(args))
-    task = reusable(saved, registry.strategy).task
-    batches = text_batches(args.input, args.text_column or task.text_column, args.batch_size)  # checks the input first
+    checked = check_trial(saved, registry.strategy)
+    batches = text_batches(args.input, args.text_column or checked.task.text_column, args.batch_size)  # checks the input first
     chosen = "the report's recommendation" if args.strategy is None else "as asked"
     say(
         console,
@@ -37,8 +39,17 @@ def predict_command(args: argparse.Namespace, registry, console) -> int:
         f"{saved.record.name}, seed {saved.record.seed} ({chosen}; validation accuracy {validation_accuracy(saved.record):.3f}), "
         f"from {saved.run_dir}",
     )
-    strategy = load_trial(saved, registry.strategy, ProgressReporter(enabled=False), args.device)
-    labels = task.label_names
+    cache = ModelCache(None)  # no progress bars inside: one bar of texts, below
+    strategy = load_trial(checked, registry.strategy, cache, args.device)
+    recorded = (saved.record.models or checked.config.models).device
+    if strategy.context.device != recorded:
+        say(
+            console,
+            "yellow",
+            "note",
+            f"predicting on {strategy.context.device}, not {recorded} where the trial ran: probabilities may differ slightly",
+        )
+    labels = checked.task.label_names
     show_progress = not args.no_progress and sys.stderr.isatty()
     done = 0
     with PredictionWriter(labels, args.output, args.format) as writer, _progress(show_progress, input_rows(args.input)) as advance:
@@ -46,13 +57,13 @@ def predict_command(args: argparse.Namespace, registry, console) -> int:
             try:
                 predictions = strategy.predict(batch)
                 check_predictions(predictions, len(batch), len(labels))
-            except Exception as error:  # noqa: BLE001 - a plugin's predict: one line naming the texts, no partial output
+            except Exception as error:  # noqa: BLE001 - a plugin's predict: one line naming the texts (an --output file is not written)
                 raise ReuseError(
                     f"{saved.record.name} failed on input texts {done + 1}-{done + len(batch)}: {type(error).__name__}: {error}"
                 ) from None
-            strategy.context.models.forget_vectors()  # keeps no embedding of a text already predicted
-            probabilities = predictions.probabilities
-            writer.write([int(label) for label in predictions.labels], None if probabilities is None else probabilities.tolist())
+            cache.forget_vectors()  # keeps no embedding of a text already predicted
+            probabilities = None if predictions.probabilities is None else np.asarray(predictions.probabilities, dtype=float).tolist()
+            writer.write([int(label) for label in predictions.labels], probabilities)
             done += len(batch)
             advance(len(batch))
     if args.output is not None:

@@ -12,6 +12,12 @@ def did_you_mean(name: str, options: list[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def first_line(error: BaseException) -> str:
+    """``Type: first line of the message``: an error from a library, in one line."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+
+
 def plural(n: int, noun: str, plural_form: str | None = None) -> str:
     """``n`` and the noun in the number it needs: ``plural(1, "row")`` is '1 row', ``plural(2, "row")`` '2 rows'."""
     return f"{n} {noun if n == 1 else plural_form or noun + 's'}"

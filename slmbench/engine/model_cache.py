@@ -48,6 +48,11 @@ class ModelCache:
             self._models[key].progress = self.progress
         return self._models[key]
 
+    def forget_vectors(self) -> None:
+        """Drop every shared model's cached encodings (``slmbench predict``: one batch of texts after another)."""
+        for models in self._models.values():
+            models.forget_vectors()
+
     def environment(self, device: str) -> Environment:
         """This process's environment, with the GPU ``device`` names (collected once per device)."""
         if device not in self._environments:

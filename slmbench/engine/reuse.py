@@ -14,19 +14,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from slmbench.common.options import build_options
+from slmbench.common.progress import ProgressReporter
+from slmbench.common.text import first_line
 from slmbench.engine.fitting import seed_everything
 from slmbench.engine.predictions import rounded
-from slmbench.records import RecordError, TrialConfig, TrialRecord, read_trial, trial_file
+from slmbench.records import TASK_COPY, RecordError, TrialConfig, TrialRecord, read_trial, trial_file
 from slmbench.strategy.base import CombiningStrategy, NotReusable, RunContext, Strategy
 from slmbench.tasks.examples import probability_rows
 
 if TYPE_CHECKING:
-    from slmbench.common.progress import ProgressReporter
+    from slmbench.engine.model_cache import ModelCache
     from slmbench.report.recommend import Constraints
     from slmbench.tasks.spec import TaskSpec
-
-TASK_COPY = "slmbench-task.yaml"
-"""The task file as the trial ran it, copied into every reusable trial's artifact folder."""
 
 
 class ReuseError(ValueError):
@@ -94,18 +93,20 @@ def _key(summary: Any, trial: TrialRecord) -> str:
 
 
 @dataclass(frozen=True)
-class Reusable:
-    """What a finished trial needs to be rebuilt, checked before any model loads."""
+class CheckedTrial:
+    """A finished trial that can be rebuilt, checked before any model loads."""
 
+    saved: SavedTrial
     config: TrialConfig
     strategy: type[Strategy]
     task: TaskSpec
     """The task as the trial ran it: the copy in its artifact folder (``TASK_COPY``)."""
 
 
-def reusable(saved: SavedTrial, strategies: Callable[[str], type[Strategy]]) -> Reusable:
-    """``saved``'s config, strategy class and task; ReuseError or NotReusable, in one line, when it cannot
-    be rebuilt (failed, its strategy saves nothing, its artifacts were not kept)."""
+def check_trial(saved: SavedTrial, strategies: Callable[[str], type[Strategy]]) -> CheckedTrial:
+    """``saved`` with its config, strategy class and task; ReuseError or NotReusable, in one line, when it
+    cannot be rebuilt (failed, its strategy saves nothing, its artifacts were not kept).
+    ``strategies``: the class of a strategy name (``Registry.strategy``)."""
     from slmbench.tasks.spec import load_task
 
     record = saved.record
@@ -121,26 +122,42 @@ def reusable(saved: SavedTrial, strategies: Callable[[str], type[Strategy]]) -> 
             f"{saved.artifact_dir}: the artifacts of trial {saved.key} were not kept (--keep-artifacts none) or were deleted: "
             "rerun the trial to reuse it"
         )
-    return Reusable(record.config, strategy_cls, load_task(saved.artifact_dir / TASK_COPY))
+    return CheckedTrial(saved, record.config, strategy_cls, load_task(saved.artifact_dir / TASK_COPY))
+
+
+def prediction_device(recorded: str, requested: str | None) -> str:
+    """Where a reloaded trial predicts: ``requested`` (``--device``, ``auto`` allowed), else where it ran;
+    ReuseError when this machine has no such device."""
+    import torch
+
+    from slmbench.lm.models import choose_device
+
+    device = choose_device(requested) if requested is not None else recorded
+    flag = f"--device {requested}" if requested is not None else f"the trial ran on {recorded}, and"
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, TypeError, ValueError):
+        raise ReuseError(f"--device {device[:60]!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not torch.backends.mps.is_available()):
+        raise ReuseError(f"{flag} this machine has no {kind} device: pass --device cpu (or auto)")
+    return device
 
 
 def load_trial(
-    saved: SavedTrial, strategies: Callable[[str], type[Strategy]], progress: ProgressReporter, device: str | None = None
+    checked: CheckedTrial, strategies: Callable[[str], type[Strategy]], cache: ModelCache, device: str | None = None
 ) -> Strategy:
-    """``saved``'s strategy rebuilt from its artifacts (``Strategy.load``), its shared models loaded on
-    ``device`` (default: where the trial ran); a combining strategy's members rebuilt likewise.
-    ``strategies``: the class of a strategy name (``Registry.strategy``)."""
-    from slmbench.engine.model_cache import ModelCache
-
-    record = saved.record
-    checked = reusable(saved, strategies)
-    config, strategy_cls = checked.config, checked.strategy
-    models_config = record.models or config.models
-    if device is not None:
-        models_config = models_config.model_copy(update={"device": device})
-    models = ModelCache(progress).models(config.model_copy(update={"models": models_config}))
-    for kind in strategy_cls.metadata.calls:
-        models.load(kind)
+    """The checked trial's strategy rebuilt from its artifacts (``Strategy.load``), its shared models
+    (from ``cache``, shared with its members) on ``device`` (default: where it ran); a combining
+    strategy's members rebuilt likewise, those it combined."""
+    saved, config, strategy_cls = checked.saved, checked.config, checked.strategy
+    models_config = saved.record.models or config.models
+    models_config = models_config.model_copy(update={"device": prediction_device(models_config.device, device)})
+    models = cache.models(config.model_copy(update={"models": models_config}))
+    try:
+        for kind in strategy_cls.metadata.calls:
+            models.load(kind)
+    except (OSError, RuntimeError, ValueError) as error:
+        raise ReuseError(f"the shared models of trial {saved.key} cannot be loaded on {models.device}: {first_line(error)}") from None
     seed_everything(config.seed)  # building a model to load weights into draws random initial values
     context = RunContext(
         task=checked.task,
@@ -150,29 +167,37 @@ def load_trial(
         seed=config.seed,
         budget=config.profile,
         artifact_dir=saved.artifact_dir,
-        progress=progress,
-        options=build_options(config.strategy, strategy_cls.Options, record.options),
+        progress=cache.progress or ProgressReporter(enabled=False),
+        options=build_options(config.strategy, strategy_cls.Options, saved.record.options),
     )
     if issubclass(strategy_cls, CombiningStrategy):
-        saved_members = [SavedTrial(saved.run_dir, key, _read(saved.run_dir, key)) for key in config.inputs]
-        members = [LiveMember(member.record.name, load_trial(member, strategies, progress, device)) for member in saved_members]
+        members = [
+            LiveMember(member.record.name, load_trial(check_trial(member, strategies), strategies, cache, device))
+            for member in combined_members(saved)
+        ]
         strategy: Strategy = strategy_cls(context, members)
     else:
         strategy = strategy_cls(context)
     try:
         strategy.load(saved.artifact_dir)
     except Exception as error:  # noqa: BLE001 - a plugin's load, on a folder that may be damaged: one line, naming the trial
-        raise ReuseError(
-            f"{saved.artifact_dir}: the artifacts of trial {saved.key} cannot be loaded: {type(error).__name__}: {error}"
-        ) from None
+        raise ReuseError(f"{saved.artifact_dir}: the artifacts of trial {saved.key} cannot be loaded: {first_line(error)}") from None
     return strategy
 
 
-def _read(run_dir: Path, key: str) -> TrialRecord:
-    try:
-        return read_trial(trial_file(run_dir, key))
-    except RecordError as error:
-        raise ReuseError(f"a member of the ensemble cannot be read: {error}") from None
+def combined_members(saved: SavedTrial) -> list[SavedTrial]:
+    """The trials a combining strategy's trial combined: of those its config names, the ones that had
+    finished ``ok`` with the config it names (as ``slmbench.engine.runner.finished_record`` chose them)."""
+    assert saved.record.config is not None  # check_trial made sure
+    members = []
+    for key, config_hash in saved.record.config.inputs.items():
+        try:
+            record = read_trial(trial_file(saved.run_dir, key))
+        except RecordError:
+            continue
+        if record.ok and record.config_hash == config_hash:
+            members.append(SavedTrial(saved.run_dir, key, record))
+    return members
 
 
 @dataclass

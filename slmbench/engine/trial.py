@@ -27,14 +27,13 @@ from slmbench.engine.fitting import Fit, TrialSetup, fit_strategy
 from slmbench.engine.members import member_predictions_of, with_member_costs
 from slmbench.engine.metrics import classification_metrics
 from slmbench.engine.predictions import check_predictions, prediction_record
-from slmbench.engine.reuse import TASK_COPY
 from slmbench.engine.serving import deployment_checks, single_request_latency, uncached
 from slmbench.engine.trial_timeout import TrialTimeout, time_limit
 from slmbench.lm.determinism import apply_determinism
 from slmbench.lm.memory import PeakMemory, free_accelerator_memory
 from slmbench.lm.memory_estimate import MemoryRequest, applied_settings, check_fits, estimate_before_trial
 from slmbench.lm.models import choose_device
-from slmbench.records import Cost, ErrorInfo, Metrics, TrialConfig, TrialRecord
+from slmbench.records import TASK_COPY, Cost, ErrorInfo, Metrics, TrialConfig, TrialRecord
 from slmbench.strategy.base import CombiningStrategy, Strategy
 from slmbench.tasks.examples import Member
 from slmbench.tasks.spec import load_task
@@ -111,6 +110,7 @@ def _fit_and_evaluate(
     members: Sequence[TrialRecord],
 ) -> None:
     """The trial itself; fills ``record`` as it goes, so that a failure keeps what was learnt."""
+    shutil.rmtree(artifact_dir, ignore_errors=True)  # a rerun trial leaves nothing of an earlier one to reload
     setup = _setup(config, strategy_cls, model_cache, artifact_dir, record, members)
     fit = fit_strategy(setup, record)
     if strategy_cls.reusable():  # with what the strategy saved, the trial can be reloaded (slmbench.engine.reuse)

@@ -42,6 +42,7 @@ from slmbench.records.schema import (
     seconds_between,
 )
 from slmbench.records.store import (
+    TASK_COPY,
     RunFolder,
     TrialFile,
     load_run_folder,
@@ -58,6 +59,7 @@ from slmbench.records.store import (
 )
 
 __all__ = [
+    "TASK_COPY",
     "Accelerator",
     "Budget",
     "Calibration",

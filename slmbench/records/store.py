@@ -242,5 +242,9 @@ def trial_key(variant: str, seed: int, train_size: int | None = None) -> str:
     return ("" if train_size is None else f"train-{train_size}/") + f"{name}.seed{seed}"
 
 
+TASK_COPY = "slmbench-task.yaml"
+"""The task file as a trial ran it, copied into the artifact folder of every trial that can be reused."""
+
+
 def trial_file(run_dir: Path, key: str) -> Path:
     return Path(run_dir) / "trials" / f"{key}.json"

@@ -7,7 +7,7 @@ from typing import Any
 
 from slmbench.common.files import folder_bytes
 from slmbench.common.text import plural
-from slmbench.records import Environment, Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
+from slmbench.records import TASK_COPY, Environment, Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
 from slmbench.report.summary import Summary
@@ -346,8 +346,12 @@ def deployment(summary: Summary) -> str:
 def _kept(summary: Summary) -> str:
     """How many trials' artifacts the run folder kept for ``slmbench predict``, and their size beside the records'."""
     directory = summary.directory
-    keys = [file.file.removeprefix("trials/").removesuffix(".json") for file in summary.folder.trials if file.record and file.record.ok]
-    kept = [key for key in keys if (directory / "artifacts" / key).is_dir()]
+    keys = [
+        file.file.removeprefix("trials/").removesuffix(".json")
+        for file in summary.folder.trials
+        if file.record and file.record.ok and file.record.train_size is None  # learning-curve points keep no model
+    ]
+    kept = [key for key in keys if (directory / "artifacts" / key / TASK_COPY).is_file()]  # what slmbench predict can reload
     artifacts = sum(folder_bytes(directory / "artifacts" / key) for key in kept)
     return (
         f"Kept in this run folder for `slmbench predict`: the artifacts of {len(kept)} of its "

@@ -172,7 +172,7 @@ class Strategy(ABC):
 
     @abstractmethod
     def fit(self, train: Examples, validation: Examples) -> None:
-        """Learn from the train split; save any trained artifact under ``context.artifact_dir``."""
+        """Learn from the train split (the validation split only to choose); ``save`` then writes what was learnt."""
 
     @abstractmethod
     def predict(self, texts: Sequence[str]) -> Predictions:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmbench.common.files import file_problem, is_inside
+from slmbench.common.text import first_line
 from slmbench.records import DataProvenance, HubSource
 from slmbench.tasks.rows import check_label_sizes, check_rows, conflicting_texts
 from slmbench.tasks.spec import TaskError, TaskSpec, brief
@@ -99,12 +100,7 @@ def read_table(path: Path) -> pd.DataFrame:
     except UnicodeDecodeError as error:
         raise TaskError(f"{path}: not UTF-8 text (invalid byte at position {error.start}); save it as UTF-8") from error
     except Exception as error:  # noqa: BLE001 - any reader failure is a problem with the file
-        raise TaskError(f"{path}: could not be read as {FORMATS[suffix]}: {_first_line(error)}") from error
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+        raise TaskError(f"{path}: could not be read as {FORMATS[suffix]}: {first_line(error)}") from error
 
 
 def _sha256(path: Path) -> str:
@@ -138,7 +134,7 @@ def _load_hub(task: TaskSpec, hub: HubSource, looked_in: list[Path], data_dir: P
         dataset = load_dataset(hub.path, hub.name, split=hub.split, revision=hub.revision, data_dir=hub.data_dir)
         return dataset.to_pandas()
     except Exception as error:  # noqa: BLE001 - offline, unknown dataset, bad split...: all reported
-        failure = f"\nthe hub fallback {hub.path!r} failed: {_first_line(error)}"
+        failure = f"\nthe hub fallback {hub.path!r} failed: {first_line(error)}"
         raise TaskError(_not_found(task, looked_in, data_dir) + failure) from error
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from slmbench.common.files import file_problem
+from slmbench.common.text import first_line
 
 FORMATS = {".csv": "CSV", ".jsonl": "JSON lines", ".json": "JSON lines", ".ndjson": "JSON lines", ".parquet": "Parquet"}
 DEFAULT_COLUMN = "text"
@@ -117,7 +118,7 @@ def _check_rows(path: Path, texts: Iterator[str]) -> None:
         except PredictInputError:
             raise
         except Exception as error:  # noqa: BLE001 - any reader failure is a problem with the file
-            raise PredictInputError(f"{path}: could not be read as {FORMATS[path.suffix.lower()]}: {_first_line(error)}") from None
+            raise PredictInputError(f"{path}: could not be read as {FORMATS[path.suffix.lower()]}: {first_line(error)}") from None
     if rows == 0:
         raise PredictInputError(f"{path}: has no rows")
 
@@ -214,8 +215,3 @@ def _batched(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 def _text(value: object) -> str:
     """A cell as text: a missing cell (None) is "", a number ``str(value)``."""
     return value if isinstance(value, str) else "" if value is None else str(value)
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

@@ -231,9 +231,8 @@ def check_reusable(strategy: type[Strategy]) -> None:
     A strategy with neither still runs; ``slmbench predict`` says it cannot be reused."""
     import numpy as np
 
-    from slmbench.common.progress import ProgressReporter
     from slmbench.engine.model_cache import ModelCache
-    from slmbench.engine.reuse import SavedTrial, load_trial
+    from slmbench.engine.reuse import SavedTrial, check_trial, load_trial
     from slmbench.records import trial_key
     from slmbench.tasks.examples import probability_rows
     from slmbench.tasks.spec import load_task
@@ -249,7 +248,8 @@ def check_reusable(strategy: type[Strategy]) -> None:
     outcome, folder = _first_trial_and_folder(strategy)
     record = outcome.record
     _ended_ok("check_reusable", strategy, record)
-    reloaded = load_trial(SavedTrial(folder, trial_key(strategy.name, 0), record), classes.__getitem__, ProgressReporter(enabled=False))
+    saved = SavedTrial(folder, trial_key(strategy.name, 0), record)
+    reloaded = load_trial(check_trial(saved, classes.__getitem__), classes.__getitem__, ModelCache(None))
     test = ModelCache(None).splits(load_task(record.config.task_path), record.config).test
     predictions = reloaded.predict(test.texts)
     recorded = record.predictions
