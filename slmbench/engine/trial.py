@@ -110,7 +110,6 @@ def _fit_and_evaluate(
     members: Sequence[TrialRecord],
 ) -> None:
     """The trial itself; fills ``record`` as it goes, so that a failure keeps what was learnt."""
-    shutil.rmtree(artifact_dir, ignore_errors=True)  # a rerun trial leaves nothing of an earlier one to reload
     setup = _setup(config, strategy_cls, model_cache, artifact_dir, record, members)
     fit = fit_strategy(setup, record)
     if strategy_cls.reusable():  # with what the strategy saved, the trial can be reloaded (slmbench.engine.reuse)
