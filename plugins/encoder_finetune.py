@@ -139,11 +139,11 @@ class EncoderFinetune(Strategy):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from slmbench.lm.models import remote_code
+
         saved = json.loads((directory / SETTINGS_FILE).read_text(encoding="utf-8"))
         self.max_length = saved["max_input_tokens"]
         self.autocast = None if saved["autocast"] is None else getattr(torch, saved["autocast"])
-        from slmbench.lm.models import remote_code
-
         trust = remote_code(str(directory), self.context.models.trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust)
         self.model = AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=trust).to(self.context.device)

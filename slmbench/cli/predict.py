@@ -41,7 +41,7 @@ def predict_command(args: argparse.Namespace, registry, console) -> int:
     )
     cache = ModelCache(None)  # no progress bars inside: one bar of texts, below
     strategy = load_trial(checked, registry.strategy, cache, args.device)
-    recorded = (saved.record.models or checked.config.models).device
+    recorded = checked.models.device
     if strategy.context.device != recorded:
         say(
             console,

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from slmbench.records import Cost, Latency, TrialRecord
-from slmbench.tasks.examples import Examples, MemberPredictions
+from slmbench.tasks.examples import Examples, MemberPredictions, probability_rows
 
 
 def member_predictions_of(member: TrialRecord, validation: Examples, test: Examples, n_labels: int) -> MemberPredictions:
@@ -16,8 +16,7 @@ def member_predictions_of(member: TrialRecord, validation: Examples, test: Examp
     for examples, predicted in ((validation, member.validation_predictions), (test, member.predictions)):
         if predicted is None or len(predicted.predicted) != len(examples):
             raise ValueError(f"member {member.name} holds no predictions for the {len(examples)} texts of this split")
-        probabilities = predicted.probabilities or [[float(i == label) for i in range(n_labels)] for label in predicted.predicted]
-        rows.update(zip(examples.texts, probabilities))
+        rows.update(zip(examples.texts, probability_rows(predicted.predicted, predicted.probabilities, n_labels).tolist()))
     return MemberPredictions(member.name, rows)
 
 

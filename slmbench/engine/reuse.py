@@ -18,7 +18,7 @@ from slmbench.common.progress import ProgressReporter
 from slmbench.common.text import first_line
 from slmbench.engine.fitting import seed_everything
 from slmbench.engine.predictions import rounded
-from slmbench.records import TASK_COPY, RecordError, TrialConfig, TrialRecord, read_trial, trial_file
+from slmbench.records import TASK_COPY, ModelsConfig, RecordError, TrialConfig, TrialRecord, read_trial, trial_file
 from slmbench.strategy.base import CombiningStrategy, NotReusable, RunContext, Strategy
 from slmbench.tasks.examples import probability_rows
 
@@ -88,8 +88,7 @@ def validation_accuracy(trial: TrialRecord) -> float:
 
 def _key(summary: Any, trial: TrialRecord) -> str:
     """The trial's key, from the file it was read from (``trials/<key>.json``)."""
-    file = next(file.file for file in summary.folder.trials if file.record is trial)
-    return file.removeprefix("trials/").removesuffix(".json")
+    return next(file.key for file in summary.folder.trials if file.record is trial)
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,11 @@ class CheckedTrial:
     strategy: type[Strategy]
     task: TaskSpec
     """The task as the trial ran it: the copy in its artifact folder (``TASK_COPY``)."""
+
+    @property
+    def models(self) -> ModelsConfig:
+        """The shared models as the trial resolved them (device, dtype), or as configured in older records."""
+        return self.saved.record.models or self.config.models
 
 
 def check_trial(saved: SavedTrial, strategies: Callable[[str], type[Strategy]]) -> CheckedTrial:
@@ -130,14 +134,13 @@ def prediction_device(recorded: str, requested: str | None) -> str:
     ReuseError when this machine has no such device."""
     import torch
 
-    from slmbench.lm.models import choose_device
+    from slmbench.lm.models import choose_device, not_a_device
 
     device = choose_device(requested) if requested is not None else recorded
+    if problem := not_a_device(device):
+        raise ReuseError(problem)
     flag = f"--device {requested}" if requested is not None else f"the trial ran on {recorded}, and"
-    try:
-        kind = torch.device(device).type
-    except (RuntimeError, TypeError, ValueError):
-        raise ReuseError(f"--device {device[:60]!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    kind = torch.device(device).type
     if (kind == "cuda" and not torch.cuda.is_available()) or (kind == "mps" and not torch.backends.mps.is_available()):
         raise ReuseError(f"{flag} this machine has no {kind} device: pass --device cpu (or auto)")
     return device
@@ -150,8 +153,7 @@ def load_trial(
     (from ``cache``, shared with its members) on ``device`` (default: where it ran); a combining
     strategy's members rebuilt likewise, those it combined."""
     saved, config, strategy_cls = checked.saved, checked.config, checked.strategy
-    models_config = saved.record.models or config.models
-    models_config = models_config.model_copy(update={"device": prediction_device(models_config.device, device)})
+    models_config = checked.models.model_copy(update={"device": prediction_device(checked.models.device, device)})
     models = cache.models(config.model_copy(update={"models": models_config}))
     try:
         for kind in strategy_cls.metadata.calls:
@@ -212,4 +214,5 @@ class LiveMember:
         import numpy as np
 
         predictions = self.strategy.predict(texts)
-        return np.asarray(rounded(probability_rows(predictions, len(self.strategy.context.task.labels))), dtype=float)
+        rows = probability_rows(predictions.labels, predictions.probabilities, len(self.strategy.context.task.labels))
+        return np.asarray(rounded(rows), dtype=float)

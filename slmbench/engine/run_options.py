@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import Field
 
 from slmbench import records
-from slmbench.lm.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
+from slmbench.lm.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL, not_a_device
 from slmbench.strategy.registry import Registry
 from slmbench.tasks.profiles import Budget, get_profile
 
@@ -150,13 +150,8 @@ def check_option_grid(options: dict[str, dict[str, list[Any]]], strategies: list
 def check_device_and_models(options: RunOptions) -> None:
     """Device and model names are checked before anything loads: a device torch knows, and models that
     are embedded, a local folder, or a hub id (``name`` or ``namespace/name``)."""
-    if options.device != "auto":
-        import torch
-
-        try:
-            torch.device(options.device)
-        except (RuntimeError, TypeError, ValueError):
-            raise RunError(f"--device {options.device[:60]!r}: not a device; use auto, cpu, cuda, cuda:N or mps") from None
+    if options.device != "auto" and (problem := not_a_device(options.device)):
+        raise RunError(problem)
     for option, names, embedded in (
         ("--model", options.models, EMBEDDED_CAUSAL_LM),
         ("--embedding-model", options.embedding_models, EMBEDDED_EMBEDDING_MODEL),

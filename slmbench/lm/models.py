@@ -82,6 +82,17 @@ def resolve_embedding_model(name: str) -> str:
     return str(minilm_dir()) if name == EMBEDDED_EMBEDDING_MODEL else name
 
 
+def not_a_device(device: str) -> str | None:
+    """Why ``--device`` is not a device torch knows (one line), or None."""
+    import torch
+
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return f"--device {device[:60]!r}: not a device; use auto, cpu, cuda, cuda:N or mps"
+    return None
+
+
 def choose_device(requested: str = "auto") -> str:
     """cuda, then mps, then cpu, unless the user named one."""
     if requested != "auto":

@@ -115,6 +115,11 @@ class TrialFile:
     record: TrialRecord | None = None
     problem: str | None = None
 
+    @property
+    def key(self) -> str:
+        """The trial's key (``trials/<key>.json``), which also names its artifact folder."""
+        return self.file.removeprefix("trials/").removesuffix(".json")
+
 
 @dataclass
 class RunFolder:

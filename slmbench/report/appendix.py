@@ -347,7 +347,7 @@ def _kept(summary: Summary) -> str:
     """How many trials' artifacts the run folder kept for ``slmbench predict``, and their size beside the records'."""
     directory = summary.directory
     keys = [
-        file.file.removeprefix("trials/").removesuffix(".json")
+        file.key
         for file in summary.folder.trials
         if file.record and file.record.ok and file.record.train_size is None  # learning-curve points keep no model
     ]

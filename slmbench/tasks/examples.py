@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,10 +55,11 @@ class MemberPredictions:
         return np.asarray([self.probabilities[text] for text in texts], dtype=float)
 
 
-def probability_rows(predictions: Predictions, n_labels: int) -> np.ndarray:
-    """(texts, labels) probabilities of ``predictions``: one-hot of the predicted labels where it has none."""
+def probability_rows(labels: Sequence[int], probabilities: Any, n_labels: int) -> np.ndarray:
+    """(texts, labels) probabilities (an array or lists, as a strategy or a record gives them); one-hot
+    of the predicted ``labels`` where there are none."""
     import numpy as np
 
-    if predictions.probabilities is not None:
-        return np.asarray(predictions.probabilities, dtype=float)
-    return np.eye(n_labels)[np.asarray(predictions.labels, dtype=int)]
+    if probabilities is not None:
+        return np.asarray(probabilities, dtype=float)
+    return np.eye(n_labels)[np.asarray(labels, dtype=int)]

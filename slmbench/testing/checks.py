@@ -257,7 +257,8 @@ def check_reusable(strategy: type[Strategy]) -> None:
         different = sum(int(a) != b for a, b in zip(predictions.labels, recorded.predicted))
         _fail("check_reusable", strategy, f"reloaded by load, it predicts {different} of {len(recorded.predicted)} test labels differently")
     if recorded.probabilities is not None:
-        gap = float(np.abs(probability_rows(predictions, len(record.labels)) - np.asarray(recorded.probabilities)).max())
+        reloaded_rows = probability_rows(predictions.labels, predictions.probabilities, len(record.labels))
+        gap = float(np.abs(reloaded_rows - np.asarray(recorded.probabilities)).max())
         if gap > 6e-6:
             _fail("check_reusable", strategy, f"reloaded by load, its probabilities differ from the trial's by up to {gap:.3g}")
 
