@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from slmbench.strategy import Family, SharedModel, StrategyMetadata
+from slmbench.records import ExportForm
+from slmbench.strategy import Family, SharedModel, Strategy, StrategyMetadata
 from slmbench.strategy.finetuned_lm import (
     FineTunedCausalLM,
     FineTuneOptions,
@@ -71,6 +72,10 @@ class Adapters(FineTunedCausalLM):
         model, tokenizer = self.build()
         load_adapters(model, directory / ADAPTERS_FILE)
         return model, tokenizer
+
+    def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
+        """No form but slmbench's own: no library outside slmbench loads bottleneck adapters into a model."""
+        return Strategy.export(self, directory, quantize)
 
     def deployment_rebuild(self, scratch: Path) -> Any:
         """The frozen base checkpoint quantized, the saved adapters put back on it in full precision."""

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from slmbench.records import ExportForm
 from slmbench.strategy import Examples, Family, Options, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 
 CLASSIFIER_FILE = "classifier.skops"
@@ -54,6 +55,23 @@ class EmbeddingClassifier(Strategy):
         import skops.io
 
         self.classifier = skops.io.load(directory / CLASSIFIER_FILE)  # refuses any type outside scikit-learn's and numpy's
+
+    def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
+        """The embedding model as a sentence-transformers folder and the logistic regression beside it."""
+        import skops.io
+
+        from slmbench.lm.exported import HEAD_FILE, SENTENCE_TRANSFORMERS_DIR, save_sentence_transformer
+
+        super().export(directory, quantize)
+        save_sentence_transformer(self.context.models.embedder(), directory / SENTENCE_TRANSFORMERS_DIR)
+        skops.io.dump(self.classifier, directory / HEAD_FILE)
+        form = ExportForm(
+            kind="sentence-transformers-skops",
+            path=SENTENCE_TRANSFORMERS_DIR,
+            description="the sentence-transformers embedding model and the logistic regression on its unit vectors",
+            settings={"head": HEAD_FILE, "n_labels": len(self.context.task.labels)},
+        )
+        return [form]
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field
 
+from slmbench.records import ExportForm
 from slmbench.strategy import Examples, Family, Predictions, Search, SharedModel, Strategy, StrategyMetadata, hookimpl
 from slmbench.strategy.finetuned_lm import FineTuneOptions
 
@@ -147,6 +148,55 @@ class EncoderFinetune(Strategy):
         trust = remote_code(str(directory), self.context.models.trust_remote_code)
         self.tokenizer = AutoTokenizer.from_pretrained(str(directory), trust_remote_code=trust)
         self.model = AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=trust).to(self.context.device)
+
+    def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
+        """A transformers sequence-classification folder with its tokenizer (``model/``) and its ONNX copy
+        (``onnx/``); with ``quantize``, the folder quantized as the deployment check measured it, and no ONNX."""
+        import copy
+
+        from transformers import AutoModelForSequenceClassification
+
+        from slmbench.lm.deployment import quantization_config
+        from slmbench.lm.exported import UnsafeSerialization, export_onnx, save_quantized
+        from slmbench.lm.models import torch_dtype
+        from slmbench.strategy.base import QuantizationNotExported
+
+        autocast = None if self.autocast is None else str(self.autocast).removeprefix("torch.")
+        settings: dict[str, Any] = {"max_length": self.max_length, "autocast": autocast}
+        description = "the fine-tuned encoder with its classification head and tokenizer"
+        if quantize is not None:
+            config = quantization_config(quantize, self.context.device, keep=["classifier"])
+            try:
+                save_quantized(
+                    str(self.context.artifact_dir),
+                    AutoModelForSequenceClassification,
+                    config,
+                    torch_dtype(self.context.dtype),
+                    directory / "model",
+                )
+            except UnsafeSerialization as error:
+                raise QuantizationNotExported(f"{quantize} on {self.context.device}: {error}") from None
+            self.tokenizer.save_pretrained(str(directory / "model"))
+            form = ExportForm(
+                kind="transformers-sequence-classification",
+                path="model",
+                description=f"{description}, {quantize}",
+                quantization=quantize,
+                settings=settings,
+            )
+            return [form]
+        self.model.save_pretrained(str(directory / "model"), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(directory / "model"))
+        export_onnx(copy.deepcopy(self.model), self.tokenizer, directory / "onnx", self.max_length)
+        return [
+            ExportForm(kind="transformers-sequence-classification", path="model", description=description, settings=settings),
+            ExportForm(
+                kind="onnx-sequence-classification",
+                path="onnx",
+                description="the same model in ONNX (torch.onnx, float32), for onnxruntime",
+                settings={"max_length": self.max_length},
+            ),
+        ]
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         return self.predict_with(self.model, texts)

@@ -57,6 +57,7 @@ class FewShot(Strategy):
     )
 
     Options = FewShotOptions
+    training_texts_kept = "its demonstrations: train texts with their labels, verbatim (prompt.json)"
     options: FewShotOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:

@@ -45,6 +45,7 @@ class KnnVote(Strategy):
     )
 
     Options = KnnVoteOptions
+    training_texts_kept = "the embeddings of every train text with its label (train.faiss, train_index.json); no text itself"
     options: KnnVoteOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:

@@ -40,6 +40,7 @@ class Rag(Strategy):
     )
 
     Options = RagOptions
+    training_texts_kept = "every train text with its label (prompt.json) and their embeddings (train.faiss)"
     options: RagOptions
 
     def fit(self, train: Examples, validation: Examples) -> None:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from slmbench.records import ExportForm
 from slmbench.strategy import Examples, Family, Options, Predictions, Search, Strategy, StrategyMetadata, hookimpl
 
 PIPELINE_FILE = "pipeline.skops"
@@ -37,6 +38,7 @@ class TfidfLinear(Strategy):
 
     Options = TfidfLinearOptions
     options: TfidfLinearOptions
+    training_texts_kept = "the vocabulary: every word and word pair of the train texts (pipeline.skops)"
 
     def fit(self, train: Examples, validation: Examples) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
@@ -58,6 +60,15 @@ class TfidfLinear(Strategy):
         import skops.io
 
         self.pipeline = skops.io.load(directory / PIPELINE_FILE)  # refuses any type outside scikit-learn's and numpy's
+
+    def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
+        """The pipeline itself, for scikit-learn alone."""
+        super().export(directory, quantize)
+        self.save(directory)
+        n_labels = len(self.context.task.labels)
+        return [
+            ExportForm(kind="skops-pipeline", path=PIPELINE_FILE, description="the scikit-learn pipeline", settings={"n_labels": n_labels})
+        ]
 
     def predict(self, texts: Sequence[str]) -> Predictions:
         import numpy as np

@@ -191,3 +191,31 @@ def fit_log(tmp_path, monkeypatch):
     log = tmp_path / "fits.log"
     monkeypatch.setenv("SLMBENCH_TEST_LOG", str(log))
     return lambda: log.read_text().split() if log.exists() else []
+
+
+# --- every built-in strategy on the toy task (predict, export) ------------------------------------
+
+BUILT_IN_STRATEGIES = [
+    *("zero-shot", "few-shot", "rag", "knn-vote", "embedding-classifier", "lora", "dora", "qlora", "prompt-tuning"),
+    *("adapters", "full-finetune", "encoder-finetune", "tfidf-linear", "ensemble"),
+]
+
+
+def run_toy_task(folder, run_id: str, strategies: str, *extra: str):
+    """A real run on the toy task with the tiny models (smoke profile); its run folder."""
+    from slmbench.cli.main import main
+    from slmbench.testing import tiny_models
+    from slmbench.testing.toys import toy_task_files
+
+    causal_lm, embedder = tiny_models()
+    task = toy_task_files(folder / "task")
+    argv = ["run", "--task", str(task), "--strategies", strategies, "--profile", "smoke", "--model", str(causal_lm)]
+    argv += ["--embedding-model", str(embedder), "--output", str(folder / "runs"), "--run-id", run_id, "--no-progress", *extra]
+    assert main(argv) in (0, 1)
+    return folder / "runs" / "toy-sentiment" / run_id
+
+
+@pytest.fixture(scope="session")
+def all_strategies_run(tmp_path_factory):
+    """Every built-in strategy on the toy task, one seed, artifacts kept (read it, never change it)."""
+    return run_toy_task(tmp_path_factory.mktemp("all-strategies"), "all", "all")

@@ -370,7 +370,10 @@ TOKENS = st.sampled_from(
 
 
 @fuzz(60)
-@given(command=st.sampled_from(["run", "validate", "report", "list", "show", "predict", "bogus"]), tokens=st.lists(TOKENS, max_size=8))
+@given(
+    command=st.sampled_from(["run", "validate", "report", "list", "show", "predict", "export", "bogus"]),
+    tokens=st.lists(TOKENS, max_size=8),
+)
 def test_argument_soup(command, tokens):
     """Options, values and flags in any order and number: argparse or the command says what is wrong."""
     with workdir() as wd:
@@ -378,9 +381,11 @@ def test_argument_soup(command, tokens):
 
 
 @fuzz(40)
-@given(command=st.sampled_from(["validate", "report", "show", "resume", "predict"]), value=HOSTILE_TEXT)
+@given(command=st.sampled_from(["validate", "report", "show", "resume", "predict", "export"]), value=HOSTILE_TEXT)
 def test_hostile_positional(command, value):
-    argv = {"resume": ["run", "--resume", value], "predict": ["predict", value, value]}.get(command, [command, value])
+    argv = {"resume": ["run", "--resume", value], "predict": ["predict", value, value], "export": ["export", value, "--to", "out"]}.get(
+        command, [command, value]
+    )
     with workdir() as wd:
         check(run_cli(argv, cwd=wd, kind="cli argument", invalid=None, writes=wd / "out"))
 
@@ -436,7 +441,7 @@ def damaged_folders(draw) -> tuple[str, str, Any, bool | None]:
 
 
 @fuzz(70)
-@given(damage=damaged_folders(), form=st.sampled_from(["md", "md", "md", "json", "csv", "compare", "predict"]))
+@given(damage=damaged_folders(), form=st.sampled_from(["md", "md", "md", "json", "csv", "compare", "predict", "export"]))
 def test_report_on_a_damaged_run_folder(damage, form):
     file, how, content, invalid = damage
     with tempfile.TemporaryDirectory() as folder:
@@ -450,6 +455,9 @@ def test_report_on_a_damaged_run_folder(damage, form):
             "csv": ["report", str(run_dir), "--format", "csv"],
             "compare": ["report", str(FIXTURE), str(run_dir), "--compare"],
             "predict": ["predict", str(run_dir), str(FIXTURE / "test_texts.json")],
+            "export": ["export", str(run_dir), "--to", str(root / "out")],
         }[form]
-        result = run_cli(argv, cwd=root, kind="run folder", invalid=invalid, writes=run_dir)
-        check(result, *(() if form == "predict" else (file, "run.json")))  # the fixture keeps no artifacts: predict may stop there
+        result = run_cli(argv, cwd=root, kind="run folder", invalid=invalid, writes=root / "out" if form == "export" else run_dir)
+        reused = form in ("predict", "export")  # the fixture keeps no artifacts: predict and export may stop there
+        check(result, *(() if reused else (file, "run.json")))
+        assert form != "export" or not (root / "out").exists()

@@ -12,32 +12,24 @@ from pathlib import Path
 
 import pytest
 from cli_harness import check, run_cli
+from conftest import BUILT_IN_STRATEGIES, run_toy_task
 
 from slmbench.cli.main import main
 from slmbench.records import read_trial, trial_file, write_trial
 from slmbench.testing import tiny_models
 from slmbench.testing.toys import toy_task_files
 
-BUILT_IN = [
-    *("zero-shot", "few-shot", "rag", "knn-vote", "embedding-classifier", "lora", "dora", "qlora", "prompt-tuning"),
-    *("adapters", "full-finetune", "encoder-finetune", "tfidf-linear", "ensemble"),
-]
+BUILT_IN = BUILT_IN_STRATEGIES
 
 
 def _run(folder: Path, run_id: str, strategies: str, *extra: str) -> Path:
-    """A real run on the toy task with the tiny models (smoke profile); its run folder."""
-    causal_lm, embedder = tiny_models()
-    task = toy_task_files(folder / "task")
-    argv = ["run", "--task", str(task), "--strategies", strategies, "--profile", "smoke", "--model", str(causal_lm)]
-    argv += ["--embedding-model", str(embedder), "--output", str(folder / "runs"), "--run-id", run_id, "--no-progress", *extra]
-    assert main(argv) in (0, 1)
-    return folder / "runs" / "toy-sentiment" / run_id
+    return run_toy_task(folder, run_id, strategies, *extra)
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory) -> Path:
+def toy_run(all_strategies_run) -> Path:
     """Every built-in strategy, one seed."""
-    return _run(tmp_path_factory.mktemp("predict"), "all", "all")
+    return all_strategies_run
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ import sys
 from slmbench.cli.catalog import list_command, show_command
 from slmbench.cli.console import error_console, say
 from slmbench.cli.exit_codes import EXIT_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from slmbench.cli.export import export_command
 from slmbench.cli.parser import build_parser
 from slmbench.cli.predict import predict_command
 from slmbench.cli.report import report_command
@@ -25,6 +26,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from pydantic import ValidationError
 
     from slmbench.common.options import OptionError
+    from slmbench.engine.exporting import ExportError
     from slmbench.engine.reuse import ReuseError
     from slmbench.engine.run_options import RunError
     from slmbench.lm.models import ModelError
@@ -46,6 +48,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         ReuseError,
         NotReusable,
         PredictInputError,
+        ExportError,
     )
 
 
@@ -55,6 +58,8 @@ def _dispatch(args: argparse.Namespace, registry, console) -> int:
         return run_command(args, registry, console)
     if args.command == "predict":
         return predict_command(args, registry, console)
+    if args.command == "export":
+        return export_command(args, registry, console)
     if args.command == "list":
         list_command(args, registry)
     elif args.command == "show":

@@ -142,6 +142,12 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         choices=["all", "none"],
         help="all: keep what every trial learnt, for slmbench predict (default); none: delete it once the trial is scored",
     )
+    run.add_argument(
+        "--export-check",
+        choices=["recommended", "all", "none"],
+        help="after the trials, export the recommended trial (default), every trial or none, reload each exported form "
+        "from the export alone and score it on the test split (the report's deployment section)",
+    )
     run.add_argument("--dry-run", action="store_true", help="list the trials the command would run and which are done; run nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     _add_execution(run)
@@ -205,7 +211,7 @@ def _add_report(report: argparse.ArgumentParser) -> None:
 
 def _add_predict(predict: argparse.ArgumentParser) -> None:
     """``predict``: which trial, the input, the output."""
-    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder, or an export folder (slmbench export)")
     predict.add_argument("input", metavar="INPUT", help="a .csv, .jsonl or .parquet file of texts, or - for one text per line on stdin")
     predict.add_argument("--strategy", help="the trial's strategy or variant (default: the report's recommendation)")
     predict.add_argument("--seed", type=int, help="the trial's seed (default: the seed with the best validation accuracy)")
@@ -219,6 +225,20 @@ def _add_predict(predict: argparse.ArgumentParser) -> None:
         "--batch-size", type=_positive(int), default=1024, metavar="N", help="texts read and predicted at a time (default: 1024)"
     )
     predict.add_argument("--no-progress", action="store_true", help="no progress bar (there is none when stderr is not a terminal)")
+
+
+def _add_export(export: argparse.ArgumentParser) -> None:
+    """``export``: which trial, where to, quantized or not."""
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a run folder")
+    export.add_argument("--strategy", help="the trial's strategy or variant (default: the report's recommendation)")
+    export.add_argument("--seed", type=int, help="the trial's seed (default: the seed with the best validation accuracy)")
+    export.add_argument("--to", type=Path, required=True, metavar="DIR", help="a new or empty folder to write the export to")
+    export.add_argument(
+        "--quantize",
+        choices=["int8", "nf4"],
+        help="the model's weights quantized (as the deployment check measures them), where that can be saved without pickle",
+    )
+    export.add_argument("--device", help="auto, cpu, cuda... where the trial is loaded to be exported (default: where it ran)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("validate", "check a task YAML and its data without running anything", _add_validate, []),
         ("report", "render a run folder's report, or export its records", _add_report, [limits]),
         ("predict", "apply a finished trial to new texts", _add_predict, [limits]),
+        ("export", "write a finished trial in the forms other tools load, with a model card", _add_export, [limits]),
     ):
         add_arguments(commands.add_parser(name, help=help, parents=[common, *parents]))
     return parser

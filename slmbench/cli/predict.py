@@ -12,10 +12,14 @@ import argparse
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from slmbench.cli.console import say
 from slmbench.cli.exit_codes import EXIT_OK
 from slmbench.cli.parser import constraints
+
+if TYPE_CHECKING:
+    from slmbench.engine.reuse import SavedTrial
 
 
 def predict_command(args: argparse.Namespace, registry, console) -> int:
@@ -25,19 +29,18 @@ def predict_command(args: argparse.Namespace, registry, console) -> int:
     from slmbench.cli.prediction_output import PredictionWriter
     from slmbench.engine.model_cache import ModelCache
     from slmbench.engine.predictions import check_predictions
-    from slmbench.engine.reuse import ReuseError, check_trial, find_trial, load_trial, validation_accuracy
+    from slmbench.engine.reuse import ReuseError, check_trial, load_trial, validation_accuracy
     from slmbench.tasks.text_input import input_rows, text_batches
 
-    saved = find_trial(args.run_dir, args.strategy, args.seed, constraints(args))
+    saved, chosen = _trial(args)
     checked = check_trial(saved, registry.strategy)
     batches = text_batches(args.input, args.text_column or checked.task.text_column, args.batch_size)  # checks the input first
-    chosen = "the report's recommendation" if args.strategy is None else "as asked"
     say(
         console,
         "cyan",
         "predict",
         f"{saved.record.name}, seed {saved.record.seed} ({chosen}; validation accuracy {validation_accuracy(saved.record):.3f}), "
-        f"from {saved.run_dir}",
+        f"from {args.run_dir}",
     )
     cache = ModelCache(None)  # no progress bars inside: one bar of texts, below
     strategy = load_trial(checked, registry.strategy, cache, args.device)
@@ -69,6 +72,20 @@ def predict_command(args: argparse.Namespace, registry, console) -> int:
     if args.output is not None:
         say(console, "green", "wrote", f"{done} predictions to {args.output}")
     return EXIT_OK
+
+
+def _trial(args: argparse.Namespace) -> tuple[SavedTrial, str]:
+    """The trial to apply and why it was chosen: an export's own, or one of a run folder's."""
+    from slmbench.engine.exporting import ExportError, is_export, open_export
+    from slmbench.engine.reuse import find_trial
+
+    if not is_export(args.run_dir):
+        saved = find_trial(args.run_dir, args.strategy, args.seed, constraints(args))
+        return saved, "the report's recommendation" if args.strategy is None else "as asked"
+    manifest, saved = open_export(args.run_dir)
+    if args.strategy not in (None, manifest.name, manifest.strategy) or args.seed not in (None, manifest.seed):
+        raise ExportError(f"{args.run_dir}: the export holds {manifest.name} seed {manifest.seed} only; drop --strategy and --seed")
+    return saved, "the export's trial"
 
 
 @contextmanager

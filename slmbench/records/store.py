@@ -24,6 +24,8 @@ from slmbench.records.migrations import migrate_run, migrate_trial
 from slmbench.records.schema import (
     MAX_RECORD_BYTES,
     SAFE_NAME,
+    ExportChecks,
+    ExportManifest,
     Record,
     RecordError,
     RunOptionsRecord,
@@ -106,6 +108,26 @@ def read_test_texts(run_dir: Path) -> list[str] | None:
     return texts if isinstance(texts, list) and all(isinstance(text, str) for text in texts) else None
 
 
+EXPORT_MANIFEST = "slmbench-export.json"
+"""The manifest of an export folder (``slmbench export``): an ``ExportManifest``."""
+EXPORT_CHECKS = "export_check.json"
+"""A run folder's export check (``ExportChecks``)."""
+
+
+def read_export_manifest(directory: Path) -> ExportManifest:
+    """The manifest of the export folder ``directory``, or a RecordError."""
+    path = Path(directory) / EXPORT_MANIFEST
+    return _validate(ExportManifest, _read_object(path, "export manifest"), path, "export manifest")
+
+
+def read_export_checks(run_dir: Path) -> ExportChecks | None:
+    """The run folder's export check, or None when it has none; a damaged file is a RecordError."""
+    path = Path(run_dir) / EXPORT_CHECKS
+    if not os.path.lexists(path):
+        return None
+    return _validate(ExportChecks, _read_object(path, "export check"), path, "export check")
+
+
 @dataclass
 class TrialFile:
     """A file under ``trials/``: its record, or why it could not be read."""
@@ -129,6 +151,9 @@ class RunFolder:
     run: RunRecord | None
     trials: list[TrialFile] = field(default_factory=list)
     test_texts: list[str] | None = None
+    export_checks: ExportChecks | None = None
+    export_problem: str | None = None
+    """Why ``export_check.json`` could not be read (the report says so instead of failing)."""
 
     @property
     def records(self) -> list[TrialRecord]:
@@ -154,7 +179,11 @@ def load_run_folder(run_dir: Path) -> RunFolder:
             trials.append(TrialFile(file, problem=str(error).removeprefix(f"{path}: ")))
     if run is None and not trials:
         raise RecordError(f"{run_dir}: not a slmbench run folder (no run.json and no trials/*.json)")
-    return RunFolder(run_dir, run, trials, read_test_texts(run_dir))
+    try:
+        checks, problem = read_export_checks(run_dir), None
+    except RecordError as error:
+        checks, problem = None, str(error)
+    return RunFolder(run_dir, run, trials, read_test_texts(run_dir), checks, problem)
 
 
 # --- writing --------------------------------------------------------------------------------------

@@ -312,8 +312,9 @@ def deployment(summary: Summary) -> str:
                     "",
                 ]
             )
+    parity = export_parity(summary)
     if not rows:
-        return ""
+        return f"## Deployment check\n\n{parity}" if parity else ""
     headers = [
         "strategy",
         "weights",
@@ -339,6 +340,69 @@ def deployment(summary: Summary) -> str:
             "No GGUF export: no maintained PyPI package converts a transformers model to GGUF here (`gguf` reads and "
             "writes the file format but has no model converter; llama.cpp's `convert_hf_to_gguf.py` is not packaged "
             "by its authors).",
+            *([parity] if parity else []),
+        ]
+    )
+
+
+FORM_NAMES = {
+    "slmbench": "slmbench (`slmbench predict EXPORT_DIR`)",
+    "skops-pipeline": "scikit-learn pipeline (skops)",
+    "sentence-transformers-skops": "sentence-transformers + skops head",
+    "transformers-sequence-classification": "transformers sequence classification",
+    "onnx-sequence-classification": "ONNX (onnxruntime)",
+    "transformers-causal-lm": "transformers causal LM (+ PEFT adapter)",
+}
+
+
+def export_parity(summary: Summary) -> str:
+    """The export check (``export_check.json``): each exported form reloaded from the export alone,
+    its agreement with the trial's own test predictions, accuracy, size and single-request latency."""
+    folder = summary.folder
+    if folder.export_problem:
+        return f"### Exported forms\n\nThe export check could not be read: {text(md.first_line(folder.export_problem))}"
+    checks = folder.export_checks
+    if checks is None or not checks.trials:
+        return ""
+    rows = []
+    for trial in checks.trials:
+        name = f"{text(trial.name)} (seed {trial.seed})"
+        if trial.error:
+            rows.append([name, *[MISSING] * 7, text(md.first_line(trial.error))])
+        for form in trial.forms:
+            latency = form.single_request.p50_ms if form.single_request else None
+            agreement = MISSING if form.agreement is None else f"{form.agreement:.1%}"
+            rows.append(
+                [
+                    name,
+                    FORM_NAMES.get(form.kind, form.kind),
+                    code(form.path),
+                    code(form.quantization or "as trained"),
+                    agreement,
+                    metric(form.accuracy),
+                    md.size(form.size_bytes),
+                    number(latency),
+                    text(md.first_line(form.error)) if form.error else "",
+                ]
+            )
+    which = (
+        "the recommended strategy's trial (at its seed best on validation)" if checks.checked == "recommended" else "every reusable trial"
+    )
+    exact = all(form.agreement == 1 for trial in checks.trials for form in trial.forms if form.quantization is None and form.error is None)
+    verdict = (
+        "Every unquantized form agrees with the trial on every test example."
+        if exact
+        else "**An unquantized form disagrees with its trial on some test examples**: what ships is not exactly what was measured."
+    )
+    headers = ["trial", "form", "path", "weights", "agreement", "accuracy", "size on disk", "single request p50 (ms)", "error"]
+    return "\n\n".join(
+        [
+            "### Exported forms",
+            f"Parity of what `slmbench export` ships: {which} exported to a temporary folder, each form reloaded from the "
+            "export alone (a fresh load, no state of the run) by the library that form is for, and scored on the same "
+            "test split. Agreement: the share of test examples on which it predicts the trial's own label. "
+            f"{verdict}" + (" `--export-check all` checks every trial." if checks.checked == "recommended" else ""),
+            table(headers, rows),
         ]
     )
 

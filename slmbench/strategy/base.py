@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from slmbench.common.progress import ProgressReporter
     from slmbench.lm.memory_estimate import MemoryRequest
     from slmbench.lm.models import SharedModels
-    from slmbench.records import Calibration, MemoryEstimate
+    from slmbench.records import Calibration, ExportForm, MemoryEstimate
     from slmbench.tasks.profiles import Budget
     from slmbench.tasks.spec import TaskSpec
 
@@ -92,6 +92,9 @@ class Strategy(ABC):
     Options: ClassVar[type[Options]] = Options
     """The options a user may set (``--set NAME.OPTION=VALUE``), with the ranges the search may try
     (``slmbench.strategy.search_space.Search``); subclass ``slmbench.Options``."""
+    training_texts_kept: ClassVar[str | None] = None
+    """What train text (or its embeddings) the saved artifacts contain, if any: the model card of an
+    export warns of it."""
     name = _FromMetadata()
     description = _FromMetadata()
     family = _FromMetadata()
@@ -196,6 +199,23 @@ class Strategy(ABC):
         """Whether the strategy implements both ``save`` and ``load``."""
         return cls.save is not Strategy.save and cls.load is not Strategy.load
 
+    def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
+        """Write what the loaded (or fitted) strategy learnt, in forms other tools load, into ``directory``
+        (``slmbench export``), and describe them; ``quantize`` (``int8``, ``nf4``, None) asks for its
+        weights quantized where that can be saved safely (``QuantizationNotExported`` otherwise).
+        ``slmbench export`` always adds the form slmbench reloads (the trial's own artifacts).
+        Default: no other form."""
+        if quantize is not None:
+            raise QuantizationNotExported(f"{self.name} has no weights of its own to quantize")
+        return []
+
+    def form_predictor(self, form: ExportForm, directory: Path) -> Callable[[Sequence[str]], Predictions]:
+        """Predictions from ``form`` of an export in ``directory``, loaded from its files alone (the
+        export check). Default: the forms a plain library loads (``slmbench.lm.exported``)."""
+        from slmbench.lm.exported import plain_library_predictor
+
+        return plain_library_predictor(form, directory, len(self.context.task.labels), self.context.device)
+
     def parameter_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters of what this strategy uses at prediction time. Default: none
         trained, and the shared models it calls (``shared_parameters``)."""
@@ -222,6 +242,11 @@ class Strategy(ABC):
         ``predict(texts)`` and ``size_bytes`` (its size on disk), freed on exit. Default: none.
         """
         return ()
+
+
+class QuantizationNotExported(ValueError):
+    """``slmbench export --quantize``: the strategy has no weights to quantize, or its quantized form
+    cannot be saved without pickle."""
 
 
 class NotReusable(Exception):

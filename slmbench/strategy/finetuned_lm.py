@@ -15,7 +15,7 @@ engine every strategy is judged by.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar
@@ -41,7 +41,7 @@ from slmbench.strategy.search_space import Search
 if TYPE_CHECKING:
     from slmbench.lm.deployment import QuantizedCopy, Rebuild
     from slmbench.lm.memory_estimate import MemoryRequest, ModelShape, TrainingKind
-    from slmbench.records import MemoryEstimate
+    from slmbench.records import ExportForm, MemoryEstimate
     from slmbench.strategy.base import RunContext
     from slmbench.strategy.prompting import LMClassification
     from slmbench.tasks.examples import Examples, Predictions
@@ -294,6 +294,96 @@ class FineTunedCausalLM(Strategy):
     def predict_with(self, model: Any, texts: Sequence[str]) -> Predictions:
         """``model``'s predictions through the scoring engine, the trial's details untouched (deployment check)."""
         return predict_causal_lm(self.context, model, self.tokenizer, texts).predictions
+
+    def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
+        """The model as it predicts, a transformers folder with its tokenizer (``model/``): merged or fully
+        trained weights, or the base it was trained on with the PEFT adapter beside it (``adapter/``,
+        applied at load). With ``quantize``, that model quantized as the deployment check measured it
+        (an adapter stays in full precision), where the library saves it without pickle."""
+        import copy
+        import shutil
+
+        from peft import PeftModel
+
+        from slmbench.records import ExportForm
+
+        model = self.prediction_model()
+        settings: dict[str, Any] = {}
+        base: Any
+        if isinstance(model, PeftModel):  # an adapter applied at load: the base as trained on, the adapter beside it
+            save_peft_adapter(model, directory / "adapter")
+            base = model.get_base_model() if model.active_peft_config.is_prompt_learning else copy.deepcopy(model).unload()
+            settings["adapter"] = "adapter"
+            description = "the base model as it was trained on, with the trained PEFT adapter in adapter/ applied at load"
+        else:
+            base = model
+            description = "the trained model"
+            adapter_files = [path for path in self.context.artifact_dir.iterdir() if path.name.startswith("adapter_")]
+            if adapter_files:
+                (directory / "adapter").mkdir()
+                for path in adapter_files:
+                    shutil.copy2(path, directory / "adapter" / path.name)
+                description = "the trained model, its adapter merged into the weights (adapter/: the PEFT adapter it was merged from)"
+        base.save_pretrained(str(directory / "model"), safe_serialization=True)
+        self.tokenizer.save_pretrained(str(directory / "model"))
+        settings["dtype"] = str(base.dtype).removeprefix("torch.")
+        quantization = self._quantized_base(directory / "model", quantize)
+        if quantization is not None:
+            description += f", the base weights {quantization}"
+        return [
+            ExportForm(kind="transformers-causal-lm", path="model", description=description, quantization=quantization, settings=settings)
+        ]
+
+    def _quantized_base(self, folder: Path, quantize: str | None) -> str | None:
+        """Replace the checkpoint in ``folder`` by its ``quantize`` form; the quantization the folder ends with."""
+        import shutil
+
+        from transformers import AutoModelForCausalLM
+
+        from slmbench.lm.deployment import quantization_config
+        from slmbench.lm.exported import UnsafeSerialization, save_quantized
+        from slmbench.lm.models import torch_dtype
+        from slmbench.strategy.base import QuantizationNotExported
+
+        trained_in = "nf4" if self.trains == "quantized_adapter" else None
+        if quantize is None or quantize == trained_in:
+            return trained_in
+        if trained_in is not None:
+            raise QuantizationNotExported(f"{self.name} trained on a {trained_in} base, and is exported as such: not {quantize}")
+        target = folder.with_name(f"{folder.name}-{quantize}")
+        try:
+            save_quantized(
+                str(folder),
+                AutoModelForCausalLM,
+                quantization_config(quantize, self.context.device),
+                torch_dtype(self.context.dtype),
+                target,
+            )
+        except UnsafeSerialization as error:
+            raise QuantizationNotExported(f"{quantize} on {self.context.device}: {error}") from None
+        self.tokenizer.save_pretrained(str(target))
+        shutil.rmtree(folder)
+        target.rename(folder)
+        return quantize
+
+    def form_predictor(self, form: ExportForm, directory: Path) -> Callable[[Sequence[str]], Predictions]:
+        """A ``transformers-causal-lm`` form read by transformers (and peft), scored by the scoring engine."""
+        if form.kind != "transformers-causal-lm":
+            return super().form_predictor(form, directory)
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from slmbench.lm.models import torch_dtype
+
+        folder = str(directory / form.path)
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(str(form.settings["dtype"])), device_map=self.context.device)
+        adapter = form.settings.get("adapter")
+        if isinstance(adapter, str):
+            model = self.for_prediction(PeftModel.from_pretrained(model, str(directory / adapter)))
+        return lambda texts: predict_causal_lm(self.context, model, tokenizer, texts).predictions
 
     def deployment_rebuild(self, scratch: Path) -> Rebuild:
         """A peft model: its adapter (or soft prompt) back on the quantized base model; any other

@@ -70,6 +70,8 @@ class TaskSpec:
     instruction: str
     split: SplitProtocol = SplitProtocol()
     references: tuple[Reference, ...] = field(default_factory=tuple)
+    license: str | None = None
+    """The data's licence, as the task file states it (copied into the model card of an export)."""
 
     @property
     def label_names(self) -> list[str]:
@@ -93,7 +95,7 @@ def value_key(value: Any) -> str:
 
 _MISSING = object()
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_TOP_KEYS = ("name", "description", "source", "text_column", "label_column", "labels", "instruction", "split", "references")
+_TOP_KEYS = ("name", "description", "source", "text_column", "label_column", "labels", "instruction", "split", "references", "license")
 _SOURCE_KEYS = ("file", "hub")
 _HUB_KEYS = ("path", "name", "split", "revision", "data_dir", "text_column", "label_column")
 _LABEL_KEYS = ("name", "verbalizer", "description", "values")
@@ -361,4 +363,5 @@ def load_task(path: str | Path) -> TaskSpec:
         instruction=top.get("instruction", "text"),
         split=_split(file, top.data.get("split")),
         references=_references(file, top.data.get("references")),
+        license=top.get("license", "text", None),
     )
