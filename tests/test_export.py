@@ -273,3 +273,27 @@ def test_a_damaged_export_is_one_clear_line(site, tmp_path, damage):
     (work / "texts.csv").write_text("text\nProfit rose\n", encoding="utf-8")
     result = run_cli(["predict", "shipped", "texts.csv"], cwd=work, kind="export folder", invalid=True)
     check(result, "shipped", accept=False)
+
+
+# --- licences in the model card --------------------------------------------------------------------
+
+
+def test_a_models_licence_comes_from_the_registry_its_card_or_its_family(tmp_path):
+    from slmbench.engine.model_card import GEMMA_TERMS, _base_model_section
+    from slmbench.lm.models import EMBEDDED_CAUSAL_LM, model_license
+
+    assert model_license(EMBEDDED_CAUSAL_LM) == "apache-2.0"
+    carded = tmp_path / "carded"
+    carded.mkdir()
+    (carded / "config.json").write_text('{"model_type": "llama"}', encoding="utf-8")
+    (carded / "README.md").write_text("---\nlicense: mit\n---\n# a model\n", encoding="utf-8")
+    assert model_license(str(carded)) == "mit"
+    gemma = tmp_path / "gemma"
+    gemma.mkdir()
+    (gemma / "config.json").write_text('{"model_type": "gemma3_text"}', encoding="utf-8")
+    (gemma / "README.md").write_text("---\nlicense: apache-2.0\n---\n", encoding="utf-8")  # a folder's claim does not lift the terms
+    assert model_license(str(gemma)) == "gemma"
+    assert model_license(str(tmp_path / "nothing-here")) is None
+    section = _base_model_section([str(gemma), "owner/unknown"], {str(gemma): "gemma", "owner/unknown": None})
+    assert GEMMA_TERMS in section and "not known to slmbench" in section
+    assert GEMMA_TERMS not in _base_model_section([str(carded)], {str(carded): "mit"})
