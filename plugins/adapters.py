@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field
 
 from slmbench.records import ExportForm
-from slmbench.strategy import Family, SharedModel, Strategy, StrategyMetadata
+from slmbench.strategy import Family, SharedModel, StrategyMetadata
+from slmbench.strategy.base import QuantizationNotExported
 from slmbench.strategy.finetuned_lm import (
     FineTunedCausalLM,
     FineTuneOptions,
@@ -75,7 +76,9 @@ class Adapters(FineTunedCausalLM):
 
     def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
         """No form but slmbench's own: no library outside slmbench loads bottleneck adapters into a model."""
-        return Strategy.export(self, directory, quantize)
+        if quantize is not None:
+            raise QuantizationNotExported("bottleneck adapters export only as slmbench's own form, unquantized")
+        return []
 
     def deployment_rebuild(self, scratch: Path) -> Any:
         """The frozen base checkpoint quantized, the saved adapters put back on it in full precision."""

@@ -55,6 +55,7 @@ class EncoderFinetune(Strategy):
 
     Options = EncoderFinetuneOptions
     options: EncoderFinetuneOptions
+    derived_from = (SharedModel.EMBEDDER,)
 
     @classmethod
     def estimate_memory(cls, request: MemoryRequest) -> MemoryEstimate:
@@ -172,6 +173,7 @@ class EncoderFinetune(Strategy):
                     AutoModelForSequenceClassification,
                     config,
                     torch_dtype(self.context.dtype),
+                    self.context.device,
                     directory / "model",
                 )
             except UnsafeSerialization as error:
@@ -194,6 +196,7 @@ class EncoderFinetune(Strategy):
                 kind="onnx-sequence-classification",
                 path="onnx",
                 description="the same model in ONNX (torch.onnx, float32), for onnxruntime",
+                quantization=None if autocast is None else "float32",  # the trial predicted under autocast: other arithmetic
                 settings={"max_length": self.max_length},
             ),
         ]

@@ -206,6 +206,7 @@ BAD_CALLS = {
     "a file as --to": (["export", MIXED, "--to", "a-file"], "not a folder"),
     "no --to": (["export", MIXED], "--to"),
     "--to inside the run folder": (["export", MIXED, "--to", f"{MIXED}/shipped"], "inside the run folder"),
+    "--to in a missing folder": (["export", MIXED, "--to", "none/out"], "parent folder none does not exist"),
     "no such trial": (["export", MIXED, "--strategy", "lora", "--to", "out"], "no trial of 'lora'"),
     "no such seed": (["export", MIXED, "--strategy", "tfidf-linear", "--seed", "3", "--to", "out"], "seed 3"),
     "failed trial": (["export", MIXED, "--strategy", "exploding", "--to", "out"], "ended failed"),
@@ -223,7 +224,7 @@ def test_bad_export_calls_are_one_clear_line_and_write_nothing(site, case):
     result = run_cli(argv, cwd=site, kind="cli argument", invalid=True)
     check(result, culprit, accept=False)
     assert result.code == 2
-    assert not (site / "out").exists() and not (site / MIXED / "shipped").exists()
+    assert not (site / "out").exists() and not (site / MIXED / "shipped").exists() and not (site / "none").exists()
     assert (site / "full" / "keep.txt").read_text(encoding="utf-8") == "mine"
 
 
@@ -241,6 +242,7 @@ def test_a_failed_export_into_an_empty_folder_leaves_it_empty(all_strategies_run
 def test_an_export_writes_only_inside_to_and_predict_reads_it(site, tmp_path):
     work = Path(shutil.copytree(site, tmp_path / "site"))
     before = snapshot(work / "runs")
+    (work / "shipped").mkdir()
     result = run_cli(["export", MIXED, "--to", "shipped/model"], cwd=work, kind="cli argument", invalid=False, writes=work / "shipped")
     assert result.outcome == "accepted", str(result)
     assert snapshot(work / "runs") == before  # the run folder is read, never written
@@ -258,7 +260,7 @@ def test_an_export_writes_only_inside_to_and_predict_reads_it(site, tmp_path):
     check(result, "holds tfidf-linear seed 0 only", accept=False)
 
 
-@pytest.mark.parametrize("damage", ["manifest deleted trial", "manifest garbage", "artifact emptied"])
+@pytest.mark.parametrize("damage", ["manifest deleted trial", "manifest garbage", "artifact emptied", "trial outside", "remote code"])
 def test_a_damaged_export_is_one_clear_line(site, tmp_path, damage):
     work = Path(shutil.copytree(site, tmp_path / "site"))
     result = run_cli(["export", MIXED, "--to", "shipped"], cwd=work, kind="cli argument", invalid=False, writes=work / "shipped")
@@ -268,8 +270,18 @@ def test_a_damaged_export_is_one_clear_line(site, tmp_path, damage):
         (shipped / "slmbench" / "trials" / "tfidf-linear.seed0.json").unlink()
     elif damage == "manifest garbage":
         (shipped / "slmbench-export.json").write_bytes(b"{\x00 not json")
-    else:
+    elif damage == "artifact emptied":
         (shipped / "slmbench" / "artifacts" / "tfidf-linear.seed0" / "pipeline.skops").write_bytes(b"")
+    elif damage == "trial outside":
+        manifest = json.loads((shipped / "slmbench-export.json").read_text(encoding="utf-8"))
+        (work / "runs" / "evil.json").write_text("{}", encoding="utf-8")
+        manifest["trial"] = "../../runs/evil"
+        (shipped / "slmbench-export.json").write_text(json.dumps(manifest), encoding="utf-8")
+    else:
+        path = shipped / "slmbench" / "trials" / "tfidf-linear.seed0.json"
+        record = json.loads(path.read_text(encoding="utf-8"))
+        record["models"]["trust_remote_code"] = True
+        path.write_text(json.dumps(record), encoding="utf-8")
     (work / "texts.csv").write_text("text\nProfit rose\n", encoding="utf-8")
     result = run_cli(["predict", "shipped", "texts.csv"], cwd=work, kind="export folder", invalid=True)
     check(result, "shipped", accept=False)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from slmbench.common.files import is_inside
 from slmbench.common.text import first_line
 from slmbench.engine.reuse import CheckedTrial, SavedTrial, check_trial, combined_members, load_trial
+from slmbench.lm.deployment import UnsupportedQuantization
 from slmbench.records import (
     EXPORT_MANIFEST,
     ExportForm,
@@ -73,7 +74,7 @@ def export_trial(
         forms = [_slmbench_form(strategy)]
         try:
             forms += strategy.export(to, quantize)
-        except QuantizationNotExported as error:
+        except (QuantizationNotExported, UnsupportedQuantization) as error:
             raise ExportError(f"--quantize {quantize}: {error}") from None
         record = saved.record
         manifest = ExportManifest(
@@ -90,9 +91,15 @@ def export_trial(
             quantize=quantize,
             forms=forms,
             training_texts=_training_texts(strategy),
+            notes=[
+                f"`slmbench predict` on this folder loads the base model `{name}` from where the run found it, a folder "
+                "on that machine: copy it along, or use the forms above that carry their weights."
+                for name in strategy.base_models()
+                if Path(name).is_absolute()
+            ],
         )
         write_json(to / EXPORT_MANIFEST, manifest.model_dump(mode="json"))
-        write_text(to / "README.md", model_card(manifest, checked, to))
+        write_text(to / "README.md", model_card(manifest, checked, strategy.base_models(), to))
         return manifest
     except BaseException:
         _remove(to, created)
@@ -104,9 +111,18 @@ def open_export(directory: Path) -> tuple[ExportManifest, SavedTrial]:
     try:
         manifest = read_export_manifest(directory)
         run_dir = Path(directory) / SLMBENCH_FORM
-        return manifest, SavedTrial(run_dir, manifest.trial, read_trial(trial_file(run_dir, manifest.trial)))
+        if not is_inside(trial_file(run_dir, manifest.trial), run_dir / "trials"):
+            raise ExportError(f"{directory}: its manifest names a trial outside the export ({manifest.trial!r})")
+        record = read_trial(trial_file(run_dir, manifest.trial))
     except RecordError as error:
         raise ExportError(f"{directory}: not a readable slmbench export: {first_line(error)}") from None
+    models = record.models or (record.config.models if record.config else None)
+    if models is not None and models.trust_remote_code:
+        raise ExportError(
+            f"{directory}: the export asks to run its model's own code (trust_remote_code); slmbench does not run code "
+            "that comes with an export: load its model yourself, or predict from the run folder it came from"
+        )
+    return manifest, SavedTrial(run_dir, manifest.trial, record)
 
 
 def is_export(directory: Path) -> bool:
@@ -115,14 +131,20 @@ def is_export(directory: Path) -> bool:
 
 def _claim(to: Path) -> bool:
     """Make sure ``to`` is a new or empty folder; True if this call created it."""
-    if to.is_symlink() or (to.exists() and not to.is_dir()):
+    if "\x00" in str(to):
+        raise ExportError(f"--to {str(to)!r}: a path cannot hold a NUL character")
+    if to.is_symlink():
+        raise ExportError(f"--to {to}: a symbolic link; name the folder itself")
+    if to.exists() and not to.is_dir():
         raise ExportError(f"--to {to}: exists and is not a folder; name a new or empty folder")
     if to.is_dir():
         if any(to.iterdir()):
             raise ExportError(f"--to {to}: the folder is not empty; name a new or empty folder (nothing was overwritten)")
         return False
+    if not to.parent.is_dir():
+        raise ExportError(f"--to {to}: its parent folder {to.parent} does not exist")
     try:
-        to.mkdir(parents=True)
+        to.mkdir()
     except OSError as error:
         raise ExportError(f"--to {to}: cannot create the folder: {error.strerror or error}") from None
     return True
@@ -167,7 +189,7 @@ def _slmbench_form(strategy: Strategy) -> ExportForm:
 def _training_texts(strategy: Strategy) -> str | None:
     """What train text the export holds: the strategy's, and its members'."""
     kept = [f"{strategy.name}: {strategy.training_texts_kept}"] if strategy.training_texts_kept else []
-    for member in getattr(strategy, "members", []) if isinstance(strategy, CombiningStrategy) else []:
+    for member in strategy.members if isinstance(strategy, CombiningStrategy) else []:
         inner = getattr(member, "strategy", None)
         if inner is not None and (text := _training_texts(inner)):
             kept.append(text)

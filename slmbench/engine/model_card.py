@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from slmbench.lm.exported import form_bytes, usage
-from slmbench.lm.models import EMBEDDED_HUB_IDS, SharedModel, model_license
+from slmbench.lm.models import EMBEDDED_HUB_IDS, model_license
 from slmbench.records import ExportManifest, RecordError, RunRecord, TrialRecord, read_run
 from slmbench.report.markdown import cell, interval, size
 
@@ -29,17 +29,16 @@ KNOWN_LIBRARIES = {
 }
 
 
-def model_card(manifest: ExportManifest, checked: CheckedTrial, export_dir: Path) -> str:
+def model_card(manifest: ExportManifest, checked: CheckedTrial, base_models: list[str], export_dir: Path) -> str:
     """The card's text: YAML front matter (licence, base models, tags) and markdown."""
     from huggingface_hub import ModelCard, ModelCardData
 
     record, task = checked.saved.record, checked.task
     run = _run_record(export_dir / "slmbench")
-    base_models = _base_models(checked)
     licenses = {name: model_license(name) for name in base_models}
     model_licenses = sorted({license for license in licenses.values() if license})
     data = ModelCardData(
-        license=model_licenses[0] if len(model_licenses) == 1 else "other",
+        license=(model_licenses[0] if len(model_licenses) == 1 else "other") if base_models else None,
         base_model=[EMBEDDED_HUB_IDS.get(name, name) for name in base_models if name in EMBEDDED_HUB_IDS or _hub_id(name)] or None,
         library_name=_library(manifest),
         pipeline_tag="text-classification",
@@ -68,13 +67,6 @@ def _run_record(run_dir: Path) -> RunRecord | None:
         return read_run(run_dir)
     except RecordError:
         return None
-
-
-def _base_models(checked: CheckedTrial) -> list[str]:
-    """The shared models the strategy depends on (the causal LM, the embedding model), by name."""
-    models = checked.models
-    names = {SharedModel.CAUSAL_LM: models.causal_lm, SharedModel.EMBEDDER: models.embedding_model}
-    return [names[kind] for kind in checked.strategy.metadata.depends_on]
 
 
 def _hub_id(name: str) -> bool:

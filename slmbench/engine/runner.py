@@ -246,6 +246,7 @@ def _check_exports(
     for plan in plans:
         which = plan.run.options.export_check if plan.run.options is not None else "recommended"
         if which == "none" or not keeps[plan.run_dir]:
+            (plan.run_dir / records.EXPORT_CHECKS).unlink(missing_ok=True)  # an earlier check is not this run's
             continue
         requests = plan.run.profile.latency_requests if plan.run.profile is not None else 20
         try:
@@ -253,6 +254,9 @@ def _check_exports(
                 export_check(plan.run_dir, registry.strategy, which, constraints, requests, on_note)
         except KeyboardInterrupt:
             return True
+        except Exception as error:  # noqa: BLE001 - the check of exports never takes the run's report down
+            (plan.run_dir / records.EXPORT_CHECKS).unlink(missing_ok=True)
+            on_note(f"failed, the report goes without it: {type(error).__name__}: {error}")
     return False
 
 

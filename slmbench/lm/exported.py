@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 ONNX_FILE = "model.onnx"
 SENTENCE_TRANSFORMERS_DIR = "sentence-transformers"
 HEAD_FILE = "head.skops"
+PREDICT_BATCH = 64
+"""Texts a form predicts at a time (a transformers model pads a batch to its longest text)."""
 PICKLED_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 """Files ``save_pretrained`` writes when a quantized model cannot be saved as safetensors."""
 
@@ -72,13 +74,17 @@ def export_onnx(model: Any, tokenizer: Any, folder: Path, max_length: int) -> No
     tokenizer.save_pretrained(str(folder))
 
 
-def save_quantized(checkpoint: str, model_class: Any, quantization_config: Any, dtype: Any, target: Path) -> None:
-    """The checkpoint loaded through transformers' ``quantization_config`` and saved to ``target``;
-    UnsafeSerialization (``target`` removed) if the library saves it only with pickle."""
+def save_quantized(checkpoint: str, model_class: Any, quantization_config: Any, dtype: Any, device: str, target: Path) -> None:
+    """The checkpoint loaded on ``device`` through transformers' ``quantization_config`` and saved to
+    ``target``; UnsafeSerialization (``target`` removed) if the library cannot save it as safetensors."""
     import shutil
 
-    model = model_class.from_pretrained(checkpoint, dtype=dtype, device_map="cpu", quantization_config=quantization_config)
-    model.save_pretrained(str(target), safe_serialization=True)
+    model = model_class.from_pretrained(checkpoint, dtype=dtype, device_map=device, quantization_config=quantization_config)
+    try:
+        model.save_pretrained(str(target), safe_serialization=True)
+    except (ValueError, NotImplementedError, RuntimeError) as error:  # transformers refuses a quantizer it cannot serialize
+        shutil.rmtree(target, ignore_errors=True)
+        raise UnsafeSerialization(f"transformers cannot save it: {error}") from None
     pickled = sorted(path.name for path in target.rglob("*") if path.suffix in PICKLED_SUFFIXES)
     if pickled or not any(target.glob("*.safetensors")):
         shutil.rmtree(target, ignore_errors=True)
@@ -117,7 +123,12 @@ def plain_library_predictor(
     probabilities = loaders[form.kind](form, directory, device)
 
     def predict(texts: Sequence[str]) -> Predictions:
-        rows = probabilities(list(texts))
+        import numpy as np
+
+        texts = list(texts)
+        rows = np.concatenate(
+            [probabilities(texts[i : i + PREDICT_BATCH]) for i in range(0, len(texts), PREDICT_BATCH)] or [np.zeros((0, n_labels))]
+        )
         if rows.shape[1] != n_labels:
             raise ValueError(f"{form.path}: {rows.shape[1]} probabilities per text, for {n_labels} labels")
         return Predictions(labels=rows.argmax(axis=1).tolist(), probabilities=rows)

@@ -84,12 +84,14 @@ EMBEDDED_HUB_IDS = {
 
 def model_license(name: str) -> str | None:
     """A model's licence as its hub card states it (``apache-2.0``, ``gemma``...): the embedded models'
-    are known; a local folder's ``README.md`` front matter is read; a Gemma model is under the Gemma
-    terms whatever its folder says. None when unknown (a hub id not downloaded)."""
+    are known; a Gemma model (by its name or its config's model type) is under the Gemma terms whatever
+    its folder says; else a local folder's ``README.md`` front matter. None when unknown (a hub id)."""
     import json
 
     if name in EMBEDDED_LICENSES:
         return EMBEDDED_LICENSES[name]
+    if "gemma" in Path(name).name.lower():  # a hub id or folder named for it: the terms apply whatever else is said
+        return "gemma"
     folder = Path(name)
     try:
         model_type = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("model_type", "")

@@ -4,7 +4,6 @@
 
 from slmbench.records.schema import (
     MAX_RECORD_BYTES,
-    PLAIN_LIBRARY_KINDS,
     SAFE_NAME,
     SCHEMA_VERSION,
     Accelerator,
@@ -127,7 +126,6 @@ __all__ = [
     "ExportParity",
     "FormKind",
     "FormParity",
-    "PLAIN_LIBRARY_KINDS",
     "EXPORT_CHECKS",
     "EXPORT_MANIFEST",
     "read_export_checks",

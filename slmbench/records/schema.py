@@ -452,13 +452,6 @@ FormKind = Literal[
 pipeline in skops, a sentence-transformers model with a skops head, a transformers
 sequence-classification folder, its ONNX copy (onnxruntime), or a transformers causal LM that
 slmbench's prompt scoring reads (with a PEFT adapter alongside where one was trained)."""
-PLAIN_LIBRARY_KINDS = (
-    "skops-pipeline",
-    "sentence-transformers-skops",
-    "transformers-sequence-classification",
-    "onnx-sequence-classification",
-)
-"""Forms a plain library loads and predicts with, without slmbench."""
 
 
 class ExportForm(Record):
@@ -472,10 +465,6 @@ class ExportForm(Record):
     """None: the weights as trained (the trial's own precision)."""
     settings: dict[str, JsonValue] = Field(default_factory=dict)
     """What predicting with it needs besides its files (input length, autocast, the head's file...)."""
-
-    @property
-    def plain_library(self) -> bool:
-        return self.kind in PLAIN_LIBRARY_KINDS
 
 
 class ExportManifest(Record):

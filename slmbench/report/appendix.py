@@ -388,11 +388,14 @@ def export_parity(summary: Summary) -> str:
     which = (
         "the recommended strategy's trial (at its seed best on validation)" if checks.checked == "recommended" else "every reusable trial"
     )
+    failed = any(trial.error for trial in checks.trials) or any(form.error for trial in checks.trials for form in trial.forms)
     exact = all(form.agreement == 1 for trial in checks.trials for form in trial.forms if form.quantization is None and form.error is None)
     verdict = (
-        "Every unquantized form agrees with the trial on every test example."
-        if exact
-        else "**An unquantized form disagrees with its trial on some test examples**: what ships is not exactly what was measured."
+        "**An unquantized form disagrees with its trial on some test examples**: what ships is not exactly what was measured."
+        if not exact
+        else "**Some exports or forms failed** (the error column says why); every other unquantized form agrees with its trial."
+        if failed
+        else "Every unquantized form agrees with the trial on every test example."
     )
     headers = ["trial", "form", "path", "weights", "agreement", "accuracy", "size on disk", "single request p50 (ms)", "error"]
     return "\n\n".join(

@@ -28,7 +28,7 @@ from slmbench.tasks.examples import Examples, Member, Predictions
 if TYPE_CHECKING:
     from slmbench.common.progress import ProgressReporter
     from slmbench.lm.memory_estimate import MemoryRequest
-    from slmbench.lm.models import SharedModels
+    from slmbench.lm.models import SharedModel, SharedModels
     from slmbench.records import Calibration, ExportForm, MemoryEstimate
     from slmbench.tasks.profiles import Budget
     from slmbench.tasks.spec import TaskSpec
@@ -92,6 +92,9 @@ class Strategy(ABC):
     Options: ClassVar[type[Options]] = Options
     """The options a user may set (``--set NAME.OPTION=VALUE``), with the ranges the search may try
     (``slmbench.strategy.search_space.Search``); subclass ``slmbench.Options``."""
+    derived_from: ClassVar[tuple[SharedModel, ...] | None] = None
+    """The shared models whose weights what it learnt builds on, for an export's
+    model card (base models and their licences); None: ``metadata.depends_on``."""
     training_texts_kept: ClassVar[str | None] = None
     """What train text (or its embeddings) the saved artifacts contain, if any: the model card of an
     export warns of it."""
@@ -194,6 +197,13 @@ class Strategy(ABC):
         predictions of the instance that was fitted."""
         raise NotReusable(f"strategy {self.name} does not implement save and load: its trials cannot be reused")
 
+    def base_models(self) -> list[str]:
+        """The names of the shared models its predictions build on (``derived_from``)."""
+        kinds = self.derived_from if self.derived_from is not None else tuple(self.metadata.depends_on)
+        models = self.context.models
+        names = {"causal_lm": models.causal_lm_name, "embedder": models.embedding_model_name}
+        return [names[kind.value] for kind in kinds]
+
     @classmethod
     def reusable(cls) -> bool:
         """Whether the strategy implements both ``save`` and ``load``."""
@@ -263,3 +273,8 @@ class CombiningStrategy(Strategy):
     def __init__(self, context: RunContext, members: Sequence[Member]) -> None:
         super().__init__(context)
         self.members = list(members)
+
+    def base_models(self) -> list[str]:
+        """Those of the members it combines (reloaded members carry their strategy)."""
+        names = [name for member in self.members if (strategy := getattr(member, "strategy", None)) for name in strategy.base_models()]
+        return list(dict.fromkeys(names))

@@ -323,7 +323,10 @@ class FineTunedCausalLM(Strategy):
                 (directory / "adapter").mkdir()
                 for path in adapter_files:
                     shutil.copy2(path, directory / "adapter" / path.name)
-                description = "the trained model, its adapter merged into the weights (adapter/: the PEFT adapter it was merged from)"
+                description = (
+                    "the trained model, its adapter merged into the weights (adapter/: the PEFT adapter it was merged from, "
+                    "for the base model; never apply it to model/ again)"
+                )
         base.save_pretrained(str(directory / "model"), safe_serialization=True)
         self.tokenizer.save_pretrained(str(directory / "model"))
         settings["dtype"] = str(base.dtype).removeprefix("torch.")
@@ -357,6 +360,7 @@ class FineTunedCausalLM(Strategy):
                 AutoModelForCausalLM,
                 quantization_config(quantize, self.context.device),
                 torch_dtype(self.context.dtype),
+                self.context.device,
                 target,
             )
         except UnsafeSerialization as error:
