@@ -184,9 +184,13 @@ def test_an_ensemble_reloads_the_members_it_combined_not_one_that_failed(tmp_pat
     causal_lm, embedder = tiny_models()
     argv = [*_run_argv(tmp_path, "ensemble"), "--strategies", "tfidf-linear,knn-vote,exploding,ensemble"]
     result = run_cli(
-        [*argv, "--model", str(causal_lm), "--embedding-model", str(embedder)], cwd=tmp_path, kind="cli argument", invalid=None
+        [*argv, "--model", str(causal_lm), "--embedding-model", str(embedder)],
+        cwd=tmp_path,
+        kind="cli argument",
+        invalid=None,
+        writes=tmp_path / "runs",
     )
-    assert result.code == 1, str(result)  # exploding failed, the others ran
+    assert result.code == 1 and result.outcome == "clean error", str(result)  # exploding failed, the others ran
     run_dir = tmp_path / "runs" / "toy-sentiment" / "ensemble"
     record = read_trial(trial_file(run_dir, "ensemble.seed0"))
     assert record.ok and sorted(record.details["members"]) == ["knn-vote", "tfidf-linear"] and "exploding.seed0" in record.config.inputs
