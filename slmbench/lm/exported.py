@@ -49,8 +49,8 @@ def save_sentence_transformer(embedder: Any, folder: Path) -> None:
 
 def export_onnx(model: Any, tokenizer: Any, folder: Path, max_length: int) -> None:
     """``model`` (a transformers sequence classifier) as ``folder/model.onnx`` with its tokenizer,
-    batch and sequence length dynamic. optimum's exporter does not support transformers 5 yet, so
-    this is torch's own (``torch.onnx.export``, dynamo)."""
+    batch and sequence length dynamic. optimum's ONNX exporter (``optimum-onnx`` 0.1.0, the latest on
+    PyPI) requires transformers < 4.58, so this is torch's own (``torch.onnx.export``, dynamo)."""
     import torch
 
     folder.mkdir(parents=True, exist_ok=True)
