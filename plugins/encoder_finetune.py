@@ -158,26 +158,22 @@ class EncoderFinetune(Strategy):
         from transformers import AutoModelForSequenceClassification
 
         from slmbench.lm.deployment import quantization_config
-        from slmbench.lm.exported import UnsafeSerialization, export_onnx, save_quantized
+        from slmbench.lm.exported import export_onnx, save_quantized
         from slmbench.lm.models import torch_dtype
-        from slmbench.strategy.base import QuantizationNotExported
 
         autocast = None if self.autocast is None else str(self.autocast).removeprefix("torch.")
         settings: dict[str, Any] = {"max_length": self.max_length, "autocast": autocast}
         description = "the fine-tuned encoder with its classification head and tokenizer"
         if quantize is not None:
             config = quantization_config(quantize, self.context.device, keep=["classifier"])
-            try:
-                save_quantized(
-                    str(self.context.artifact_dir),
-                    AutoModelForSequenceClassification,
-                    config,
-                    torch_dtype(self.context.dtype),
-                    self.context.device,
-                    directory / "model",
-                )
-            except UnsafeSerialization as error:
-                raise QuantizationNotExported(f"{quantize} on {self.context.device}: {error}") from None
+            save_quantized(
+                str(self.context.artifact_dir),
+                AutoModelForSequenceClassification,
+                config,
+                torch_dtype(self.context.dtype),
+                self.context.device,
+                directory / "model",
+            )
             self.tokenizer.save_pretrained(str(directory / "model"))
             form = ExportForm(
                 kind="transformers-sequence-classification",

@@ -7,7 +7,7 @@ import argparse
 
 from slmbench.cli.console import say
 from slmbench.cli.exit_codes import EXIT_OK
-from slmbench.cli.parser import constraints
+from slmbench.cli.predict import run_folder_trial
 
 
 def export_command(args: argparse.Namespace, registry, console) -> int:
@@ -15,13 +15,12 @@ def export_command(args: argparse.Namespace, registry, console) -> int:
     from slmbench.common.files import folder_bytes
     from slmbench.engine.exporting import export_trial
     from slmbench.engine.model_cache import ModelCache
-    from slmbench.engine.reuse import check_trial, find_trial
+    from slmbench.engine.reuse import check_trial
     from slmbench.lm.exported import form_bytes
     from slmbench.report.markdown import size
 
-    saved = find_trial(args.run_dir, args.strategy, args.seed, constraints(args))
+    saved, chosen = run_folder_trial(args)
     checked = check_trial(saved, registry.strategy)
-    chosen = "the report's recommendation" if args.strategy is None else "as asked"
     say(console, "cyan", "export", f"{saved.record.name}, seed {saved.record.seed} ({chosen}), from {saved.run_dir} to {args.to}")
     manifest = export_trial(checked, registry.strategy, args.to, ModelCache(None), args.quantize, args.device)
     for form in manifest.forms:

@@ -74,14 +74,21 @@ def predict_command(args: argparse.Namespace, registry, console) -> int:
     return EXIT_OK
 
 
+def run_folder_trial(args: argparse.Namespace) -> tuple[SavedTrial, str]:
+    """The trial of a run folder that ``--strategy``, ``--seed`` and the ``--max-*`` constraints name,
+    and why it was chosen (``predict`` and ``export``)."""
+    from slmbench.engine.reuse import find_trial
+
+    saved = find_trial(args.run_dir, args.strategy, args.seed, constraints(args))
+    return saved, "the report's recommendation" if args.strategy is None else "as asked"
+
+
 def _trial(args: argparse.Namespace) -> tuple[SavedTrial, str]:
     """The trial to apply and why it was chosen: an export's own, or one of a run folder's."""
     from slmbench.engine.exporting import ExportError, is_export, open_export
-    from slmbench.engine.reuse import find_trial
 
     if not is_export(args.run_dir):
-        saved = find_trial(args.run_dir, args.strategy, args.seed, constraints(args))
-        return saved, "the report's recommendation" if args.strategy is None else "as asked"
+        return run_folder_trial(args)
     manifest, saved = open_export(args.run_dir)
     if args.strategy not in (None, manifest.name, manifest.strategy) or args.seed not in (None, manifest.seed):
         raise ExportError(f"{args.run_dir}: the export holds {manifest.name} seed {manifest.seed} only; drop --strategy and --seed")

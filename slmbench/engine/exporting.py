@@ -25,6 +25,7 @@ from slmbench.common.files import is_inside
 from slmbench.common.text import first_line
 from slmbench.engine.reuse import CheckedTrial, SavedTrial, check_trial, combined_members, load_trial
 from slmbench.lm.deployment import UnsupportedQuantization
+from slmbench.lm.exported import UnsafeSerialization
 from slmbench.records import (
     EXPORT_MANIFEST,
     ExportForm,
@@ -74,7 +75,7 @@ def export_trial(
         forms = [_slmbench_form(strategy)]
         try:
             forms += strategy.export(to, quantize)
-        except (QuantizationNotExported, UnsupportedQuantization) as error:
+        except (QuantizationNotExported, UnsupportedQuantization, UnsafeSerialization) as error:
             raise ExportError(f"--quantize {quantize}: {error}") from None
         record = saved.record
         manifest = ExportManifest(

@@ -84,11 +84,11 @@ def save_quantized(checkpoint: str, model_class: Any, quantization_config: Any, 
         model.save_pretrained(str(target), safe_serialization=True)
     except (ValueError, NotImplementedError, RuntimeError) as error:  # transformers refuses a quantizer it cannot serialize
         shutil.rmtree(target, ignore_errors=True)
-        raise UnsafeSerialization(f"transformers cannot save it: {error}") from None
+        raise UnsafeSerialization(f"on {device}, transformers cannot save it: {error}") from None
     pickled = sorted(path.name for path in target.rglob("*") if path.suffix in PICKLED_SUFFIXES)
     if pickled or not any(target.glob("*.safetensors")):
         shutil.rmtree(target, ignore_errors=True)
-        raise UnsafeSerialization(f"saved only with pickle ({', '.join(pickled) or 'no safetensors file'})")
+        raise UnsafeSerialization(f"on {device}, saved only with pickle ({', '.join(pickled) or 'no safetensors file'})")
 
 
 def form_bytes(directory: Path, form: ExportForm) -> int:

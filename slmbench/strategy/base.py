@@ -212,7 +212,8 @@ class Strategy(ABC):
     def export(self, directory: Path, quantize: str | None) -> list[ExportForm]:
         """Write what the loaded (or fitted) strategy learnt, in forms other tools load, into ``directory``
         (``slmbench export``), and describe them; ``quantize`` (``int8``, ``nf4``, None) asks for its
-        weights quantized where that can be saved safely (``QuantizationNotExported`` otherwise).
+        weights quantized where that can be saved safely (otherwise ``QuantizationNotExported``, or the
+        ``UnsafeSerialization`` of ``slmbench.lm.exported.save_quantized``).
         ``slmbench export`` always adds the form slmbench reloads (the trial's own artifacts).
         Default: no other form."""
         if quantize is not None:

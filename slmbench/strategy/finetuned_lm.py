@@ -344,7 +344,7 @@ class FineTunedCausalLM(Strategy):
         from transformers import AutoModelForCausalLM
 
         from slmbench.lm.deployment import quantization_config
-        from slmbench.lm.exported import UnsafeSerialization, save_quantized
+        from slmbench.lm.exported import save_quantized
         from slmbench.lm.models import torch_dtype
         from slmbench.strategy.base import QuantizationNotExported
 
@@ -354,17 +354,14 @@ class FineTunedCausalLM(Strategy):
         if trained_in is not None:
             raise QuantizationNotExported(f"{self.name} trained on a {trained_in} base, and is exported as such: not {quantize}")
         target = folder.with_name(f"{folder.name}-{quantize}")
-        try:
-            save_quantized(
-                str(folder),
-                AutoModelForCausalLM,
-                quantization_config(quantize, self.context.device),
-                torch_dtype(self.context.dtype),
-                self.context.device,
-                target,
-            )
-        except UnsafeSerialization as error:
-            raise QuantizationNotExported(f"{quantize} on {self.context.device}: {error}") from None
+        save_quantized(
+            str(folder),
+            AutoModelForCausalLM,
+            quantization_config(quantize, self.context.device),
+            torch_dtype(self.context.dtype),
+            self.context.device,
+            target,
+        )
         self.tokenizer.save_pretrained(str(target))
         shutil.rmtree(folder)
         target.rename(folder)
