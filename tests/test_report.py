@@ -76,7 +76,10 @@ def test_report_has_every_section_in_order(rendered: Path) -> None:
     assert headings == [
         "## Recommendation",
         "## Leaderboard",
+        "## What this test set can see",
         "## Trade-offs",
+        "## Cost per prediction",
+        "## Calibration",
         "## Per-class results",
         "## Failures",
         "## Data and protocol",

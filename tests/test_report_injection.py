@@ -28,7 +28,10 @@ FAILED_TRIAL = "full-finetune"
 SECTIONS = {
     "Recommendation",
     "Leaderboard",
+    "What this test set can see",
     "Trade-offs",
+    "Cost per prediction",
+    "Calibration",
     "Per-class results",
     "Failures",
     "Data and protocol",

@@ -86,6 +86,60 @@ def constraints(args: argparse.Namespace):
     )
 
 
+def _price(value: str) -> tuple[str, float]:
+    """An argument type for ``DEVICE=PRICE``: an hour of ``DEVICE`` (cpu, cuda, mps...) costs ``PRICE``."""
+    device, equals, price = value.partition("=")
+    if not equals or not device.strip() or ":" in device:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected DEVICE=PRICE, e.g. cpu=0.10 or cuda=2.50")
+    try:
+        amount = float(price)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: the price {price!r} is not a number") from None
+    if not 0 <= amount < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r}: the price must be a finite number, 0 or more")
+    return device.strip().lower(), amount
+
+
+def _accuracy(value: str) -> float:
+    """An argument type for an accuracy strictly between 0 and 1."""
+    try:
+        accuracy = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not 0 < accuracy < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: an accuracy between 0 and 1 (exclusive), e.g. 0.85")
+    return accuracy
+
+
+def _report_options_parser() -> argparse.ArgumentParser:
+    """The flags that shape the report's analyses (read back by ``report_options``)."""
+    options = argparse.ArgumentParser(add_help=False)
+    group = options.add_argument_group("report")
+    group.add_argument(
+        "--target-accuracy",
+        type=_accuracy,
+        metavar="ACCURACY",
+        help="labels needed: train examples each learning curve needs to reach this test accuracy (default: the best measured)",
+    )
+    group.add_argument(
+        "--price-per-hour",
+        type=_price,
+        action="append",
+        default=[],
+        metavar="DEVICE=PRICE",
+        help="cost per prediction in money: what an hour of a device costs, e.g. cpu=0.10 cuda=2.50 (repeatable)",
+    )
+    return options
+
+
+def report_options(args: argparse.Namespace):
+    """The ``ReportOptions`` that ``--target-accuracy`` and ``--price-per-hour`` ask for (a device priced twice: the last)."""
+    from slmbench.report.options import ReportOptions
+
+    prices = dict(args.price_per_hour)
+    return ReportOptions(target_accuracy=args.target_accuracy, price_per_hour=tuple(sorted(prices.items())))
+
+
 def _add_run(run: argparse.ArgumentParser) -> None:
     """``run``: what to run, on which models and hardware, and how."""
     run.add_argument("--task", help="a registered task name or a task YAML path (required unless --resume)")
@@ -243,7 +297,7 @@ def _add_export(export: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``slmbench`` parser with its sub-commands, in the order ``--help`` lists them."""
-    common, limits = _common_parser(), _constraints_parser()
+    common, limits, analyses = _common_parser(), _constraints_parser(), _report_options_parser()
     parser = argparse.ArgumentParser(
         prog="slmbench",
         description="Decide how to adapt a small language model to a task, with measurements.",
@@ -251,11 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help, add_arguments, parents in (
-        ("run", "run strategies on a task and write trials and a report", _add_run, [limits]),
+        ("run", "run strategies on a task and write trials and a report", _add_run, [limits, analyses]),
         ("list", "list registered strategies, tasks, plugins or trackers", _add_list, []),
         ("show", "describe a strategy and every option it accepts", _add_show, []),
         ("validate", "check a task YAML and its data without running anything", _add_validate, []),
-        ("report", "render a run folder's report, or export its records", _add_report, [limits]),
+        ("report", "render a run folder's report, or export its records", _add_report, [limits, analyses]),
         ("predict", "apply a finished trial to new texts", _add_predict, [limits]),
         ("export", "write a finished trial in the forms other tools load, with a model card", _add_export, [limits]),
     ):

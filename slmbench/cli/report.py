@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from slmbench.cli.parser import constraints
+from slmbench.cli.parser import constraints, report_options
 
 
 def _check_report_output(args: argparse.Namespace) -> None:
@@ -37,7 +37,7 @@ def report_command(args: argparse.Namespace) -> None:
         output = render_comparison(args.run_dirs)
     elif args.format == "md":
         for run_dir in args.run_dirs:
-            print(render_report(run_dir, constraints(args)))
+            print(render_report(run_dir, constraints(args), report_options(args)))
         return
     else:
         output = exports.export(args.run_dirs, args.format)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from slmbench.cli.console import printable, say
 from slmbench.cli.exit_codes import EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_SOME_FAILED
-from slmbench.cli.parser import constraints
+from slmbench.cli.parser import constraints, report_options
 
 if TYPE_CHECKING:
     from slmbench.engine.run_options import RunOptions
@@ -279,6 +279,7 @@ def run_command(args: argparse.Namespace, registry, console) -> int:
             on_trial=lambda record, reused: _print_trial(record, reused, console),
             on_note=lambda line: say(console, "cyan", "export check", line),
             constraints=constraints(args),
+            report_options=report_options(args),
             executor=_executor(settings, runs[0].trial_timeout, progress),
             track=tuple(args.track),
         )

@@ -111,9 +111,10 @@ def run_benchmark(
     constraints: Any = None,
     executor: Any = None,
     track: tuple[str, ...] = (),
+    report_options: Any = None,
 ) -> RunResult:
     """One run (one task): ``run_sweep`` with a single set of options."""
-    results, _ = run_sweep([options], registry, progress, on_trial, constraints, executor, track)
+    results, _ = run_sweep([options], registry, progress, on_trial, constraints, executor, track, report_options=report_options)
     return results[0]
 
 
@@ -126,6 +127,7 @@ def run_sweep(
     executor: Any = None,
     track: tuple[str, ...] = (),
     on_note: Callable[[str], None] = lambda line: None,
+    report_options: Any = None,
 ) -> tuple[list[RunResult], Path | None]:
     """Run every planned trial of every run (task) that has not finished yet; write records and reports.
 
@@ -143,7 +145,7 @@ def run_sweep(
     with ExitStack() as locks:
         for plan in plans:
             locks.enter_context(_only_writer(plan.run_dir))
-        return _run_plans(plans, runs, registry, progress, on_trial, constraints, executor, track, on_note)
+        return _run_plans(plans, runs, registry, progress, on_trial, (constraints, report_options), executor, track, on_note)
 
 
 @contextmanager
@@ -172,12 +174,13 @@ def _run_plans(
     registry: Registry,
     progress: Any,
     on_trial: Callable[[TrialRecord, bool], None],
-    constraints: Any,
+    wishes: tuple[Any, Any],
     executor: Any,
     track: tuple[str, ...],
     on_note: Callable[[str], None],
 ) -> tuple[list[RunResult], Path | None]:
-    """``run_sweep``'s work, with every run folder locked."""
+    """``run_sweep``'s work, with every run folder locked (``wishes``: the constraints and report options)."""
+    constraints, report_options = wishes
     from slmbench.engine.executors import LocalExecutor
 
     results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
@@ -195,7 +198,7 @@ def _run_plans(
 
     interrupted = _run_trials(executor or LocalExecutor(progress, runs[0].trial_timeout), pending, plans, finish)
     interrupted = interrupted or _check_exports(plans, registry, constraints, keeps, on_note)
-    interrupted = _render_reports(plans, registry, constraints, track) or interrupted
+    interrupted = _render_reports(plans, registry, wishes, track) or interrupted
     comparison = _render_comparison(plans, runs[0].output)
     for result in results.values():
         result.interrupted = interrupted
@@ -260,16 +263,19 @@ def _check_exports(
     return False
 
 
-def _render_reports(plans: list[RunPlan], registry: Registry, constraints: Any, track: tuple[str, ...]) -> bool:
-    """Render each run's report from what is on disk; True if an interrupt arrived while one was written."""
+def _render_reports(plans: list[RunPlan], registry: Registry, wishes: tuple[Any, Any], track: tuple[str, ...]) -> bool:
+    """Render each run's report from what is on disk (``wishes``: the constraints and report options);
+    True if an interrupt arrived while one was written."""
+    from slmbench.report.options import ReportOptions
     from slmbench.report.recommend import Constraints
     from slmbench.report.render import render_report
 
+    constraints, report_options = wishes
     interrupted = False
     for plan in plans:
         try:
             with interrupts_deferred():
-                report = render_report(plan.run_dir, constraints or Constraints())
+                report = render_report(plan.run_dir, constraints or Constraints(), report_options or ReportOptions())
         except KeyboardInterrupt:  # an interrupt held while the report was written: the report is whole
             interrupted = True
         _notify(registry, "run_finished", track, run=plan.run, run_dir=plan.run_dir, report=report)

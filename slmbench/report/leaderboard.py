@@ -3,6 +3,7 @@ trade-off figures of test accuracy against training time and latency, with their
 
 from __future__ import annotations
 
+from slmbench.common.text import plural
 from slmbench.report import markdown as md
 from slmbench.report import stats
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
@@ -58,7 +59,8 @@ def leaderboard_section(summary: Summary) -> str:
     several = any(len(entry.trials) > 1 for entry in ranked)
     with_tokens = any(entry.mean_of("prompt_tokens_per_example") is not None for entry in ranked)
     leader = ranked[0]
-    test_name = "p vs #1" if several else "McNemar p vs #1"
+    test_name = "p vs #1 (Holm)" if several else "McNemar p vs #1 (Holm)"
+    adjusted = stats.holm([difference_p(leader, entry) for entry in ranked[1:]])
     headers = [
         "#",
         "strategy",
@@ -85,7 +87,7 @@ def leaderboard_section(summary: Summary) -> str:
             md.interval(entry.accuracy, _interval(entry, stats.accuracy, seed)),
             *([_spread(entry)] if several else []),
             md.interval(entry.macro_f1, _interval(entry, f1_metric, seed)),
-            MISSING if rank == 1 else md.p_value(difference_p(leader, entry)),
+            MISSING if rank == 1 else md.p_value(adjusted[rank - 2]),
             *_cost_cells(entry),
             *([number(entry.mean_of("prompt_tokens_per_example"))] if with_tokens else []),
         ]
@@ -119,9 +121,12 @@ def _method_note(summary: Summary, several: bool, seed: int, leader: Entry) -> s
             f"seed {seed}). McNemar p: exact two-sided test on the test examples where exactly one of the strategy and "
             f"{code(leader.name)} (#1) is right"
         )
+    comparisons = len(summary.entries) - 1
     note = (
-        f"Sorted by test accuracy. {how}; p < {SIGNIFICANCE} means the accuracy difference is unlikely to be chance "
-        "(no correction for multiple comparisons). Latency is the prediction time per test example in a batch run; "
+        f"Sorted by test accuracy. {how}; the p-values are adjusted for the {plural(comparisons, 'comparison')} with #1 by "
+        f"Holm's step-down method, so p < {SIGNIFICANCE} means a strategy is less accurate than #1 beyond chance even "
+        "though all were tested at once. (The recommendation's tie test compares one pair and is not adjusted: an "
+        "adjustment would make more strategies look tied.) Latency is the prediction time per test example in a batch run; "
         "a single request is one text per call (a warm service answering one user at a time); peak memory includes the "
         "shared models."
     )

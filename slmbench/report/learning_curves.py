@@ -3,6 +3,7 @@ where the most accurate strategy changes."""
 
 from __future__ import annotations
 
+from slmbench.report.labels_needed import fitted_points, labels_needed_part
 from slmbench.report.markdown import code, metric, table, text
 from slmbench.report.summary import Summary
 
@@ -35,13 +36,15 @@ def _crossover_sentences(changes: list[tuple[int, str, float]], sizes: list[int]
     return sentences
 
 
-def learning_curves_section(summary: Summary) -> str:
-    """The learning-curve figure and table, with where the leader changes; empty without curves."""
+def learning_curves_section(summary: Summary, target: float | None = None) -> str:
+    """The learning-curve figure and table, where the leader changes, and the labels needed to reach
+    ``target`` (default: the best accuracy measured); empty without curves."""
     from slmbench.report.plots import learning_curve_plot
 
     curves, flat = summary.curves, summary.flat
     if not curves:
         return ""
+    needed, fits, goal = labels_needed_part(summary, target)
     means = {name: {size: point.mean for size, point in points.items()} for name, points in curves.items()}
     bands = {name: {size: (min(p.accuracies), max(p.accuracies)) for size, p in points.items()} for name, points in curves.items()}
     learning_curve_plot(
@@ -51,6 +54,8 @@ def learning_curves_section(summary: Summary) -> str:
         f"{summary.task}: test accuracy against labelled train examples",
         summary.directory / "learning_curves.png",
         floor=summary.floors.accuracy if summary.floors else None,
+        fits={fit.name: fitted_points(fit) for fit in fits if fit.parameters is not None and fit.problem is None},
+        target=goal if fits else None,
     )
     sizes = sorted({size for points in means.values() for size in points})
     n_train = max(sizes)
@@ -67,5 +72,6 @@ def learning_curves_section(summary: Summary) -> str:
             "few points can be noise at this test size: see the confidence intervals in the leaderboard." + seeds,
             "![Test accuracy against labelled train examples](learning_curves.png)",
             table(headers, rows),
+            needed,
         ]
-    )
+    ).rstrip()

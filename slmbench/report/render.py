@@ -5,7 +5,9 @@ copied run folder renders the same report. The grouping of trials into variants 
 ``slmbench.report.summary``'s, the recommendation ``slmbench.report.recommend``'s, the formatting
 ``slmbench.report.markdown``'s. This module writes the opening, the recommendation and the failures
 and puts the sections together; the leaderboard and trade-offs are ``slmbench.report.leaderboard``'s,
-the learning curves ``slmbench.report.learning_curves``'s, the per-class results ``slmbench.report.per_class``'s.
+what the test set can detect ``sensitivity``'s, cost per prediction ``cost``'s, the learning curves
+``learning_curves``'s (labels needed: ``labels_needed``), calibration ``calibration``'s, the per-class
+results ``per_class``'s.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ from slmbench.common.text import plural
 from slmbench.records import TrialFile, write_text
 from slmbench.report import appendix
 from slmbench.report import markdown as md
+from slmbench.report.calibration import calibration_section
+from slmbench.report.cost import cost_section
 from slmbench.report.leaderboard import leaderboard_section, tradeoffs_section
 from slmbench.report.learning_curves import learning_curves_section
 from slmbench.report.markdown import code, metric, number, text
+from slmbench.report.options import ReportOptions
 from slmbench.report.per_class import per_class_section
 from slmbench.report.recommend import (
     SIGNIFICANCE,
@@ -29,6 +34,7 @@ from slmbench.report.recommend import (
     difference_test,
     recommend,
 )
+from slmbench.report.sensitivity import sensitivity_section
 from slmbench.report.summary import Entry, Summary, load_summary
 
 # --- opening ------------------------------------------------------------------------------------
@@ -119,6 +125,11 @@ def _recommendation(summary: Summary, advice: Recommendation, constraints: Const
         paragraphs.append(f"Your constraints ({constraints.describe()}) rule out {excluded}.")
         if advice.best_allowed is not None and advice.best is not advice.best_allowed:
             paragraphs[-1] += f" Constraints aside, the most accurate is {code(advice.best.name)} ({_quality_summary(advice.best)})."
+    if advice.choice is not None and len(advice.choice.trials) > 1:
+        paragraphs.append(
+            f"{code(advice.choice.name)} ran with {len(advice.choice.trials)} seeds; `slmbench predict` and `slmbench export` "
+            "take the seed with the best *validation* accuracy (never test accuracy, which would make its score optimistic)."
+        )
     if (ensemble := _ensemble_sentence(summary)) is not None:
         paragraphs.append(ensemble)
     failed = {
@@ -178,7 +189,7 @@ def _failures(summary: Summary) -> str:
     )
 
 
-def render_markdown(summary: Summary, constraints: Constraints = Constraints()) -> str:
+def render_markdown(summary: Summary, constraints: Constraints = Constraints(), options: ReportOptions = ReportOptions()) -> str:
     """The report's markdown (figures are written beside the run folder's records as a side effect)."""
     advice = recommend(summary, constraints)
     sections = [
@@ -186,8 +197,11 @@ def render_markdown(summary: Summary, constraints: Constraints = Constraints()) 
         _introduction(summary),
         _recommendation(summary, advice, constraints),
         leaderboard_section(summary),
+        sensitivity_section(summary),
         tradeoffs_section(summary),
-        learning_curves_section(summary),
+        cost_section(summary, options),
+        learning_curves_section(summary, options.target_accuracy),
+        calibration_section(summary),
         per_class_section(summary),
         appendix.deployment(summary),
         _failures(summary),
@@ -196,9 +210,9 @@ def render_markdown(summary: Summary, constraints: Constraints = Constraints()) 
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def render_report(run_dir: Path, constraints: Constraints = Constraints()) -> Path:
+def render_report(run_dir: Path, constraints: Constraints = Constraints(), options: ReportOptions = ReportOptions()) -> Path:
     """Write ``report.md`` (and its PNG figures) into ``run_dir`` from its records; return its path."""
     summary = load_summary(run_dir)
     path = summary.directory / "report.md"
-    write_text(path, render_markdown(summary, constraints))
+    write_text(path, render_markdown(summary, constraints, options))
     return path

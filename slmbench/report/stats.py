@@ -131,3 +131,88 @@ def paired_seed_bootstrap_p(
     seeds, examples = _seed_resamples(difference.shape[0], difference.shape[1], n_resamples, seed)
     resampled = difference[seeds[:, :, None], examples[:, None, :]].mean(axis=(1, 2))
     return float(np.mean(np.abs(resampled - observed) >= abs(observed) - 1e-12))
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of p-values for the number of comparisons (None stays None).
+
+    Hand-written because neither scipy (``false_discovery_control`` is Benjamini-Hochberg/Yekutieli
+    only) nor the project's dependencies offer Holm; statsmodels' ``multipletests`` would add a large
+    package for six lines.
+    """
+    present = sorted((p, i) for i, p in enumerate(p_values) if p is not None)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (len(present) - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def discordance(gold: Sequence[int], predicted_a: Sequence[Sequence[int]], predicted_b: Sequence[Sequence[int]]) -> tuple[float, float]:
+    """(psi, delta): the share of test examples exactly one of A and B gets right, and A's accuracy minus B's,
+    averaged over the seeds (rows of ``predicted_a`` and ``predicted_b``, the same seeds in the same order)."""
+    gold_array = np.asarray(gold)
+    correct_a, correct_b = np.asarray(predicted_a) == gold_array, np.asarray(predicted_b) == gold_array
+    only_a, only_b = np.mean(correct_a & ~correct_b), np.mean(correct_b & ~correct_a)
+    return float(only_a + only_b), float(only_a - only_b)
+
+
+def _z(alpha: float, power: float) -> tuple[float, float]:
+    from scipy.stats import norm
+
+    return float(norm.ppf(1 - alpha / 2)), float(norm.ppf(power))
+
+
+def mcnemar_detectable_difference(n: int, psi: float, alpha: float = 0.05, power: float = 0.8) -> float | None:
+    """The smallest accuracy difference a paired (McNemar) test on ``n`` examples detects with ``power`` at
+    two-sided level ``alpha``, when a share ``psi`` of the examples is right for exactly one of the two.
+
+    Inverts Connor's (1987) sample size for McNemar's test, n = (z_a sqrt(psi) + z_b sqrt(psi - d^2))^2 / d^2,
+    for d (a difference cannot exceed psi). None when psi is 0 or n is too small for any difference.
+    """
+    from scipy.optimize import brentq
+
+    if psi <= 0 or n <= 0:
+        return None
+    z_alpha, z_power = _z(alpha, power)
+
+    def excess(difference: float) -> float:
+        return np.sqrt(n) * difference - z_alpha * np.sqrt(psi) - z_power * np.sqrt(max(psi - difference**2, 0.0))
+
+    if excess(psi) < 0:  # a difference is at most the discordant share
+        return None
+    return float(brentq(excess, 0.0, psi))
+
+
+def mcnemar_examples_needed(psi: float, difference: float, alpha: float = 0.05, power: float = 0.8) -> int | None:
+    """Connor's (1987) number of paired test examples for McNemar's test to detect ``difference`` with
+    ``power`` at two-sided ``alpha``, given the discordant share ``psi``; None when undefined."""
+    if difference == 0 or psi <= 0 or abs(difference) > psi:
+        return None
+    z_alpha, z_power = _z(alpha, power)
+    return int(np.ceil((z_alpha * np.sqrt(psi) + z_power * np.sqrt(psi - difference**2)) ** 2 / difference**2))
+
+
+def paired_difference_se(
+    gold: Sequence[int],
+    predicted_a: Sequence[Sequence[int]],
+    predicted_b: Sequence[Sequence[int]],
+    metric: Metric,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> float:
+    """Bootstrap standard error of A's seed-averaged ``metric`` minus B's, resampling test examples (paired)."""
+    gold_array, rows_a, rows_b = np.asarray(gold), np.asarray(predicted_a), np.asarray(predicted_b)
+    examples = np.random.default_rng(seed).integers(0, len(gold_array), (n_resamples, len(gold_array)))
+    drawn_gold = gold_array[examples]
+    differences = [
+        metric(drawn_gold, row_a[examples], axis=-1) - metric(drawn_gold, row_b[examples], axis=-1) for row_a, row_b in zip(rows_a, rows_b)
+    ]
+    return float(np.std(np.mean(differences, axis=0), ddof=1))
+
+
+def detectable_by_se(se: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest difference a two-sided normal test at ``alpha`` detects with ``power`` given its standard error."""
+    z_alpha, z_power = _z(alpha, power)
+    return (z_alpha + z_power) * se
