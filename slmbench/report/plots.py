@@ -306,10 +306,7 @@ def _reliability_panel(
         axes.plot(probability, frequency, color=colour, linestyle=linestyle, linewidth=0.8, alpha=0.8, label=literal(label))
     ticks, minor = [0, 0.5, 1], [0.25, 0.75]
     axes.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xticks=ticks, yticks=ticks)
-    axes.set_xticklabels(["0", "0.5", "1"])
-    first, _, last = axes.get_xticklabels()
-    first.set_horizontalalignment("left")  # neighbouring panels' "1" and "0" never touch
-    last.set_horizontalalignment("right")
+    axes.set_xticklabels(["0", "0.5", "1"])  # short, so neighbouring panels' "1" and "0" never touch
     axes.set_xticks(minor, minor=True)
     axes.set_yticks(minor, minor=True)
     axes.grid(alpha=0.3, which="both")
