@@ -29,7 +29,7 @@ def reliability_bins(confidence: np.ndarray, outcome: np.ndarray, bins: int = BI
 
     Hand-written: scikit-learn's ``calibration_curve`` drops the bins' sizes, which ECE weighs by.
     """
-    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    index = np.clip((confidence * bins).astype(int), 0, bins - 1)  # a stored 1.00001 or -0.0 stays in range
     return [
         (float(confidence[index == b].mean()), float(outcome[index == b].mean()), int(np.sum(index == b)))
         for b in range(bins)
