@@ -4,6 +4,7 @@ calculations; sections rendered from run folders built here)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,7 @@ def test_detectable_accuracy_difference_has_80_percent_power_in_simulation(n: in
 
 def test_detectable_difference_is_undefined_without_disagreement() -> None:
     assert stats.mcnemar_detectable_difference(200, 0.0) is None
+    assert stats.mcnemar_detectable_difference(200, 0.035) is None  # 7 discordant examples: even 7-0 is not 80% power
     assert stats.mcnemar_examples_needed(0.1, 0.0) is None
     assert stats.mcnemar_examples_needed(0.1, 0.2) is None  # a difference larger than the disagreement
 
@@ -171,7 +173,12 @@ def _true_curve(n: int) -> float:
     return float(power_law(np.array(float(n)), 0.9, 3.0, 0.8))
 
 
-def _run(directory: Path, seeds: tuple[int, ...] = (0, 1, 2), sizes: tuple[int, ...] = (50, 100, 200, 400)) -> Path:
+def _run(
+    directory: Path,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    sizes: tuple[int, ...] = (50, 100, 200, 400),
+    curve: Callable[[int], float] = _true_curve,
+) -> Path:
     """A 3-class run: a fine-tune that trains for long and predicts fast, a prompting strategy that builds in
     no time and predicts slowly (no probabilities for one of them), and learning curves for the fine-tune."""
     train = 1000
@@ -182,12 +189,12 @@ def _run(directory: Path, seeds: tuple[int, ...] = (0, 1, 2), sizes: tuple[int, 
     records.write_run(directory, records.RunRecord(task="toy", run_id="r", labels=LABELS, seeds=list(seeds), splits=splits))
     trials = []
     for seed in seeds:
-        whole = float(_true_curve(train))
+        whole = curve(train)
         trials.append(_trial("finetune", "full", seed, whole, 0.95, None, train, train_seconds=300.0, latency_ms_per_example=2.0))
         trials.append(_trial("zero-shot", "prompting", seed, 0.6, 0.6, None, train, train_seconds=5.0, latency_ms_per_example=50.0))
         trials.append(_trial("knn", "retrieval", seed, 0.8, None, None, train, train_seconds=20.0, latency_ms_per_example=3.0))
         for size in sizes:
-            accuracy = float(_true_curve(size))
+            accuracy = curve(size)
             trials.append(_trial("finetune", "full", seed, accuracy, 0.95, size, train, train_seconds=300.0, latency_ms_per_example=2.0))
     for trial in trials:
         records.write_trial(records.trial_file(directory, records.trial_key(trial.name, trial.seed, trial.train_size)), trial, directory)
@@ -252,6 +259,27 @@ def test_a_fit_on_too_few_sizes_is_called_too_uncertain(tmp_path: Path) -> None:
     fit = labels_needed(load_summary(run_dir), "finetune", 0.85)
     assert fit is not None and fit.problem == "2 train sizes measured; a fit needs at least 4"
     assert "Too uncertain to use: `finetune`" in render_report(run_dir).read_text()
+
+
+def test_a_curve_that_does_not_flatten_is_no_basis_for_labels_needed(tmp_path: Path) -> None:
+    """Accuracy still rising by the same step per doubling: the fit heads for 1 and says it is a guess."""
+    run_dir = _run(tmp_path / "r", seeds=(0,), curve=lambda n: 0.35 + 0.05 * float(np.log2(n)))
+    fit = labels_needed(load_summary(run_dir), "finetune", 0.9)
+    assert fit is not None and fit.problem == "the curve shows no sign of flattening yet (the fit heads for accuracy 1)"
+
+
+def test_too_few_disagreements_are_said_plainly(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path / "r", seeds=(0,), sizes=())
+    finetune = records.read_trial(records.trial_file(run_dir, "finetune.seed0"))
+    twin = finetune.model_copy(update={"strategy": "twin", "config": finetune.config.model_copy(update={"strategy": "twin"})})
+    predicted = list(finetune.predictions.predicted)
+    for i in range(0, 12, 3):  # the twin is wrong where finetune is right on 4 examples (of 300)
+        if predicted[i] == GOLD[i]:
+            predicted[i] = (GOLD[i] + 1) % 3
+    twin.predictions = finetune.predictions.model_copy(update={"predicted": predicted})
+    records.write_trial(records.trial_file(run_dir, "twin.seed0"), twin, run_dir)
+    section = _section(render_report(run_dir).read_text(), "What this test set can see")
+    assert "too few disagreements" in section and "less than 80% power" in section
 
 
 def test_cost_section_in_device_seconds_without_prices_and_in_money_with_them(report: str, run_dir: Path) -> None:

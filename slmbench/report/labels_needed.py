@@ -5,8 +5,9 @@ Each strategy's mean test accuracy at each train size is fitted with an inverse 
 accuracy(n) = a - b * n^(-c) (a saturating curve, the usual model of learning curves), by scipy's
 ``curve_fit``. Uncertainty comes from a bootstrap that redraws the test examples (the same draw at
 every size, as the sizes share the test split) and, at each size, the seeds, then refits. A fit is
-too uncertain to use when it rests on fewer than ``MIN_SIZES`` sizes, fails on many resamples, or
-the interval of the accuracy it heads for is wider than ``MAX_ASYMPTOTE_WIDTH``.
+too uncertain to use when it heads for accuracy 1 (no saturation in the points), rests on fewer than
+``MIN_SIZES`` sizes, fails on many resamples, or the interval of the accuracy it heads for is wider
+than ``MAX_ASYMPTOTE_WIDTH``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ RESAMPLES = 300
 MIN_SIZES = 4
 MAX_ASYMPTOTE_WIDTH = 0.15
 MIN_FITTED_SHARE = 0.8
+ASYMPTOTE_BOUND = 0.999
+"""A fit heading for accuracy 1 (the bound) has found no saturation in the points: its labels-needed is a guess."""
 EXTRAPOLATE = 20
 """Fitted curves are drawn and searched for crossings up to this many times the largest size measured."""
 
@@ -142,7 +145,9 @@ def labels_needed(summary: Summary, name: str, target: float) -> LabelsNeeded | 
         # no interpolation between quantiles: a resample whose curve never reaches the target counts as inf
         low, high = (float(np.quantile(needed, q, method="inverted_cdf")) for q in (0.025, 0.975))
         result.needed_interval = (low, high)
-    if len(sizes) < MIN_SIZES:
+    if parameters[0] >= ASYMPTOTE_BOUND:
+        result.problem = "the curve shows no sign of flattening yet (the fit heads for accuracy 1)"
+    elif len(sizes) < MIN_SIZES:
         result.problem = f"{len(sizes)} train sizes measured; a fit needs at least {MIN_SIZES}"
     elif len(asymptotes) < MIN_FITTED_SHARE * RESAMPLES:
         result.problem = f"the fit failed on {RESAMPLES - len(asymptotes)} of {RESAMPLES} resamples"
@@ -178,7 +183,7 @@ def _count(value: float | None) -> str:
 def _needed_cell(fit: LabelsNeeded) -> str:
     if fit.needed is None:
         return MISSING
-    if fit.needed_interval is None:
+    if fit.needed_interval is None or all(math.isinf(value) for value in (fit.needed, *fit.needed_interval)):
         return _count(fit.needed)
     low, high = fit.needed_interval
     return f"{_count(fit.needed)} ({_count(low)}–{_count(high)})"

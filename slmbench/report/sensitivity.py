@@ -43,8 +43,14 @@ def sensitivity_section(summary: Summary) -> str:
         f"The {n} test examples are the same for every strategy, so two strategies can be compared example by example. "
         f"{pair}, the two most accurate, are right on different examples {psi:.1%} of the time{seeds_note}.",
     ]
-    if accuracy_mde is None:
+    needed = stats.mcnemar_examples_needed(psi, delta, SIGNIFICANCE, POWER)
+    if psi == 0:
         lines.append("They are right on exactly the same examples, so this test set cannot tell them apart at all.")
+    elif accuracy_mde is None:
+        lines.append(
+            f"That is too few disagreements for a paired test at α = {SIGNIFICANCE}: even if one of them were right on every "
+            f"one of those examples, the difference ({metric(psi)}) would be detected with less than {POWER:.0%} power."
+        )
     else:
         lines.append(
             f"At that disagreement, a paired test at α = {SIGNIFICANCE} would detect, with {POWER:.0%} power, an accuracy difference of "
@@ -53,12 +59,11 @@ def sensitivity_section(summary: Summary) -> str:
             f"least **{metric(f1_mde)}** (normal approximation with the paired bootstrap standard error, {metric(f1_se)}). "
             f"The observed differences are {metric(delta)} in accuracy (p = {p_value(p)}) and {metric(f1_delta)} in macro-F1."
         )
-        needed = stats.mcnemar_examples_needed(psi, delta, SIGNIFICANCE, POWER)
-        if p is not None and p >= SIGNIFICANCE and needed is not None:
-            lines.append(
-                f"The leader's advantage is not significant here. If it is real and they keep disagreeing as often, about "
-                f"**{needed:,} test examples** would show it with {POWER:.0%} power ({needed / n:.1f} times this test set)."
-            )
+    if p is not None and p >= SIGNIFICANCE and needed is not None:
+        lines.append(
+            f"The leader's advantage is not significant here. If it is real and they keep disagreeing as often, about "
+            f"**{needed:,} test examples** would show it with {POWER:.0%} power ({needed / n:.1f} times this test set)."
+        )
     smallest = min((summary.run.splits.per_class.get("test", {}) if summary.run else {}).items(), key=lambda item: item[1], default=None)
     if smallest is not None and len(summary.labels) > 1:
         lines.append(
