@@ -268,6 +268,14 @@ def test_a_curve_that_does_not_flatten_is_no_basis_for_labels_needed(tmp_path: P
     assert fit is not None and fit.problem == "the curve shows no sign of flattening yet (the fit heads for accuracy 1)"
 
 
+def test_a_curve_that_falls_and_rises_is_no_saturating_curve(tmp_path: Path) -> None:
+    """few-shot on financial_sentiment went 0.62, 0.26, 0.28, 0.40 from 16 to 1,000 examples: a flat 'fit' is no model."""
+    points = {50: 0.62, 100: 0.26, 200: 0.28, 400: 0.33, 1000: 0.40}
+    run_dir = _run(tmp_path / "r", seeds=(0,), curve=lambda n: points[n])
+    fit = labels_needed(load_summary(run_dir), "finetune", 0.9)
+    assert fit is not None and fit.problem is not None and fit.problem.startswith("the points do not follow a saturating curve (R² = ")
+
+
 def test_too_few_disagreements_are_said_plainly(tmp_path: Path) -> None:
     run_dir = _run(tmp_path / "r", seeds=(0,), sizes=())
     finetune = records.read_trial(records.trial_file(run_dir, "finetune.seed0"))

@@ -5,7 +5,8 @@ Each strategy's mean test accuracy at each train size is fitted with an inverse 
 accuracy(n) = a - b * n^(-c) (a saturating curve, the usual model of learning curves), by scipy's
 ``curve_fit``. Uncertainty comes from a bootstrap that redraws the test examples (the same draw at
 every size, as the sizes share the test split) and, at each size, the seeds, then refits. A fit is
-too uncertain to use when it heads for accuracy 1 (no saturation in the points), rests on fewer than
+too uncertain to use when it does not follow the points (R² below ``MIN_R_SQUARED``), heads for
+accuracy 1 (no saturation in the points), rests on fewer than
 ``MIN_SIZES`` sizes, fails on many resamples, or the interval of the accuracy it heads for is wider
 than ``MAX_ASYMPTOTE_WIDTH``.
 """
@@ -24,6 +25,9 @@ RESAMPLES = 300
 MIN_SIZES = 4
 MAX_ASYMPTOTE_WIDTH = 0.15
 MIN_FITTED_SHARE = 0.8
+MIN_R_SQUARED = 0.5
+MIN_RISE = 0.02
+"""A curve that moves by this much must be followed by its fit (R² at least MIN_R_SQUARED), else the fit is no model of it."""
 ASYMPTOTE_BOUND = 0.999
 """A fit heading for accuracy 1 (the bound) has found no saturation in the points: its labels-needed is a guess."""
 EXTRAPOLATE = 20
@@ -145,7 +149,12 @@ def labels_needed(summary: Summary, name: str, target: float) -> LabelsNeeded | 
         # no interpolation between quantiles: a resample whose curve never reaches the target counts as inf
         low, high = (float(np.quantile(needed, q, method="inverted_cdf")) for q in (0.025, 0.975))
         result.needed_interval = (low, high)
-    if parameters[0] >= ASYMPTOTE_BOUND:
+    fitted = power_law(size_array, *parameters)
+    spread = float(np.sum((accuracy_array - accuracy_array.mean()) ** 2))
+    r_squared = 1 - float(np.sum((accuracy_array - fitted) ** 2)) / spread if spread > 0 else 1.0
+    if np.ptp(accuracy_array) >= MIN_RISE and r_squared < MIN_R_SQUARED:
+        result.problem = f"the points do not follow a saturating curve (R² = {r_squared:.2f})".replace("-0.00", "0.00")
+    elif parameters[0] >= ASYMPTOTE_BOUND:
         result.problem = "the curve shows no sign of flattening yet (the fit heads for accuracy 1)"
     elif len(sizes) < MIN_SIZES:
         result.problem = f"{len(sizes)} train sizes measured; a fit needs at least {MIN_SIZES}"
