@@ -127,6 +127,7 @@ def test_power_law_fit_recovers_a_known_curve_and_the_labels_it_needs() -> None:
     # 0.85 - 2 / sqrt(n) = 0.8  ->  n = (2 / 0.05)^2 = 1600
     assert examples_to_reach((0.85, 2.0, 0.5), 0.8) == pytest.approx(1600)
     assert examples_to_reach((0.85, 2.0, 0.5), 0.9) == float("inf")
+    assert examples_to_reach((0.9, 0.2, 0.01), 0.8999) == float("inf")  # (0.2 / 1e-4)^100 overflows a float power
 
 
 # --- sections, from run folders ------------------------------------------------------------------------
@@ -252,6 +253,8 @@ def test_labels_needed_from_the_learning_curve(run_dir: Path) -> None:
     section = _section(text, "Learning curves")
     assert "### Labels needed" in section and "Target: **0.860** (`--target-accuracy`)" in section
     assert "| finetune |" in section.split("### Labels needed")[1]
+    default = _section(render_report(run_dir).read_text(), "Learning curves")  # target: the best measured, finetune's own
+    assert "| reached (measured at 1,000) |" in default
 
 
 def test_a_fit_on_too_few_sizes_is_called_too_uncertain(tmp_path: Path) -> None:
@@ -302,6 +305,19 @@ def test_cost_section_in_device_seconds_without_prices_and_in_money_with_them(re
     assert "no price was given for `cpu`" in unpriced and "(price)" not in unpriced
 
 
+def test_strategies_on_different_unpriced_devices_are_not_compared(tmp_path: Path) -> None:
+    run_dir = _run(tmp_path / "r", seeds=(0,), sizes=())
+    zero_shot = records.read_trial(records.trial_file(run_dir, "zero-shot.seed0"))
+    assert zero_shot.models is not None
+    zero_shot.models = zero_shot.models.model_copy(update={"device": "cuda:0"})
+    records.write_trial(records.trial_file(run_dir, "zero-shot.seed0"), zero_shot, run_dir)
+    section = _section(render_report(run_dir).read_text(), "Cost per prediction")
+    assert "ran on different devices (`cpu`, `cuda`)" in section and "Break-even" not in section
+    assert not (run_dir / "cost_per_volume.png").exists()
+    priced = render_report(run_dir, options=ReportOptions(price_per_hour=(("cpu", 0.1), ("cuda", 2.5)))).read_text()
+    assert "Break-even" in _section(priced, "Cost per prediction")
+
+
 def test_break_even_cells() -> None:
     assert break_even(300, 0.002, 5, 0.05) == "from 6,146"
     assert break_even(1, 0.001, 5, 0.05) == "always"
@@ -315,6 +331,7 @@ def test_break_even_cells() -> None:
         (["--price-per-hour", "cpu"], "expected DEVICE=PRICE"),
         (["--price-per-hour", "cpu=cheap"], "is not a number"),
         (["--price-per-hour", "cpu=-1"], "0 or more"),
+        (["--price-per-hour", "cuda:0=2.5"], "priced by kind"),
         (["--target-accuracy", "1.5"], "between 0 and 1"),
     ],
 )

@@ -89,8 +89,10 @@ def constraints(args: argparse.Namespace):
 def _price(value: str) -> tuple[str, float]:
     """An argument type for ``DEVICE=PRICE``: an hour of ``DEVICE`` (cpu, cuda, mps...) costs ``PRICE``."""
     device, equals, price = value.partition("=")
-    if not equals or not device.strip() or ":" in device:
+    if not equals or not device.strip():
         raise argparse.ArgumentTypeError(f"{value!r}: expected DEVICE=PRICE, e.g. cpu=0.10 or cuda=2.50")
+    if ":" in device:
+        raise argparse.ArgumentTypeError(f"{value!r}: devices are priced by kind (cuda, not cuda:0), e.g. cuda=2.50")
     try:
         amount = float(price)
     except ValueError:
@@ -127,7 +129,8 @@ def _report_options_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="DEVICE=PRICE",
-        help="cost per prediction in money: what an hour of a device costs, e.g. cpu=0.10 cuda=2.50 (repeatable)",
+        help="cost per prediction in money: what an hour of a device costs, once per device, e.g. "
+        "--price-per-hour cpu=0.10 --price-per-hour cuda=2.50",
     )
     return options
 

@@ -145,7 +145,7 @@ def run_sweep(
     with ExitStack() as locks:
         for plan in plans:
             locks.enter_context(_only_writer(plan.run_dir))
-        return _run_plans(plans, runs, registry, progress, on_trial, (constraints, report_options), executor, track, on_note)
+        return _run_plans(plans, runs, registry, progress, on_trial, constraints, report_options, executor, track, on_note)
 
 
 @contextmanager
@@ -174,13 +174,13 @@ def _run_plans(
     registry: Registry,
     progress: Any,
     on_trial: Callable[[TrialRecord, bool], None],
-    wishes: tuple[Any, Any],
+    constraints: Any,
+    report_options: Any,
     executor: Any,
     track: tuple[str, ...],
     on_note: Callable[[str], None],
 ) -> tuple[list[RunResult], Path | None]:
-    """``run_sweep``'s work, with every run folder locked (``wishes``: the constraints and report options)."""
-    constraints, report_options = wishes
+    """``run_sweep``'s work, with every run folder locked."""
     from slmbench.engine.executors import LocalExecutor
 
     results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
@@ -198,7 +198,7 @@ def _run_plans(
 
     interrupted = _run_trials(executor or LocalExecutor(progress, runs[0].trial_timeout), pending, plans, finish)
     interrupted = interrupted or _check_exports(plans, registry, constraints, keeps, on_note)
-    interrupted = _render_reports(plans, registry, wishes, track) or interrupted
+    interrupted = _render_reports(plans, registry, constraints, report_options, track) or interrupted
     comparison = _render_comparison(plans, runs[0].output)
     for result in results.values():
         result.interrupted = interrupted
@@ -263,14 +263,13 @@ def _check_exports(
     return False
 
 
-def _render_reports(plans: list[RunPlan], registry: Registry, wishes: tuple[Any, Any], track: tuple[str, ...]) -> bool:
-    """Render each run's report from what is on disk (``wishes``: the constraints and report options);
+def _render_reports(plans: list[RunPlan], registry: Registry, constraints: Any, report_options: Any, track: tuple[str, ...]) -> bool:
+    """Render each run's report from what is on disk (under the user's ``constraints`` and ``report_options``);
     True if an interrupt arrived while one was written."""
     from slmbench.report.options import ReportOptions
     from slmbench.report.recommend import Constraints
     from slmbench.report.render import render_report
 
-    constraints, report_options = wishes
     interrupted = False
     for plan in plans:
         try:

@@ -120,8 +120,9 @@ def calibration(entry: Entry, labels: list[str], bins: int = BINS) -> Calibratio
 
 
 def _confident_cell(result: Calibration) -> str:
+    """Accuracy of the predictions at least CONFIDENT sure, and their share."""
     if result.confident_accuracy is None:
-        return f"none ({CONFIDENT:g}+)"
+        return f"no prediction ≥ {CONFIDENT:g}"
     return f"{metric(result.confident_accuracy)} ({result.confident_share:.0%} of predictions)"
 
 
@@ -162,7 +163,8 @@ def calibration_section(summary: Summary) -> str:
         f"A calibrated strategy is right on about 90% of the examples it gives 0.9. Expected calibration error (ECE) is "
         f"the gap between confidence and accuracy averaged over {BINS} equal-width confidence bins, weighted by the "
         "examples in each (0 is perfect); the Brier score is the mean squared error of the probabilities over all classes "
-        f"(0 is perfect, 2 the worst). The best calibrated here is {code(best)} (ECE {metric(results[best].ece)}). "
+        f"(0 is perfect, 2 the worst). The lowest ECE here is {code(best)}'s ({metric(results[best].ece)}); ECEs a few "
+        "hundredths apart are within the noise of a test set this size. "
         "A mean confidence above the accuracy means the strategy is overconfident.",
         table(
             ["strategy", f"ECE ({BINS} bins)", "Brier", "mean confidence", "accuracy", f"accuracy when confidence ≥ {CONFIDENT:g}"],

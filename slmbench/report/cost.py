@@ -23,10 +23,12 @@ PROMPTING = "prompting"
 
 
 def _device(entry: Entry) -> str:
-    return entry.first.models.device if entry.first.models else "cpu"
+    """The kind of device the entry ran on (``cuda:1`` is ``cuda``)."""
+    return (entry.first.models.device if entry.first.models else "cpu").split(":")[0]
 
 
 def _single_p50_ms(entry: Entry) -> float | None:
+    """Median single-request latency, mean over the seeds that measured it."""
     values = [trial.cost.single_request.p50_ms for trial in entry.trials if trial.cost.single_request]
     return statistics.fmean(values) if values else None
 
@@ -54,6 +56,7 @@ def cost_section(summary: Summary, options: ReportOptions) -> str:
     unpriced = [device for device in devices if options.price(device) is None]
     in_money = bool(options.price_per_hour) and not unpriced
     unit = "price units" if in_money else "device-seconds"
+    comparable = in_money or len(devices) == 1
 
     def scale(entry: Entry) -> float:
         price = options.price(_device(entry))
@@ -86,9 +89,14 @@ def cost_section(summary: Summary, options: ReportOptions) -> str:
     headers = ["strategy", "device", "build (s)", f"per {PER:,} batched (s)", f"per {PER:,} single requests (s)"]
     if in_money:
         headers += ["build (price)", f"per {PER:,} batched (price)", f"per {PER:,} single requests (price)"]
-    cost_plot(
-        build, per_prediction, unit, f"{summary.task}: total cost against predictions (batched)", summary.directory / "cost_per_volume.png"
-    )
+    if comparable:
+        cost_plot(
+            build,
+            per_prediction,
+            unit,
+            f"{summary.task}: total cost against predictions (batched)",
+            summary.directory / "cost_per_volume.png",
+        )
     prompting = [entry for entry in measured if entry.family == PROMPTING] or [min(measured, key=lambda entry: build[entry.name])]
     others = [entry for entry in measured if entry not in prompting]
     if in_money:
@@ -101,12 +109,21 @@ def cost_section(summary: Summary, options: ReportOptions) -> str:
     parts = [
         "## Cost per prediction",
         f"What each strategy costs {how}: to build (training, the option search included) and per {PER:,} predictions, "
-        "batched (throughput use) or one request at a time (a service answering one user, p50). Prompting is cheap to "
-        "build and dear per call; a trained model costs once and then little: the figure draws each strategy's total "
-        "cost, build + predictions × batched cost, against the number of predictions.",
+        "batched (throughput use) or one request at a time (a service answering one user, p50). A strategy cheap to build "
+        "can be dear per call, and the reverse: the figure draws each strategy's total cost, build + predictions × batched "
+        "cost, against the number of predictions; the lowest line at your volume is the cheapest.",
         table(headers, rows),
-        "![Total cost against the number of predictions](cost_per_volume.png)",
     ]
+    missing = [entry.name for entry in summary.entries if entry not in measured]
+    if missing:
+        parts.append(f"No build or prediction time recorded, so not costed: {', '.join(map(code, missing))}.")
+    if not comparable:
+        parts.append(
+            f"The strategies ran on different devices ({', '.join(map(code, devices))}), whose seconds do not cost the same: "
+            "give `--price-per-hour` for each device to compare their totals and see the break-even volumes."
+        )
+        return "\n\n".join(parts)
+    parts.append("![Total cost against the number of predictions](cost_per_volume.png)")
     if others:
         against = "prompting strategy" if prompting[0].family == PROMPTING else "strategy cheapest to build"
         break_rows = [

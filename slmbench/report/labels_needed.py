@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slmbench.report.markdown import MISSING, code, metric, number, table, text
+from slmbench.report.markdown import MISSING, code, interval, metric, number, table, text
 from slmbench.report.summary import Summary
 
 RESAMPLES = 300
@@ -70,7 +70,8 @@ def examples_to_reach(parameters: tuple[float, float, float], target: float) -> 
         return math.inf
     if b == 0:
         return 0.0
-    return (b / (a - target)) ** (1 / c)
+    exponent = (math.log(b) - math.log(a - target)) / c  # in logs: a small c overflows a float power
+    return math.inf if exponent > 700 else math.exp(exponent)
 
 
 @dataclass
@@ -153,7 +154,7 @@ def labels_needed(summary: Summary, name: str, target: float) -> LabelsNeeded | 
     spread = float(np.sum((accuracy_array - accuracy_array.mean()) ** 2))
     r_squared = 1 - float(np.sum((accuracy_array - fitted) ** 2)) / spread if spread > 0 else 1.0
     if np.ptp(accuracy_array) >= MIN_RISE and r_squared < MIN_R_SQUARED:
-        result.problem = f"the points do not follow a saturating curve (R² = {r_squared:.2f})".replace("-0.00", "0.00")
+        result.problem = f"the points do not follow a saturating curve (R² = {max(r_squared, 0.0):.2f})"
     elif parameters[0] >= ASYMPTOTE_BOUND:
         result.problem = "the curve shows no sign of flattening yet (the fit heads for accuracy 1)"
     elif len(sizes) < MIN_SIZES:
@@ -174,23 +175,28 @@ def crossings(fits: list[LabelsNeeded], beyond: int) -> list[tuple[str, str, flo
     usable = [fit for fit in fits if fit.problem is None and fit.parameters is not None]
     for i, first in enumerate(usable):
         for second in usable[i + 1 :]:
-            difference = first.predict(grid) - second.predict(grid)
-            change = np.nonzero(np.sign(difference[1:]) != np.sign(difference[:-1]))[0]
+            first_ahead = first.predict(grid) > second.predict(grid)
+            change = np.nonzero(first_ahead[1:] != first_ahead[:-1])[0]
             if change.size:
                 at = int(change[0]) + 1
-                ahead, behind = (first, second) if difference[at] > 0 else (second, first)
+                ahead, behind = (first, second) if first_ahead[at] else (second, first)
                 found.append((ahead.name, behind.name, float(grid[at])))
     return found
 
 
 def _count(value: float | None) -> str:
+    """A number of examples, "not reached" for infinity."""
     if value is None:
         return MISSING
     return "not reached" if math.isinf(value) else number(round(value))
 
 
-def _needed_cell(fit: LabelsNeeded) -> str:
-    if fit.needed is None:
+def _needed_cell(fit: LabelsNeeded, target: float) -> str:
+    """Train examples to reach ``target`` with their interval; measured where a point already reaches it."""
+    reached = [size for size, accuracy in zip(fit.sizes, fit.measured) if accuracy >= target - 1e-9]
+    if reached:
+        return f"reached (measured at {reached[0]:,})"
+    if fit.needed is None or fit.problem:
         return MISSING
     if fit.needed_interval is None or all(math.isinf(value) for value in (fit.needed, *fit.needed_interval)):
         return _count(fit.needed)
@@ -199,19 +205,11 @@ def _needed_cell(fit: LabelsNeeded) -> str:
 
 
 def _holdout_cell(fit: LabelsNeeded) -> str:
+    """The fit on the smaller sizes against the largest size measured."""
     if fit.holdout is None:
         return MISSING
     size, predicted, measured = fit.holdout
     return f"{metric(predicted)} vs {metric(measured)} at {size} ({predicted - measured:+.3f})"
-
-
-def _asymptote_cell(fit: LabelsNeeded) -> str:
-    if fit.parameters is None:
-        return MISSING
-    if fit.asymptote_interval is None:
-        return metric(fit.parameters[0])
-    low, high = fit.asymptote_interval
-    return f"{metric(fit.parameters[0])} ({low:.3f}–{high:.3f})"
 
 
 def fitted_points(fit: LabelsNeeded) -> list[tuple[float, float]]:
@@ -234,11 +232,8 @@ def labels_needed_part(summary: Summary, target: float | None) -> tuple[str, lis
     rows = [
         [
             text(fit.name),
-            metric(fit.parameters[0])
-            + (f" ({fit.asymptote_interval[0]:.3f}–{fit.asymptote_interval[1]:.3f})" if fit.asymptote_interval else "")
-            if fit.parameters
-            else MISSING,
-            _needed_cell(fit),
+            MISSING if fit.parameters is None or fit.problem else interval(fit.parameters[0], fit.asymptote_interval),
+            _needed_cell(fit, goal),
             _holdout_cell(fit),
             "yes" if fit.problem is None else f"no: {fit.problem}",
         ]
@@ -251,7 +246,8 @@ def labels_needed_part(summary: Summary, target: float | None) -> tuple[str, lis
         f"{EXTRAPOLATE}× the largest size measured. a is the accuracy the strategy heads for with unlimited labels. "
         f"Target: **{metric(goal)}** ({whose}). "
         f"95% intervals come from {RESAMPLES} bootstrap resamples of the test examples and seeds, each refitted. "
-        f"The last column checks the method: the curve fitted without the largest size, predicting it."
+        "Cells of a fit too uncertain to use are left empty. The last column checks the method: the curve fitted without "
+        "the largest size, predicting it."
         + (f" Validation adds {validation:.0%} to the train examples counted here." if validation else ""),
         table(
             [

@@ -60,7 +60,8 @@ def leaderboard_section(summary: Summary) -> str:
     with_tokens = any(entry.mean_of("prompt_tokens_per_example") is not None for entry in ranked)
     leader = ranked[0]
     test_name = "p vs #1 (Holm)" if several else "McNemar p vs #1 (Holm)"
-    adjusted = stats.holm([difference_p(leader, entry) for entry in ranked[1:]])
+    raw = [difference_p(leader, entry) for entry in ranked[1:]]
+    adjusted = stats.holm(raw)
     headers = [
         "#",
         "strategy",
@@ -104,11 +105,14 @@ def leaderboard_section(summary: Summary) -> str:
             metric(floor.macro_f1),
         ]
         rows.append([*cells, *[MISSING] * (len(headers) - len(cells))])  # as many cells as the header
-    return "\n\n".join(["## Leaderboard", table(headers, rows), _method_note(summary, several, seed, leader)])
+    return "\n\n".join(
+        ["## Leaderboard", table(headers, rows), _method_note(summary, several, seed, leader, sum(p is not None for p in raw))]
+    )
 
 
-def _method_note(summary: Summary, several: bool, seed: int, leader: Entry) -> str:
-    """How the leaderboard's intervals and p-values were computed and what its columns mean."""
+def _method_note(summary: Summary, several: bool, seed: int, leader: Entry, comparisons: int) -> str:
+    """How the leaderboard's intervals and p-values (``comparisons`` of them, Holm-adjusted) were computed and
+    what its columns mean."""
     if several:
         how = (
             "Accuracies are means over seeds. 95% confidence intervals: percentile bootstrap over the seeds and the test examples "
@@ -121,12 +125,16 @@ def _method_note(summary: Summary, several: bool, seed: int, leader: Entry) -> s
             f"seed {seed}). McNemar p: exact two-sided test on the test examples where exactly one of the strategy and "
             f"{code(leader.name)} (#1) is right"
         )
-    comparisons = len(summary.entries) - 1
+    adjusted = (
+        f"; the p-values are adjusted for the {plural(comparisons, 'comparison')} with #1 by Holm's step-down method, so "
+        f"p < {SIGNIFICANCE} means a strategy is less accurate than #1 beyond chance even though all were tested at once. "
+        "(The recommendation's tie test compares one pair and is not adjusted: an adjustment would make more strategies "
+        "look tied.)"
+        if comparisons
+        else "."
+    )
     note = (
-        f"Sorted by test accuracy. {how}; the p-values are adjusted for the {plural(comparisons, 'comparison')} with #1 by "
-        f"Holm's step-down method, so p < {SIGNIFICANCE} means a strategy is less accurate than #1 beyond chance even "
-        "though all were tested at once. (The recommendation's tie test compares one pair and is not adjusted: an "
-        "adjustment would make more strategies look tied.) Latency is the prediction time per test example in a batch run; "
+        f"Sorted by test accuracy. {how}{adjusted} Latency is the prediction time per test example in a batch run; "
         "a single request is one text per call (a warm service answering one user at a time); peak memory includes the "
         "shared models."
     )

@@ -319,11 +319,13 @@ def _occupied(points: list[tuple[float, float, int]]) -> tuple[list[float], list
 
 
 def _styles(count: int) -> list[tuple[Any, str]]:
-    """``count`` distinguishable (colour, linestyle) pairs: the ten tab10 colours solid, then dashed, and so on."""
+    """``count`` distinguishable (colour, linestyle) pairs: up to ten, the tab10 colours; up to twenty, tab20's (dark
+    and light of each hue); beyond, those again dashed, and so on. Solid for as long as colours last, so a line style
+    never suggests a grouping the data does not have."""
     from matplotlib import colormaps
 
-    palette = colormaps["tab10"]
-    return [(palette(i % 10), _LINESTYLES[i // 10 % len(_LINESTYLES)]) for i in range(count)]
+    palette, colours = (colormaps["tab10"], 10) if count <= 10 else (colormaps["tab20"], 20)
+    return [(palette(i % colours), _LINESTYLES[i // colours % len(_LINESTYLES)]) for i in range(count)]
 
 
 def cost_plot(

@@ -108,17 +108,27 @@ def difference_test(a: Entry, b: Entry) -> str:
     return "McNemar exact test"
 
 
-def difference_p(a: Entry, b: Entry) -> float | None:
-    """p-value of the accuracy difference of two variants on the same test examples, or None if not paired."""
+def paired_rows(a: Entry, b: Entry) -> tuple[list[int], list[list[int]], list[list[int]]] | None:
+    """(gold, A's predictions, B's predictions) over the seeds both share, one row per seed; None when the two
+    were not scored on the same test examples."""
     seeds = shared_seeds(a, b)
     if not seeds or not a.gold or a.gold != b.gold:
         return None
     rows_a, rows_b = a.predicted_by_seed(seeds), b.predicted_by_seed(seeds)
     if any(len(row) != len(a.gold) for row in (*rows_a, *rows_b)):
         return None
-    if len(seeds) == 1:
-        return stats.mcnemar_exact(a.gold, rows_a[0], rows_b[0])
-    return stats.paired_seed_bootstrap_p(a.gold, rows_a, rows_b)
+    return a.gold, rows_a, rows_b
+
+
+def difference_p(a: Entry, b: Entry) -> float | None:
+    """p-value of the accuracy difference of two variants on the same test examples, or None if not paired."""
+    paired = paired_rows(a, b)
+    if paired is None:
+        return None
+    gold, rows_a, rows_b = paired
+    if len(rows_a) == 1:
+        return stats.mcnemar_exact(gold, rows_a[0], rows_b[0])
+    return stats.paired_seed_bootstrap_p(gold, rows_a, rows_b)
 
 
 def _cheaper(a: Entry, b: Entry) -> bool:

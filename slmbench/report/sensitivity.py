@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from slmbench.report import stats
 from slmbench.report.markdown import code, metric, p_value
-from slmbench.report.recommend import SIGNIFICANCE, difference_p, shared_seeds
+from slmbench.report.recommend import SIGNIFICANCE, difference_p, paired_rows
 from slmbench.report.summary import Summary
 
 POWER = 0.8
@@ -22,14 +22,11 @@ def sensitivity_section(summary: Summary) -> str:
     if len(summary.entries) < 2:
         return ""
     leader, runner_up = summary.entries[0], summary.entries[1]
-    seeds = shared_seeds(leader, runner_up)
-    if not seeds or not leader.gold or leader.gold != runner_up.gold:
+    paired = paired_rows(leader, runner_up)
+    if paired is None:
         return ""
-    gold = leader.gold
-    rows_leader, rows_runner_up = leader.predicted_by_seed(seeds), runner_up.predicted_by_seed(seeds)
-    if any(len(row) != len(gold) for row in (*rows_leader, *rows_runner_up)):
-        return ""
-    n = len(gold)
+    gold, rows_leader, rows_runner_up = paired
+    n, seeds = len(gold), len(rows_leader)
     psi, delta = stats.discordance(gold, rows_leader, rows_runner_up)
     accuracy_mde = stats.mcnemar_detectable_difference(n, psi, SIGNIFICANCE, POWER)
     f1_se = stats.paired_difference_se(gold, rows_leader, rows_runner_up, stats.macro_f1(len(summary.labels)))
@@ -37,7 +34,7 @@ def sensitivity_section(summary: Summary) -> str:
     f1_delta = leader.macro_f1 - runner_up.macro_f1
     p = difference_p(leader, runner_up)
     pair = f"{code(leader.name)} and {code(runner_up.name)}"
-    seeds_note = f" (averaged over {len(seeds)} seeds)" if len(seeds) > 1 else ""
+    seeds_note = f" (averaged over {seeds} seeds)" if seeds > 1 else ""
     lines = [
         "## What this test set can see",
         f"The {n} test examples are the same for every strategy, so two strategies can be compared example by example. "
@@ -57,9 +54,10 @@ def sensitivity_section(summary: Summary) -> str:
             f"at least **{metric(accuracy_mde)}** (McNemar's test, Connor's 1987 power formula; the exact test, used in the "
             f"leaderboard with one seed, has a few points less power) and a macro-F1 difference of at "
             f"least **{metric(f1_mde)}** (normal approximation with the paired bootstrap standard error, {metric(f1_se)}). "
-            f"The observed differences are {metric(delta)} in accuracy (p = {p_value(p)}) and {metric(f1_delta)} in macro-F1."
+            f"The observed differences are {metric(delta)} in accuracy (p = {p_value(p)} for this pair alone; the "
+            f"leaderboard's p is adjusted for all its comparisons) and {metric(f1_delta)} in macro-F1."
         )
-    if p is not None and p >= SIGNIFICANCE and needed is not None:
+    if p is not None and p >= SIGNIFICANCE and needed is not None and delta > 0 and needed > n:
         lines.append(
             f"The leader's advantage is not significant here. If it is real and they keep disagreeing as often, about "
             f"**{needed:,} test examples** would show it with {POWER:.0%} power ({needed / n:.1f} times this test set)."
