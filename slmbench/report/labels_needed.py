@@ -89,6 +89,9 @@ class LabelsNeeded:
     """(largest size, accuracy predicted there by a fit on the smaller sizes, accuracy measured)."""
     problem: str | None
     """Why the fit is too uncertain to use (None when usable)."""
+    meaningless: bool = False
+    """The fitted numbers say nothing (no fit, or one that misses or never flattens): shown as empty cells.
+    A fit that is merely wide (its interval spans much) keeps its numbers: the interval says how wide."""
 
     def predict(self, n: np.ndarray) -> np.ndarray:
         assert self.parameters is not None
@@ -141,7 +144,7 @@ def labels_needed(summary: Summary, name: str, target: float) -> LabelsNeeded | 
         holdout = (sizes[-1], float(power_law(size_array[-1], *smaller)), measured[-1])
     result = LabelsNeeded(name, sizes, measured, parameters, None, None, None, holdout, None)
     if parameters is None:
-        result.problem = "the curve could not be fitted"
+        result.problem, result.meaningless = "the curve could not be fitted", True
         return result
     result.needed = examples_to_reach(parameters, target)
     asymptotes, needed = _bootstrap(correct, n_test, target)
@@ -155,10 +158,13 @@ def labels_needed(summary: Summary, name: str, target: float) -> LabelsNeeded | 
     r_squared = 1 - float(np.sum((accuracy_array - fitted) ** 2)) / spread if spread > 0 else 1.0
     if np.ptp(accuracy_array) >= MIN_RISE and r_squared < MIN_R_SQUARED:
         result.problem = f"the points do not follow a saturating curve (R² = {max(r_squared, 0.0):.2f})"
+        result.meaningless = True
     elif parameters[0] >= ASYMPTOTE_BOUND:
         result.problem = "the curve shows no sign of flattening yet (the fit heads for accuracy 1)"
+        result.meaningless = True
     elif len(sizes) < MIN_SIZES:
         result.problem = f"{len(sizes)} train sizes measured; a fit needs at least {MIN_SIZES}"
+        result.meaningless = True
     elif len(asymptotes) < MIN_FITTED_SHARE * RESAMPLES:
         result.problem = f"the fit failed on {RESAMPLES - len(asymptotes)} of {RESAMPLES} resamples"
     elif result.asymptote_interval and result.asymptote_interval[1] - result.asymptote_interval[0] > MAX_ASYMPTOTE_WIDTH:
@@ -196,7 +202,7 @@ def _needed_cell(fit: LabelsNeeded, target: float) -> str:
     reached = [size for size, accuracy in zip(fit.sizes, fit.measured) if accuracy >= target - 1e-9]
     if reached:
         return f"reached (measured at {reached[0]:,})"
-    if fit.needed is None or fit.problem:
+    if fit.needed is None or fit.meaningless:
         return MISSING
     if fit.needed_interval is None or all(math.isinf(value) for value in (fit.needed, *fit.needed_interval)):
         return _count(fit.needed)
@@ -232,7 +238,7 @@ def labels_needed_part(summary: Summary, target: float | None) -> tuple[str, lis
     rows = [
         [
             text(fit.name),
-            MISSING if fit.parameters is None or fit.problem else interval(fit.parameters[0], fit.asymptote_interval),
+            MISSING if fit.parameters is None or fit.meaningless else interval(fit.parameters[0], fit.asymptote_interval),
             _needed_cell(fit, goal),
             _holdout_cell(fit),
             "yes" if fit.problem is None else f"no: {fit.problem}",
@@ -246,7 +252,8 @@ def labels_needed_part(summary: Summary, target: float | None) -> tuple[str, lis
         f"{EXTRAPOLATE}× the largest size measured. a is the accuracy the strategy heads for with unlimited labels. "
         f"Target: **{metric(goal)}** ({whose}). "
         f"95% intervals come from {RESAMPLES} bootstrap resamples of the test examples and seeds, each refitted. "
-        "Cells of a fit too uncertain to use are left empty. The last column checks the method: the curve fitted without "
+        "Cells of a fit that says nothing (it misses the points or never flattens) are left empty. "
+        "The last column checks the method: the curve fitted without "
         "the largest size, predicting it."
         + (f" Validation adds {validation:.0%} to the train examples counted here." if validation else ""),
         table(
