@@ -148,6 +148,46 @@ class Interrupting(MajorityClass):
         _log(f"{self.name}:woke")
 
 
+class Quantizable(MajorityClass):
+    """Predicts its option ``label`` without reading a label (no labelled example needed), saves and loads it,
+    and has one quantized copy (``int8``, the same predictions; its use is logged as ``quantizable:checked``)."""
+
+    metadata = StrategyMetadata(name="quantizable", description="a fixed label, with a quantized copy", family=Family.FEATURE)
+
+    class Options(Options):
+        label: int = Field(0, ge=0, description="the label it predicts")
+
+    def fit(self, train: Examples, validation: Examples) -> None:
+        _log(self.name)
+        self.label = self.options.label
+        self.labelled_examples = 0
+
+    def save(self, directory) -> None:
+        (directory / "label.txt").write_text(str(self.label))
+
+    def load(self, directory) -> None:
+        self.label = int((directory / "label.txt").read_text())
+
+    def deployment_variants(self):
+        return [QuantizedFake(self)]
+
+
+class QuantizedFake:
+    """``Quantizable``'s one copy: a context manager giving ``predict`` and ``size_bytes``."""
+
+    quantization = "int8"
+
+    def __init__(self, strategy: Quantizable) -> None:
+        self.strategy = strategy
+
+    def __enter__(self):
+        _log(f"{self.strategy.name}:checked")
+        return types.SimpleNamespace(predict=self.strategy.predict, size_bytes=1)
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
 class WrongLength(MajorityClass):
     metadata = StrategyMetadata(name="wrong-length", description="returns one prediction too few", family=Family.FEATURE)
 
@@ -160,7 +200,8 @@ def plugin() -> object:
 
     @hookimpl
     def register_strategies(register):
-        for cls in (MajorityClass, LastLabel, FirstLabel, Sleeper, NodeSleeper, Exploding, Interrupting, WrongLength, DiesOnce, Tunable):
+        fakes = (MajorityClass, LastLabel, FirstLabel, Sleeper, NodeSleeper, Exploding, Interrupting, WrongLength, DiesOnce, Tunable)
+        for cls in (*fakes, Quantizable):
             register(cls)
 
     module = types.ModuleType("fake_strategies_plugin")

@@ -24,18 +24,11 @@ LABELS = ["negative", "neutral", "positive"]
 
 @pytest.fixture(scope="module")
 def lora_record(tmp_path_factory: pytest.TempPathFactory) -> records.TrialRecord:
-    """A lora trial on the toy task: smoke profile, the kit's tiny models."""
-    folder = tmp_path_factory.mktemp("lora-trial")
-    causal_lm, embedder = tiny_models()
-    task_path = toy_task_files(folder / "task")
-    config = records.TrialConfig(
-        strategy="lora",
-        task_path=str(task_path),
-        data_dir=str(task_path.parent),
-        profile=get_profile("smoke"),
-        models=records.ModelsConfig(causal_lm=str(causal_lm), embedding_model=str(embedder)),
-    )
-    return run_trial(config, REGISTRY.strategy("lora"), ModelCache(ProgressReporter(enabled=False)), folder / "artifacts")
+    """A lora trial on the toy task (smoke profile, the kit's tiny models), checked after the run's trials."""
+    from conftest import run_toy_task
+
+    run_dir = run_toy_task(tmp_path_factory.mktemp("lora-run"), "lora", "lora", "--deployment-check", "all", "--export-check", "none")
+    return records.read_trial(records.trial_file(run_dir, "lora.seed0"))
 
 
 def test_lora_trial_records_its_model_unquantized_int8_and_nf4(lora_record: records.TrialRecord) -> None:
@@ -48,6 +41,7 @@ def test_lora_trial_records_its_model_unquantized_int8_and_nf4(lora_record: reco
     for check in checks.values():
         assert 0 <= check.accuracy <= 1 and 0 <= check.macro_f1 <= 1
         assert check.latency_ms_per_example > 0 and check.single_request.requests == get_profile("smoke").latency_requests
+        assert check.seconds > 0
     assert 0 < checks["nf4"].size_bytes < checks["int8"].size_bytes < reference.size_bytes
 
 

@@ -205,6 +205,13 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="after the trials, export the recommended trial (default), every trial or none, reload each exported form "
         "from the export alone and score it on the test split (the report's deployment section)",
     )
+    run.add_argument(
+        "--deployment-check",
+        choices=["contenders", "all", "none"],
+        help="after the trials, score quantized copies (int8, nf4) of the contenders' models (default: the recommended "
+        "strategy, those not significantly worse and those on a Pareto front of accuracy against training time, latency "
+        "or memory), of every weight-updating strategy's, or of none",
+    )
     run.add_argument("--dry-run", action="store_true", help="list the trials the command would run and which are done; run nothing")
     run.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     _add_execution(run)

@@ -35,6 +35,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
         "tuning_trials": args.tuning_trials,
         "keep_artifacts": args.keep_artifacts,
         "export_check": args.export_check,
+        "deployment_check": args.deployment_check,
         "models": [args.model] if args.model else None,
         "embedding_models": [args.embedding_model] if args.embedding_model else None,
         "allow_outside_data_dir": args.allow_outside_data_dir,
@@ -261,7 +262,13 @@ def _finish(results, comparison, console) -> int:
 
 
 def run_command(args: argparse.Namespace, registry, console) -> int:
-    """``slmbench run`` (or its ``--dry-run``); returns the exit code."""
+    """``slmbench run`` (or its ``--dry-run``); returns the exit code. While it runs: a line per trial, and
+    the leaderboard so far, live above the progress bars in a terminal, else as a line after each trial."""
+    from contextlib import nullcontext
+
+    from rich.text import Text
+
+    from slmbench.cli.leaderboard import LiveLeaderboard
     from slmbench.common.progress import ProgressReporter
     from slmbench.engine.runner import RunInterrupted, run_sweep
 
@@ -270,19 +277,29 @@ def run_command(args: argparse.Namespace, registry, console) -> int:
     if args.dry_run:
         _print_dry_run(runs, registry)
         return EXIT_OK
+    board = LiveLeaderboard()
+    live = not args.no_progress and console.is_terminal  # else: the leaderboard as a plain line after each trial
     progress = ProgressReporter(enabled=not args.no_progress)
+
+    def trial_ended(record, reused: bool) -> None:
+        _print_trial(record, reused, console)
+        board.add(record)
+        if not live:
+            console.print(Text(board.line(), style="dim"))
+
     try:
-        results, comparison = run_sweep(
-            runs,
-            registry,
-            progress,
-            on_trial=lambda record, reused: _print_trial(record, reused, console),
-            on_note=lambda line: say(console, "cyan", "export check", line),
-            constraints=constraints(args),
-            report_options=report_options(args),
-            executor=_executor(settings, runs[0].trial_timeout, progress),
-            track=tuple(args.track),
-        )
+        with progress.live(board.table) if live else nullcontext():
+            results, comparison = run_sweep(
+                runs,
+                registry,
+                progress,
+                on_trial=trial_ended,
+                on_note=lambda line: say(console, "cyan", "note", line),
+                constraints=constraints(args),
+                report_options=report_options(args),
+                executor=_executor(settings, runs[0].trial_timeout, progress),
+                track=tuple(args.track),
+            )
     except RunInterrupted as interrupted:
         say(console, "yellow", "interrupted", str(interrupted))
         return EXIT_INTERRUPTED

@@ -7,16 +7,57 @@ import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sized
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 
+def _bars(own_display: bool) -> Any:
+    """A rich ``Progress`` with slmbench's columns, refreshing its own display or shown inside another (``live``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (
+        TextColumn("{task.description}", markup=False),  # descriptions name strategies: text, not markup
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    return Progress(*columns, transient=True, auto_refresh=own_display)
+
+
 class ProgressReporter:
-    """Thin wrapper over rich.progress; ``enabled=False`` makes every call a no-op (tests, CI logs)."""
+    """Thin wrapper over rich.progress; ``enabled=False`` makes every call a no-op (tests, CI logs).
+
+    Inside ``live(top)`` one display shows ``top()`` (the run's leaderboard) above every bar, as rich
+    allows one live display at a time; outside it each loop gets a bar of its own.
+    """
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
+        self._shared: Any = None
+
+    @contextmanager
+    def live(self, top: Callable[[], Any]) -> Iterator[None]:
+        """One live display for the block: ``top()`` (any rich renderable, asked again at each refresh) above the bars."""
+        if not self.enabled:
+            yield
+            return
+        from rich.console import Group
+        from rich.live import Live
+
+        bars = _bars(own_display=False)
+
+        class View:
+            def __rich__(self) -> Any:
+                return Group(top(), bars)
+
+        with Live(View(), refresh_per_second=2, transient=True):
+            self._shared = bars
+            try:
+                yield
+            finally:
+                self._shared = None
 
     @contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
@@ -28,23 +69,14 @@ class ProgressReporter:
 
             yield skip
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        columns = (
-            TextColumn("{task.description}", markup=False),  # descriptions name strategies: text, not markup
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        with Progress(*columns, transient=True) as progress:
+        if self._shared is not None:
+            task_id = self._shared.add_task(description, total=total)
+            try:
+                yield lambda n=1: self._shared.advance(task_id, n)
+            finally:
+                self._shared.remove_task(task_id)
+            return
+        with _bars(own_display=True) as progress:
             task_id = progress.add_task(description, total=total)
 
             def advance(n: int = 1) -> None:

@@ -40,7 +40,7 @@ def export_check(
     texts = read_test_texts(run_dir) or []
     checks = ExportChecks(checked=which)
     for saved in _trials(run_dir, strategies, which, constraints):
-        say(f"{saved.record.name} seed {saved.record.seed}: exported, each form reloaded and scored on the test split")
+        say(f"export check: {saved.record.name} seed {saved.record.seed} exported, each form reloaded and scored on the test split")
         checks.trials.append(check_trial_export(saved, strategies, texts, requests))
         gc.collect()
     write_json(Path(run_dir) / EXPORT_CHECKS, checks.model_dump(mode="json"))

@@ -12,7 +12,7 @@ import itertools
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -35,6 +35,7 @@ class RunOptions(records.RunOptionsRecord):
 
     models: list[str] = Field(default_factory=lambda: [EMBEDDED_CAUSAL_LM])
     embedding_models: list[str] = Field(default_factory=lambda: [EMBEDDED_EMBEDDING_MODEL])
+    deployment_check: Literal["contenders", "all", "none"] | None = "contenders"
     allow_outside_data_dir: bool = Field(False, exclude=True)
     """Let the task read a data file outside the data folder and its own folder (not stored: ``--resume`` asks again)."""
 

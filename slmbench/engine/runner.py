@@ -180,23 +180,35 @@ def _run_plans(
     track: tuple[str, ...],
     on_note: Callable[[str], None],
 ) -> tuple[list[RunResult], Path | None]:
-    """``run_sweep``'s work, with every run folder locked."""
+    """``run_sweep``'s work, with every run folder locked: the trials (each run's report rendered again
+    after each), then the deployment and export checks, then the final reports."""
+    from slmbench.engine.deployment_check import has_deployment_variants
     from slmbench.engine.executors import LocalExecutor
+    from slmbench.engine.live_report import LiveReports
 
     results = {plan.run_dir: RunResult(plan.run_dir) for plan in plans}
     keeps = {plan.run_dir: plan.run.options is None or plan.run.options.keep_artifacts == "all" for plan in plans}
+    checks = {plan.run_dir: plan.run.options is None or plan.run.options.deployment_check != "none" for plan in plans}
     pending = _write_runs(plans, results, on_trial)
+    live = LiveReports(plans, pending, constraints, report_options, on_note)
 
     def finish(planned: PlannedTrial, record: TrialRecord) -> None:
         records.write_trial(planned.file, record, planned.run_dir)
-        if planned.config.train_size is not None or not keeps[planned.run_dir]:  # learning-curve points keep measurements, not models
-            shutil.rmtree(planned.artifact_dir, ignore_errors=True)
+        checked_later = checks[planned.run_dir] and has_deployment_variants(planned.strategy)  # then deleted after the check
+        if planned.config.train_size is not None or not (keeps[planned.run_dir] or checked_later):
+            shutil.rmtree(planned.artifact_dir, ignore_errors=True)  # learning-curve points keep measurements, not models
         result = results[planned.run_dir]
         (result.ran if record.ok else result.failed).append(planned.key)
         on_trial(record, False)
         _notify(registry, "trial_finished", track, trial=record, run_dir=planned.run_dir)
+        live.trial_finished(planned)
 
-    interrupted = _run_trials(executor or LocalExecutor(progress, runs[0].trial_timeout), pending, plans, finish)
+    executor = executor or LocalExecutor(progress, runs[0].trial_timeout)
+    interrupted = _run_trials(executor, pending, plans, finish)
+    interrupted = interrupted or _check_deployments(plans, registry, constraints, getattr(executor, "model_cache", None), on_note, live)
+    for plan in plans:  # the deployment checks are done with the models of a run that keeps none
+        if not keeps[plan.run_dir]:
+            shutil.rmtree(plan.run_dir / "artifacts", ignore_errors=True)
     interrupted = interrupted or _check_exports(plans, registry, constraints, keeps, on_note)
     interrupted = _render_reports(plans, registry, constraints, report_options, track) or interrupted
     comparison = _render_comparison(plans, runs[0].output)
@@ -239,6 +251,32 @@ def _run_trials(
     return False
 
 
+def _check_deployments(
+    plans: list[RunPlan], registry: Registry, constraints: Any, cache: Any, on_note: Callable[[str], None], live: Any
+) -> bool:
+    """The deployment check of each run (``--deployment-check``: the contenders by default), each trial's
+    record rewritten with its checks and the run's report with it; True if Ctrl-C or SIGTERM stopped it
+    (the trials checked so far keep their checks)."""
+    from slmbench.engine.deployment_check import deployment_check
+
+    for plan in plans:
+        which = (plan.run.options.deployment_check if plan.run.options is not None else None) or "contenders"
+        requests = plan.run.profile.latency_requests if plan.run.profile is not None else 20
+
+        def checked(record: TrialRecord, run_dir: Path = plan.run_dir) -> None:
+            on_note(f"deployment check: {record.name} seed {record.seed}, its quantized copies scored on the test split")
+            live.render(run_dir)
+
+        try:
+            with signals_as_interrupt():
+                deployment_check(plan.run_dir, registry.strategy, which, constraints, requests, cache, checked)
+        except KeyboardInterrupt:
+            return True
+        except Exception as error:  # noqa: BLE001 - the deployment check never takes the run's report down
+            on_note(f"deployment check failed, the report goes without it: {type(error).__name__}: {error}")
+    return False
+
+
 def _check_exports(
     plans: list[RunPlan], registry: Registry, constraints: Any, keeps: dict[Path, bool], on_note: Callable[[str], None]
 ) -> bool:
@@ -259,7 +297,7 @@ def _check_exports(
             return True
         except Exception as error:  # noqa: BLE001 - the check of exports never takes the run's report down
             (plan.run_dir / records.EXPORT_CHECKS).unlink(missing_ok=True)
-            on_note(f"failed, the report goes without it: {type(error).__name__}: {error}")
+            on_note(f"export check failed, the report goes without it: {type(error).__name__}: {error}")
     return False
 
 

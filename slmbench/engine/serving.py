@@ -57,6 +57,7 @@ def deployment_checks(strategy: Strategy, test: Examples, label_names: list[str]
     the same test split: accuracy, size on disk, batched and single-request latency."""
     checks = []
     for variant in strategy.deployment_variants():
+        started = time.perf_counter()
         try:
             with variant as deployed:
                 start = time.perf_counter()
@@ -72,8 +73,10 @@ def deployment_checks(strategy: Strategy, test: Examples, label_names: list[str]
                         size_bytes=deployed.size_bytes,
                         latency_ms_per_example=round(1000 * seconds / len(test), 3),
                         single_request=single_request_latency(deployed.predict, test.texts, requests, seed),
+                        seconds=round(time.perf_counter() - started, 1),
                     )
                 )
         except Exception as error:  # noqa: BLE001 - an unsupported quantization is recorded, not fatal
-            checks.append(DeploymentCheck(quantization=variant.quantization, error=f"{type(error).__name__}: {error}"))
+            seconds = round(time.perf_counter() - started, 1)
+            checks.append(DeploymentCheck(quantization=variant.quantization, error=f"{type(error).__name__}: {error}", seconds=seconds))
     return checks

@@ -5,8 +5,9 @@ cache of loaded splits and models), so a trial can be rerun alone or sent to ano
 machine. It never raises for a strategy's error: it returns a record with status ``failed``.
 
 The trial's steps: its setup (task, splits, models), the fit (``slmbench.engine.fitting``), the
-timed prediction of the test split, then its scores, costs and deployment checks
-(``slmbench.engine.serving``).
+timed prediction of the test split, then its scores and costs, single requests included
+(``slmbench.engine.serving``). Its deployment check comes after the run's trials, when the contenders
+are known (``slmbench.engine.deployment_check``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from slmbench.engine.fitting import Fit, TrialSetup, fit_strategy
 from slmbench.engine.members import member_predictions_of, with_member_costs
 from slmbench.engine.metrics import classification_metrics
 from slmbench.engine.predictions import check_predictions, prediction_record
-from slmbench.engine.serving import deployment_checks, single_request_latency, uncached
+from slmbench.engine.serving import single_request_latency, uncached
 from slmbench.engine.trial_timeout import TrialTimeout, time_limit
 from slmbench.lm.determinism import apply_determinism
 from slmbench.lm.memory import PeakMemory, free_accelerator_memory
@@ -131,8 +132,6 @@ def _fit_and_evaluate(
         record.cost = record.cost.model_copy(update={"estimated_memory_mb": record.memory_estimate.total_mb})
     record.predictions = prediction_record(setup.test.labels, predictions)
     record.validation_predictions = prediction_record(setup.validation.labels, fit.validation)
-    if config.train_size is None:  # a learning-curve point's model is never the one deployed
-        record.deployment = deployment_checks(fit.strategy, setup.test, setup.task.label_names, setup.budget.latency_requests, config.seed)
     record.models = config.models.model_copy(update={"device": setup.models.device, "dtype": setup.models.dtype})  # as resolved here
     record.status = "ok"
 

@@ -243,6 +243,8 @@ class DeploymentCheck(Record):
     latency_ms_per_example: float | None = None
     single_request: Latency | None = None
     error: str | None = None
+    seconds: float | None = None
+    """Wall time of this copy's check: rebuilt, saved, scored and timed (None in records before it was kept)."""
 
 
 class Calibration(Record):
@@ -624,6 +626,10 @@ class RunOptionsRecord(Record):
     export_check: Literal["recommended", "all", "none"] = "recommended"
     """After the trials: export the recommended trial (or every reusable one), reload each exported form
     from the export alone and score it on the test split (``export_check.json``)."""
+    deployment_check: Literal["contenders", "all", "none"] | None = None
+    """After the trials: quantized copies of the contenders' models (``slmbench.report.contenders``), of
+    every weight-updating strategy's (all) or of none, scored on the test split (each trial's ``deployment``).
+    None: not recorded (runs before it was an option checked every strategy, inside its trial)."""
 
 
 class RunRecord(Record):

@@ -10,6 +10,7 @@ from slmbench.common.text import plural
 from slmbench.records import TASK_COPY, Environment, Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
+from slmbench.report.recommend import Constraints
 from slmbench.report.summary import Summary
 
 SPLITS = ("train", "validation", "test")
@@ -285,8 +286,35 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(present) / len(present) if present else None
 
 
-def deployment(summary: Summary) -> str:
-    """Each weight-updating strategy's model rebuilt unquantized and quantized, scored on the same test split."""
+def _which_checked(summary: Summary, constraints: Constraints) -> str:
+    """Which strategies the deployment check covered and why (``--deployment-check``)."""
+    from slmbench.report.contenders import FRONTS, contenders
+
+    which = summary.run.options.deployment_check if summary.run and summary.run.options else None
+    checked = [entry.name for entry in summary.entries if any(trial.deployment for trial in entry.trials)]
+    if which != "contenders":
+        return f"Checked: every strategy with weights to quantize ({code('--deployment-check all')})." if which == "all" else ""
+    reasons = contenders(summary, constraints)
+    described = "; ".join(f"{code(name)} ({', '.join(why)})" for name, why in reasons.items())
+    others = [entry.name for entry in summary.entries if entry.name not in reasons]
+    sentence = (
+        f"Checked ({code('--deployment-check contenders')}): the contenders with weights to quantize. The contenders are the "
+        f"recommended strategy, those not significantly worse than it (its tie test) and those on a Pareto front of accuracy "
+        f"against {', '.join(FRONTS)} (no other is as accurate and as cheap): {described}."
+    )
+    if others:
+        sentence += (
+            f" Not contenders (significantly worse than the recommendation and off every front), not checked: "
+            f"{', '.join(map(code, others))}; {code('--deployment-check all')} checks them too."
+        )
+    stale = [name for name in checked if name not in reasons]
+    if stale:
+        sentence += f" Checked when an earlier state of the run made them contenders: {', '.join(map(code, stale))}."
+    return sentence
+
+
+def deployment(summary: Summary, constraints: Constraints) -> str:
+    """Each weight-updating contender's model rebuilt unquantized and quantized, scored on the same test split."""
     rows = []
     for entry in summary.entries:
         by_quantization: dict[str, list[Any]] = {}
@@ -313,8 +341,11 @@ def deployment(summary: Summary) -> str:
                 ]
             )
     parity = export_parity(summary)
+    which = _which_checked(summary, constraints)
     if not rows:
-        return f"## Deployment check\n\n{parity}" if parity else ""
+        nothing = f"{which} None of them has weights to quantize: nothing was checked." if which and summary.entries else ""
+        parts = [part for part in (nothing, parity) if part]
+        return "\n\n".join(["## Deployment check", *parts]) if parts else ""
     headers = [
         "strategy",
         "weights",
@@ -329,7 +360,8 @@ def deployment(summary: Summary) -> str:
     return "\n\n".join(
         [
             "## Deployment check",
-            "Each weight-updating strategy's trained model rebuilt from its checkpoint, unquantized (the run's dtype: "
+            *([which] if which else []),
+            "Each checked strategy's trained model rebuilt from its checkpoint, unquantized (the run's dtype: "
             "the reference, measured alongside) and quantized, and scored on the same test split through the same "
             "prediction path. `int8`: on CPU torchao's dynamic int8 (int8 weights, activations quantized per token), on "
             "CUDA bitsandbytes' LLM.int8; `nf4`: bitsandbytes' 4-bit NormalFloat with double quantization. Embeddings, "

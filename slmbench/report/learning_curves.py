@@ -36,15 +36,18 @@ def _crossover_sentences(changes: list[tuple[int, str, float]], sizes: list[int]
     return sentences
 
 
-def learning_curves_section(summary: Summary, target: float | None = None) -> str:
+LABELS_NEEDED_LATER = "### Labels needed\n\nFitted when the run ends (the fits' bootstrap takes a while): this report is rendered mid-run."
+
+
+def learning_curves_section(summary: Summary, target: float | None = None, fit: bool = True) -> str:
     """The learning-curve figure and table, where the leader changes, and the labels needed to reach
-    ``target`` (default: the best accuracy measured); empty without curves."""
+    ``target`` (default: the best accuracy measured; fitted only if ``fit``); empty without curves."""
     from slmbench.report.plots import learning_curve_plot
 
     curves, flat = summary.curves, summary.flat
     if not curves:
         return ""
-    needed, fits, goal = labels_needed_part(summary, target)
+    needed, fits, goal = labels_needed_part(summary, target) if fit else (LABELS_NEEDED_LATER, [], 0.0)
     means = {name: {size: point.mean for size, point in points.items()} for name, points in curves.items()}
     bands = {name: {size: (min(p.accuracies), max(p.accuracies)) for size, p in points.items()} for name, points in curves.items()}
     learning_curve_plot(

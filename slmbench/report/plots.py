@@ -51,11 +51,23 @@ def _figure(width: float, height: float) -> Figure:
 
 def _save(path: Path, draw: Callable[[], Figure]) -> Path:
     """Draws the figure and writes it to ``path`` with TeX off (user text is no TeX source) and math text on (for
-    matplotlib's own labels), whatever the user's matplotlibrc says; for this figure only."""
+    matplotlib's own labels), whatever the user's matplotlibrc says; for this figure only. The PNG is written
+    beside ``path`` and renamed over it, so a reader (a report opened mid-run) never sees half of one."""
+    import os
+    import tempfile
+
     import matplotlib
 
     with matplotlib.rc_context({"text.usetex": False, "text.parse_math": True}):
-        draw().savefig(path)
+        figure = draw()
+        handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                figure.savefig(file, format="png")
+            os.replace(scratch, path)
+        except BaseException:
+            Path(scratch).unlink(missing_ok=True)
+            raise
     return path
 
 

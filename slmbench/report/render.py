@@ -23,6 +23,7 @@ from slmbench.report.calibration import calibration_section
 from slmbench.report.cost import cost_section
 from slmbench.report.leaderboard import leaderboard_section, tradeoffs_section
 from slmbench.report.learning_curves import learning_curves_section
+from slmbench.report.live import RunProgress, progress_section
 from slmbench.report.markdown import code, metric, number, text
 from slmbench.report.options import ReportOptions
 from slmbench.report.per_class import per_class_section
@@ -189,30 +190,40 @@ def _failures(summary: Summary) -> str:
     )
 
 
-def render_markdown(summary: Summary, constraints: Constraints = Constraints(), options: ReportOptions = ReportOptions()) -> str:
-    """The report's markdown (figures are written beside the run folder's records as a side effect)."""
+def render_markdown(
+    summary: Summary,
+    constraints: Constraints = Constraints(),
+    options: ReportOptions = ReportOptions(),
+    progress: RunProgress | None = None,
+) -> str:
+    """The report's markdown (figures are written beside the run folder's records as a side effect);
+    ``progress``: the run is still going (a banner says what is still to come; no labels-needed fits yet)."""
     advice = recommend(summary, constraints)
     sections = [
         _title(summary),
         _introduction(summary),
+        progress_section(progress) if progress else "",
         _recommendation(summary, advice, constraints),
         leaderboard_section(summary),
         sensitivity_section(summary),
         tradeoffs_section(summary),
         cost_section(summary, options),
-        learning_curves_section(summary, options.target_accuracy),
+        learning_curves_section(summary, options.target_accuracy, fit=progress is None),
         calibration_section(summary),
         per_class_section(summary),
-        appendix.deployment(summary),
+        appendix.deployment(summary, constraints),
         _failures(summary),
         *appendix.sections(summary),
     ]
     return "\n\n".join(section for section in sections if section) + "\n"
 
 
-def render_report(run_dir: Path, constraints: Constraints = Constraints(), options: ReportOptions = ReportOptions()) -> Path:
-    """Write ``report.md`` (and its PNG figures) into ``run_dir`` from its records; return its path."""
+def render_report(
+    run_dir: Path, constraints: Constraints = Constraints(), options: ReportOptions = ReportOptions(), progress: RunProgress | None = None
+) -> Path:
+    """Write ``report.md`` (and its PNG figures) into ``run_dir`` from its records, each file replaced whole
+    (never half-written); return its path. ``progress``: the run is still going."""
     summary = load_summary(run_dir)
     path = summary.directory / "report.md"
-    write_text(path, render_markdown(summary, constraints, options))
+    write_text(path, render_markdown(summary, constraints, options, progress))
     return path
