@@ -247,7 +247,8 @@ class Strategy(ABC):
         return estimate_inference(request, cls.metadata.calls)
 
     def deployment_variants(self) -> Iterable[Any]:
-        """Quantized copies of the trained model, for the report's deployment check (called after ``predict``).
+        """Quantized copies of the trained model, for the report's deployment check (called after the run's trials,
+        on the strategy reloaded from its artifacts with ``load``: a strategy without ``save`` and ``load`` is not checked).
 
         Each item has a ``quantization`` name and is a context manager giving an object with
         ``predict(texts)`` and ``size_bytes`` (its size on disk), freed on exit. Default: none.
