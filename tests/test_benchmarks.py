@@ -113,3 +113,25 @@ def test_sweep_cost_small_mode_estimates_from_a_measured_run(toy_data_dir, tmp_p
     for workers, row in clusters.items():
         assert max(figures["trial_hours"] / workers, longest) <= row["wall_hours"] + 1e-9
         assert row["wall_hours"] <= figures["trial_hours"] + 1e-9
+
+
+def test_decision_time_small_mode_times_both_sides_and_compares_their_recommendations(toy_data_dir, tmp_path):
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCHMARKS.parent, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("decision_time snapshots commits: this checkout is not a git repository")
+    figures = run_small("decision_time", toy_data_dir, tmp_path / "decision.json", timeout=600)
+
+    for label in ("baseline", "candidate"):
+        side = figures[label]
+        assert side["exit_code"] == 0, side.get("stderr_tail")
+        assert side["recommendation"] == "tfidf-linear" and side["wall_seconds"] > 0
+        assert list(side["trials"]) == ["tfidf-linear.seed0"] and side["trials"]["tfidf-linear.seed0"]["status"] == "ok"
+        totals = side["totals"]
+        assert totals["outside_trials_seconds"] > 0 and totals["train_seconds"] >= 0
+    assert (
+        figures["baseline"]["commit"]
+        == subprocess.run(["git", "rev-parse", "HEAD"], cwd=BENCHMARKS.parent, capture_output=True, text=True).stdout.strip()
+    )
+    assert figures["candidate"]["commit"].endswith("+ working tree")
+    assert figures["wall_time_ratio"] == round(figures["candidate"]["wall_seconds"] / figures["baseline"]["wall_seconds"], 3)
+    assert figures["same_recommendation"] is True
