@@ -100,14 +100,16 @@ def run_side(label: str, ref: str, args: argparse.Namespace, scratch: Path) -> d
 def time_spent(run_dir: Path | None, wall: float) -> dict[str, Any]:
     """Where a side's wall time went, from its trial records (fields alike at both commits): each trial's
     training (its option search included), timed test prediction and the rest of the trial (loading,
-    single requests, in-trial deployment checks, saving); and the run outside its trials."""
+    single requests, in-trial deployment checks, saving); and the run outside its trials. A combining
+    trial (the ensemble) records its members' costs as its own: only its wall time counts, as the rest."""
     trials: dict[str, dict[str, Any]] = {}
     for file in sorted(run_dir.glob("trials/*.json")) if run_dir else []:
         record = json.loads(file.read_text(encoding="utf-8"))
         cost = record.get("cost") or {}
         started, ended = (datetime.fromisoformat(record[key]) for key in ("started_at", "finished_at"))
         trial_seconds = (ended - started).total_seconds()
-        train, predict = cost.get("train_seconds") or 0.0, cost.get("predict_seconds") or 0.0
+        combines = bool((record.get("config") or {}).get("inputs"))  # its costs are its members'
+        train, predict = (0.0, 0.0) if combines else (cost.get("train_seconds") or 0.0, cost.get("predict_seconds") or 0.0)
         checks = [check.get("seconds") for check in record.get("deployment") or []]
         trials[file.stem] = {
             "status": record.get("status"),

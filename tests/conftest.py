@@ -217,5 +217,6 @@ def run_toy_task(folder, run_id: str, strategies: str, *extra: str):
 
 @pytest.fixture(scope="session")
 def all_strategies_run(tmp_path_factory):
-    """Every built-in strategy on the toy task, one seed, artifacts kept (read it, never change it)."""
-    return run_toy_task(tmp_path_factory.mktemp("all-strategies"), "all", "all")
+    """Every built-in strategy on the toy task, one seed, artifacts kept, every model's quantized copies checked
+    (read it, never change it)."""
+    return run_toy_task(tmp_path_factory.mktemp("all-strategies"), "all", "all", "--deployment-check", "all")

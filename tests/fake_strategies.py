@@ -150,7 +150,7 @@ class Interrupting(MajorityClass):
 
 class Quantizable(MajorityClass):
     """Predicts its option ``label`` without reading a label (no labelled example needed), saves and loads it,
-    and has one quantized copy (``int8``, the same predictions; its use is logged as ``quantizable:checked``)."""
+    and has one quantized copy (``int8``, the same predictions; its use is logged as ``quantizable:checked:<process id>``)."""
 
     metadata = StrategyMetadata(name="quantizable", description="a fixed label, with a quantized copy", family=Family.FEATURE)
 
@@ -181,8 +181,8 @@ class QuantizedFake:
         self.strategy = strategy
 
     def __enter__(self):
-        _log(f"{self.strategy.name}:checked")
-        return types.SimpleNamespace(predict=self.strategy.predict, size_bytes=1)
+        _log(f"{self.strategy.name}:checked:{os.getpid()}")
+        return types.SimpleNamespace(predict=self.strategy.predict, size_bytes=os.getpid())  # size: where it ran (tests)
 
     def __exit__(self, *exc: object) -> None:
         return None

@@ -8,15 +8,12 @@ from pathlib import Path
 import pytest
 
 from slmbench import records
-from slmbench.common.progress import ProgressReporter
-from slmbench.engine.model_cache import ModelCache
 from slmbench.engine.serving import deployment_checks
-from slmbench.engine.trial import run_trial
 from slmbench.lm.deployment import quantized_copies
 from slmbench.strategy.registry import load_registry
 from slmbench.tasks.examples import Examples
 from slmbench.tasks.profiles import get_profile
-from slmbench.testing import make_context, tiny_models, toy_splits, toy_task_files
+from slmbench.testing import make_context, toy_splits
 
 REGISTRY = load_registry()
 LABELS = ["negative", "neutral", "positive"]

@@ -267,3 +267,24 @@ def test_asking_for_more_gpus_than_the_cluster_has_fails_at_once_with_a_clear_li
     assert code == 2 and time.monotonic() - started < 60
     assert "knn-vote.seed0" in error and "1 CPU, 8 GPU" in error and "no node of the Ray cluster has that" in error
     assert "4 GPU" in error and "lower --gpus-per-trial" in error and "Traceback" not in error
+
+
+def _where(cache) -> tuple[list, bool, int]:
+    """A stand-in for a check run through ``RayExecutor.call``: the GPU ids Ray gave it, whether it got no model
+    cache (a worker loads its own models), its process id."""
+    return [str(gpu) for gpu in ray.get_gpu_ids()], cache is None, os.getpid()
+
+
+def test_a_call_runs_in_a_worker_with_a_trial_s_gpu_share_on_cuda_and_none_on_cpu(ray_address):
+    executor = _executor(gpus_per_trial=0.5)
+    gpus, fresh, process = executor.call(_where, device="cuda:0")
+    assert len(gpus) == 1 and fresh and process != os.getpid()
+    assert executor.call(_where, device="cpu")[0] == []
+
+
+def test_the_deployment_check_of_a_ray_run_runs_in_a_worker(ray_address, registry, toy_task_file, tmp_path):
+    options = _options(toy_task_file, tmp_path, "quantizable", deployment_check="all", export_check="none")
+    result = run_benchmark(options, registry, ProgressReporter(False), executor=_executor())
+    [check] = _records(result.run_dir)["quantizable.seed0.json"]["deployment"]
+    assert check["quantization"] == "int8" and check["error"] is None and check["accuracy"] is not None
+    assert check["size_bytes"] != os.getpid()  # the fake copy's "size" is the process that checked it: a worker

@@ -19,7 +19,7 @@ from slmbench.engine.model_cache import ModelCache
 from slmbench.engine.reuse import SavedTrial, check_trial, load_trial
 from slmbench.engine.serving import deployment_checks
 from slmbench.lm.memory import free_accelerator_memory
-from slmbench.records import DeploymentCheck, TrialRecord, read_test_texts, trial_file, write_trial
+from slmbench.records import DeploymentCheck, TrialRecord, read_test_texts, read_trial, trial_file, write_trial
 from slmbench.strategy.base import Strategy
 from slmbench.tasks.examples import Examples
 
@@ -66,23 +66,39 @@ def deployment_check(
     which: Which = "contenders",
     constraints: Any = None,
     requests: int = 20,
-    cache: ModelCache | None = None,
+    executor: Any = None,
     on_checked: Callable[[TrialRecord], None] = lambda record: None,
 ) -> list[str]:
     """Check the trials ``trials_to_check`` chooses, one at a time, each record rewritten with its checks
-    (then ``on_checked``); the keys of the trials checked. ``cache``: the models already loaded."""
-    texts = read_test_texts(run_dir)
-    cache = cache or ModelCache(None)
+    (then ``on_checked``); the keys of the trials checked. ``executor``: where each check runs
+    (``call``: this process with the trials' models, or a Ray worker with a trial's resources); default here."""
     checked = []
     for saved in trials_to_check(run_dir, strategies, which, constraints):
         record = saved.record
-        record.deployment = _checks(saved, strategies, texts, requests, cache)
+        assert record.config is not None  # trials_to_check made sure
+        classes = {record.config.strategy: strategies(record.config.strategy)}
+        device = (record.models or record.config.models).device
+        arguments = (str(run_dir), saved.key, classes, requests)
+        try:
+            call = getattr(executor, "call", None)
+            plain = call(copies_checked, *arguments, device=device) if call else copies_checked(*arguments, None)
+            record.deployment = [DeploymentCheck.model_validate(check) for check in plain]
+        except Exception as error:  # noqa: BLE001 - a worker lost, or a check that cannot start: reported, never fatal
+            record.deployment = [_failed(f"the check did not run: {type(error).__name__}: {first_line(error)}")]
         write_trial(trial_file(run_dir, saved.key), record, Path(run_dir))
         checked.append(saved.key)
         on_checked(record)
         gc.collect()
         free_accelerator_memory()
     return checked
+
+
+def copies_checked(run_dir: str, key: str, classes: dict[str, type[Strategy]], requests: int, cache: ModelCache | None) -> list[dict]:
+    """Trial ``key`` of ``run_dir`` reloaded (its strategy among ``classes``), its quantized copies scored on
+    the run's test texts, as plain JSON: run wherever the trial can (this process or a Ray worker), it writes nothing."""
+    saved = SavedTrial(Path(run_dir), key, read_trial(trial_file(run_dir, key)))
+    checks = _checks(saved, classes.__getitem__, read_test_texts(run_dir), requests, cache or ModelCache(None))
+    return [check.model_dump(mode="json") for check in checks]
 
 
 def _checks(

@@ -49,6 +49,11 @@ class LocalExecutor:
             if record.status == "cancelled":
                 raise KeyboardInterrupt
 
+    def call(self, function: Callable[..., Any], *args: Any, device: str) -> Any:
+        """``function(*args, model_cache)`` in this process, with the models the trials loaded (``device``: where
+        the work runs, already this process's)."""
+        return function(*args, self.model_cache)
+
 
 RAY_INSTALL_HINT = "the ray executor needs Ray: pip install 'slmbench[ray]'"
 FORWARDED_ENVIRONMENT = ("SLMBENCH_", "HF_", "PYTHONPATH", "TQDM_DISABLE")
@@ -342,6 +347,13 @@ class RayExecutor:
                 message = "interrupted by the user or a SIGTERM (Ray task cancelled)"
                 on_done(planned, _stopped(planned, "cancelled", "KeyboardInterrupt", message, requests[planned.key]))
             raise
+
+    def call(self, function: Callable[..., Any], *args: Any, device: str) -> Any:
+        """``function(*args, None)`` as one Ray task with a trial's resources on ``device`` (its GPU share on
+        CUDA: the work runs where the trials ran, not on the driver's machine); its result."""
+        gpus = self.gpus_per_trial if device.startswith("cuda") else 0.0
+        remote = self.ray.remote(max_calls=1 if gpus else 0)(function)
+        return self.ray.get(remote.options(num_cpus=self.threads_per_trial, num_gpus=gpus).remote(*args, None))
 
     def _report_lost_nodes(self, known: set[str]) -> set[str]:
         """Log each node that left the cluster since ``known``; the live nodes now."""

@@ -205,7 +205,7 @@ def _run_plans(
 
     executor = executor or LocalExecutor(progress, runs[0].trial_timeout)
     interrupted = _run_trials(executor, pending, plans, finish)
-    interrupted = interrupted or _check_deployments(plans, registry, constraints, getattr(executor, "model_cache", None), on_note, live)
+    interrupted = interrupted or _check_deployments(plans, registry, constraints, executor, on_note, live)
     for plan in plans:  # the deployment checks are done with the models of a run that keeps none
         if not keeps[plan.run_dir]:
             shutil.rmtree(plan.run_dir / "artifacts", ignore_errors=True)
@@ -252,7 +252,7 @@ def _run_trials(
 
 
 def _check_deployments(
-    plans: list[RunPlan], registry: Registry, constraints: Any, cache: Any, on_note: Callable[[str], None], live: Any
+    plans: list[RunPlan], registry: Registry, constraints: Any, executor: Any, on_note: Callable[[str], None], live: Any
 ) -> bool:
     """The deployment check of each run (``--deployment-check``: the contenders by default), each trial's
     record rewritten with its checks and the run's report with it; True if Ctrl-C or SIGTERM stopped it
@@ -269,7 +269,7 @@ def _check_deployments(
 
         try:
             with signals_as_interrupt():
-                deployment_check(plan.run_dir, registry.strategy, which, constraints, requests, cache, checked)
+                deployment_check(plan.run_dir, registry.strategy, which, constraints, requests, executor, checked)
         except KeyboardInterrupt:
             return True
         except Exception as error:  # noqa: BLE001 - the deployment check never takes the run's report down
