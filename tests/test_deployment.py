@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from slmbench import records
+from slmbench.engine.model_cache import ModelCache
 from slmbench.engine.serving import deployment_checks
 from slmbench.lm.deployment import quantized_copies
 from slmbench.strategy.registry import load_registry
@@ -20,12 +21,32 @@ LABELS = ["negative", "neutral", "positive"]
 
 
 @pytest.fixture(scope="module")
-def lora_record(tmp_path_factory: pytest.TempPathFactory) -> records.TrialRecord:
+def lora_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A lora trial on the toy task (smoke profile, the kit's tiny models), checked after the run's trials."""
     from conftest import run_toy_task
 
-    run_dir = run_toy_task(tmp_path_factory.mktemp("lora-run"), "lora", "lora", "--deployment-check", "all", "--export-check", "none")
-    return records.read_trial(records.trial_file(run_dir, "lora.seed0"))
+    return run_toy_task(tmp_path_factory.mktemp("lora-run"), "lora", "lora", "--deployment-check", "all", "--export-check", "none")
+
+
+@pytest.fixture(scope="module")
+def lora_record(lora_run: Path) -> records.TrialRecord:
+    return records.read_trial(records.trial_file(lora_run, "lora.seed0"))
+
+
+def test_a_reloaded_lora_is_checked_as_it_predicts_its_adapter_merged(lora_run: Path) -> None:
+    """The check after the trials quantizes the model the trial predicted with (merged, lora's default), saved
+    whole, not the base with the adapter put back."""
+    from peft import PeftModel
+
+    from slmbench.engine.reuse import check_trial, find_trial, load_trial
+
+    strategy = load_trial(check_trial(find_trial(lora_run, "lora"), REGISTRY.strategy), REGISTRY.strategy, ModelCache(None))
+    assert isinstance(strategy.model, PeftModel)  # as reloaded: the adapter apart
+    copies = strategy.deployment_variants()
+    assert not isinstance(strategy.model, PeftModel)  # merged, as it predicts
+    with tempfile.TemporaryDirectory() as scratch:
+        recipe = copies[0].rebuild(Path(scratch) / "checkpoint")
+        assert recipe.attached_files == [] and Path(recipe.checkpoint).is_dir()
 
 
 def test_lora_trial_records_its_model_unquantized_int8_and_nf4(lora_record: records.TrialRecord) -> None:

@@ -208,3 +208,14 @@ def test_pareto_front_keeps_the_undominated():
     assert cheapest in by_train  # and the cheapest
     within_noise = pareto_front(entries, lambda entry: entry.cost("train_seconds"), noise=1e9)  # every cost equal
     assert within_noise == [entry for entry in entries if entry.accuracy == best.accuracy]
+
+
+def test_every_strategy_at_least_as_accurate_as_the_recommendation_is_a_contender():
+    from slmbench.report.recommend import Constraints, recommend
+
+    summary = load_summary(Path(__file__).parent / "fixtures" / "run_small")
+    choice = recommend(summary, Constraints(max_train_minutes=0.01)).choice  # a cheap recommendation, others more accurate
+    reasons = contenders(summary, Constraints(max_train_minutes=0.01))
+    assert choice is not None and reasons[choice.name][0] == "recommended"
+    better = [entry.name for entry in summary.entries if entry.accuracy >= choice.accuracy and entry is not choice]
+    assert better and all("at least as accurate as the recommendation" in reasons[name] for name in better)

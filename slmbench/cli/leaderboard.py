@@ -21,8 +21,8 @@ SHOWN = 10
 class LiveLeaderboard:
     """Finished whole-split trials grouped by (task, variant); the task is named when a sweep runs several."""
 
-    accuracies: dict[tuple[str, str], list[float]] = field(default_factory=dict)
-    train_seconds: dict[tuple[str, str], list[float]] = field(default_factory=dict)
+    scores: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=dict)
+    """(task, variant) -> (accuracy, train seconds) of each finished seed."""
     finished: int = 0
     failed: int = 0
 
@@ -34,17 +34,19 @@ class LiveLeaderboard:
             return
         if record.train_size is not None:
             return
-        key = (record.task or "", record.name)
-        self.accuracies.setdefault(key, []).append(record.metrics.accuracy)
-        self.train_seconds.setdefault(key, []).append(record.cost.train_seconds if record.cost else 0.0)
+        train = record.cost.train_seconds if record.cost and record.cost.train_seconds is not None else 0.0
+        self.scores.setdefault((record.task or "", record.name), []).append((record.metrics.accuracy, train))
 
     def ranked(self) -> list[tuple[str, float, int, float]]:
-        """(variant, mean accuracy, seeds, mean train seconds), most accurate first."""
-        several_tasks = len({task for task, _ in self.accuracies}) > 1
+        """(variant, mean accuracy, seeds, mean train seconds), most accurate first. Read by the live display's
+        refresh thread while ``add`` writes: it works on copies (each taken whole, under the GIL)."""
+        scores = [(key, list(values)) for key, values in list(self.scores.items())]
+        several_tasks = len({task for (task, _), _ in scores}) > 1
         rows = []
-        for (task, name), values in self.accuracies.items():
+        for (task, name), values in scores:
             label = f"{name} ({task})" if several_tasks else name
-            rows.append((label, statistics.fmean(values), len(values), statistics.fmean(self.train_seconds[task, name])))
+            accuracies, trains = zip(*values)
+            rows.append((label, statistics.fmean(accuracies), len(values), statistics.fmean(trains)))
         return sorted(rows, key=lambda row: (-row[1], row[3], row[0]))
 
     def heading(self) -> str:

@@ -197,7 +197,8 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--keep-artifacts",
         choices=["all", "none"],
-        help="all: keep what every trial learnt, for slmbench predict (default); none: delete it once the trial is scored",
+        help="all: keep what every trial learnt, for slmbench predict (default); none: delete it once the trial is scored "
+        "(or, for a model the deployment check may quantize, once the checks after the trials are done)",
     )
     run.add_argument(
         "--export-check",

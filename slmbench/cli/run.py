@@ -288,7 +288,7 @@ def run_command(args: argparse.Namespace, registry, console) -> int:
             console.print(Text(board.line(), style="dim"))
 
     try:
-        with progress.live(board.table) if live else nullcontext():
+        with progress.live(board.table, console) if live else nullcontext():
             results, comparison = run_sweep(
                 runs,
                 registry,

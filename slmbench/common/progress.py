@@ -38,8 +38,9 @@ class ProgressReporter:
         self._shared: Any = None
 
     @contextmanager
-    def live(self, top: Callable[[], Any]) -> Iterator[None]:
-        """One live display for the block: ``top()`` (any rich renderable, asked again at each refresh) above the bars."""
+    def live(self, top: Callable[[], Any], console: Any = None) -> Iterator[None]:
+        """One live display for the block, on ``console`` (rich's default: stdout): ``top()`` (any rich renderable,
+        asked again at each refresh, from rich's refresh thread) above the bars."""
         if not self.enabled:
             yield
             return
@@ -52,7 +53,7 @@ class ProgressReporter:
             def __rich__(self) -> Any:
                 return Group(top(), bars)
 
-        with Live(View(), refresh_per_second=2, transient=True):
+        with Live(View(), console=console, refresh_per_second=2, transient=True):
             self._shared = bars
             try:
                 yield
@@ -70,11 +71,16 @@ class ProgressReporter:
             yield skip
             return
         if self._shared is not None:
-            task_id = self._shared.add_task(description, total=total)
+            shared = self._shared
+            task_id = shared.add_task(description, total=total)
+
+            def advance_shared(n: int = 1) -> None:
+                shared.advance(task_id, n)
+
             try:
-                yield lambda n=1: self._shared.advance(task_id, n)
+                yield advance_shared
             finally:
-                self._shared.remove_task(task_id)
+                shared.remove_task(task_id)
             return
         with _bars(own_display=True) as progress:
             task_id = progress.add_task(description, total=total)

@@ -19,7 +19,7 @@ from slmbench.engine.model_cache import ModelCache
 from slmbench.engine.reuse import SavedTrial, check_trial, load_trial
 from slmbench.engine.serving import deployment_checks
 from slmbench.lm.memory import free_accelerator_memory
-from slmbench.records import DeploymentCheck, TrialRecord, read_test_texts, read_trial, trial_file, write_trial
+from slmbench.records import TASK_COPY, DeploymentCheck, TrialRecord, read_test_texts, read_trial, trial_file, write_trial
 from slmbench.strategy.base import Strategy
 from slmbench.tasks.examples import Examples
 
@@ -29,8 +29,9 @@ EVERY_COPY = "every copy"
 
 
 def has_deployment_variants(strategy: type[Strategy]) -> bool:
-    """Whether the strategy has quantized copies to check (it overrides ``Strategy.deployment_variants``)."""
-    return strategy.deployment_variants is not Strategy.deployment_variants
+    """Whether the strategy has quantized copies to check after the trials: it overrides
+    ``Strategy.deployment_variants`` and can be reloaded (``save`` and ``load``)."""
+    return strategy.deployment_variants is not Strategy.deployment_variants and strategy.reusable()
 
 
 def trials_to_check(run_dir: Path, strategies: Callable[[str], type[Strategy]], which: Which, constraints: Any = None) -> list[SavedTrial]:
@@ -55,8 +56,9 @@ def trials_to_check(run_dir: Path, strategies: Callable[[str], type[Strategy]], 
             strategy = strategies(record.config.strategy)
         except Exception:  # noqa: BLE001 - a strategy no longer installed: nothing to rebuild
             continue
-        if has_deployment_variants(strategy):
-            chosen.append(SavedTrial(Path(run_dir), file.key, record))
+        saved = SavedTrial(Path(run_dir), file.key, record)
+        if has_deployment_variants(strategy) and (saved.artifact_dir / TASK_COPY).is_file():  # else its artifacts were not kept
+            chosen.append(saved)
     return chosen
 
 
@@ -96,8 +98,8 @@ def deployment_check(
 def copies_checked(run_dir: str, key: str, classes: dict[str, type[Strategy]], requests: int, cache: ModelCache | None) -> list[dict]:
     """Trial ``key`` of ``run_dir`` reloaded (its strategy among ``classes``), its quantized copies scored on
     the run's test texts, as plain JSON: run wherever the trial can (this process or a Ray worker), it writes nothing."""
-    saved = SavedTrial(Path(run_dir), key, read_trial(trial_file(run_dir, key)))
-    checks = _checks(saved, classes.__getitem__, read_test_texts(run_dir), requests, cache or ModelCache(None))
+    saved = SavedTrial(Path(run_dir), key, read_trial(trial_file(Path(run_dir), key)))
+    checks = _checks(saved, classes.__getitem__, read_test_texts(Path(run_dir)), requests, cache or ModelCache(None))
     return [check.model_dump(mode="json") for check in checks]
 
 

@@ -206,9 +206,10 @@ def _run_plans(
     executor = executor or LocalExecutor(progress, runs[0].trial_timeout)
     interrupted = _run_trials(executor, pending, plans, finish)
     interrupted = interrupted or _check_deployments(plans, registry, constraints, executor, on_note, live)
-    for plan in plans:  # the deployment checks are done with the models of a run that keeps none
-        if not keeps[plan.run_dir]:
-            shutil.rmtree(plan.run_dir / "artifacts", ignore_errors=True)
+    if not interrupted:  # the checks are done with the models this command trained for a run that keeps none
+        for planned in pending:
+            if not keeps[planned.run_dir]:
+                shutil.rmtree(planned.artifact_dir, ignore_errors=True)
     interrupted = interrupted or _check_exports(plans, registry, constraints, keeps, on_note)
     interrupted = _render_reports(plans, registry, constraints, report_options, track) or interrupted
     comparison = _render_comparison(plans, runs[0].output)

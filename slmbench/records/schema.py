@@ -435,7 +435,8 @@ class TrialRecord(Record):
 
     @property
     def wall_seconds(self) -> float | None:
-        """Seconds from the trial's start to its record (loading, search, training, prediction, checks)."""
+        """Seconds from the trial's start to its record (loading, search, training, prediction, single requests;
+        the deployment check comes after the trials, ``DeploymentCheck.seconds``)."""
         return seconds_between(self.started_at, self.finished_at)
 
 

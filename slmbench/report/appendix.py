@@ -10,7 +10,7 @@ from slmbench.common.text import plural
 from slmbench.records import TASK_COPY, Environment, Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
 from slmbench.report.markdown import MISSING, code, metric, number, table, text
-from slmbench.report.recommend import Constraints
+from slmbench.report.recommend import Constraints, recommend
 from slmbench.report.summary import Summary
 
 SPLITS = ("train", "validation", "test")
@@ -142,15 +142,22 @@ def _decision_cost(summary: Summary) -> str:
     search = sum(_search_beyond_chosen(trial) for trial in own)
     span = seconds_between(min(starts), max(ends))
     seeds = len(summary.seeds) or 1
+    checks = sum(check.seconds or 0.0 for trial in trials for check in trial.deployment)
+    after = (
+        f" The deployment check after the trials took {number(checks)} s more (every quantized copy rebuilt, saved, scored and timed)."
+        if checks
+        else ""
+    )
     return (
         f"What this decision cost: {plural(len(trials), 'trial')}, {number(wall)} s of trial wall time "
         f"({number(wall / seeds)} s per seed), each trial from its start to its record; {number(span)} s from the "
         f"first trial's start to the last one's end (trials run in parallel shorten it, pauses between resumed "
         f"commands lengthen it). Training {number(train)} s, of which {number(search)} s went to the option settings "
         f"the search tried and did not choose; prediction on the test split {number(predict)} s; the remaining "
-        f"{number(max(wall - train - predict, 0.0))} s loaded models and data and measured single-request latency "
-        f"and the deployment check. One fit per trial (training without the unchosen settings, plus prediction): "
-        f"{number(train - search + predict)} s. A strategy that combines others counts with its own time only."
+        f"{number(max(wall - train - predict, 0.0))} s loaded models and data, saved what each trial learnt and measured "
+        f"single-request latency (and, in runs recorded before the check moved after the trials, the deployment check). "
+        f"One fit per trial (training without the unchosen settings, plus prediction): "
+        f"{number(train - search + predict)} s. A strategy that combines others counts with its own time only.{after}"
     )
 
 
@@ -298,18 +305,25 @@ def _which_checked(summary: Summary, constraints: Constraints) -> str:
     described = "; ".join(f"{code(name)} ({', '.join(why)})" for name, why in reasons.items())
     others = [entry.name for entry in summary.entries if entry.name not in reasons]
     sentence = (
-        f"Checked ({code('--deployment-check contenders')}): the contenders with weights to quantize. The contenders are the "
-        f"recommended strategy, those not significantly worse than it (its tie test) and those on a Pareto front of accuracy "
-        f"against {', '.join(FRONTS)} (no other is as accurate and as cheap): {described}."
+        f"With {code('--deployment-check contenders')} the check covers the contenders: the recommended strategy, those "
+        f"not significantly worse than it (its tie test), those on a Pareto front of accuracy against {', '.join(FRONTS)} "
+        f"(no other is as accurate and as cheap) and the members of a combining contender: {described}. "
+    )
+    contenders_checked = [name for name in checked if name in reasons]
+    sentence += (
+        f"Checked: {', '.join(map(code, contenders_checked))}; the other contenders have no weights to quantize "
+        "(or the check has not run yet)."
+        if contenders_checked
+        else "None of them has been checked: none has weights to quantize (or the check has not run yet)."
     )
     if others:
-        sentence += (
-            f" Not contenders (significantly worse than the recommendation and off every front), not checked: "
-            f"{', '.join(map(code, others))}; {code('--deployment-check all')} checks them too."
-        )
+        recommended = recommend(summary, constraints).choice is not None
+        why = "significantly worse than the recommendation and off every front" if recommended else "off every front"
+        listed = ", ".join(map(code, others))
+        sentence += f" Not contenders ({why}), not checked: {listed}; {code('--deployment-check all')} checks them too."
     stale = [name for name in checked if name not in reasons]
     if stale:
-        sentence += f" Checked when an earlier state of the run made them contenders: {', '.join(map(code, stale))}."
+        sentence += f" Checked as well, though not contenders now: {', '.join(map(code, stale))}."
     return sentence
 
 
@@ -343,8 +357,7 @@ def deployment(summary: Summary, constraints: Constraints) -> str:
     parity = export_parity(summary)
     which = _which_checked(summary, constraints)
     if not rows:
-        nothing = f"{which} None of them has weights to quantize: nothing was checked." if which and summary.entries else ""
-        parts = [part for part in (nothing, parity) if part]
+        parts = [part for part in (which if summary.entries else "", parity) if part]
         return "\n\n".join(["## Deployment check", *parts]) if parts else ""
     headers = [
         "strategy",

@@ -3,12 +3,15 @@
 A variant is a contender when it is
 
 - the recommended one (``slmbench.report.recommend``, under the user's constraints);
-- not significantly worse than it: the recommendation's own tie test (``difference_p``, McNemar with one
-  seed, the paired bootstrap with several) gives p >= ``SIGNIFICANCE`` (unadjusted, as the tie test);
+- not significantly worse than it: at least as accurate, or the recommendation's own tie test
+  (``difference_p``, McNemar with one seed, the paired bootstrap with several) gives p >= ``SIGNIFICANCE``
+  (unadjusted, as the tie test);
 - on a Pareto front of accuracy against training time, latency (``recommend.latency_ms``: single-request
   p95, else the batched time per example) or peak memory: no other variant is at least as accurate
   and at most as costly on that measure, and better on one of the two (costs within ``FRONT_NOISE`` of
   each other are equal: a few milliseconds saved are no trade-off).
+
+- a member of a combining contender (an ensemble): deploying it means deploying them.
 
 Everything else is more costly than something at least as accurate, and significantly worse than the
 recommendation: no deployment question is left about it.
@@ -51,10 +54,19 @@ def contenders(summary: Summary, constraints: Constraints = Constraints()) -> di
     if choice is not None:
         reasons[choice.name] = ["recommended"]
         for entry in summary.entries:
-            if entry is not choice and (p := difference_p(entry, choice)) is not None and p >= SIGNIFICANCE:
+            if entry is choice:
+                continue
+            if entry.accuracy >= choice.accuracy:
+                reasons[entry.name] = ["at least as accurate as the recommendation"]
+            elif (p := difference_p(entry, choice)) is not None and p >= SIGNIFICANCE:
                 reasons[entry.name] = [f"not significantly worse, p = {p_value(p)}"]
     for front, cost in FRONTS.items():
         for entry in pareto_front(summary.entries, cost, FRONT_NOISE[front]):
             reasons.setdefault(entry.name, []).append(f"{front} front")
+    names = {file.key: file.record.name for file in summary.folder.trials if file.record is not None}
+    for entry in [entry for entry in summary.entries if entry.name in reasons]:
+        members = {names[key] for trial in entry.trials if trial.config for key in trial.config.inputs if key in names}
+        for member in sorted(members - {entry.name}):
+            reasons.setdefault(member, []).append(f"member of {entry.name}")
     order = [entry.name for entry in summary.entries]
     return {name: reasons[name] for name in order if name in reasons}

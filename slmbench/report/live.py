@@ -17,8 +17,8 @@ class RunProgress:
     total: int
     still_to_come: list[str] = field(default_factory=list)
     """The keys of the trials not finished yet (``strategy.seed0``...), in the order they will run."""
-    checks_to_come: bool = True
-    """Whether the deployment and export checks are still to run after the trials."""
+    after_trials: list[str] = field(default_factory=list)
+    """What the run still does after its trials (``the deployment check of the contenders``...)."""
 
 
 def progress_section(progress: RunProgress) -> str:
@@ -30,9 +30,6 @@ def progress_section(progress: RunProgress) -> str:
     ]
     if progress.still_to_come:
         lines.append("Still to come: " + ", ".join(code(key) for key in progress.still_to_come) + ".")
-    if progress.checks_to_come:
-        lines.append(
-            "After the trials: the deployment check of the contenders, the export check and the labels-needed fits "
-            "of the learning curves, as this command asked."
-        )
+    if progress.after_trials:
+        lines.append(f"After the trials: {', '.join(progress.after_trials)}.")
     return "\n\n".join(lines)

@@ -409,6 +409,7 @@ class FineTunedCausalLM(Strategy):
     def deployment_variants(self) -> list[QuantizedCopy]:
         from slmbench.lm.deployment import quantized_copies
 
+        self.prediction_model()  # the model as it predicts (an adapter merged...), also when reloaded for the check
         return quantized_copies(
             self.deployment_rebuild, self.context.device, self.context.dtype, self.deployment_quantizations, self.deployment_reference
         )
