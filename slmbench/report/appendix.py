@@ -303,7 +303,7 @@ def _which_checked(summary: Summary, constraints: Constraints) -> str:
         return f"Checked: every strategy with weights to quantize ({code('--deployment-check all')})." if which == "all" else ""
     reasons = contenders(summary, constraints)
     described = "; ".join(f"{code(name)} ({', '.join(why)})" for name, why in reasons.items())
-    others = [entry.name for entry in summary.entries if entry.name not in reasons]
+    others = [entry.name for entry in summary.entries if entry.name not in reasons and entry.name not in checked]
     sentence = (
         f"With {code('--deployment-check contenders')} the check covers the contenders: the recommended strategy, those "
         f"not significantly worse than it (its tie test), those on a Pareto front of accuracy against {', '.join(FRONTS)} "
