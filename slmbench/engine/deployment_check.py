@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from slmbench.common.text import first_line
 from slmbench.engine.model_cache import ModelCache
-from slmbench.engine.reuse import SavedTrial, check_trial, load_trial
+from slmbench.engine.reuse import SavedTrial, check_trial, finished_trials, load_trial
 from slmbench.engine.serving import deployment_checks
 from slmbench.lm.memory import free_accelerator_memory
 from slmbench.records import TASK_COPY, DeploymentCheck, TrialRecord, read_test_texts, read_trial, trial_file, write_trial
@@ -45,21 +45,13 @@ def trials_to_check(run_dir: Path, strategies: Callable[[str], type[Strategy]], 
         return []
     summary = load_summary(run_dir)
     wanted = set(contenders(summary, constraints or Constraints())) if which == "contenders" else None
-    chosen = []
-    for file in summary.folder.trials:
-        record = file.record
-        if record is None or not record.ok or record.train_size is not None or record.config is None or record.deployment:
-            continue
-        if wanted is not None and record.name not in wanted:
-            continue
-        try:
-            strategy = strategies(record.config.strategy)
-        except Exception:  # noqa: BLE001 - a strategy no longer installed: nothing to rebuild
-            continue
-        saved = SavedTrial(Path(run_dir), file.key, record)
-        if has_deployment_variants(strategy) and (saved.artifact_dir / TASK_COPY).is_file():  # else its artifacts were not kept
-            chosen.append(saved)
-    return chosen
+    return [
+        saved
+        for saved in finished_trials(summary, strategies, has_deployment_variants)
+        if not saved.record.deployment
+        and (wanted is None or saved.record.name in wanted)
+        and (saved.artifact_dir / TASK_COPY).is_file()  # else its artifacts were not kept
+    ]
 
 
 def deployment_check(

@@ -17,7 +17,7 @@ from slmbench.common.text import first_line
 from slmbench.engine.exporting import SLMBENCH_FORM, export_trial, open_export
 from slmbench.engine.model_cache import ModelCache
 from slmbench.engine.predictions import check_predictions
-from slmbench.engine.reuse import SavedTrial, check_trial, find_trial, load_trial
+from slmbench.engine.reuse import SavedTrial, check_trial, find_trial, finished_trials, load_trial
 from slmbench.engine.serving import single_request_latency, uncached
 from slmbench.lm.exported import form_bytes
 from slmbench.records import ExportChecks, ExportForm, ExportParity, FormParity, TrialRecord, read_test_texts, write_json
@@ -57,19 +57,7 @@ def _trials(run_dir: Path, strategies: Callable[[str], type[Strategy]], which: W
             return [find_trial(run_dir, None, None, constraints)]
         except ReuseError:
             return []
-    summary = load_summary(run_dir)
-    chosen = []
-    for file in summary.folder.trials:
-        record = file.record
-        if record is None or not record.ok or record.train_size is not None or record.config is None:
-            continue
-        try:
-            reusable = strategies(record.config.strategy).reusable()
-        except Exception:  # noqa: BLE001 - a strategy no longer installed: nothing to export
-            continue
-        if reusable:
-            chosen.append(SavedTrial(Path(run_dir), file.key, record))
-    return chosen
+    return finished_trials(load_summary(run_dir), strategies, lambda strategy: strategy.reusable())
 
 
 def check_trial_export(saved: SavedTrial, strategies: Callable[[str], type[Strategy]], texts: Sequence[str], requests: int) -> ExportParity:

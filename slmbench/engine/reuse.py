@@ -91,6 +91,23 @@ def _key(summary: Any, trial: TrialRecord) -> str:
     return next(file.key for file in summary.folder.trials if file.record is trial)
 
 
+def finished_trials(summary: Any, strategies: Callable[[str], type[Strategy]], keep: Callable[[type[Strategy]], bool]) -> list[SavedTrial]:
+    """The trials of a run (``summary``, ``load_summary``'s) that finished ``ok`` on the whole train split with a
+    config, whose strategy is still installed and passes ``keep`` (the export and deployment checks choose from these)."""
+    chosen = []
+    for file in summary.folder.trials:
+        record = file.record
+        if record is None or not record.ok or record.train_size is not None or record.config is None:
+            continue
+        try:
+            strategy = strategies(record.config.strategy)
+        except Exception:  # noqa: BLE001 - a strategy no longer installed: nothing to rebuild
+            continue
+        if keep(strategy):
+            chosen.append(SavedTrial(summary.directory, file.key, record))
+    return chosen
+
+
 @dataclass(frozen=True)
 class CheckedTrial:
     """A finished trial that can be rebuilt, checked before any model loads."""
