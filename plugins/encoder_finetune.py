@@ -10,10 +10,11 @@ scoring engine. The artifact is the whole fine-tuned encoder with its tokenizer,
 sequence-classification folder (``model.safetensors``); the deployment check quantizes it
 (``slmbench.lm.deployment``) and predicts with the same loop.
 
-The profile's step and token caps are set for the causal LM. Training compute is about 6 x
-parameters x tokens, so an encoder k times smaller than the causal LM (all-MiniLM-L6-v2: 23M
-parameters against SmolLM2's 135M, k = 6) gets k times the steps and tokens: the same compute,
-recorded as ``compute_scale``. Without it, 60 steps leave the new classification head undertrained.
+The profile's step and token caps are those of a model of ``Budget.compute_parameters`` (quick:
+SmolLM2-135M's). Training compute is about 6 x parameters x tokens, so an encoder k times smaller
+(all-MiniLM-L6-v2: 23M parameters, k = 5.9) gets k times the steps and tokens: the same compute,
+recorded as ``compute_scale``, whichever causal LM the run uses. Without it, 60 steps leave the new
+classification head undertrained.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ class EncoderFinetune(Strategy):
         name="encoder-finetune",
         description="The embedding model's BERT encoder + a classification head, fully fine-tuned",
         family=Family.FULL,
-        depends_on=(SharedModel.EMBEDDER, SharedModel.CAUSAL_LM),
+        depends_on=(SharedModel.EMBEDDER,),
     )
-    """Trains its own copy of the embedding model; the causal LM's size sets its compute budget."""
+    """Trains its own copy of the embedding model, with a compute budget of its own (whatever the causal LM)."""
 
     Options = EncoderFinetuneOptions
     options: EncoderFinetuneOptions
@@ -82,7 +83,7 @@ class EncoderFinetune(Strategy):
         )
         from slmbench.lm.finetuning.setup import TrainingSetup
         from slmbench.lm.finetuning.train_loop import train_model
-        from slmbench.lm.models import param_count, remote_code, stored_param_count
+        from slmbench.lm.models import param_count, remote_code
 
         path = self.context.models.embedding_model_path()
         names = self.context.task.label_names
@@ -100,14 +101,12 @@ class EncoderFinetune(Strategy):
             self.tokenizer.model_max_length,
             self.model.config.max_position_embeddings,
         )
-        causal_lm_params = stored_param_count(Path(self.context.models.causal_lm_path()))
-        compute_scale = max(1, round((causal_lm_params or 0) / param_count(self.model)))
         setup = TrainingSetup.from_budget(
             self.context.budget,
             device=self.context.device,
             seed=self.context.seed,
             learning_rate=self.options.learning_rate,
-            compute_scale=compute_scale,
+            parameters=param_count(self.model),  # the model trained: the encoder and its new head
             weight_decay=self.options.weight_decay,
             group_by_length=True,
         )
@@ -125,8 +124,9 @@ class EncoderFinetune(Strategy):
             on_validation_loss=self.context.on_validation_loss,
         )
         self.autocast = setup.autocast
-        self.details = {**result.details(), "max_input_tokens": self.max_length, "compute_scale": compute_scale}
+        self.details = {**result.details(), "max_input_tokens": self.max_length}
         self.train_examples_seen = min(result.examples_seen, len(train))
+        self.train_compute = self.details["train_compute"]
 
     def save(self, directory: Path) -> None:
         """The fine-tuned encoder and its tokenizer (a transformers sequence-classification folder) and

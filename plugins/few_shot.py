@@ -76,6 +76,7 @@ class FewShot(Strategy):
             demo_tokens=options.demo_tokens,
             max_input_tokens=self.context.budget.max_input_tokens,
             context_window=options.max_prompt_tokens or model.config.max_position_embeddings,
+            prompt_format=self.context.models.prompt_format,
         )
         chosen = chosen[: self.plan.demonstrations]
         self.demonstrations = [

@@ -2,7 +2,8 @@
 
 The base weights stay frozen. Each targeted linear layer W becomes W + (alpha / r) * B A, with A
 (r x inputs) and B (outputs x r, zero at the start) trained on the task: the instruction and text
-in the chat template, the label's verbalizer as the assistant's answer, the loss on the answer only
+in the run's prompt format (the chat template, or plain text for a base model), the label's verbalizer
+as the assistant's answer, the loss on the answer only
 (``slmbench.strategy.finetuned_lm``). The targets are found by peft (``all-linear``: every linear layer except
 the output head) and listed in the trial details. Only the adapter is saved
 (``adapter_model.safetensors``). For prediction it is merged into the base weights, so it costs what

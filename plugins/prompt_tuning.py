@@ -1,8 +1,8 @@
 """prompt-tuning: a soft prompt of trained virtual-token embeddings (Lester et al., 2021), peft.
 
 A few embedding vectors are put before every prompt and trained; the whole model stays frozen.
-They start as the embeddings of the task instruction's first tokens. The rest of the prompt (chat
-template, instruction, allowed answers, text) and the answer-only loss are those of every
+They start as the embeddings of the task instruction's first tokens. The rest of the prompt (the
+prompt format's markup, instruction, allowed answers, text) and the answer-only loss are those of every
 fine-tuning strategy (``slmbench.strategy.finetuned_lm``). Only the virtual tokens are saved
 (``adapter_model.safetensors``); at prediction they enter the scoring engine's key/value cache
 before the prompt, where training put them.

@@ -60,6 +60,7 @@ class Rag(Strategy):
             demo_tokens=options.demo_tokens,
             max_input_tokens=self.context.budget.max_input_tokens,
             context_window=options.max_prompt_tokens or model.config.max_position_embeddings,
+            prompt_format=self.context.models.prompt_format,
         )
         uses_prior = options.label_prior == "train" and options.calibration != "none"
         self.calibration = estimate_calibration(

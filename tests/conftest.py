@@ -12,9 +12,9 @@ def smollm2_tokenizer():
     """The real SmolLM2 tokenizer and chat template (no weights loaded)."""
     from transformers import AutoTokenizer
 
-    from slmbench.lm.models import smollm2_dir
+    from slmbench.lm.embedded import EMBEDDED, EMBEDDED_CAUSAL_LM
 
-    return AutoTokenizer.from_pretrained(smollm2_dir())
+    return AutoTokenizer.from_pretrained(EMBEDDED[EMBEDDED_CAUSAL_LM].folder())
 
 
 @pytest.fixture(scope="session")

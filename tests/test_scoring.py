@@ -28,20 +28,22 @@ def conversations(texts=TEXTS):
     return [[SYSTEM, *DEMOS, {"role": "user", "content": text}] for text in texts]
 
 
+def sequence_log_likelihood(model, ids: list[int], n_prompt: int) -> torch.Tensor:
+    """Sum of log P(token) over ``ids[n_prompt:]``, the whole sequence run alone from scratch (no cache, no batch)."""
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
+    token_log_probs = log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
+    return token_log_probs[n_prompt - 1 :].sum()
+
+
 def naive_log_likelihoods(model, tokenizer, convs, choices) -> torch.Tensor:
     """Sum of log P(answer token) with the whole prompt + answer + end of turn run from scratch, tokenized jointly."""
     rows = []
     for conv in convs:
         prompt = tokenizer.apply_chat_template(conv, add_generation_prompt=True, tokenize=False)
         n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        row = []
-        for choice in choices:
-            ids = tokenizer(prompt + choice + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-            with torch.no_grad():
-                log_probs = torch.log_softmax(model(torch.tensor([ids])).logits[0, :-1].float(), dim=-1)
-            token_log_probs = log_probs[torch.arange(len(ids) - 1), torch.tensor(ids[1:])]
-            row.append(token_log_probs[n_prompt - 1 :].sum())
-        rows.append(torch.stack(row))
+        ids = [tokenizer(prompt + choice + tokenizer.eos_token, add_special_tokens=False)["input_ids"] for choice in choices]
+        rows.append(torch.stack([sequence_log_likelihood(model, choice_ids, n_prompt) for choice_ids in ids]))
     return torch.stack(rows)
 
 

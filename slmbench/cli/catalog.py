@@ -1,4 +1,5 @@
-"""``slmbench list`` and ``slmbench show``: what the registry holds (strategies, tasks, plugins, trackers)."""
+"""``slmbench list`` and ``slmbench show``: what the registry holds (strategies, tasks, plugins, trackers)
+and the embedded models."""
 
 from __future__ import annotations
 
@@ -28,8 +29,38 @@ def _strategy_info(name: str, item) -> dict:
     }
 
 
+def _model_rows() -> tuple[list[str], list[list[str]]]:
+    """``slmbench list models``: every embedded model, whether it is installed, its size and where it comes from.
+    Parameters are counted from the weights once the model is cached (its nominal size before)."""
+    from slmbench.common.files import folder_bytes
+    from slmbench.lm.embedded import EMBEDDED
+    from slmbench.lm.models import stored_param_count
+    from slmbench.report.markdown import size
+
+    rows = []
+    for name, model in EMBEDDED.items():
+        folder = model.cached()
+        counted = stored_param_count(folder) if folder is not None else None
+        on_disk = model.package_bytes() + (folder_bytes(folder) if folder is not None and model.folder_name else 0)  # else in the package
+        rows.append(
+            [
+                name,
+                model.kind,
+                ("yes, cached" if folder is not None else "yes") if model.installed() else "no",
+                f"{counted / 1e6:.1f}M" if counted else f"{model.parameters} (nominal)",
+                size(on_disk) if on_disk else "-",
+                model.license,
+                model.precision,
+                model.install,
+            ]
+        )
+    return ["model", "kind", "installed", "parameters", "disk", "licence", "source weights", "install"], rows
+
+
 def _rows(what: str, registry) -> tuple[list[str], list[list[str]]]:
     """The headers and rows that ``slmbench list WHAT`` prints."""
+    if what == "models":
+        return _model_rows()
     if what == "strategies":
         return ["strategy", "family", "from", "description"], [
             [name, item.value.family.value, _origin(item), item.value.description] for name, item in sorted(registry.strategies.items())
@@ -58,7 +89,8 @@ def _print_table(headers: list[str], rows: list[list[str]]) -> None:
 
 
 def list_command(args: argparse.Namespace, registry) -> None:
-    """``slmbench list``: a table, plain text or JSON of the registered strategies, tasks, plugins or trackers."""
+    """``slmbench list``: a table, plain text or JSON of the registered strategies, tasks, plugins or trackers,
+    or of the embedded models."""
     import json
 
     if args.what == "strategies" and args.format == "json":

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from slmbench.lm.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
+from slmbench.lm.prompt_format import PROMPT_FORMATS
 from slmbench.tasks.profiles import PROFILES
 
 _OUTSIDE_HELP = (
@@ -167,6 +168,12 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     run.add_argument("--embedding-model", help=f"sentence-transformers model (default: {EMBEDDED_EMBEDDING_MODEL})")
     run.add_argument("--device", help="auto, cpu, cuda, cuda:1, mps (default: auto)")
     run.add_argument("--dtype", choices=["auto", "float32", "bfloat16", "float16"])
+    run.add_argument(
+        "--prompt-format",
+        choices=PROMPT_FORMATS,
+        help="how the causal LM is prompted: its chat template (chat), plain Text:/Answer: lines for a base model "
+        "(completion), or chat when the tokenizer has a chat template (auto, the default)",
+    )
     run.add_argument("--trust-remote-code", action="store_true", default=None, help="allow model code from the hub to run")
     run.add_argument("--trial-timeout", type=_positive(float), metavar="SECONDS", help="stop a trial that runs longer (status timeout)")
     run.add_argument(
@@ -236,7 +243,7 @@ def _add_execution(run: argparse.ArgumentParser) -> None:
 
 def _add_list(listing: argparse.ArgumentParser) -> None:
     """``list``: what to list and in which format."""
-    listing.add_argument("what", choices=["strategies", "tasks", "plugins", "trackers"])
+    listing.add_argument("what", choices=["strategies", "tasks", "plugins", "trackers", "models"])
     listing.add_argument("--options", action="store_true", help="with strategies: every option of each")
     listing.add_argument(
         "--format",
@@ -258,6 +265,9 @@ def _add_validate(validate: argparse.ArgumentParser) -> None:
     validate.add_argument("--allow-outside-data-dir", action="store_true", help=_OUTSIDE_HELP)
     validate.add_argument(
         "--model", default=EMBEDDED_CAUSAL_LM, help="check the verbalizers against this causal LM's tokenizer ('' to skip)"
+    )
+    validate.add_argument(
+        "--prompt-format", choices=PROMPT_FORMATS, default="auto", help="say what the model is prompted in with this --prompt-format"
     )
 
 
@@ -317,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help, add_arguments, parents in (
         ("run", "run strategies on a task and write trials and a report", _add_run, [limits, analyses]),
-        ("list", "list registered strategies, tasks, plugins or trackers", _add_list, []),
+        ("list", "list registered strategies, tasks, plugins or trackers, or the embedded models", _add_list, []),
         ("show", "describe a strategy and every option it accepts", _add_show, []),
         ("validate", "check a task YAML and its data without running anything", _add_validate, []),
         ("report", "render a run folder's report, or export its records", _add_report, [limits, analyses]),

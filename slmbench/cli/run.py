@@ -29,6 +29,7 @@ def _given(args: argparse.Namespace) -> dict[str, Any]:
         "run_id": args.run_id,
         "device": args.device,
         "dtype": args.dtype,
+        "prompt_format": args.prompt_format,
         "trust_remote_code": args.trust_remote_code,
         "trial_timeout": args.trial_timeout,
         "train_sizes": args.train_sizes,
@@ -72,6 +73,7 @@ def _sweep_defaults(sweep: SweepFile, settings: dict[str, Any]) -> dict[str, Any
         "trial_timeout": sweep.trial_timeout,
         "device": sweep.device,
         "dtype": sweep.dtype,
+        "prompt_format": sweep.prompt_format,
         "options": {**sweep.grid(), **settings},
     }
 
@@ -145,7 +147,7 @@ def _executor(settings, trial_timeout: float | None, progress):
 def _print_dry_run(runs, registry) -> None:
     """Each trial the runs would do, done or to run (stdout, tab-separated for scripts); on stderr the
     memory each is estimated to need beside the device's, the trials that will not fit with what would
-    make them fit, and a count."""
+    make them fit, each causal LM's prompt format, and a count."""
     from slmbench.engine.runner import dry_run
     from slmbench.lm.memory_estimate import DEVICE_MEMORY_ENV, USABLE_FRACTION
 
@@ -164,6 +166,8 @@ def _print_dry_run(runs, registry) -> None:
         if memory is not None and memory.fits is False:
             for remedy in memory.remedies or ["a smaller model"]:
                 print(f"  {'':<{width}}    would lower it: {remedy}", file=sys.stderr)
+    for model, prompt_format in dict.fromkeys((t.planned.config.models.causal_lm, t.prompt_format) for t in trials if t.prompt_format):
+        print(f"prompt format of {model}: {prompt_format}", file=sys.stderr)
     pending = sum(not trial.done for trial in trials)
     too_big = sum(trial.memory is not None and trial.memory.fits is False for trial in trials)
     will_not_fit = f", {too_big} will not fit" if too_big else ""

@@ -8,7 +8,8 @@ from slmbench.cli.console import say
 
 
 def validate_command(args: argparse.Namespace, registry, console) -> None:
-    """Print what the task's data holds; warn about verbalizers that ``--model``'s tokenizer splits badly."""
+    """Print what the task's data holds and the prompt format ``--model`` would be prompted in; warn about
+    verbalizers that its tokenizer splits badly."""
     import os
 
     from slmbench.engine.run_options import RunError, resolve_task_path
@@ -22,11 +23,17 @@ def validate_command(args: argparse.Namespace, registry, console) -> None:
     path = resolve_task_path(args.task, registry)
     print(validate(path, data_dir, allow_outside=args.allow_outside_data_dir))
     if args.model:
-        from transformers import AutoTokenizer
-
-        from slmbench.lm.models import resolve_causal_lm
+        from slmbench.lm.models import SharedModels
+        from slmbench.lm.prompt_format import PromptFormatError, describe_prompt_format
         from slmbench.lm.prompts import verbalizer_warnings
 
-        tokenizer = AutoTokenizer.from_pretrained(resolve_causal_lm(args.model))
+        try:
+            described, tokenizer = describe_prompt_format(SharedModels(causal_lm_name=args.model).tokenizer, args.prompt_format, args.model)
+        except PromptFormatError as error:
+            raise RunError(str(error)) from None
+        print(f"prompt format: {described}")
+        if tokenizer is None:
+            say(console, "yellow", "warning", f"verbalizers not checked: the tokenizer of {args.model} cannot be loaded here")
+            return
         for warning in verbalizer_warnings(load_task(path), tokenizer):
             say(console, "yellow", "warning", warning)

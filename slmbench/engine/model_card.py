@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from slmbench.lm.embedded import EMBEDDED
 from slmbench.lm.exported import form_bytes, usage
-from slmbench.lm.models import EMBEDDED_HUB_IDS, model_license
+from slmbench.lm.models import model_license
 from slmbench.records import ExportManifest, RecordError, RunRecord, TrialRecord, read_run
 from slmbench.report.markdown import cell, interval, size
 
@@ -37,9 +38,10 @@ def model_card(manifest: ExportManifest, checked: CheckedTrial, base_models: lis
     run = _run_record(export_dir / "slmbench")
     licenses = {name: model_license(name) for name in base_models}
     model_licenses = sorted({license for license in licenses.values() if license})
+    hub_ids = [EMBEDDED[name].hub_id if name in EMBEDDED else name for name in base_models if name in EMBEDDED or _hub_id(name)]
     data = ModelCardData(
         license=(model_licenses[0] if len(model_licenses) == 1 else "other") if base_models else None,
-        base_model=[EMBEDDED_HUB_IDS.get(name, name) for name in base_models if name in EMBEDDED_HUB_IDS or _hub_id(name)] or None,
+        base_model=hub_ids or None,
         library_name=_library(manifest),
         pipeline_tag="text-classification",
         tags=["slmbench", "text-classification", record.strategy],

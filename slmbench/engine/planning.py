@@ -22,6 +22,7 @@ from slmbench.engine.run_options import (
     RunOptions,
     check_device_and_models,
     check_option_grid,
+    check_prompt_format,
     check_seeds_and_timeout,
     check_train_sizes,
     data_folder,
@@ -121,6 +122,7 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     check_seeds_and_timeout(options)
     data_dir = data_folder(options)
     check_device_and_models(options)
+    check_prompt_format(options, any(SharedModel.CAUSAL_LM in registry.strategy(name).metadata.depends_on for name in strategies))
     device = choose_device(options.device)
     run_dir = run_folder(options, task.name)
 
@@ -182,7 +184,14 @@ def _strategy_trials(name: str, options: RunOptions, registry: Registry, base: T
                 "options": point,
                 "train_size": size,
                 "code_version": registry.code_version(name),
-                "models": base.models.model_copy(update={"causal_lm": causal_lm, "embedding_model": embedder}),
+                "models": base.models.model_copy(
+                    update={
+                        "causal_lm": causal_lm,
+                        "embedding_model": embedder,
+                        # only a strategy that prompts or trains the causal LM is another trial in another prompt format
+                        "prompt_format": options.prompt_format if causal_lm else "auto",
+                    }
+                ),
             }
         )
         trials.append(PlannedTrial(records.trial_key(variant, seed, size), variant, config, cls, run_dir))

@@ -17,7 +17,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from slmbench import records
-from slmbench.lm.models import EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL, not_a_device
+from slmbench.lm.embedded import EMBEDDED, EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL
+from slmbench.lm.models import not_a_device
 from slmbench.strategy.registry import Registry
 from slmbench.tasks.profiles import Budget, get_profile
 
@@ -150,15 +151,23 @@ def check_option_grid(options: dict[str, dict[str, list[Any]]], strategies: list
 
 def check_device_and_models(options: RunOptions) -> None:
     """Device and model names are checked before anything loads: a device torch knows, and models that
-    are embedded, a local folder, or a hub id (``name`` or ``namespace/name``)."""
+    are embedded (of the right kind, their packages installed), a local folder, or a hub id
+    (``name`` or ``namespace/name``)."""
     if options.device != "auto" and (problem := not_a_device(options.device)):
         raise RunError(problem)
-    for option, names, embedded in (
-        ("--model", options.models, EMBEDDED_CAUSAL_LM),
-        ("--embedding-model", options.embedding_models, EMBEDDED_EMBEDDING_MODEL),
+    for option, names, kind, default in (
+        ("--model", options.models, "causal LM", EMBEDDED_CAUSAL_LM),
+        ("--embedding-model", options.embedding_models, "embedding", EMBEDDED_EMBEDDING_MODEL),
     ):
         for name in names:
-            if name == embedded or os.path.isdir(os.path.expanduser(name)):
+            if (embedded := EMBEDDED.get(name)) is not None:
+                if embedded.kind != kind:
+                    other = "--model" if option == "--embedding-model" else "--embedding-model"
+                    raise RunError(f"{option} {name}: that embedded model ({embedded.kind}) goes with {other} (`slmbench list models`)")
+                if not embedded.installed():
+                    raise RunError(f"{option} {name}: the embedded model is not installed; install it with: {embedded.install}")
+                continue
+            if os.path.isdir(os.path.expanduser(name)):
                 continue
             from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -167,8 +176,26 @@ def check_device_and_models(options: RunOptions) -> None:
             except HFValidationError:
                 raise RunError(
                     f"{option} {name[:80]!r}: no such folder, and not a hub model id "
-                    f"('name' or 'namespace/name'; the default is {embedded!r})"
+                    f"('name' or 'namespace/name'; the default is {default!r}; `slmbench list models` lists the embedded ones)"
                 ) from None
+
+
+def check_prompt_format(options: RunOptions, prompts_causal_lm: bool) -> None:
+    """``--prompt-format chat`` needs a chat template: each causal LM is checked now, by its tokenizer alone,
+    rather than in every trial (one whose tokenizer cannot be loaded here is checked by its trials)."""
+    if options.prompt_format != "chat" or not prompts_causal_lm:
+        return
+    from slmbench.lm.models import SharedModels
+    from slmbench.lm.prompt_format import PromptFormatError
+
+    for name in options.models:
+        models = SharedModels(causal_lm_name=name, trust_remote_code=options.trust_remote_code, prompt_format="chat")
+        try:
+            models.resolved_prompt_format()
+        except PromptFormatError as error:
+            raise RunError(str(error)) from None
+        except Exception:  # noqa: BLE001 - not loadable here (offline, gated...): its trials load it and say
+            continue
 
 
 def run_budget(options: RunOptions) -> Budget:

@@ -339,21 +339,35 @@ class DryRunTrial:
     done: bool
     memory: MemoryEstimate | None
     no_memory_estimate: str | None = None
+    prompt_format: str | None = None
+    """The prompt format its causal LM will be prompted in (``describe_prompt_format``); None: it uses no causal LM."""
 
 
 def dry_run(runs: list[RunOptions], registry: Registry) -> list[DryRunTrial]:
-    """Every trial the runs would run, with whether it is already done (reused) and the memory it is
-    estimated to need (``Strategy.estimate_memory``, from the models' configs); nothing is written or loaded."""
-    return [_dry_run_trial(planned) for options in runs for planned in plan_run(options, registry).trials]
+    """Every trial the runs would run, with whether it is already done (reused), the memory it is
+    estimated to need (``Strategy.estimate_memory``, from the models' configs) and its prompt format
+    (from the causal LM's tokenizer); nothing is written, no model is loaded."""
+    formats: dict[tuple[str, str, bool], str] = {}  # one tokenizer load per causal LM and format
+    return [_dry_run_trial(planned, formats) for options in runs for planned in plan_run(options, registry).trials]
 
 
-def _dry_run_trial(planned: PlannedTrial) -> DryRunTrial:
+def _dry_run_trial(planned: PlannedTrial, formats: dict[tuple[str, str, bool], str]) -> DryRunTrial:
+    from slmbench.lm.models import SharedModel, SharedModels
+    from slmbench.lm.prompt_format import describe_prompt_format
+
     done = finished_record(planned) is not None
+    trial = DryRunTrial(planned, done, None)
+    models = planned.config.models
+    if SharedModel.CAUSAL_LM in planned.strategy.metadata.depends_on:
+        key = (models.causal_lm, models.prompt_format, models.trust_remote_code)
+        if key not in formats:
+            formats[key], _ = describe_prompt_format(SharedModels.from_config(models).tokenizer, models.prompt_format, models.causal_lm)
+        trial.prompt_format = formats[key]
     try:
-        memory = planned.strategy.estimate_memory(planned.memory_request())
+        trial.memory = planned.strategy.estimate_memory(planned.memory_request())
     except Exception as error:  # noqa: BLE001 - a dry run lists every trial, whether its memory can be estimated or not
-        return DryRunTrial(planned, done, None, f"{type(error).__name__}: {error}")
-    return DryRunTrial(planned, done, memory)
+        trial.no_memory_estimate = f"{type(error).__name__}: {error}"
+    return trial
 
 
 def _notify(registry: Registry, hook: str, track: tuple[str, ...], **arguments: Any) -> None:

@@ -28,6 +28,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from slmbench.records import PromptFormatName
+
 
 class ExecutorSettings(BaseModel):
     """How trials run: ``local`` (one after another, in this process) or ``ray`` (parallel Ray tasks)."""
@@ -59,6 +61,7 @@ class SweepFile(BaseModel):
     trial_timeout: float | None = Field(None, gt=0)
     device: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] | None = None
+    prompt_format: PromptFormatName | None = None
     executor: ExecutorSettings = Field(default_factory=ExecutorSettings)
 
     @field_validator("seeds", "train_sizes")

@@ -33,7 +33,7 @@ from slmbench.engine.trial_timeout import TrialTimeout, time_limit
 from slmbench.lm.determinism import apply_determinism
 from slmbench.lm.memory import PeakMemory, free_accelerator_memory
 from slmbench.lm.memory_estimate import MemoryRequest, applied_settings, check_fits, estimate_before_trial
-from slmbench.lm.models import choose_device
+from slmbench.lm.models import SharedModel, choose_device
 from slmbench.records import TASK_COPY, Cost, ErrorInfo, Metrics, TrialConfig, TrialRecord
 from slmbench.strategy.base import CombiningStrategy, Strategy
 from slmbench.tasks.examples import Member
@@ -132,7 +132,10 @@ def _fit_and_evaluate(
         record.cost = record.cost.model_copy(update={"estimated_memory_mb": record.memory_estimate.total_mb})
     record.predictions = prediction_record(setup.test.labels, predictions)
     record.validation_predictions = prediction_record(setup.validation.labels, fit.validation)
-    record.models = config.models.model_copy(update={"device": setup.models.device, "dtype": setup.models.dtype})  # as resolved here
+    resolved = {"device": setup.models.device, "dtype": setup.models.dtype}  # as resolved here
+    if SharedModel.CAUSAL_LM in strategy_cls.metadata.depends_on:
+        resolved["prompt_format"] = setup.models.resolved_prompt_format()
+    record.models = config.models.model_copy(update=resolved)
     record.status = "ok"
 
 
@@ -198,6 +201,7 @@ def _record_strategy_account(record: TrialRecord, setup: TrialSetup, strategy: S
         if strategy.train_examples_seen is not None
         else (len(setup.train) if setup.strategy_cls.metadata.reads_labels else 0)
     )
+    record.train_compute = strategy.train_compute
     record.prompt_tokens_per_example = strategy.prompt_tokens_per_example
     record.calibration = strategy.calibration
     record.details = _plain_json(strategy.details, "details")

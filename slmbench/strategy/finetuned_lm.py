@@ -9,7 +9,8 @@ the validation loss, the best checkpoint restored. ``fit_causal_lm`` hands it th
 examples and, for the validation loss, the scoring engine (``validation_by_scoring``).
 
 **Prediction** of the causal-LM strategies goes through ``slmbench.lm.scoring.score_choices``, the
-engine every strategy is judged by.
+engine every strategy is judged by. Training and prediction (after a reload, of an export, of a
+quantized copy) render prompts in the run's prompt format, ``context.models.prompt_format``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from slmbench.lm.finetuning.batches import (
 )
 from slmbench.lm.finetuning.setup import TrainingSetup
 from slmbench.lm.finetuning.train_loop import train_model
-from slmbench.lm.models import SharedModel
+from slmbench.lm.models import SharedModel, stored_param_count
 from slmbench.strategy.base import Strategy
 from slmbench.strategy.metadata import Family
 from slmbench.strategy.search_space import Search
@@ -115,9 +116,9 @@ def fit_causal_lm(
     context: RunContext, model: Any, tokenizer: Any, train: Examples, validation: Examples, setup: TrainingSetup, *, description: str
 ) -> dict[str, Any]:
     """Fine-tune ``model`` on the task (answer-token loss, shared-prefix packing); return the trial details."""
-    budget = context.budget
-    train_data = sft_dataset(context.task, tokenizer, train, budget.max_input_tokens)
-    validation_data = sft_dataset(context.task, tokenizer, validation, budget.max_input_tokens)
+    budget, prompt_format = context.budget, context.models.prompt_format  # the format predict_causal_lm scores in
+    train_data = sft_dataset(context.task, tokenizer, train, budget.max_input_tokens, prompt_format)
+    validation_data = sft_dataset(context.task, tokenizer, validation, budget.max_input_tokens, prompt_format)
     result = train_model(
         model,
         train_data,
@@ -274,11 +275,17 @@ class FineTunedCausalLM(Strategy):
         self.trainable, self.total = count_parameters(self.model)
         context = self.context
         setup = TrainingSetup.from_budget(
-            context.budget, device=context.device, seed=context.seed, learning_rate=self.options.learning_rate, **self.training()
+            context.budget,
+            device=context.device,
+            seed=context.seed,
+            learning_rate=self.options.learning_rate,
+            parameters=stored_param_count(Path(context.models.causal_lm_path())) or self.total,  # the base model's, on disk
+            **self.training(),
         )
         details = fit_causal_lm(self.context, self.model, self.tokenizer, train, validation, setup, description=self.name)
         self.details = {**details, **self.details}
         self.train_examples_seen = min(details["train_examples_seen"], len(train))
+        self.train_compute = details["train_compute"]
         self.frozen_rounding = "bfloat16" if details.get("frozen_bfloat16_layers") else None
         self.predicting = False
 
@@ -305,6 +312,7 @@ class FineTunedCausalLM(Strategy):
 
         from peft import PeftModel
 
+        from slmbench.lm.prompt_format import resolve_prompt_format
         from slmbench.records import ExportForm
 
         model = self.prediction_model()
@@ -330,6 +338,8 @@ class FineTunedCausalLM(Strategy):
         base.save_pretrained(str(directory / "model"), safe_serialization=True)
         self.tokenizer.save_pretrained(str(directory / "model"))
         settings["dtype"] = str(base.dtype).removeprefix("torch.")
+        # How it was trained to be asked: its chat template, or the plain-text prompt of slmbench.lm.prompt_format.
+        settings["prompt_format"] = resolve_prompt_format(self.tokenizer, self.context.models.prompt_format)
         quantization = self._quantized_base(directory / "model", quantize)
         if quantization is not None:
             description += f", the base weights {quantization}"

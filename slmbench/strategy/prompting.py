@@ -102,6 +102,7 @@ def classify_with_lm(
         [label.verbalizer for label in task.labels],
         batch_size=inference_batch_size(budget.batch_size, context.device),
         progress=context.progress,
+        prompt_format=context.models.prompt_format,
     )
     probabilities = scores.probabilities if calibration is None else calibrated(scores.probabilities, calibration)
     details = {

@@ -30,7 +30,9 @@ A ``CombiningStrategy`` (an ensemble) is checked on trials of two toy members (`
 
 ``tiny_models``, ``toy_task_files`` and ``make_context`` are the same pieces, for a plugin's own tests
 (``tiny_llama`` builds the tiny causal LM for a tokenizer of your own, ``tiny_causal_lm`` one of the
-Llama, Phi-3 or Qwen2 architecture, ``tiny_causal_lm_folder`` a ``--model`` folder of one).
+Llama, Phi-3 or Qwen2 architecture, ``tiny_causal_lm_folder`` a ``--model`` folder of one;
+``tiny_base_lm_folder`` a tiny base model, a Gemma 3 whose tokenizer has no chat template, for the
+completion prompt format).
 """
 
 from slmbench.testing.checks import (
@@ -51,6 +53,7 @@ from slmbench.testing.toys import (
     TOY_MEMBERS,
     make_context,
     many_labels_task_files,
+    tiny_base_lm_folder,
     tiny_causal_lm,
     tiny_causal_lm_folder,
     tiny_llama,
@@ -77,6 +80,7 @@ __all__ = [
     "pickled_files",
     "run_toy_trial",
     "tiny_causal_lm",
+    "tiny_base_lm_folder",
     "tiny_causal_lm_folder",
     "tiny_llama",
     "tiny_models",

@@ -162,6 +162,68 @@ def tiny_llama(tokenizer: Any, *, attn_implementation: str | None = None) -> Any
     return tiny_causal_lm(tokenizer, "llama", attn_implementation=attn_implementation)
 
 
+def base_tokenizer() -> Any:
+    """A tokenizer like a base model's (Gemma 3's): trained on the toy task's words and the completion
+    format's cues, SentencePiece-style (a prefix space on what it encodes alone), ``<bos>`` added in
+    front, an ``<eos>``, and no chat template."""
+    import string
+
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from slmbench.lm.prompt_format import ANSWER_CUE, TEXT_CUE
+
+    special = ["<pad>", "<eos>", "<bos>", "<unk>"]
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    newlines = pre_tokenizers.Split(Regex("\n+"), behavior="isolated")
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([newlines, pre_tokenizers.Metaspace(prepend_scheme="first")])
+    tokenizer.decoder = decoders.Metaspace(prepend_scheme="first")
+    alphabet = [*string.printable.replace(" ", ""), "▁"]
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special, show_progress=False, initial_alphabet=alphabet)
+    tokenizer.train_from_iterator([*_corpus(), f"{TEXT_CUE} x\n{ANSWER_CUE} y\n\n"], trainer)
+    bos = ("<bos>", tokenizer.token_to_id("<bos>"))
+    tokenizer.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B", special_tokens=[bos])
+    return PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>", unk_token="<unk>")
+
+
+def tiny_gemma3(tokenizer: Any, sliding_window: int = 512) -> Any:
+    """A 2-layer Gemma 3 (hidden size 64, random weights, seeded) over ``tokenizer``'s vocabulary, fp32, in
+    eval mode: Gemma 3 270M's architecture, a sliding-window layer (``sliding_window``: 270M's 512, longer
+    than any toy prompt, by default) then a global one."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=sliding_window,
+        max_position_embeddings=1024,
+        initializer_range=0.05,  # not the Llama's 0.2: Gemma scales its embeddings by sqrt(hidden size), making every answer certain
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
+    return Gemma3ForCausalLM(config).eval()
+
+
+def tiny_base_lm_folder(directory: Path) -> Path:
+    """``directory`` holding a tiny base model (``tiny_gemma3`` with ``base_tokenizer``: no chat template),
+    a ``--model`` folder needing no download, prompted in the completion format."""
+    tokenizer = base_tokenizer()
+    tiny_gemma3(tokenizer).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return Path(directory)
+
+
 def _embedder(directory: Path) -> None:
     """A 2-layer BERT with a WordPiece tokenizer trained on the toy task, as a sentence-transformers folder
     (mean pooling, unit length), loadable as an encoder with a classification head too."""

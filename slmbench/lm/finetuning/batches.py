@@ -1,9 +1,9 @@
 """Supervised fine-tuning batches: the examples, their packing without padding, and their losses.
 
 **What is trained is exactly what is scored.** A training example is the prompt the scoring engine
-builds for the text (``slmbench.lm.prompts.build_messages`` rendered by the chat template with the
-generation prompt, ``slmbench.lm.scoring.tokenize_prompts``) followed by the label's answer tokens
-(verbalizer then end of turn, ``slmbench.lm.scoring.answer_tokens``). The loss is the cross-entropy of
+builds for the text (``slmbench.lm.prompts.build_messages`` rendered in the run's prompt format,
+``slmbench.lm.prompt_format.PromptFormat``: the chat template with the generation prompt, or plain
+text) followed by the label's answer tokens (verbalizer then end of answer). The loss is the cross-entropy of
 the answer tokens only: prompt tokens are labelled -100.
 
 **Batches have no padding and compute the shared prompt once**, like the scoring engine. The
@@ -47,16 +47,17 @@ the (row x row) attention stays cheap next to the linear layers. A longer exampl
 # --- training examples -------------------------------------------------------------------------
 
 
-def sft_dataset(task: TaskSpec, tokenizer: Any, examples: Examples, max_input_tokens: int) -> Any:
-    """A ``datasets.Dataset`` of ``input_ids`` (prompt + answer tokens) and ``labels`` (-100 on the prompt)."""
+def sft_dataset(task: TaskSpec, tokenizer: Any, examples: Examples, max_input_tokens: int, prompt_format: str = "auto") -> Any:
+    """A ``datasets.Dataset`` of ``input_ids`` (prompt + answer tokens, in ``prompt_format``) and ``labels`` (-100 on the prompt)."""
     from datasets import Dataset
 
+    from slmbench.lm.prompt_format import PromptFormat
     from slmbench.lm.prompts import build_messages
-    from slmbench.lm.scoring import answer_tokens, tokenize_prompts
 
+    rendering = PromptFormat.of(tokenizer, prompt_format)
     conversations = [build_messages(task, text, tokenizer=tokenizer, max_input_tokens=max_input_tokens) for text in examples.texts]
-    prompts = tokenize_prompts(tokenizer, conversations)
-    answers = [answer_tokens(tokenizer, label.verbalizer) for label in task.labels]
+    prompts = rendering.prompts(conversations)
+    answers = [rendering.answer(label.verbalizer) for label in task.labels]
     return Dataset.from_dict(
         {
             "input_ids": [prompt + answers[label] for prompt, label in zip(prompts, examples.labels)],

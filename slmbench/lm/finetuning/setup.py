@@ -109,6 +109,12 @@ class Compilation:
             return function(*args, **kwargs)
 
 
+def compute_scale(budget: Budget, parameters: int | None) -> float:
+    """How many times the profile's step and token caps a model of ``parameters`` gets: those of a
+    model of ``Budget.compute_parameters`` scaled by their ratio (1 when either is unknown)."""
+    return budget.compute_parameters / parameters if budget.compute_parameters and parameters else 1.0
+
+
 @dataclass
 class TrainingSetup:
     """How one strategy trains; built from the profile's budget and the strategy's parameters."""
@@ -148,6 +154,10 @@ class TrainingSetup:
     gradient_accumulation_steps: int = 1
     group_by_length: bool = False
     """Batch examples of similar length (needs a ``length`` column): for padded, not packed, batches."""
+    parameters: int | None = None
+    """Parameters of the model trained (all of them, frozen too): its compute is tokens times these."""
+    compute_scale: float = 1.0
+    """The factor the profile's caps were scaled by for this model (``compute_scale``)."""
 
     def steps_per_epoch(self, examples: int) -> int:
         """Optimizer steps in one pass over ``examples`` (at least one)."""
@@ -155,16 +165,18 @@ class TrainingSetup:
 
     @classmethod
     def from_budget(
-        cls, budget: Budget, *, device: str, seed: int, learning_rate: float, compute_scale: int = 1, **overrides: Any
+        cls, budget: Budget, *, device: str, seed: int, learning_rate: float, parameters: int | None = None, **overrides: Any
     ) -> TrainingSetup:
-        """The profile's training budget on ``device``; ``compute_scale`` multiplies its step and token
-        caps (and the evaluation interval) for a model that many times smaller than the causal LM: same
-        compute. The validation batch scales with the device (``slmbench.lm.batch_sizes``); the training
-        batch is the profile's on every device."""
+        """The profile's training budget on ``device``, its step and token caps (and the evaluation
+        interval) scaled to a model of ``parameters`` (``compute_scale``): the same compute, tokens times
+        parameters, whatever the model. The validation batch scales with the device
+        (``slmbench.lm.batch_sizes``); the training batch is the profile's on every device."""
         from slmbench.lm.batch_sizes import inference_batch_size
 
+        scale = compute_scale(budget, parameters)
+
         def scaled(cap: int | None) -> int | None:
-            return None if cap is None else cap * compute_scale
+            return None if cap is None else max(1, round(cap * scale))
 
         return cls(
             learning_rate=learning_rate,
@@ -178,6 +190,8 @@ class TrainingSetup:
             epochs=budget.train_epochs,
             seed=seed,
             device=device,
+            parameters=parameters,
+            compute_scale=scale,
             **{"eval_batch_size": inference_batch_size(EVAL_BATCH_SIZE, device), **overrides},
         )
 
@@ -230,6 +244,9 @@ class TrainResult:
                 "train": [[step, round(loss, 5)] for step, loss in self.train_curve],
                 "validation": [[step, round(loss, 5)] for step, loss in self.validation_curve],
             },
+            "model_parameters": self.setup.parameters,
+            "compute_scale": round(self.setup.compute_scale, 3),
+            "train_compute": self.computed_tokens * self.setup.parameters if self.setup.parameters else None,
             "learning_rate": self.setup.learning_rate,
             "batch_size": self.setup.batch_size,
             "max_steps": self.setup.max_steps,
