@@ -151,3 +151,33 @@ def test_chat_on_a_model_without_a_template_is_a_clean_error_and_dry_run_and_val
     assert validated.outcome == "accepted" and f"prompt format: {said}" in validated.stdout, str(validated)
     unloadable = run_cli(["validate", str(task), "--model", str(tmp_path / "task")], cwd=tmp_path, kind="cli argument", invalid=None)
     assert unloadable.outcome == "accepted" and "prompt format: auto, decided when the model loads" in unloadable.stdout, str(unloadable)
+
+
+@pytest.mark.parametrize("row_tokens", [512, 60])
+def test_packed_training_rows_of_a_sliding_window_model_give_the_loss_of_separate_sequences(toy_task, row_tokens):
+    """A tiny Gemma 3 whose sliding layer sees 8 tokens: packed rows (one forward per row, and the padded
+    rows of CUDA's path) give the loss and gradients of each example run alone, the model's own masks."""
+    import torch
+
+    from slmbench.lm.finetuning.batches import SharedPrefixCollator, padded_causal_lm_loss, row_by_row_causal_lm_loss, sft_dataset
+    from slmbench.tasks.examples import Examples
+
+    tokenizer = base_tokenizer()
+    model = tiny_gemma3(tokenizer, sliding_window=8).train()
+    texts = ["Profits rose sharply in the third quarter.", "The company cut its outlook.", "Sales were flat.", "Shares fell."]
+    data = sft_dataset(toy_task, tokenizer, Examples(texts, [2, 0, 1, 0]), max_input_tokens=64)
+    features = [data[i] for i in range(len(data))]
+    reference, count = 0.0, 0
+    for feature in features:
+        labels = torch.tensor([feature["labels"]])
+        n = int((labels[0, 1:] != -100).sum())
+        reference, count = reference + model(torch.tensor([feature["input_ids"]]), labels=labels).loss * n, count + n
+    (reference / count).backward()
+    expected = model.model.layers[0].self_attn.q_proj.weight.grad.clone()
+    for loss in (row_by_row_causal_lm_loss, padded_causal_lm_loss):
+        model.zero_grad()
+        total, packed_count = loss(model, SharedPrefixCollator(row_tokens)(features))
+        (total / packed_count).backward()
+        assert packed_count == count
+        torch.testing.assert_close(total / packed_count, reference / count, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(model.model.layers[0].self_attn.q_proj.weight.grad, expected, rtol=1e-4, atol=1e-6)

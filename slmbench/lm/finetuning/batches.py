@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from slmbench.lm.scoring import common_prefix_length
+from slmbench.lm.scoring import common_prefix_length, sliding_window
 
 if TYPE_CHECKING:
     import torch
@@ -143,15 +143,25 @@ PADDING_SEGMENT = -2
 """Segment of the padding after a shorter row of a padded batch: no token of the row sees it."""
 
 
-def _attention_mask(segments: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+def _attention_mask(segments: torch.Tensor, dtype: torch.dtype, positions: torch.Tensor, window: int | None) -> Any:
     """(rows, 1, n, n) additive mask of (rows, n) ``segments``: causal, and an example sees only the
-    shared prefix (-1) and itself (padding likewise sees the prefix and padding: no row is all masked)."""
+    shared prefix (-1) and itself (padding likewise sees the prefix and padding: no row is all masked).
+
+    With a sliding ``window`` (``slmbench.lm.scoring.sliding_window``), the per-layer-type mapping such
+    models take: the sliding layers' mask also hides keys ``window`` or more ``positions`` back."""
     import torch
 
     n = segments.shape[-1]
     causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
     visible = causal & ((segments[:, None, :] == -1) | (segments[:, None, :] == segments[:, :, None]))
-    return torch.zeros(visible.shape, dtype=dtype, device=segments.device).masked_fill(~visible, torch.finfo(dtype).min)[:, None]
+
+    def additive(seen: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(seen.shape, dtype=dtype, device=segments.device).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
+
+    if window is None:
+        return additive(visible)
+    near = positions[:, :, None] - positions[:, None, :] < window
+    return {"full_attention": additive(visible), "sliding_attention": additive(visible & near)}
 
 
 def _with_soft_prompt(
@@ -183,7 +193,7 @@ def row_logits(model: Any, row: dict[str, torch.Tensor]) -> torch.Tensor:
         model, row["input_ids"][None], row["position_ids"][None], row["segments"][None]
     )
     # One example after the prefix needs nothing but the causal mask the model builds itself.
-    mask = _attention_mask(segments, lm.dtype) if int(segments.max()) > 0 else None
+    mask = _attention_mask(segments, lm.dtype, positions, sliding_window(lm.config)) if int(segments.max()) > 0 else None
     output = lm(**inputs, position_ids=positions, attention_mask=mask, logits_to_keep=row["queries"] + n_virtual, use_cache=False)
     return output.logits[0]
 
@@ -208,7 +218,7 @@ def padded_row_logits(model: Any, rows: list[dict[str, torch.Tensor]]) -> list[t
     )
     queries = [row["queries"] + n_virtual for row in rows]
     kept = torch.unique(torch.cat(queries))  # sorted
-    mask = _attention_mask(segments, lm.dtype)
+    mask = _attention_mask(segments, lm.dtype, positions, sliding_window(lm.config))
     logits = lm(**inputs, position_ids=positions, attention_mask=mask, logits_to_keep=kept, use_cache=False).logits
     return [logits[i, torch.searchsorted(kept, row_queries)] for i, row_queries in enumerate(queries)]
 
@@ -304,6 +314,22 @@ def sequence_classification_loss(model: Any, batch: dict[str, Any]) -> tuple[tor
     return F.cross_entropy(logits.float(), batch["targets"], reduction="sum"), len(batch["targets"])
 
 
+def _with_virtual_columns(mask: torch.Tensor, n_virtual: int, positions: torch.Tensor | None, window: int | None) -> torch.Tensor:
+    """``mask`` widened on the left by ``n_virtual`` columns that show the virtual tokens (positions
+    0..V-1) to every query, or, with a ``window``, to queries at ``positions`` less than it away."""
+    import torch
+
+    shape = (*mask.shape[:-1], n_virtual)
+    if mask.dim() != 4:  # 2D padding mask: 1 shows
+        return torch.cat([torch.ones(shape, dtype=mask.dtype, device=mask.device), mask], dim=-1)
+    shown = torch.ones(shape, dtype=torch.bool, device=mask.device)
+    if window is not None and positions is not None:
+        keys = torch.arange(n_virtual, device=mask.device)
+        shown = (positions[:, None, :, None] - keys < window).expand(shape)
+    columns = torch.zeros(shape, dtype=mask.dtype, device=mask.device).masked_fill(~shown, torch.finfo(mask.dtype).min)
+    return torch.cat([columns, mask], dim=-1)
+
+
 class SoftPromptLM:
     """A prompt-tuned model as the scoring engine sees a plain causal LM.
 
@@ -340,7 +366,6 @@ class SoftPromptLM:
         return self.lm.get_output_embeddings()
 
     def __call__(self, input_ids, *, cache=None, position_ids=None, attention_mask=None, **kwargs):
-        import torch
         from transformers import DynamicCache
 
         n_virtual = self.prompt.shape[1]
@@ -351,11 +376,12 @@ class SoftPromptLM:
         # The cache now starts with the virtual tokens, which the caller's positions and mask don't count.
         if position_ids is not None:
             position_ids = position_ids + n_virtual
-        if attention_mask is not None:
-            shape = (*attention_mask.shape[:-1], n_virtual)
-            if attention_mask.dim() == 4:  # additive: 0 shows
-                shown = torch.zeros(shape, dtype=attention_mask.dtype, device=attention_mask.device)
-            else:  # 2D padding mask: 1 shows
-                shown = torch.ones(shape, dtype=attention_mask.dtype, device=attention_mask.device)
-            attention_mask = torch.cat([shown, attention_mask], dim=-1)
+        if isinstance(attention_mask, dict):  # per layer type: a sliding layer sees virtual tokens within its window
+            window = sliding_window(self.config)
+            attention_mask = {
+                kind: _with_virtual_columns(mask, n_virtual, position_ids, window if kind == "sliding_attention" else None)
+                for kind, mask in attention_mask.items()
+            }
+        elif attention_mask is not None:
+            attention_mask = _with_virtual_columns(attention_mask, n_virtual, position_ids, None)
         return self.lm(input_ids, cache=cache, position_ids=position_ids, attention_mask=attention_mask, **kwargs)
