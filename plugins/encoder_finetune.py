@@ -11,9 +11,9 @@ sequence-classification folder (``model.safetensors``); the deployment check qua
 (``slmbench.lm.deployment``) and predicts with the same loop.
 
 The profile's step and token caps are those of a model of ``Budget.compute_parameters`` (quick:
-SmolLM2-135M's). Training compute is about 6 x parameters x tokens, so an encoder k times smaller
-(all-MiniLM-L6-v2: 23M parameters, k = 5.9) gets k times the steps and tokens: the same compute,
-recorded as ``compute_scale``, whichever causal LM the run uses. Without it, 60 steps leave the new
+SmolLM2-135M's 106M in linear layers). Training compute is about 6 x parameters x tokens, so an
+encoder k times smaller (all-MiniLM-L6-v2: 10.8M, k = 9.9) gets k times the steps and tokens: the
+same compute, recorded as ``compute_scale``, whichever causal LM the run uses. Without it, 60 steps leave the new
 classification head undertrained.
 """
 
@@ -81,9 +81,9 @@ class EncoderFinetune(Strategy):
             PaddingCollator,
             sequence_classification_loss,
         )
-        from slmbench.lm.finetuning.setup import TrainingSetup
+        from slmbench.lm.finetuning.setup import TrainingSetup, compute_parameters
         from slmbench.lm.finetuning.train_loop import train_model
-        from slmbench.lm.models import param_count, remote_code
+        from slmbench.lm.models import remote_code
 
         path = self.context.models.embedding_model_path()
         names = self.context.task.label_names
@@ -106,7 +106,7 @@ class EncoderFinetune(Strategy):
             device=self.context.device,
             seed=self.context.seed,
             learning_rate=self.options.learning_rate,
-            parameters=param_count(self.model),  # the model trained: the encoder and its new head
+            parameters=compute_parameters(path, False, self.context.models.trust_remote_code),
             weight_decay=self.options.weight_decay,
             group_by_length=True,
         )

@@ -15,9 +15,8 @@ from slmbench.lm.finetuning.batches import (
     row_logits,
     sft_dataset,
 )
-from slmbench.lm.finetuning.setup import TrainingSetup
+from slmbench.lm.finetuning.setup import TrainingSetup, compute_parameters
 from slmbench.lm.finetuning.train_loop import train_model
-from slmbench.lm.models import stored_param_count
 from slmbench.lm.scoring import answer_tokens, score_choices, tokenize_prompts
 from slmbench.strategy.registry import load_registry
 from slmbench.tasks.examples import Examples
@@ -46,7 +45,7 @@ BUDGET = Budget(
     max_train_steps=4,
     batch_size=4,
     eval_every_steps=2,
-    compute_parameters=stored_param_count(tiny_models()[0]),  # the causal LM's caps as they stand; the encoder's scaled
+    compute_parameters=compute_parameters(str(tiny_models()[0]), True),  # the causal LM's caps as they stand; the encoder's scaled
 )
 
 # strategy module -> what its artifact directory must hold
@@ -178,7 +177,7 @@ def test_strategy_fits_predicts_and_saves_a_safetensors_artifact(name, toy_task,
         assert scale == 1
     if name == "encoder-finetune":
         assert {"model.safetensors", "config.json"} <= files
-        assert trainable == total and scale == round(BUDGET.compute_parameters / total, 3) > 1
+        assert trainable == total and scale == round(BUDGET.compute_parameters / compute_parameters(str(tiny_models()[1]), False), 3) > 1
         return
     assert files == {*CAUSAL_LM_STRATEGIES[name], "training.json"}
     weights = [p for p in context.artifact_dir.iterdir() if p.suffix == ".safetensors"]

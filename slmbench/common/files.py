@@ -68,6 +68,17 @@ def read_input_text(path: str | Path, max_bytes: int) -> str:
         raise InputFileError(f"cannot be read: {error.strerror or error}") from None
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's bytes, read in blocks (hex)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def folder_bytes(directory: Path) -> int:
     """Bytes of every file under ``directory``."""
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())

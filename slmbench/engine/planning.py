@@ -121,8 +121,9 @@ def plan_run(options: RunOptions, registry: Registry) -> RunPlan:
     check_option_grid(options.options, strategies, registry)
     check_seeds_and_timeout(options)
     data_dir = data_folder(options)
-    check_device_and_models(options)
-    check_prompt_format(options, any(SharedModel.CAUSAL_LM in registry.strategy(name).metadata.depends_on for name in strategies))
+    depends_on = {model for name in strategies for model in registry.strategy(name).metadata.depends_on}
+    check_device_and_models(options, (SharedModel.CAUSAL_LM in depends_on, SharedModel.EMBEDDER in depends_on))
+    check_prompt_format(options, SharedModel.CAUSAL_LM in depends_on)
     device = choose_device(options.device)
     run_dir = run_folder(options, task.name)
 

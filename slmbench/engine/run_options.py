@@ -149,25 +149,26 @@ def check_option_grid(options: dict[str, dict[str, list[Any]]], strategies: list
             build_options(strategy, registry.strategy(strategy).Options, point)
 
 
-def check_device_and_models(options: RunOptions) -> None:
+def check_device_and_models(options: RunOptions, used: tuple[bool, bool] = (True, True)) -> None:
     """Device and model names are checked before anything loads: a device torch knows, and models that
-    are embedded (of the right kind, their packages installed), a local folder, or a hub id
-    (``name`` or ``namespace/name``)."""
+    are a local folder, embedded (of the right kind, their packages installed) or a hub id (``name``
+    or ``namespace/name``). ``used``: whether the run's strategies use the causal LM, the embedding
+    model (an unused default need not be installed)."""
     if options.device != "auto" and (problem := not_a_device(options.device)):
         raise RunError(problem)
-    for option, names, kind, default in (
-        ("--model", options.models, "causal LM", EMBEDDED_CAUSAL_LM),
-        ("--embedding-model", options.embedding_models, "embedding", EMBEDDED_EMBEDDING_MODEL),
+    for option, names, kind, default, needed in (
+        ("--model", options.models, "causal LM", EMBEDDED_CAUSAL_LM, used[0]),
+        ("--embedding-model", options.embedding_models, "embedding", EMBEDDED_EMBEDDING_MODEL, used[1]),
     ):
-        for name in names:
+        for name in names if needed else ():
+            if os.path.isdir(os.path.expanduser(name)):  # a folder of that name is what the user means
+                continue
             if (embedded := EMBEDDED.get(name)) is not None:
                 if embedded.kind != kind:
                     other = "--model" if option == "--embedding-model" else "--embedding-model"
                     raise RunError(f"{option} {name}: that embedded model ({embedded.kind}) goes with {other} (`slmbench list models`)")
                 if not embedded.installed():
                     raise RunError(f"{option} {name}: the embedded model is not installed; install it with: {embedded.install}")
-                continue
-            if os.path.isdir(os.path.expanduser(name)):
                 continue
             from huggingface_hub.utils import HFValidationError, validate_repo_id
 

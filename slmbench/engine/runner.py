@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -361,7 +362,8 @@ def _dry_run_trial(planned: PlannedTrial, formats: dict[tuple[str, str, bool], s
     if SharedModel.CAUSAL_LM in planned.strategy.metadata.depends_on:
         key = (models.causal_lm, models.prompt_format, models.trust_remote_code)
         if key not in formats:
-            formats[key], _ = describe_prompt_format(SharedModels.from_config(models).tokenizer, models.prompt_format, models.causal_lm)
+            load = partial(SharedModels.from_config(models).tokenizer, put_together=False)  # nothing built in a dry run
+            formats[key], _ = describe_prompt_format(load, models.prompt_format, models.causal_lm)
         trial.prompt_format = formats[key]
     try:
         trial.memory = planned.strategy.estimate_memory(planned.memory_request())

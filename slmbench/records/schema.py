@@ -178,9 +178,11 @@ class Budget(Record):
     train_epochs: float = 3.0
     """Passes over the train split when ``max_train_steps`` is None."""
     compute_parameters: int | None = None
-    """The step and token caps are those of a model of this many parameters: a model N times larger
-    gets N times fewer steps and tokens, a smaller one more, so every weight-updating strategy's compute
-    (tokens times its own model's parameters) is the same whatever the model (None: the caps as they are)."""
+    """The step and token caps are those of a model with this many parameters in its blocks' linear
+    layers (``slmbench.lm.finetuning.setup.compute_parameters``, embeddings left out): a model N times
+    larger gets N times fewer steps and tokens, a smaller one more, so every weight-updating strategy's
+    compute cap (tokens times its own model's parameters) is the same whatever the model (None: the
+    caps as they are, for any model)."""
     tuning_trials: int = 1
     """Option settings every strategy may try, chosen on validation accuracy (``slmbench.engine.tuning``); 1: defaults only."""
     latency_requests: int = 20
@@ -404,7 +406,7 @@ class TrialRecord(Record):
     """Distinct train examples the strategy actually learnt from (a capped fine-tune sees fewer)."""
     train_compute: float | None = None
     """A weight-updating strategy's training compute: tokens run through its model in training times
-    that model's parameters (``Budget.compute_parameters`` makes it equal across models)."""
+    that model's ``compute_parameters`` (``Budget.compute_parameters`` gives every model the same cap)."""
     learns_from_train: bool = True
     prompt_tokens_per_example: float | None = None
     calibration: Calibration | None = None

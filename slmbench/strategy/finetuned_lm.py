@@ -32,9 +32,9 @@ from slmbench.lm.finetuning.batches import (
     soft_prompt,
     validation_by_scoring,
 )
-from slmbench.lm.finetuning.setup import TrainingSetup
+from slmbench.lm.finetuning.setup import TrainingSetup, compute_parameters
 from slmbench.lm.finetuning.train_loop import train_model
-from slmbench.lm.models import SharedModel, stored_param_count
+from slmbench.lm.models import SharedModel
 from slmbench.strategy.base import Strategy
 from slmbench.strategy.metadata import Family
 from slmbench.strategy.search_space import Search
@@ -279,7 +279,7 @@ class FineTunedCausalLM(Strategy):
             device=context.device,
             seed=context.seed,
             learning_rate=self.options.learning_rate,
-            parameters=stored_param_count(Path(context.models.causal_lm_path())) or self.total,  # the base model's, on disk
+            parameters=compute_parameters(context.models.causal_lm_path(), True, context.models.trust_remote_code),
             **self.training(),
         )
         details = fit_causal_lm(self.context, self.model, self.tokenizer, train, validation, setup, description=self.name)

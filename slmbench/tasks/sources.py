@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from slmbench.common.files import file_problem, is_inside
+from slmbench.common.files import file_problem, file_sha256, is_inside
 from slmbench.common.text import first_line
 from slmbench.records import DataProvenance, HubSource
 from slmbench.tasks.rows import check_label_sizes, check_rows, conflicting_texts
@@ -103,14 +103,6 @@ def read_table(path: Path) -> pd.DataFrame:
         raise TaskError(f"{path}: could not be read as {FORMATS[suffix]}: {first_line(error)}") from error
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -161,7 +153,7 @@ def load_rows(task: TaskSpec, data_dir: Path | None, allow_outside: bool = False
         frame = read_table(found)
         origin = str(found)
         text_column, label_column = task.text_column, task.label_column
-        provenance = DataProvenance(source="file", file=str(found.resolve()), sha256=_sha256(found))
+        provenance = DataProvenance(source="file", file=str(found.resolve()), sha256=file_sha256(found))
     elif task.source.hub is not None:
         hub = task.source.hub
         frame = _load_hub(task, hub, looked_in, data_dir, allow_outside)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from slmbench.lm.scoring import common_prefix_length, sliding_window
+from slmbench.lm.scoring import common_prefix_length, new_cache, sliding_window
 
 if TYPE_CHECKING:
     import torch
@@ -366,11 +366,10 @@ class SoftPromptLM:
         return self.lm.get_output_embeddings()
 
     def __call__(self, input_ids, *, cache=None, position_ids=None, attention_mask=None, **kwargs):
-        from transformers import DynamicCache
 
         n_virtual = self.prompt.shape[1]
         if cache is None or cache.get_seq_length() == 0:
-            cache = cache if cache is not None else DynamicCache(config=self.config)
+            cache = cache if cache is not None else new_cache(self.config)
             prompt = self.prompt.to(self.lm.dtype).expand(input_ids.shape[0], -1, -1)
             self.lm(inputs_embeds=prompt, cache=cache, use_cache=True, logits_to_keep=1)
         # The cache now starts with the virtual tokens, which the caller's positions and mask don't count.

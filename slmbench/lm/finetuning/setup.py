@@ -109,6 +109,19 @@ class Compilation:
             return function(*args, **kwargs)
 
 
+def compute_parameters(path: str, causal: bool, trust_remote_code: bool = False) -> int | None:
+    """The parameters a token of training runs through in the model at ``path``: those of its blocks'
+    linear layers (``ModelShape.linear_parameters``, read from its config). Not the token embeddings
+    (a lookup) nor the vocabulary projection (computed at answer positions only): Gemma 3 270M's
+    268M parameters are 168M of embeddings. None when the config cannot be read."""
+    from slmbench.lm.memory_estimate import ModelShapeError, model_shape
+
+    try:
+        return model_shape(path, causal, trust_remote_code).linear_parameters
+    except ModelShapeError:
+        return None
+
+
 def compute_scale(budget: Budget, parameters: int | None) -> float:
     """How many times the profile's step and token caps a model of ``parameters`` gets: those of a
     model of ``Budget.compute_parameters`` scaled by their ratio (1 when either is unknown)."""
@@ -155,7 +168,7 @@ class TrainingSetup:
     group_by_length: bool = False
     """Batch examples of similar length (needs a ``length`` column): for padded, not packed, batches."""
     parameters: int | None = None
-    """Parameters of the model trained (all of them, frozen too): its compute is tokens times these."""
+    """The model's ``compute_parameters``: its training compute is tokens times these."""
     compute_scale: float = 1.0
     """The factor the profile's caps were scaled by for this model (``compute_scale``)."""
 
