@@ -275,3 +275,15 @@ def test_cost_lines(saved: list[Figure], tmp_path: Path) -> None:
     (legend,) = figure.legends
     assert "strategy-0 (costs nothing)" in [text.get_text() for text in legend.get_texts()]
     assert legend.get_window_extent().x0 >= axes.get_window_extent().x1, "legend right of the axes"
+
+
+def test_reliability_titles_of_sweep_variants_break_before_the_bracket_and_do_not_overlap(saved: list[Figure], tmp_path: Path) -> None:
+    names = [f"{strategy}[embedding_model=all-mpnet-base-v2]" for strategy in ("encoder-finetune", "embedding-classifier", "knn-vote")]
+    overall = {name: calibration(0.03 * i, i) for i, name in enumerate(names)}
+    plots.reliability_plot(overall, {name: {} for name in names}, dict.fromkeys(names, 0.05), BINS, tmp_path / "figure.png")
+    figure = saved[-1]
+    figure.canvas.draw()
+    panels = [axes for axes in figure.axes if axes.get_visible()]
+    assert [shown(axes.title) for axes in panels] == [name.replace("[", "\n[") + "\nECE 0.050" for name in names]
+    boxes = [axes.title.get_window_extent() for axes in panels]
+    assert all(left.x1 <= right.x0 for left, right in zip(boxes, boxes[1:])), "neighbouring titles overlap"

@@ -294,7 +294,7 @@ def _draw_reliability(
     panels = list(figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).flat)
     for axes, (name, points) in zip(panels, overall.items()):
         _reliability_panel(axes, points, per_class.get(name, {}), classes, most)
-        axes.set_title(f"{literal(name)} — ECE {metric(ece.get(name))}", fontsize=9)
+        axes.set_title(_panel_title(literal(name), metric(ece.get(name))), fontsize=9 if len(name) <= PANEL_NAME_CHARACTERS else 8)
     for axes, above in zip(panels[len(overall) :], panels[len(overall) - columns :]):
         axes.set_visible(False)
         above.tick_params(labelbottom=True)  # the x axis of a panel with none below it
@@ -303,6 +303,18 @@ def _draw_reliability(
     figure.suptitle(f"Reliability diagrams ({bins} equal-width confidence bins)", fontsize=10)
     figure.legend(*panels[0].get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     return figure
+
+
+PANEL_NAME_CHARACTERS = 28
+"""Longer than this, a sweep variant's name (``encoder-finetune[embedding_model=all-mpnet-base-v2]``)
+breaks before its bracket and its ECE goes on a line of its own, so neighbouring panels' titles do
+not run into each other."""
+
+
+def _panel_title(name: str, ece: str) -> str:
+    if len(name) <= PANEL_NAME_CHARACTERS:
+        return f"{name} — ECE {ece}"
+    return f"{name.replace('[', chr(10) + '[', 1)}\nECE {ece}"
 
 
 def _reliability_panel(
