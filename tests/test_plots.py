@@ -287,3 +287,16 @@ def test_reliability_titles_of_sweep_variants_break_before_the_bracket_and_do_no
     assert [shown(axes.title) for axes in panels] == [name.replace("[", "\n[") + "\nECE 0.050" for name in names]
     boxes = [axes.title.get_window_extent() for axes in panels]
     assert all(left.x1 <= right.x0 for left, right in zip(boxes, boxes[1:])), "neighbouring titles overlap"
+
+
+def test_files_written_whole_get_the_permissions_a_plain_open_gives(tmp_path: Path) -> None:
+    """A figure and a record, each written to a temporary file and renamed, are not left readable by their owner only."""
+    import os
+
+    from slmbench import records
+
+    (tmp_path / "plain.txt").write_text("x")
+    written = [PLOTS["tradeoff"](tmp_path / "figure.png"), tmp_path / "run.json"]
+    records.write_json(written[1], {"a": 1})
+    expected = os.stat(tmp_path / "plain.txt").st_mode & 0o777
+    assert [os.stat(path).st_mode & 0o777 for path in written] == [expected, expected]

@@ -68,6 +68,13 @@ def read_input_text(path: str | Path, max_bytes: int) -> str:
         raise InputFileError(f"cannot be read: {error.strerror or error}") from None
 
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)  # read once, at import: umask can only be read by setting it
+NEW_FILE_MODE = 0o666 & ~_UMASK
+"""The permissions ``open()`` gives a new file here. A temporary file renamed into place gets them too:
+``tempfile`` makes it 0600, readable by its owner only."""
+
+
 def file_sha256(path: Path) -> str:
     """The SHA-256 of a file's bytes, read in blocks (hex)."""
     import hashlib

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
-from slmbench.common.files import InputFileError, read_input_text
+from slmbench.common.files import NEW_FILE_MODE, InputFileError, read_input_text
 from slmbench.records.migrations import migrate_run, migrate_trial
 from slmbench.records.schema import (
     MAX_RECORD_BYTES,
@@ -223,6 +223,7 @@ def write_text(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(handle.name, NEW_FILE_MODE)
         os.replace(handle.name, path)
     except BaseException:
         Path(handle.name).unlink(missing_ok=True)

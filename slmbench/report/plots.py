@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from slmbench.common.files import NEW_FILE_MODE
 from slmbench.report.markdown import metric, one_line
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ def _save(path: Path, draw: Callable[[], Figure]) -> Path:
         try:
             with os.fdopen(handle, "wb") as file:
                 figure.savefig(file, format="png")
+            os.chmod(scratch, NEW_FILE_MODE)
             os.replace(scratch, path)
         except BaseException:
             Path(scratch).unlink(missing_ok=True)
