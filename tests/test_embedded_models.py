@@ -102,3 +102,13 @@ def test_the_larger_embedded_models_run_gemma_prompted_as_a_base_model(tmp_path,
     assert zero_shot.models is not None and zero_shot.models.prompt_format == "completion"
     assert zero_shot.config is not None and zero_shot.config.models.causal_lm == "gemma-3-270m"
     assert knn.config is not None and knn.config.models.embedding_model == "all-mpnet-base-v2"
+
+
+def test_an_embedded_model_the_run_does_not_use_need_not_be_installed(tmp_path, monkeypatch, toy_data_dir):
+    absent = set(EMBEDDED["smollm2-135m-instruct"].distributions)  # the default causal LM, which knn-vote never calls
+    real = embedded._distribution
+    monkeypatch.setattr(embedded, "_distribution", lambda name: None if name in absent else real(name))
+    argv = ["run", "--task", "financial_sentiment", "--data-dir", str(toy_data_dir), "--strategies", "knn-vote", "--dry-run"]
+    result = run_cli([*argv, "--output", "runs"], cwd=tmp_path, kind="cli argument", invalid=None)
+    assert result.outcome == "accepted", result
+    assert "knn-vote" in result.stdout

@@ -153,21 +153,21 @@ def check_device_and_models(options: RunOptions, used: tuple[bool, bool] = (True
     """Device and model names are checked before anything loads: a device torch knows, and models that
     are a local folder, embedded (of the right kind, their packages installed) or a hub id (``name``
     or ``namespace/name``). ``used``: whether the run's strategies use the causal LM, the embedding
-    model (an unused default need not be installed)."""
+    model: an embedded model they do not use need not be installed (the defaults, often)."""
     if options.device != "auto" and (problem := not_a_device(options.device)):
         raise RunError(problem)
     for option, names, kind, default, needed in (
         ("--model", options.models, "causal LM", EMBEDDED_CAUSAL_LM, used[0]),
         ("--embedding-model", options.embedding_models, "embedding", EMBEDDED_EMBEDDING_MODEL, used[1]),
     ):
-        for name in names if needed else ():
+        for name in names:
             if os.path.isdir(os.path.expanduser(name)):  # a folder of that name is what the user means
                 continue
             if (embedded := EMBEDDED.get(name)) is not None:
                 if embedded.kind != kind:
                     other = "--model" if option == "--embedding-model" else "--embedding-model"
                     raise RunError(f"{option} {name}: that embedded model ({embedded.kind}) goes with {other} (`slmbench list models`)")
-                if not embedded.installed():
+                if needed and not embedded.installed():
                     raise RunError(f"{option} {name}: the embedded model is not installed; install it with: {embedded.install}")
                 continue
             from huggingface_hub.utils import HFValidationError, validate_repo_id
