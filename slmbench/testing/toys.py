@@ -125,36 +125,51 @@ ARCHITECTURES = ("llama", "phi3", "qwen2")
 Llama, Phi-3 / Phi-3.5, Qwen2 / Qwen2.5)."""
 
 
-def tiny_causal_lm(tokenizer: Any, architecture: str = "llama", *, attn_implementation: str | None = None) -> Any:
+_ARCHITECTURES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    # Gemma 3 270M's layout: a sliding-window layer, then a global one. Its initializer is not the
+    # others' 0.2: Gemma scales its embeddings by sqrt(hidden size), which at 0.2 makes every answer certain.
+    "gemma3": (
+        "Gemma3TextConfig",
+        "Gemma3ForCausalLM",
+        {"head_dim": 16, "query_pre_attn_scalar": 16, "layer_types": ["sliding_attention", "full_attention"], "initializer_range": 0.05},
+    ),
+}
+"""Architecture -> (config class, model class, what its config sets besides the shared sizes)."""
+
+
+def tiny_causal_lm(tokenizer: Any, architecture: str = "llama", *, attn_implementation: str | None = None, **config: Any) -> Any:
     """A 2-layer causal LM of ``architecture`` (hidden size 64, random but peaked weights, seeded) over
     ``tokenizer``'s vocabulary, fp32, in eval mode: the kit's tiny causal LM, or one for a tokenizer of
-    your own. Same sizes whatever the architecture; Phi-3's fused projections and Qwen2's attention
-    biases are theirs."""
+    your own. Same sizes whatever the architecture; Phi-3's fused projections, Qwen2's attention
+    biases and Gemma 3's sliding-window layer are theirs. ``config``: more config fields (``sliding_window=8``)."""
     import torch
     import transformers
 
-    classes = {"llama": "Llama", "phi3": "Phi3", "qwen2": "Qwen2"}
-    if architecture not in classes:
-        raise ValueError(f"tiny_causal_lm: architecture {architecture!r} is not one of {', '.join(classes)}")
-    config_cls = getattr(transformers, f"{classes[architecture]}Config")
-    model_cls = getattr(transformers, f"{classes[architecture]}ForCausalLM")
+    if architecture not in _ARCHITECTURES:
+        raise ValueError(f"tiny_causal_lm: architecture {architecture!r} is not one of {', '.join(_ARCHITECTURES)}")
+    config_name, model_name, own = _ARCHITECTURES[architecture]
     torch.manual_seed(0)
-    config = config_cls(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=1024,
-        initializer_range=0.2,
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        attn_implementation=attn_implementation,  # a PretrainedConfig keyword; None: the default
-    )
-    return model_cls(config).eval()
+    settings = {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 1024,
+        "initializer_range": 0.2,
+        "tie_word_embeddings": True,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "bos_token_id": tokenizer.bos_token_id,
+        "attn_implementation": attn_implementation,  # a PretrainedConfig keyword; None: the default
+        **own,
+        **config,
+    }
+    return getattr(transformers, model_name)(getattr(transformers, config_name)(**settings)).eval()
 
 
 def tiny_llama(tokenizer: Any, *, attn_implementation: str | None = None) -> Any:
@@ -187,32 +202,9 @@ def base_tokenizer() -> Any:
 
 
 def tiny_gemma3(tokenizer: Any, sliding_window: int = 512) -> Any:
-    """A 2-layer Gemma 3 (hidden size 64, random weights, seeded) over ``tokenizer``'s vocabulary, fp32, in
-    eval mode: Gemma 3 270M's architecture, a sliding-window layer (``sliding_window``: 270M's 512, longer
-    than any toy prompt, by default) then a global one."""
-    import torch
-    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
-
-    torch.manual_seed(0)
-    config = Gemma3TextConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        query_pre_attn_scalar=16,
-        layer_types=["sliding_attention", "full_attention"],
-        sliding_window=sliding_window,
-        max_position_embeddings=1024,
-        initializer_range=0.05,  # not the Llama's 0.2: Gemma scales its embeddings by sqrt(hidden size), making every answer certain
-        tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-    )
-    return Gemma3ForCausalLM(config).eval()
+    """``tiny_causal_lm(tokenizer, "gemma3")``, its sliding-window layer seeing ``sliding_window`` tokens
+    (Gemma 3 270M's 512 by default, longer than any toy prompt)."""
+    return tiny_causal_lm(tokenizer, "gemma3", sliding_window=sliding_window)
 
 
 def tiny_base_lm_folder(directory: Path) -> Path:
