@@ -94,13 +94,27 @@ def sliding_window(config: Any) -> int | None:
     return text.sliding_window if "sliding_attention" in (getattr(text, "layer_types", None) or ()) else None
 
 
+def attention_masks(visible: torch.Tensor, dtype: torch.dtype, queries: torch.Tensor, keys: torch.Tensor, window: int | None) -> Any:
+    """The (rows, 1, q, k) additive mask of the boolean (rows, q, k) ``visible``; with a sliding ``window``,
+    the per-layer-type mapping such models take, whose sliding layers' mask also hides keys ``window``
+    or more positions back (``queries``, ``keys``: the (rows, q) and (rows, k) positions), as the model's
+    own mask would. Shared by the scoring engine and the fine-tuning packer."""
+    import torch
+
+    def additive(seen: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(seen.shape, dtype=dtype, device=seen.device).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
+
+    if window is None:
+        return additive(visible)
+    near = queries[:, :, None] - keys[:, None, :] < window
+    return {"full_attention": additive(visible), "sliding_attention": additive(visible & near)}
+
+
 def _batch_inputs(
     suffixes: Sequence[Sequence[int]], branches: _Branches, prefix_len: int, pad_id: int, dtype: torch.dtype, window: int | None = None
 ) -> dict[str, Any]:
-    """Model inputs for rows of prompt suffix + choice branches, right-padded, after the shared prefix.
-
-    With a sliding ``window``, the mask is the per-layer-type mapping such models take: the sliding
-    layers' mask also hides keys ``window`` or more positions back, as the model's own mask would."""
+    """Model inputs for rows of prompt suffix + choice branches, right-padded, after the shared prefix
+    (with a sliding ``window``, per-layer-type masks: ``attention_masks``)."""
     import torch
 
     width = max(map(len, suffixes)) + len(branches.tokens)
@@ -116,19 +130,12 @@ def _batch_inputs(
         queries.append([n + q for q in branches.queries])
     visible = ((branch[:, None, :] == 0) | (branch[:, None, :] == branch[:, :, None])) & (positions[:, None, :] <= positions[:, :, None])
     visible = torch.cat([torch.ones(len(suffixes), width, prefix_len, dtype=torch.bool), visible], dim=2)
-
-    def additive(seen: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(seen.shape, dtype=dtype).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
-
-    mask: Any = additive(visible)
-    if window is not None:
-        query = positions + prefix_len
-        key = torch.cat([torch.arange(prefix_len).expand(len(suffixes), -1), query], dim=1)
-        mask = {"full_attention": mask, "sliding_attention": additive(visible & (query[:, :, None] - key[:, None, :] < window))}
+    query = positions + prefix_len
+    key = torch.cat([torch.arange(prefix_len).expand(len(suffixes), -1), query], dim=1)
     return {
         "input_ids": tokens,
-        "position_ids": positions + prefix_len,
-        "attention_mask": mask,
+        "position_ids": query,
+        "attention_mask": attention_masks(visible, dtype, query, key, window),
         "logits_to_keep": torch.tensor(queries),
     }
 

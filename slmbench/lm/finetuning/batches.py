@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from slmbench.lm.scoring import common_prefix_length, new_cache, sliding_window
+from slmbench.lm.scoring import attention_masks, common_prefix_length, new_cache, sliding_window
 
 if TYPE_CHECKING:
     import torch
@@ -154,14 +154,7 @@ def _attention_mask(segments: torch.Tensor, dtype: torch.dtype, positions: torch
     n = segments.shape[-1]
     causal = torch.ones(n, n, dtype=torch.bool, device=segments.device).tril()
     visible = causal & ((segments[:, None, :] == -1) | (segments[:, None, :] == segments[:, :, None]))
-
-    def additive(seen: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(seen.shape, dtype=dtype, device=segments.device).masked_fill(~seen, torch.finfo(dtype).min)[:, None]
-
-    if window is None:
-        return additive(visible)
-    near = positions[:, :, None] - positions[:, None, :] < window
-    return {"full_attention": additive(visible), "sliding_attention": additive(visible & near)}
+    return attention_masks(visible, dtype, positions, positions, window)
 
 
 def _with_soft_prompt(
