@@ -194,8 +194,10 @@ def f1_heatmap(strategies: Sequence[str], labels: Sequence[str], f1: Sequence[Se
 
 
 def _draw_f1_heatmap(strategies: Sequence[str], labels: Sequence[str], f1: Sequence[Sequence[float]]) -> Figure:
-    strategies, labels = [literal(name) for name in strategies], [literal(label) for label in labels]
-    figure = _figure(1.6 + 1.1 * len(strategies), 1.2 + 0.35 * len(labels))
+    strategies, labels = [_broken(literal(name)) for name in strategies], [literal(label) for label in labels]
+    # Room below the axes for the rotated names: about half of the longest line's width, at 30 degrees.
+    below = 0.04 * max((len(line) for name in strategies for line in name.split("\n")), default=0)
+    figure = _figure(1.6 + 1.1 * len(strategies), 1.2 + 0.35 * len(labels) + below)
     axes = figure.add_subplot()
     image = axes.imshow(f1, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     axes.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right")
@@ -313,10 +315,13 @@ breaks before its bracket and its ECE goes on a line of its own, so neighbouring
 not run into each other."""
 
 
+def _broken(name: str) -> str:
+    """``name``, broken before its bracket when longer than ``PANEL_NAME_CHARACTERS`` (a sweep variant's)."""
+    return name.replace("[", "\n[", 1) if len(name) > PANEL_NAME_CHARACTERS else name
+
+
 def _panel_title(name: str, ece: str) -> str:
-    if len(name) <= PANEL_NAME_CHARACTERS:
-        return f"{name} — ECE {ece}"
-    return f"{name.replace('[', chr(10) + '[', 1)}\nECE {ece}"
+    return f"{name} — ECE {ece}" if len(name) <= PANEL_NAME_CHARACTERS else f"{_broken(name)}\nECE {ece}"
 
 
 def _reliability_panel(
