@@ -115,7 +115,7 @@ PER_PREDICTION["strategy-0"] = 0.0  # nothing to build and nothing per predictio
 
 
 def cost(path: Path) -> Path:
-    return plots.cost_plot(BUILD, PER_PREDICTION, "USD", "sst2: total cost against predictions", path)
+    return plots.cost_plot(BUILD, PER_PREDICTION, "USD", ("sst2", "total cost against predictions"), path)
 
 
 PLOTS: dict[str, Callable[[Path], Path]] = {
@@ -287,6 +287,20 @@ def test_reliability_titles_of_sweep_variants_break_before_the_bracket_and_do_no
     assert [shown(axes.title) for axes in panels] == [name.replace("[", "\n[") + "\nECE 0.050" for name in names]
     boxes = [axes.title.get_window_extent() for axes in panels]
     assert all(left.x1 <= right.x0 for left, right in zip(boxes, boxes[1:])), "neighbouring titles overlap"
+
+
+def test_cost_title_and_sweep_variant_legend_stay_clear_of_each_other(saved: list[Figure], tmp_path: Path) -> None:
+    names = [f"{strategy}[embedding_model=all-mpnet-base-v2]" for strategy in ("encoder-finetune", "embedding-classifier", "knn-vote")]
+    title = ("financial_sentiment_with_a_long_task_name", "total cost against predictions (batched)")
+    plots.cost_plot(dict.fromkeys(names, 100.0), dict.fromkeys(names, 0.01), "device-seconds", title, tmp_path / "figure.png")
+    figure = saved[-1]
+    figure.canvas.draw()
+    (axes,), (legend,) = figure.axes, figure.legends
+    assert shown(axes.title) == "\n".join(title)
+    assert [text.get_text() for text in legend.get_texts()] == [name.replace("[", "\n[") for name in names]
+    title_box, legend_box = axes.title.get_window_extent(), legend.get_window_extent()
+    assert not title_box.overlaps(legend_box), "the title runs into the legend"
+    assert figure.bbox.x0 <= title_box.x0 and title_box.x1 <= figure.bbox.x1, "the title is cut"
 
 
 def test_files_written_whole_get_the_permissions_a_plain_open_gives(tmp_path: Path) -> None:

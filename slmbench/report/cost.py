@@ -94,7 +94,7 @@ def cost_section(summary: Summary, options: ReportOptions) -> str:
             build,
             per_prediction,
             unit,
-            f"{summary.task}: total cost against predictions (batched)",
+            (summary.task, "total cost against predictions (batched)"),
             summary.directory / "cost_per_volume.png",
         )
     prompting = [entry for entry in measured if entry.family == PROMPTING] or [min(measured, key=lambda entry: build[entry.name])]

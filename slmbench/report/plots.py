@@ -363,17 +363,20 @@ def cost_plot(
     build: dict[str, float],
     per_prediction: dict[str, float],
     unit: str,
-    title: str,
+    title: Sequence[str],
     path: Path,
     volumes: tuple[float, float] = (1.0, 1e7),
 ) -> Path:
     """Total cost (``build`` + ``per_prediction`` * predictions, in ``unit``) against the number of predictions
     over ``volumes``, log-log, one line per strategy (tab10 colours, then again dashed...), legend on the right.
-    A strategy that costs nothing is drawn a decade below the cheapest cost and says so in the legend."""
+    A strategy that costs nothing is drawn a decade below the cheapest cost and says so in the legend. ``title``
+    is drawn one line per item, over the axes only: a single long line would run into the legend."""
     return _save(path, lambda: _draw_cost(build, per_prediction, unit, title, volumes))
 
 
-def _draw_cost(build: dict[str, float], per_prediction: dict[str, float], unit: str, title: str, volumes: tuple[float, float]) -> Figure:
+def _draw_cost(
+    build: dict[str, float], per_prediction: dict[str, float], unit: str, title: Sequence[str], volumes: tuple[float, float]
+) -> Figure:
     import numpy as np
 
     grid = np.geomspace(*volumes, 200)
@@ -384,12 +387,12 @@ def _draw_cost(build: dict[str, float], per_prediction: dict[str, float], unit: 
     axes = figure.add_subplot()
     for (name, total), (colour, linestyle) in zip(totals.items(), _styles(len(totals))):
         free = " (costs nothing)" if not (total > 0).any() else ""
-        axes.plot(grid, np.maximum(total, floor), color=colour, linestyle=linestyle, linewidth=1.5, label=literal(name) + free)
+        axes.plot(grid, np.maximum(total, floor), color=colour, linestyle=linestyle, linewidth=1.5, label=_broken(literal(name)) + free)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("predictions")
     axes.set_ylabel(f"total cost ({literal(unit)})")
     axes.grid(alpha=0.3)
-    axes.set_title(literal(title))
+    axes.set_title("\n".join(literal(line) for line in title), fontsize=10)
     figure.legend(loc="outside right upper", fontsize=8)
     return figure
