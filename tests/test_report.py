@@ -349,6 +349,19 @@ def test_no_strategy_meets_the_constraints(tmp_path: Path) -> None:
     assert "**No strategy meets your constraints** (peak memory ≤ 100 MiB)" in text
 
 
+def test_a_choice_no_better_than_the_majority_floor_is_not_recommended(tmp_path: Path) -> None:
+    gold = [0] * 70 + [1] * 30  # the majority label "no" alone scores 0.70
+    floor = records.Floors(majority_label=LABELS[0], accuracy=0.70, macro_f1=0.41)
+    run_dir = _write_run(tmp_path, [_trial("weak", gold, set(range(35)), train_seconds=1, memory_mb=300)])
+    records.write_run(run_dir, records.read_run(run_dir).model_copy(update={"floors": floor}))
+    recommendation = _section(render_report(run_dir).read_text(), "Recommendation")
+    assert "**No strategy beats the majority-class floor**: always answering `no` scores 0.700" in recommendation
+    assert "`weak`, has accuracy 0.650" in recommendation and "**Use" not in recommendation
+    beaten = _write_run(tmp_path / "beaten", [_trial("strong", gold, set(range(5)), train_seconds=1, memory_mb=300)])
+    records.write_run(beaten, records.read_run(beaten).model_copy(update={"floors": floor}))
+    assert "**Use `strong`**" in _section(render_report(beaten).read_text(), "Recommendation")
+
+
 def test_labelled_examples_default_to_train_plus_validation(tmp_path: Path) -> None:
     run = load_summary(
         _write_run(

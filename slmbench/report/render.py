@@ -101,6 +101,20 @@ def _verdict(advice: Recommendation, best: Entry, constraints: Constraints) -> s
     return verdict
 
 
+def _below_floor(summary: Summary, advice: Recommendation) -> str | None:
+    """In place of the verdict when the choice is no more accurate than always answering the majority label: a
+    strategy that a constant answer matches has learnt nothing worth deploying, however it ranks."""
+    choice, floor = advice.choice, summary.floors
+    if choice is None or floor is None or choice.accuracy is None or choice.accuracy > floor.accuracy:
+        return None
+    return (
+        f"**No strategy beats the majority-class floor**: always answering {code(floor.majority_label)} scores "
+        f"{metric(floor.accuracy)}, and the best strategy here, {code(choice.name)}, has {_quality_summary(choice)}; it "
+        f"{_cost_summary(choice)}. Nothing tried has learnt this task: try strategies that learn from the labels, "
+        "more train examples or a larger model."
+    )
+
+
 def _tie(advice: Recommendation) -> str:
     """Why a cheaper variant is preferred to a more accurate one."""
     choice, rival = advice.choice, advice.best_allowed
@@ -119,6 +133,8 @@ def _recommendation(summary: Summary, advice: Recommendation, constraints: Const
     if advice.best is None:
         return "## Recommendation\n\nNo strategy produced predictions, so there is nothing to recommend: see Failures."
     paragraphs = ["## Recommendation", _verdict(advice, advice.best, constraints)]
+    if (below := _below_floor(summary, advice)) is not None:
+        paragraphs[1] = below
     if advice.tie_p_value is not None:
         paragraphs.append(_tie(advice))
     if advice.excluded:
