@@ -129,7 +129,7 @@ def _draw_tradeoff(
     axes.set_ylabel("test accuracy")
     axes.margins(x=0.15, y=0.12)
     axes.grid(alpha=0.3)
-    axes.set_title(literal(title))
+    axes.set_title(literal(title), loc="left")  # over the axes and any label column: a long title is never cut
     figure.legend(loc="outside lower center", ncols=2, fontsize=8)
     _label_points(figure, axes, points, [literal(name) for name in names], costs, scores)
     return figure
@@ -383,7 +383,8 @@ def _draw_cost(
     totals = {name: build.get(name, 0.0) + per_prediction.get(name, 0.0) * grid for name in dict.fromkeys([*build, *per_prediction])}
     positive = [total[total > 0].min() for total in totals.values() if (total > 0).any()]
     floor = min(positive, default=1.0) / 10  # where a strategy that costs nothing is drawn (a log axis has no zero)
-    figure = _figure(7.4, max(4.2, 1.2 + 0.19 * len(totals)))
+    broken = sum(_broken(literal(name)) != literal(name) for name in totals)  # legend entries on two lines
+    figure = _figure(7.4, max(4.2, 1.2 + 0.19 * len(totals) + 0.13 * broken))
     axes = figure.add_subplot()
     for (name, total), (colour, linestyle) in zip(totals.items(), _styles(len(totals))):
         free = " (costs nothing)" if not (total > 0).any() else ""
