@@ -383,12 +383,13 @@ def _draw_cost(
     totals = {name: build.get(name, 0.0) + per_prediction.get(name, 0.0) * grid for name in dict.fromkeys([*build, *per_prediction])}
     positive = [total[total > 0].min() for total in totals.values() if (total > 0).any()]
     floor = min(positive, default=1.0) / 10  # where a strategy that costs nothing is drawn (a log axis has no zero)
-    broken = sum(_broken(literal(name)) != literal(name) for name in totals)  # legend entries on two lines
+    labels = [_broken(literal(name)) for name in totals]
+    broken = sum("\n" in label for label in labels)  # legend entries on two lines
     figure = _figure(7.4, max(4.2, 1.2 + 0.19 * len(totals) + 0.13 * broken))
     axes = figure.add_subplot()
-    for (name, total), (colour, linestyle) in zip(totals.items(), _styles(len(totals))):
+    for total, label, (colour, linestyle) in zip(totals.values(), labels, _styles(len(totals))):
         free = " (costs nothing)" if not (total > 0).any() else ""
-        axes.plot(grid, np.maximum(total, floor), color=colour, linestyle=linestyle, linewidth=1.5, label=_broken(literal(name)) + free)
+        axes.plot(grid, np.maximum(total, floor), color=colour, linestyle=linestyle, linewidth=1.5, label=label + free)
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("predictions")

@@ -132,9 +132,7 @@ def _tie(advice: Recommendation) -> str:
 def _recommendation(summary: Summary, advice: Recommendation, constraints: Constraints) -> str:
     if advice.best is None:
         return "## Recommendation\n\nNo strategy produced predictions, so there is nothing to recommend: see Failures."
-    paragraphs = ["## Recommendation", _verdict(advice, advice.best, constraints)]
-    if (below := _below_floor(summary, advice)) is not None:
-        paragraphs[1] = below
+    paragraphs = ["## Recommendation", _below_floor(summary, advice) or _verdict(advice, advice.best, constraints)]
     if advice.tie_p_value is not None:
         paragraphs.append(_tie(advice))
     if advice.excluded:
