@@ -37,7 +37,7 @@ run: setup
 	$(BIN)/slmbench run --task $(TASK) --strategies $(STRATEGIES) --profile $(PROFILE) --data-dir $(DATA_DIR)
 
 test: setup models
-	SLMBENCH_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/python -m pytest -q
+	SLMBENCH_DATA_DIR=$(abspath $(DATA_DIR)) $(BIN)/python -m pytest -q --durations=20
 
 # Static checks (what .ci/run runs before the tests): the layer contracts, lint, format, types.
 check: setup

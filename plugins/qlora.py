@@ -43,6 +43,19 @@ def set_cpu_inference_layout(model: Any, allowed: bool) -> None:
             module.support_avx512bf16_for_cpu = allowed and has_avx512bf16()
 
 
+def adapter_in_bfloat16(model: Any) -> None:
+    """Store the LoRA matrices in bfloat16, as trl's SFTTrainer trains a QLoRA adapter whatever the
+    compute dtype (the paper's recipe); peft reloads a saved one in float32. Cast back, a reloaded
+    adapter computes exactly as the trained one did (its saved values are bfloat16 already)."""
+    import torch
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.lora_A.to(torch.bfloat16)
+            module.lora_B.to(torch.bfloat16)
+
+
 class QloraOptions(LoraOptions):
     gradient_checkpointing: bool = Field(False, description="recompute activations in the backward pass: less memory, more time")
 
@@ -91,6 +104,7 @@ class Qlora(FineTunedCausalLM):
 
     def for_prediction(self, model: Any) -> Any:
         set_cpu_inference_layout(model, True)
+        adapter_in_bfloat16(model)
         return model
 
     def training(self) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from slmbench.lm import hardware
@@ -40,7 +41,23 @@ def test_peak_is_measured_in_the_requested_dtype():
         with RecordMatmuls() as recorder:
             peak = hardware.matmul_peak_gflops(requested, size=64, repeats=2)
         assert peak > 0
-        assert recorder.operands == [(((64, 64), expected), ((64, 64), expected))] * 3, requested  # a warm-up, then 2 timed
+        # the probe then the measurement, each a warm-up and 2 timed products (64 is under the probe's size)
+        assert recorder.operands == [(((64, 64), expected), ((64, 64), expected))] * 6, requested
+
+
+def test_a_slow_dtype_is_measured_on_matrices_small_enough_to_take_about_a_second(monkeypatch):
+    sizes = []
+
+    def seconds(size, dtype, repeats):  # bf16 emulated without bf16 units: about 0.7 GFLOP/s
+        sizes.append(size)
+        return 0.05 * (size / hardware.PROBE_SIZE) ** 3
+
+    monkeypatch.setattr(hardware, "_best_seconds", seconds)
+    peak = hardware.matmul_peak_gflops(torch.bfloat16, size=1536, repeats=5)
+    probe, measured = sizes
+    assert probe == hardware.PROBE_SIZE and hardware.PROBE_SIZE < measured < 1536
+    assert 6 * seconds(measured, None, 5) <= hardware.PEAK_SECONDS * 1.01  # a warm-up and 5 timed
+    assert peak == pytest.approx(2 * measured**3 / seconds(measured, None, 5) / 1e9)
 
 
 def test_features_fall_back_to_torch_then_to_absent(monkeypatch, tmp_path):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,7 +175,7 @@ def _transformers_sequence_classification(form: ExportForm, directory: Path, dev
 
     def probabilities(texts: list[str]) -> np.ndarray:
         inputs = tokenizer(texts, truncation=True, max_length=form.settings["max_length"], padding=True, return_tensors="pt").to(device)
-        cast = torch.autocast(torch.device(device).type, dtype=getattr(torch, str(autocast)), enabled=autocast is not None)
+        cast = torch.autocast(torch.device(device).type, dtype=getattr(torch, str(autocast))) if autocast else nullcontext()
         with torch.inference_mode(), cast:
             return model(**inputs).logits.float().softmax(-1).cpu().numpy()
 

@@ -66,19 +66,36 @@ def cpu_features() -> CpuFeatures:
     return CpuFeatures(**features, torch_capability=capability)
 
 
+PEAK_SECONDS = 1.0
+"""About how long one dtype's peak measurement may take. Without bf16 units (AVX2 only) torch emulates
+a bf16 matmul at about 1 GFLOP/s: six 1536 x 1536 products took a minute, paid by every run."""
+PROBE_SIZE = 256
+
+
 def matmul_peak_gflops(dtype: Any = None, size: int = 1536, repeats: int = 5) -> float:
-    """Best-of-``repeats`` GFLOP/s of one ``size`` x ``size`` matmul in ``dtype`` (default fp32) on the CPU."""
+    """Best-of-``repeats`` GFLOP/s of one ``size`` x ``size`` matmul in ``dtype`` (default fp32) on the
+    CPU; on smaller matrices where a timed ``PROBE_SIZE`` product says these would take over ``PEAK_SECONDS``."""
     import torch
 
     dtype = dtype or torch.float32
+    probe = _best_seconds(min(size, PROBE_SIZE), dtype, repeats=2)
+    affordable = PROBE_SIZE * (PEAK_SECONDS / (repeats + 1) / max(probe, 1e-9)) ** (1 / 3)
+    size = max(min(size, PROBE_SIZE), min(size, int(affordable)))
+    return 2 * size**3 / _best_seconds(size, dtype, repeats) / 1e9
+
+
+def _best_seconds(size: int, dtype: Any, repeats: int) -> float:
+    """The fastest of ``repeats`` timed ``size`` x ``size`` products, after one untimed (warm-up)."""
+    import torch
+
     a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
-    a @ b  # warm-up
+    a @ b
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
         a @ b
         best = min(best, time.perf_counter() - started)
-    return 2 * size**3 / best / 1e9
+    return best
 
 
 def hardware_info(measure_peaks: bool = True) -> Hardware:
