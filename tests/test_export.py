@@ -143,7 +143,7 @@ def test_the_cards_plain_library_lines_run_and_give_the_trials_predictions(all_s
         assert printed == [record.labels[i] for i in record.predictions.predicted], snippet
 
 
-@pytest.mark.parametrize(("name", "quantize"), [("lora", "int8"), ("lora", "nf4"), ("encoder-finetune", "int8")])
+@pytest.mark.parametrize(("name", "quantize"), [("lora", "int8"), ("lora", "nf4"), ("qlora", "nf4"), ("encoder-finetune", "int8")])
 def test_a_quantized_export_ships_what_the_deployment_check_measured(all_strategies_run, tmp_path, name, quantize):
     from slmbench.engine.export_check import score_export
     from slmbench.strategy.registry import load_registry

@@ -412,7 +412,7 @@ class FineTunedCausalLM(Strategy):
             self.context.models.causal_lm_path(),
             AutoModelForCausalLM,
             self.predict_with,
-            attach=lambda base: PeftModel.from_pretrained(base, str(directory)),
+            attach=lambda base: self.for_prediction(PeftModel.from_pretrained(base, str(directory))),  # as the export reloads it
             attached_files=[path for path in directory.iterdir() if path.name.startswith("adapter_")],
         )
 
