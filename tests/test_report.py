@@ -360,6 +360,17 @@ def test_a_choice_no_better_than_the_majority_floor_is_not_recommended(tmp_path:
     beaten = _write_run(tmp_path / "beaten", [_trial("strong", gold, set(range(5)), train_seconds=1, memory_mb=300)])
     records.write_run(beaten, records.read_run(beaten).model_copy(update={"floors": floor}))
     assert "**Use `strong`**" in _section(render_report(beaten).read_text(), "Recommendation")
+    # a cheap strategy at the floor, statistically tied with one above it (McNemar p = 0.0625), is not chosen for it
+    tied = _write_run(
+        tmp_path / "tied",
+        [
+            _trial("learnt", gold, set(range(25)), train_seconds=60, memory_mb=3000),
+            _trial("constant", gold, set(range(30)), train_seconds=0.01, memory_mb=10),
+        ],
+    )
+    records.write_run(tied, records.read_run(tied).model_copy(update={"floors": floor}))
+    assert recommend(load_summary(tied)).choice.name == "learnt"
+    assert "**Use `learnt`**" in _section(render_report(tied).read_text(), "Recommendation")
 
 
 def test_labelled_examples_default_to_train_plus_validation(tmp_path: Path) -> None:

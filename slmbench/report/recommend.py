@@ -8,7 +8,8 @@ so a difference must hold beyond both the test set's and the seeds' noise.
 Cost order: variant A is *cheaper* than B when it needs no more training time and peak memory
 than B (give or take ``COST_NOISE``) and at most half of B's on at least one of the two, by more
 than that noise. Among several cheaper tied variants, the one that trains fastest wins (then the
-one with less peak memory).
+one with less peak memory). A cheaper variant no more accurate than always answering the majority
+label never stands in for one that beats it.
 """
 
 from __future__ import annotations
@@ -144,18 +145,27 @@ def _cheaper(a: Entry, b: Entry) -> bool:
     return no_more and materially_less
 
 
+def _beats(entry: Entry, floor: float | None) -> bool:
+    """Whether ``entry`` is more accurate than always answering the majority label (no floor: counted as so)."""
+    return floor is None or entry.accuracy is None or entry.accuracy > floor
+
+
 def recommend(summary: Summary, constraints: Constraints = Constraints()) -> Recommendation:
     """Best overall, best within ``constraints``, and the cheapest variant statistically tied with it."""
     ranked = summary.entries
     excluded = {entry.name: reasons for entry in ranked if (reasons := constraints.violations(entry))}
     allowed = [entry for entry in ranked if entry.name not in excluded]
     best_allowed = allowed[0] if allowed else None
+    floor = summary.floors.accuracy if summary.floors else None
     tied: list[tuple[Entry, float]] = []
     if best_allowed is not None:  # else nothing is allowed and nothing can tie with it
         tied = [
             (entry, p)
             for entry in allowed[1:]
-            if _cheaper(entry, best_allowed) and (p := difference_p(entry, best_allowed)) is not None and p >= SIGNIFICANCE
+            if _cheaper(entry, best_allowed)
+            and (_beats(entry, floor) or not _beats(best_allowed, floor))  # never a floor-level stand-in for one that learnt
+            and (p := difference_p(entry, best_allowed)) is not None
+            and p >= SIGNIFICANCE
         ]
     choice, p = min(tied, key=lambda pair: [pair[0].cost(key) for key in COST_NOISE], default=(best_allowed, None))
     return Recommendation(ranked[0] if ranked else None, best_allowed, choice, p, excluded)
