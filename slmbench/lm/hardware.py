@@ -70,6 +70,7 @@ PEAK_SECONDS = 1.0
 """About how long one dtype's peak measurement may take. Without bf16 units (AVX2 only) torch emulates
 a bf16 matmul at about 1 GFLOP/s: six 1536 x 1536 products took a minute, paid by every run."""
 PROBE_SIZE = 256
+"""The side of the timed product that sizes the measurement (and the smallest size it shrinks to)."""
 
 
 def matmul_peak_gflops(dtype: Any = None, size: int = 1536, repeats: int = 5) -> float:
@@ -80,7 +81,7 @@ def matmul_peak_gflops(dtype: Any = None, size: int = 1536, repeats: int = 5) ->
     dtype = dtype or torch.float32
     probe = _best_seconds(min(size, PROBE_SIZE), dtype, repeats=2)
     affordable = PROBE_SIZE * (PEAK_SECONDS / (repeats + 1) / max(probe, 1e-9)) ** (1 / 3)
-    size = max(min(size, PROBE_SIZE), min(size, int(affordable)))
+    size = min(size, max(PROBE_SIZE, int(affordable)))
     return 2 * size**3 / _best_seconds(size, dtype, repeats) / 1e9
 
 

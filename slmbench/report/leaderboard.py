@@ -150,7 +150,7 @@ def tradeoffs_section(summary: Summary) -> str:
     """Test accuracy against training time and against latency (figures), with their Pareto fronts."""
     from slmbench.report.plots import tradeoff_plot
 
-    floor = summary.floors.accuracy if summary.floors else None
+    floor = summary.floor_accuracy
     parts = []
     for key, axis_label, file, what in (
         ("train_seconds", "training time (s)", "tradeoff_training.png", "training time"),

@@ -56,7 +56,7 @@ def learning_curves_section(summary: Summary, target: float | None = None, fit: 
         flat,
         f"{summary.task}: test accuracy against labelled train examples",
         summary.directory / "learning_curves.png",
-        floor=summary.floors.accuracy if summary.floors else None,
+        floor=summary.floor_accuracy,
         fits={fit.name: fitted_points(fit) for fit in fits if fit.parameters is not None and fit.problem is None},
         target=goal if fits else None,
     )

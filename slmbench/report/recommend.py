@@ -145,7 +145,7 @@ def _cheaper(a: Entry, b: Entry) -> bool:
     return no_more and materially_less
 
 
-def _beats(entry: Entry, floor: float | None) -> bool:
+def beats_floor(entry: Entry, floor: float | None) -> bool:
     """Whether ``entry`` is more accurate than always answering the majority label (no floor: counted as so)."""
     return floor is None or entry.accuracy is None or entry.accuracy > floor
 
@@ -156,14 +156,14 @@ def recommend(summary: Summary, constraints: Constraints = Constraints()) -> Rec
     excluded = {entry.name: reasons for entry in ranked if (reasons := constraints.violations(entry))}
     allowed = [entry for entry in ranked if entry.name not in excluded]
     best_allowed = allowed[0] if allowed else None
-    floor = summary.floors.accuracy if summary.floors else None
+    floor = summary.floor_accuracy
     tied: list[tuple[Entry, float]] = []
     if best_allowed is not None:  # else nothing is allowed and nothing can tie with it
         tied = [
             (entry, p)
             for entry in allowed[1:]
             if _cheaper(entry, best_allowed)
-            and (_beats(entry, floor) or not _beats(best_allowed, floor))  # never a floor-level stand-in for one that learnt
+            and (beats_floor(entry, floor) or not beats_floor(best_allowed, floor))  # never a floor-level stand-in for one that learnt
             and (p := difference_p(entry, best_allowed)) is not None
             and p >= SIGNIFICANCE
         ]

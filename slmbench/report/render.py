@@ -31,6 +31,7 @@ from slmbench.report.recommend import (
     SIGNIFICANCE,
     Constraints,
     Recommendation,
+    beats_floor,
     difference_p,
     difference_test,
     recommend,
@@ -105,7 +106,7 @@ def _below_floor(summary: Summary, advice: Recommendation) -> str | None:
     """In place of the verdict when the choice is no more accurate than always answering the majority label: a
     strategy that a constant answer matches has learnt nothing worth deploying, however it ranks."""
     choice, floor = advice.choice, summary.floors
-    if choice is None or floor is None or choice.accuracy is None or choice.accuracy > floor.accuracy:
+    if choice is None or floor is None or beats_floor(choice, floor.accuracy):
         return None
     return (
         f"**No strategy beats the majority-class floor**: always answering {code(floor.majority_label)} scores "

@@ -170,6 +170,11 @@ class Summary:
         return self.run.floors if self.run else None
 
     @property
+    def floor_accuracy(self) -> float | None:
+        """The accuracy of always answering the majority label, where the run measured it."""
+        return self.floors.accuracy if self.floors else None
+
+    @property
     def test_texts(self) -> list[str] | None:
         return self.folder.test_texts
 
